@@ -1,0 +1,219 @@
+# pompc build. `make help` lists the targets; `make print-config` shows what was found where.
+#
+# Products (BUILD=build by default; a second BUILD=dir keeps parallel work apart):
+#   $(BUILD)/pompc     the program: g++ alone without nvcc (CPU reference backend only),
+#                      nvcc + cuBLAS otherwise (CUDA backend, used when a GPU is present)
+#   $(BUILD)/test_emu  every test; kernels/*.cu compiled by g++ against tests/emu (host emulation
+#                      of CUDA), AddressSanitizer + UBSan
+#   $(BUILD)/test_gpu  the same tests against the real kernels (only with nvcc; runs on a GPU)
+#   $(BUILD)/bench     the tests built -O3 without sanitizers, run with the bench suite
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := all
+.DELETE_ON_ERROR:
+
+BUILD ?= build
+DEPS := .deps
+PYTHON ?= python3
+
+# ---- pinned dependencies --------------------------------------------------------------------
+MUJOCO_VERSION := 3.17.0
+DMCONTROL_VERSION := 1.0.50
+DEPS_STAMP := $(DEPS)/.stamp-mujoco-$(MUJOCO_VERSION)-dmc-$(DMCONTROL_VERSION)
+
+# MuJoCo: the pinned wheel unpacked into .deps/py, or MUJOCO_DIR=<release tarball root>.
+ifdef MUJOCO_DIR
+  MUJOCO_FROM := MUJOCO_DIR
+  MUJOCO_INC := $(MUJOCO_DIR)/include
+  MUJOCO_LIBDIR := $(MUJOCO_DIR)/lib
+else
+  MUJOCO_FROM := pinned wheel mujoco==$(MUJOCO_VERSION) in $(DEPS)/py
+  MUJOCO_INC := $(DEPS)/py/mujoco/include
+  MUJOCO_LIBDIR := $(DEPS)/py/mujoco
+endif
+MUJOCO_LIB = $(notdir $(firstword $(wildcard $(MUJOCO_LIBDIR)/libmujoco.so.*.*.*)))
+DMC_DIR ?= $(DEPS)/py/dm_control/suite
+
+DOCTEST_INC ?= $(firstword $(wildcard /usr/include/doctest /usr/local/include/doctest))
+
+# ---- CUDA probe -----------------------------------------------------------------------------
+NVCC ?= $(shell command -v nvcc 2>/dev/null)
+ifneq ($(NVCC),)
+  CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(realpath $(NVCC)))
+  HAVE_NVCC := 1
+endif
+# The compile check always covers sm_80 and sm_90; GPU_ARCH=NN or the local GPU adds its arch.
+ifdef GPU_ARCH
+  ARCH_FROM := GPU_ARCH=$(GPU_ARCH)
+  LOCAL_ARCH := $(GPU_ARCH:sm_%=%)
+else
+  LOCAL_ARCH := $(shell nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '.')
+  ifneq ($(LOCAL_ARCH),)
+    ARCH_FROM := nvidia-smi probe (sm_$(LOCAL_ARCH))
+  else
+    ARCH_FROM := default sm_80 + sm_90 (no GPU_ARCH, nvidia-smi found no GPU)
+  endif
+endif
+NVCC_ARCHS := $(sort 80 90 $(LOCAL_ARCH))
+HAVE_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
+
+# ---- flags ----------------------------------------------------------------------------------
+WARN := -Wall -Wextra -Werror
+CXXSTD := -std=c++20
+INCS := -Isrc -Ikernels -I$(MUJOCO_INC)
+DEFS := -DPOMPC_DMC_DIR='"$(abspath $(DMC_DIR))"'
+LDMUJOCO = -L$(MUJOCO_LIBDIR) -l:$(MUJOCO_LIB) -Wl,-rpath,$(abspath $(MUJOCO_LIBDIR))
+OPT ?= -O2
+PROFILE_FLAGS :=
+
+HOST_CXXFLAGS := $(CXXSTD) $(OPT) -g -march=native -fopenmp $(WARN) $(INCS) $(DEFS) -MMD -MP
+EMU_CXXFLAGS := $(CXXSTD) -O1 -g -march=native -fopenmp $(WARN) $(INCS) $(DEFS) -MMD -MP \
+  -Itests/emu/include -DPOMPC_CUDA -DPOMPC_EMU -fno-omit-frame-pointer \
+  -fsanitize=address,undefined -fno-sanitize-recover=undefined
+BENCH_CXXFLAGS := $(CXXSTD) -O3 -g -march=native -fopenmp $(WARN) $(INCS) $(DEFS) -MMD -MP \
+  -Itests/emu/include -DPOMPC_CUDA -DPOMPC_EMU
+CUDA_CXXFLAGS = $(HOST_CXXFLAGS) -DPOMPC_CUDA -I$(CUDA_HOME)/include $(PROFILE_FLAGS)
+NVCC_GENCODE = $(foreach a,$(NVCC_ARCHS),-gencode arch=compute_$(a),code=sm_$(a))
+NVCC_FLAGS = $(CXXSTD) -O3 $(NVCC_GENCODE) -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror \
+  -Isrc -Ikernels -DPOMPC_CUDA -MMD -MP $(PROFILE_FLAGS)
+CUDA_LDFLAGS = -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart
+
+# ---- sources --------------------------------------------------------------------------------
+# EXCLUDE=<files> leaves sources out of a build (for working on one area while another is broken).
+EXCLUDE ?=
+SRC_HOST := $(filter-out src/main.cpp $(EXCLUDE),$(wildcard src/*.cpp src/*/*.cpp))
+SRC_HOST := $(filter-out src/cuda/%,$(SRC_HOST))
+SRC_CUDA := $(wildcard src/cuda/*.cpp)
+KERNELS := $(filter-out $(EXCLUDE),$(wildcard kernels/*.cu))
+TESTS := $(filter-out $(EXCLUDE),$(wildcard tests/*.cpp))
+EMU := $(filter-out $(EXCLUDE),$(wildcard tests/emu/*.cpp))
+
+obj = $(patsubst %,$(BUILD)/$(1)/%.o,$(2))
+
+HOST_OBJ := $(call obj,host,$(SRC_HOST))
+EMU_OBJ := $(call obj,emu,$(SRC_HOST) $(SRC_CUDA) $(KERNELS) $(TESTS) $(EMU))
+BENCH_OBJ := $(call obj,bench,$(SRC_HOST) $(SRC_CUDA) $(KERNELS) $(TESTS) $(EMU))
+ifdef HAVE_NVCC
+  PROGRAM_OBJ := $(HOST_OBJ) $(call obj,cudahost,$(SRC_CUDA) src/main.cpp) $(call obj,cuda,$(KERNELS))
+  PROGRAM_LD := $(CUDA_LDFLAGS)
+  GPU_OBJ := $(HOST_OBJ) $(call obj,cudahost,$(SRC_CUDA) $(TESTS)) $(call obj,cuda,$(KERNELS))
+else
+  PROGRAM_OBJ := $(HOST_OBJ) $(call obj,host,src/main.cpp)
+endif
+
+# ---- targets --------------------------------------------------------------------------------
+.PHONY: all deps test bench profile sass run clean print-config probe help
+
+all: probe $(BUILD)/pompc
+
+help:
+	@echo "make            build $(BUILD)/pompc (installs .deps/ first when missing)"
+	@echo "make run        the main job (see README.md)"
+	@echo "make test       build and run $(BUILD)/test_emu (+ $(BUILD)/test_gpu on a GPU machine)"
+	@echo "make bench      the bench suite (-O3, no sanitizers; plus the GPU build on a GPU)"
+	@echo "make profile    build with -lineinfo and NVTX ranges into build-profile/"
+	@echo "make sass       SASS of every kernel into $(BUILD)/sass/"
+	@echo "make deps       doctest (Debian), pinned mujoco + dm-control wheels into .deps/"
+	@echo "make print-config  what was found where"
+	@echo "make clean      remove build directories"
+
+probe:
+	@if [ -n "$(HAVE_NVCC)" ]; then echo "  [x] nvcc $(NVCC)"; else echo "  [ ] nvcc not found: CPU reference backend only"; fi
+	@if [ -n "$(HAVE_GPU)" ]; then echo "  [x] GPU present"; else echo "  [ ] no GPU (nvidia-smi)"; fi
+	@echo "  GPU arch: sm_$(subst $() $(), + sm_,$(NVCC_ARCHS)) -- from $(ARCH_FROM)"
+
+print-config: probe
+	@echo "  CXX         $(CXX) ($$($(CXX) -dumpfullversion))"
+	@echo "  CUDA_HOME   $(or $(CUDA_HOME),-)"
+	@echo "  MuJoCo      $(MUJOCO_FROM): include $(MUJOCO_INC), library $(MUJOCO_LIBDIR)/$(or $(MUJOCO_LIB),<missing: make deps>)"
+	@echo "  DMC models  $(DMC_DIR) (pinned wheel dm-control==$(DMCONTROL_VERSION))"
+	@echo "  doctest     $(or $(DOCTEST_INC),<missing: make deps>) (Debian doctest-dev)"
+	@echo "  BUILD       $(BUILD)"
+
+# make deps: idempotent; `make`, `make test` and `make bench` call it when the stamp is missing.
+deps: $(DEPS_STAMP)
+
+$(DEPS_STAMP):
+	@if [ ! -f /usr/include/doctest/doctest.h ] && [ ! -f /usr/local/include/doctest/doctest.h ]; then \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "error: doctest is missing; run 'sudo apt-get install doctest-dev' (or make deps as root)"; exit 1; fi; \
+	  echo "deps: installing doctest-dev (Debian)"; \
+	  (apt-get install -y -q doctest-dev >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null && apt-get install -y -q doctest-dev >/dev/null)) || \
+	   { echo "error: apt-get install doctest-dev failed"; exit 1; }; fi
+	@echo "deps: mujoco==$(MUJOCO_VERSION) dm-control==$(DMCONTROL_VERSION) -> $(DEPS)/py (pip --no-deps)"
+	@rm -rf $(DEPS)/py.tmp && mkdir -p $(DEPS) && \
+	  $(PYTHON) -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-deps --no-compile \
+	    --target $(DEPS)/py.tmp mujoco==$(MUJOCO_VERSION) dm-control==$(DMCONTROL_VERSION) && \
+	  rm -rf $(DEPS)/py && mv $(DEPS)/py.tmp $(DEPS)/py && touch $@
+
+# ---- the program ----------------------------------------------------------------------------
+$(BUILD)/pompc: $(PROGRAM_OBJ)
+	$(CXX) $(CXXSTD) -fopenmp $^ -o $@ $(LDMUJOCO) $(PROGRAM_LD)
+
+run: all
+	$(BUILD)/pompc check
+	$(BUILD)/pompc train
+
+# ---- tests ----------------------------------------------------------------------------------
+$(BUILD)/test_emu: $(EMU_OBJ)
+	$(CXX) $(CXXSTD) -fopenmp -fsanitize=address,undefined $^ -o $@ $(LDMUJOCO)
+
+$(BUILD)/test_gpu: $(GPU_OBJ)
+	$(CXX) $(CXXSTD) -fopenmp $^ -o $@ $(LDMUJOCO) $(CUDA_LDFLAGS)
+
+$(BUILD)/bench: $(BENCH_OBJ)
+	$(CXX) $(CXXSTD) -fopenmp $^ -o $@ $(LDMUJOCO)
+
+TEST_ARGS ?=
+test: probe $(BUILD)/test_emu $(if $(HAVE_NVCC),$(BUILD)/test_gpu)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+	  $(BUILD)/test_emu $(TEST_ARGS)
+ifdef HAVE_NVCC
+	@echo "nvcc: every kernel compiled for sm_$(subst $() $(), + sm_,$(NVCC_ARCHS)) without warnings"
+  ifdef HAVE_GPU
+	$(BUILD)/test_gpu $(TEST_ARGS)
+  else
+	@echo "test_gpu: skipped, no GPU"
+  endif
+endif
+
+bench: probe $(BUILD)/bench $(if $(and $(HAVE_NVCC),$(HAVE_GPU)),$(BUILD)/test_gpu)
+	$(BUILD)/bench -ts=bench $(TEST_ARGS)
+ifneq ($(and $(HAVE_NVCC),$(HAVE_GPU)),)
+	$(BUILD)/test_gpu -ts=bench $(TEST_ARGS)
+endif
+
+profile:
+	$(MAKE) BUILD=build-profile PROFILE_FLAGS="-lineinfo -DPOMPC_NVTX" all
+
+sass: $(call obj,cuda,$(KERNELS))
+	@mkdir -p $(BUILD)/sass
+	@for o in $^; do n=$$(basename $$o .cu.o); cuobjdump -sass $$o > $(BUILD)/sass/$$n.sass && \
+	  echo "$(BUILD)/sass/$$n.sass"; done
+
+clean:
+	rm -rf build build-profile
+
+# ---- compile rules --------------------------------------------------------------------------
+$(BUILD)/host/%.cpp.o: %.cpp | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CXX) $(HOST_CXXFLAGS) -c $< -o $@
+
+$(BUILD)/cudahost/%.cpp.o: %.cpp | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CXX) $(CUDA_CXXFLAGS) -c $< -o $@
+
+$(BUILD)/cuda/%.cu.o: %.cu
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCC_FLAGS) -c $< -o $@
+
+$(BUILD)/emu/%.o: % | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CXX) $(EMU_CXXFLAGS) -x c++ -c $< -o $@
+
+$(BUILD)/bench/%.o: % | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CXX) $(BENCH_CXXFLAGS) -x c++ -c $< -o $@
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,100 @@
+// kernels/common.cuh: what every kernel file includes.
+//
+//   CUDA_CHECK(expr), CUBLAS_CHECK(expr)  throw pompc::Error naming file:line and the call
+//   LAUNCH(kernel, grid, block, smem, stream, args...)
+//                                         the one launch helper: no `<<< >>>` anywhere else
+//   dynamic_smem<T>()                     the block's dynamic shared memory
+//   philox.cuh                            counter-based RNG, bit-identical on host and device
+//
+// The same file compiles two ways: nvcc (real GPU), and g++ against tests/emu/include, where the
+// host emulation runs the kernels on the CPU (POMPC_EMU is defined).
+#pragma once
+
+#include <cstdint>
+
+#include "common.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#if defined(POMPC_NVTX) && !defined(POMPC_EMU)
+#include <nvtx3/nvToolsExt.h>
+#endif
+
+#include "philox.cuh"
+
+#define CUDA_CHECK(expr)                                                                      \
+  do {                                                                                        \
+    const cudaError_t pompc_err_ = (expr);                                                    \
+    if (pompc_err_ != cudaSuccess)                                                            \
+      throw ::pompc::Error(::pompc::strfmt("%s:%d: %s failed: %s", __FILE__, __LINE__, #expr, \
+                                           cudaGetErrorString(pompc_err_)));                  \
+  } while (0)
+
+#define CUBLAS_CHECK(expr)                                                                     \
+  do {                                                                                         \
+    const cublasStatus_t pompc_st_ = (expr);                                                   \
+    if (pompc_st_ != CUBLAS_STATUS_SUCCESS)                                                    \
+      throw ::pompc::Error(::pompc::strfmt("%s:%d: %s failed: %s", __FILE__, __LINE__, #expr,  \
+                                           cublasGetStatusString(pompc_st_)));                 \
+  } while (0)
+
+namespace pompc {
+
+// A scoped NVTX range; compiled away unless built with `make profile` (POMPC_NVTX).
+struct NvtxRange {
+#if defined(POMPC_NVTX) && !defined(POMPC_EMU)
+  explicit NvtxRange(const char* name) { nvtxRangePushA(name); }
+  ~NvtxRange() { nvtxRangePop(); }
+#else
+  explicit NvtxRange(const char*) {}
+#endif
+  NvtxRange(const NvtxRange&) = delete;
+  NvtxRange& operator=(const NvtxRange&) = delete;
+};
+
+#if defined(__CUDACC__) || defined(POMPC_EMU)  // kernel-language parts; host-only .cpp skip them
+
+// The one launch helper. Arguments are converted to the kernel's parameter types here, so what a
+// graph capture bakes is exactly what the kernel receives. An empty grid launches nothing (CUDA
+// would reject it), which lets launchers pass n = 0 through without special cases.
+template <typename... Params, typename... Args>
+inline void launch(const char* name, const char* file, int line, void (*kernel)(Params...),
+                   dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
+  static_assert(sizeof...(Params) == sizeof...(Args), "LAUNCH: wrong number of kernel arguments");
+  if (static_cast<uint64_t>(grid.x) * grid.y * grid.z == 0) return;
+  NvtxRange range(name);
+#ifdef POMPC_EMU
+  emu::launch(name, kernel, grid, block, smem, stream, static_cast<Params>(args)...);
+#else
+  kernel<<<grid, block, smem, stream>>>(static_cast<Params>(args)...);
+#endif
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess)
+    throw Error(strfmt("%s:%d: launch of %s<<<(%u,%u,%u), (%u,%u,%u), %zu>>> failed: %s", file,
+                       line, name, grid.x, grid.y, grid.z, block.x, block.y, block.z, smem,
+                       cudaGetErrorString(err)));
+}
+
+// The block's dynamic shared memory (the `smem` bytes of LAUNCH), 16-byte aligned.
+#ifdef POMPC_EMU
+template <typename T>
+inline T* dynamic_smem() {
+  return static_cast<T*>(emu::dynamic_shared_memory());
+}
+#else
+template <typename T>
+__device__ __forceinline__ T* dynamic_smem() {
+  extern __shared__ __align__(16) unsigned char pompc_dynamic_smem[];
+  return reinterpret_cast<T*>(pompc_dynamic_smem);
+}
+#endif
+
+#endif  // __CUDACC__ || POMPC_EMU
+
+inline unsigned ceil_div(size_t n, unsigned d) { return static_cast<unsigned>((n + d - 1) / d); }
+
+}  // namespace pompc
+
+#define LAUNCH(kernel, grid, block, smem, stream, ...) \
+  ::pompc::launch(#kernel, __FILE__, __LINE__, kernel, grid, block, smem, stream, __VA_ARGS__)
+

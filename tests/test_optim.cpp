@@ -1,0 +1,159 @@
+// Optimizer ops: the reference against closed forms, and the CUDA kernels (kernels/optim.cu)
+// against the reference at sizes 1, 33, 1025 and 5.2M (the dog-sized 5M model).
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "ops.h"
+#include "philox.cuh"
+#include "ref/optim.h"
+#include "test_util.h"
+
+using pompc::AdamGroups;
+using pompc::AdamScalars;
+using pompc::AdamSettings;
+using pompc::Ops;
+
+namespace {
+
+std::vector<float> normals(size_t n, uint64_t seed, float scale) {
+  std::vector<float> x(n);
+  for (size_t i = 0; i < n; ++i) x[i] = scale * pompc::philox_normal(seed, 0, i);
+  return x;
+}
+
+// A float array living on a backend, filled from and read back to the host.
+struct Array {
+  Ops& ops;
+  float* p;
+  size_t n;
+  Array(Ops& o, const std::vector<float>& host) : ops(o), p(o.alloc<float>(host.size())), n(host.size()) {
+    ops.copy_to_backend(p, host.data(), n * sizeof(float));
+  }
+  ~Array() { ops.free_bytes(p); }
+  std::vector<float> host() const {
+    std::vector<float> h(n);
+    ops.copy_to_host(h.data(), p, n * sizeof(float));
+    return h;
+  }
+};
+
+// Two groups like TD-MPC2's model optimizer: the first third is the "encoder" at 0.3 x lr.
+AdamGroups two_groups(size_t n) {
+  AdamGroups g;
+  g.add(n / 3, 3e-4f * 0.3f);
+  g.add(n - n / 3, 3e-4f);
+  return g;
+}
+
+}  // namespace
+
+TEST_SUITE("ops") {
+  TEST_CASE("optim: reference Adam matches a hand-computed PyTorch step") {
+    // One parameter, lr 0.1, two steps with grads 0.5 and -1 (PyTorch's formulas by hand):
+    // step 1: m = 0.05, v = 0.00025, bias1 = 0.1, bias2 = 0.001 -> p -= 0.1/0.1 * 0.05 /
+    //   (sqrt(0.00025)/sqrt(0.001) + 1e-8) = 0.1 * ... -> p = 1 - 0.1 = 0.9 (up to eps)
+    // step 2: m = 0.045 - 0.1 = -0.055, v = 0.00024975 + 0.001 = 0.00124975,
+    //   bias1 = 0.19, bias2 = 0.001999 -> p += 0.1/0.19 * 0.055 / sqrt(0.00124975/0.001999)
+    AdamSettings cfg;
+    AdamGroups g;
+    g.add(1, 0.1f);
+    float p = 1, m = 0, v = 0;
+    AdamScalars s{};
+    float grad = 0.5f;
+    pompc::ref::adam_update(cfg, g, &p, &grad, &m, &v, &s);
+    CHECK(s.step == 1);
+    CHECK(p == doctest::Approx(0.9).epsilon(1e-6));
+    grad = -1.0f;
+    pompc::ref::adam_update(cfg, g, &p, &grad, &m, &v, &s);
+    const double want = 0.9 + 0.1 / 0.19 * 0.055 / std::sqrt(0.00124975 / 0.001999);
+    CHECK(s.step == 2);
+    CHECK(s.bias1 == doctest::Approx(0.19));
+    CHECK(p == doctest::Approx(want).epsilon(1e-6));
+  }
+
+  TEST_CASE("optim: reference Adam applies each group's learning rate") {
+    AdamSettings cfg;
+    AdamGroups g;
+    g.add(2, 0.01f);
+    g.add(3, 0.1f);
+    std::vector<float> p(5, 0.0f), m(5, 0.0f), v(5, 0.0f), grad(5, 1.0f);
+    AdamScalars s{};
+    pompc::ref::adam_update(cfg, g, p.data(), grad.data(), m.data(), v.data(), &s);
+    // First step of Adam moves every parameter by -lr * sign(grad) (up to eps).
+    for (int i = 0; i < 2; ++i) CHECK(p[i] == doctest::Approx(-0.01).epsilon(1e-5));
+    for (int i = 2; i < 5; ++i) CHECK(p[i] == doctest::Approx(-0.1).epsilon(1e-5));
+  }
+
+  TEST_CASE("optim: reference clip_grad_norm and polyak") {
+    std::vector<float> g = {3, 4};
+    float norm = 0;
+    pompc::ref::clip_grad_norm(g.data(), 2, 1.0f, &norm);
+    CHECK(norm == 5.0f);
+    CHECK(g[0] == doctest::Approx(0.6).epsilon(1e-6));
+    CHECK(g[1] == doctest::Approx(0.8).epsilon(1e-6));
+    std::vector<float> small = {0.3f, -0.4f};
+    pompc::ref::clip_grad_norm(small.data(), 2, 20.0f, &norm);
+    CHECK(small[0] == 0.3f);  // below max_norm: untouched (scale clamped to 1)
+    CHECK(small[1] == -0.4f);
+    std::vector<float> target = {1, 2}, online = {3, -2};
+    pompc::ref::polyak(target.data(), online.data(), 2, 0.01f);
+    CHECK(target[0] == doctest::Approx(1.02));
+    CHECK(target[1] == doctest::Approx(1.96));
+  }
+
+  TEST_CASE("optim: CUDA kernels match the reference at n = 1, 33, 1025, 5.2M") {
+    auto ref = pompc::make_ref_ops();
+    auto gpu = pompc::make_cuda_ops();
+    for (size_t n : {size_t(1), size_t(33), size_t(1025), size_t(5'200'000)}) {
+      CAPTURE(n);
+      const auto p0 = normals(n, 1, 0.02f), g0 = normals(n, 2, 1.0f);
+      const AdamGroups groups = n >= 3 ? two_groups(n) : [&] { AdamGroups g; g.add(n, 3e-4f); return g; }();
+      AdamSettings cfg;
+      struct Side {
+        Array p, g, m, v, target;
+        AdamScalars* s;
+        float* norm;
+      };
+      auto make_side = [&](Ops& o) {
+        return Side{Array(o, p0), Array(o, g0), Array(o, std::vector<float>(n, 0.0f)),
+                    Array(o, std::vector<float>(n, 0.0f)), Array(o, normals(n, 3, 0.02f)),
+                    o.alloc<AdamScalars>(1), o.alloc<float>(1)};
+      };
+      Side a = make_side(*ref), b = make_side(*gpu);
+      // Three updates: clip (max_norm well below the norm, so the scale matters), Adam, Polyak.
+      for (int step = 0; step < 3; ++step) {
+        for (auto [o, sd] : {std::pair<Ops*, Side*>{ref.get(), &a}, {gpu.get(), &b}}) {
+          o->copy_to_backend(sd->g.p, g0.data(), n * sizeof(float));
+          o->clip_grad_norm(sd->g.p, n, 0.5f * std::sqrt(float(n)), sd->norm);
+          o->adam_update(cfg, groups, sd->p.p, sd->g.p, sd->m.p, sd->v.p, sd->s);
+          o->polyak(sd->target.p, sd->p.p, n, 0.01f);
+        }
+      }
+      float norm_a, norm_b;
+      AdamScalars sa, sb;
+      ref->copy_to_host(&norm_a, a.norm, sizeof(float));
+      gpu->copy_to_host(&norm_b, b.norm, sizeof(float));
+      ref->copy_to_host(&sa, a.s, sizeof sa);
+      gpu->copy_to_host(&sb, b.s, sizeof sb);
+      CHECK(sb.step == 3);
+      CHECK(sb.step == sa.step);
+      CHECK(sb.bias1 == sa.bias1);  // both computed in double and rounded once
+      CHECK(sb.bias2 == sa.bias2);
+      // The norm: double accumulation on both sides, different order -> float rounding only.
+      CHECK(norm_b == doctest::Approx(norm_a).epsilon(1e-6));
+      // Elementwise results: a few ulps from FMA contraction and sqrt/div rounding on the GPU.
+      CHECK(pompc::test::check_close("grad", b.g.host(), a.g.host(), 1e-7, 1e-6));
+      CHECK(pompc::test::check_close("m", b.m.host(), a.m.host(), 1e-9, 1e-5));
+      CHECK(pompc::test::check_close("v", b.v.host(), a.v.host(), 1e-12, 1e-5));
+      CHECK(pompc::test::check_close("param", b.p.host(), a.p.host(), 1e-7, 1e-5));
+      CHECK(pompc::test::check_close("target", b.target.host(), a.target.host(), 1e-7, 1e-5));
+      for (Side* sd : {&a, &b}) {
+        Ops& o = sd == &a ? *ref : *gpu;
+        o.free_bytes(sd->s);
+        o.free_bytes(sd->norm);
+      }
+    }
+  }
+}
