@@ -3,11 +3,15 @@
 // pointers are device pointers. The reference twin of each has the same name in pompc::ref.
 #pragma once
 
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
 
 #include "ops.h"
+#include "ref/layernorm.h"
+#include "ref/two_hot.h"
 
 namespace pompc::cuda {
 
@@ -20,5 +24,56 @@ void global_norm(const float* x, size_t n, float* norm, double* scratch, cudaStr
 void clip_grad_norm(float* grad, size_t n, float max_norm, float* norm, double* scratch,
                     cudaStream_t stream);
 void polyak(float* target, const float* online, size_t n, float tau, cudaStream_t stream);
+
+// kernels/layernorm.cu (twins of src/ref/layernorm.h; rowstats: 2 * rows floats of scratch)
+void layernorm_mish_forward(float* out, float* mean, float* rstd, const float* inp,
+                            const float* bias, const float* gamma, const float* beta, int rows,
+                            int C, int groups, const ref::Dropout& dropout, cudaStream_t stream);
+void layernorm_mish_backward(float* dinp, float* dbias, float* dgamma, float* dbeta,
+                             const float* dout, const float* inp, const float* bias,
+                             const float* gamma, const float* beta, const float* mean,
+                             const float* rstd, int rows, int C, int groups,
+                             const ref::Dropout& dropout, float* rowstats, cudaStream_t stream);
+void layernorm_simnorm_forward(float* out, float* mean, float* rstd, const float* inp,
+                               const float* bias, const float* gamma, const float* beta, int rows,
+                               int C, int groups, cudaStream_t stream);
+void layernorm_simnorm_backward(float* dinp, float* dbias, float* dgamma, float* dbeta,
+                                const float* dout, const float* inp, const float* bias,
+                                const float* gamma, const float* beta, const float* mean,
+                                const float* rstd, int rows, int C, int groups, float* rowstats,
+                                cudaStream_t stream);
+
+// kernels/two_hot.cu (twins of src/ref/two_hot.h)
+void soft_ce_forward(float* loss, const float* logits, const float* x, int rows,
+                     const ref::Bins& bins, cudaStream_t stream);
+void soft_ce_backward(float* dlogits, const float* dloss, const float* logits, const float* x,
+                      int rows, const ref::Bins& bins, cudaStream_t stream);
+void two_hot_inv_forward(float* out, const float* logits, int rows, const ref::Bins& bins,
+                         cudaStream_t stream);
+void two_hot_inv_backward(float* dlogits, const float* dout, const float* logits, int rows,
+                          const ref::Bins& bins, cudaStream_t stream);
+
+// kernels/linear.cu (twins of src/ref/gemm.h and src/ref/linear.h; row-major, cuBLAS underneath)
+void gemm(cublasHandle_t h, bool transa, bool transb, int m, int n, int k, float alpha,
+          const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc);
+void gemm_strided_batched(cublasHandle_t h, bool transa, bool transb, int m, int n, int k,
+                          float alpha, const float* A, int lda, int64_t strideA, const float* B,
+                          int ldb, int64_t strideB, float beta, float* C, int ldc,
+                          int64_t strideC, int batch);
+// dst[g, c] += sum_r src[g, r, c] over `groups` consecutive [rows, cols] blocks.
+void add_column_sums(float* dst, const float* src, int rows, int cols, int groups,
+                     cudaStream_t stream);
+void linear_forward(cublasHandle_t h, float* out, const float* inp, const float* weight,
+                    const float* bias, int B, int in, int out_features, cudaStream_t stream);
+void linear_backward(cublasHandle_t h, float* dinp, float* dweight, float* dbias,
+                     const float* dout, const float* inp, const float* weight, int B, int in,
+                     int out_features, cudaStream_t stream);
+void linear_ensemble_forward(cublasHandle_t h, float* out, const float* inp, const float* weight,
+                             const float* bias, int Qn, int B, int in, int out_features,
+                             bool shared_input, cudaStream_t stream);
+void linear_ensemble_backward(cublasHandle_t h, float* dinp, float* dweight, float* dbias,
+                              const float* dout, const float* inp, const float* weight, int Qn,
+                              int B, int in, int out_features, bool shared_input,
+                              cudaStream_t stream);
 
 }  // namespace pompc::cuda

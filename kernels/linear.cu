@@ -1,0 +1,146 @@
+// kernels/linear.cu: GEMM (cuBLAS) and the Linear layers built on it.
+//
+// Maths: exactly src/ref/gemm.h and src/ref/linear.h (same names, same shapes, row-major).
+//   gemm:   C[m,n] = alpha op(A)[m,k] op(B)[k,n] + beta C. cuBLAS is column-major, so a row-major
+//           product is issued as the column-major C^T = op(B)^T op(A)^T: operands swapped, m and n
+//           swapped, leading dimensions unchanged.
+//   linear_forward:   out[B,out] = inp[B,in] W[out,in]^T + bias      (bias broadcast first, beta 1)
+//   linear_backward:  dinp += dout W;  dW += dout^T inp;  dbias += column sums of dout
+//   linear_ensemble_*: the same per head q < Qn through strided-batched GEMMs; a shared input
+//           (the Q heads' first layer) has stride 0 and its gradient sums the heads in order.
+//   Gradients are ACCUMULATED (+=); forward outputs overwritten.
+// Precision: the cuBLAS handle's math mode decides (TF32 tensor cores when the backend's `tf32`
+//   setting is on, the default on a GPU; off in parity tests, which then hold cuBLAS to fp32).
+//
+// Kernels: broadcast_rows_kernel (bias into out, 256 threads, grid-stride);
+//   add_column_sums_kernel (one thread per column, rows summed in order: deterministic).
+// Test: build/test_emu -ts=ops -tc='*linear*cuda*'.
+#include <algorithm>
+
+#include "common.cuh"
+#include "launchers.h"
+
+namespace pompc {
+namespace {
+
+__global__ void broadcast_rows_kernel(float* __restrict__ out, const float* __restrict__ row,
+                                      int64_t rows, int cols) {
+  const int64_t n = rows * cols;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    out[i] = row[i % cols];
+}
+
+// dst[g, c] += sum_r src[g, r, c] for groups g = blockIdx.y (src [groups, rows, cols]).
+__global__ void add_column_sums_kernel(float* __restrict__ dst, const float* __restrict__ src,
+                                       int rows, int cols) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= cols) return;
+  const float* s = src + static_cast<int64_t>(blockIdx.y) * rows * cols + c;
+  float acc = 0.0f;
+  for (int r = 0; r < rows; ++r) acc += s[static_cast<int64_t>(r) * cols];
+  dst[static_cast<int64_t>(blockIdx.y) * cols + c] += acc;
+}
+
+void check_sizes(const char* who, int B, int in, int out_features, int Qn = 1) {
+  POMPC_REQUIRE(B >= 0, "%s: row count B (%d) must be >= 0", who, B);
+  POMPC_REQUIRE(in >= 1 && out_features >= 1, "%s: in (%d) and out_features (%d) must be >= 1",
+                who, in, out_features);
+  POMPC_REQUIRE(Qn >= 1, "%s: Qn (%d) must be >= 1", who, Qn);
+}
+
+void broadcast_bias(float* out, const float* bias, int64_t rows, int cols, cudaStream_t stream) {
+  const int64_t n = rows * cols;
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((n + 255) / 256, 4096));
+  LAUNCH(broadcast_rows_kernel, blocks, 256, 0, stream, out, bias, rows, cols);
+}
+
+}  // namespace
+
+namespace cuda {
+
+void gemm(cublasHandle_t h, bool transa, bool transb, int m, int n, int k, float alpha,
+          const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc) {
+  if (m == 0 || n == 0) return;
+  CUBLAS_CHECK(cublasSgemm(h, transb ? CUBLAS_OP_T : CUBLAS_OP_N, transa ? CUBLAS_OP_T : CUBLAS_OP_N,
+                           n, m, k, &alpha, B, ldb, A, lda, &beta, C, ldc));
+}
+
+void gemm_strided_batched(cublasHandle_t h, bool transa, bool transb, int m, int n, int k,
+                          float alpha, const float* A, int lda, int64_t strideA, const float* B,
+                          int ldb, int64_t strideB, float beta, float* C, int ldc,
+                          int64_t strideC, int batch) {
+  if (m == 0 || n == 0 || batch == 0) return;
+  CUBLAS_CHECK(cublasSgemmStridedBatched(
+      h, transb ? CUBLAS_OP_T : CUBLAS_OP_N, transa ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k, &alpha,
+      B, ldb, strideB, A, lda, strideA, &beta, C, ldc, strideC, batch));
+}
+
+void add_column_sums(float* dst, const float* src, int rows, int cols, int groups,
+                     cudaStream_t stream) {
+  LAUNCH(add_column_sums_kernel, dim3(ceil_div(cols, 256), groups), 256, 0, stream, dst, src,
+         rows, cols);
+}
+
+void linear_forward(cublasHandle_t h, float* out, const float* inp, const float* weight,
+                    const float* bias, int B, int in, int out_features, cudaStream_t stream) {
+  check_sizes("linear_forward", B, in, out_features);
+  if (bias) broadcast_bias(out, bias, B, out_features, stream);
+  gemm(h, false, true, B, out_features, in, 1.0f, inp, in, weight, in, bias ? 1.0f : 0.0f, out,
+       out_features);
+}
+
+void linear_backward(cublasHandle_t h, float* dinp, float* dweight, float* dbias,
+                     const float* dout, const float* inp, const float* weight, int B, int in,
+                     int out_features, cudaStream_t stream) {
+  check_sizes("linear_backward", B, in, out_features);
+  if (dinp)
+    gemm(h, false, false, B, in, out_features, 1.0f, dout, out_features, weight, in, 1.0f, dinp,
+         in);
+  if (dweight)
+    gemm(h, true, false, out_features, in, B, 1.0f, dout, out_features, inp, in, 1.0f, dweight,
+         in);
+  if (dbias) add_column_sums(dbias, dout, B, out_features, 1, stream);
+}
+
+void linear_ensemble_forward(cublasHandle_t h, float* out, const float* inp, const float* weight,
+                             const float* bias, int Qn, int B, int in, int out_features,
+                             bool shared_input, cudaStream_t stream) {
+  check_sizes("linear_ensemble_forward", B, in, out_features, Qn);
+  const int64_t out_stride = static_cast<int64_t>(B) * out_features;
+  if (bias)
+    for (int q = 0; q < Qn; ++q)
+      broadcast_bias(out + q * out_stride, bias + static_cast<int64_t>(q) * out_features, B,
+                     out_features, stream);
+  gemm_strided_batched(h, false, true, B, out_features, in, 1.0f, inp, in,
+                       shared_input ? 0 : static_cast<int64_t>(B) * in, weight, in,
+                       static_cast<int64_t>(out_features) * in, bias ? 1.0f : 0.0f, out,
+                       out_features, out_stride, Qn);
+}
+
+void linear_ensemble_backward(cublasHandle_t h, float* dinp, float* dweight, float* dbias,
+                              const float* dout, const float* inp, const float* weight, int Qn,
+                              int B, int in, int out_features, bool shared_input,
+                              cudaStream_t stream) {
+  check_sizes("linear_ensemble_backward", B, in, out_features, Qn);
+  const int64_t dout_stride = static_cast<int64_t>(B) * out_features;
+  const int64_t inp_stride = shared_input ? 0 : static_cast<int64_t>(B) * in;
+  const int64_t w_stride = static_cast<int64_t>(out_features) * in;
+  if (dinp) {
+    if (shared_input) {  // every head adds into the same dinp: one product per head, in order
+      for (int q = 0; q < Qn; ++q)
+        gemm(h, false, false, B, in, out_features, 1.0f, dout + q * dout_stride, out_features,
+             weight + q * w_stride, in, 1.0f, dinp, in);
+    } else {
+      gemm_strided_batched(h, false, false, B, in, out_features, 1.0f, dout, out_features,
+                           dout_stride, weight, in, w_stride, 1.0f, dinp, in, inp_stride, Qn);
+    }
+  }
+  if (dweight)
+    gemm_strided_batched(h, true, false, out_features, in, B, 1.0f, dout, out_features,
+                         dout_stride, inp, in, inp_stride, 1.0f, dweight, in, w_stride, Qn);
+  if (dbias) add_column_sums(dbias, dout, B, out_features, Qn, stream);
+}
+
+}  // namespace cuda
+}  // namespace pompc

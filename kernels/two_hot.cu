@@ -1,0 +1,183 @@
+// kernels/two_hot.cu: discrete regression of the reward and value heads (TD-MPC2 math.py).
+//
+// Maths: exactly src/ref/two_hot.h (same names). K bins over [vmin, vmax] in symlog space.
+//   soft_ce(logits, x) = -sum_k two_hot(x)_k log_softmax(logits)_k
+//     dlogits_k += dloss * (p_k (w0 + w1) - two_hot_k)
+//   two_hot_inv(logits) = symexp(m), m = sum_k softmax(logits)_k bin_k
+//     dlogits_k += dout * symexp'(m) p_k (bin_k - m)
+// Shapes: logits [rows, K], x / loss / out / dloss / dout [rows]; rows = B, B*H, Qn*B, N, ...
+// One warp per row (K = 101: four logits per lane), 8 rows per 256-thread block. Forward outputs
+// are overwritten, gradients ACCUMULATED. A NaN target x gives a NaN loss here (the reference
+// throws; a kernel cannot): the trainer's finite-loss check reports it.
+//
+// Test: build/test_emu -ts=ops -tc='*two_hot*cuda*'.
+#include "common.cuh"
+#include "launchers.h"
+
+namespace pompc {
+namespace {
+
+constexpr int kWarps = 8;
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+__device__ __forceinline__ float sign_f(float x) { return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f); }
+__device__ __forceinline__ float symlog_f(float x) { return sign_f(x) * logf(1.0f + fabsf(x)); }
+__device__ __forceinline__ float symexp_f(float x) { return sign_f(x) * (expf(fabsf(x)) - 1.0f); }
+
+// torch.linspace's formula, as ref::bin_center.
+__device__ __forceinline__ float bin_center_f(const ref::Bins& b, int k) {
+  const float step = (b.vmax - b.vmin) / static_cast<float>(b.num_bins - 1);
+  return k < b.num_bins / 2 ? b.vmin + step * static_cast<float>(k)
+                            : b.vmax - step * static_cast<float>(b.num_bins - 1 - k);
+}
+
+// The two non-zero entries of two_hot(x); NaN x gives NaN weights at bin 0.
+__device__ __forceinline__ void two_hot_entries(float x, const ref::Bins& b, int* k0, int* k1,
+                                                float* w0, float* w1) {
+  const float bin_size = static_cast<float>(
+      (static_cast<double>(b.vmax) - static_cast<double>(b.vmin)) / (b.num_bins - 1));
+  float y = symlog_f(x);
+  if (isnan(y)) {
+    *k0 = 0;
+    *k1 = 1;
+    *w0 = *w1 = y;
+    return;
+  }
+  y = fminf(fmaxf(y, b.vmin), b.vmax);
+  const float pos = (y - b.vmin) / bin_size;
+  const float k = floorf(pos);
+  *k0 = min(max(static_cast<int>(k), 0), b.num_bins - 1);
+  *k1 = (*k0 + 1) % b.num_bins;
+  *w0 = 1.0f - (pos - k);
+  *w1 = pos - k;
+}
+
+// Row max and sum of exp(l - max) over the warp's row.
+__device__ __forceinline__ void row_stats(const float* l, int K, int lane, float* mx, float* z) {
+  float m = -INFINITY;
+  for (int k = lane; k < K; k += 32) m = fmaxf(m, l[k]);
+  m = warp_max(m);
+  float s = 0.0f;
+  for (int k = lane; k < K; k += 32) s += expf(l[k] - m);
+  *mx = m;
+  *z = warp_sum(s);
+}
+
+__global__ void soft_ce_forward_kernel(float* __restrict__ loss, const float* __restrict__ logits,
+                                       const float* __restrict__ x, int rows, ref::Bins b) {
+  const int r = blockIdx.x * kWarps + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+  if (r >= rows) return;
+  const float* l = logits + static_cast<int64_t>(r) * b.num_bins;
+  float mx, z;
+  row_stats(l, b.num_bins, lane, &mx, &z);
+  if (lane == 0) {
+    int k0, k1;
+    float w0, w1;
+    two_hot_entries(x[r], b, &k0, &k1, &w0, &w1);
+    const float lse = logf(z);
+    loss[r] = -(w0 * (l[k0] - mx - lse) + w1 * (l[k1] - mx - lse));
+  }
+}
+
+__global__ void soft_ce_backward_kernel(float* __restrict__ dlogits,
+                                        const float* __restrict__ dloss,
+                                        const float* __restrict__ logits,
+                                        const float* __restrict__ x, int rows, ref::Bins b) {
+  const int r = blockIdx.x * kWarps + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+  if (r >= rows) return;
+  const int K = b.num_bins;
+  const float* l = logits + static_cast<int64_t>(r) * K;
+  float* d = dlogits + static_cast<int64_t>(r) * K;
+  float mx, z;
+  row_stats(l, K, lane, &mx, &z);
+  int k0, k1;
+  float w0, w1;
+  two_hot_entries(x[r], b, &k0, &k1, &w0, &w1);
+  const float g = dloss[r], tsum = w0 + w1;
+  for (int k = lane; k < K; k += 32) {
+    const float p = expf(l[k] - mx) / z;
+    d[k] += g * p * tsum - (k == k0 ? g * w0 : 0.0f) - (k == k1 ? g * w1 : 0.0f);
+  }
+}
+
+__global__ void two_hot_inv_forward_kernel(float* __restrict__ out,
+                                           const float* __restrict__ logits, int rows,
+                                           ref::Bins b) {
+  const int r = blockIdx.x * kWarps + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+  if (r >= rows) return;
+  const float* l = logits + static_cast<int64_t>(r) * b.num_bins;
+  float mx, z;
+  row_stats(l, b.num_bins, lane, &mx, &z);
+  float m = 0.0f;
+  for (int k = lane; k < b.num_bins; k += 32) m += expf(l[k] - mx) / z * bin_center_f(b, k);
+  m = warp_sum(m);
+  if (lane == 0) out[r] = symexp_f(m);
+}
+
+__global__ void two_hot_inv_backward_kernel(float* __restrict__ dlogits,
+                                            const float* __restrict__ dout,
+                                            const float* __restrict__ logits, int rows,
+                                            ref::Bins b) {
+  const int r = blockIdx.x * kWarps + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+  if (r >= rows) return;
+  const int K = b.num_bins;
+  const float* l = logits + static_cast<int64_t>(r) * K;
+  float mx, z;
+  row_stats(l, K, lane, &mx, &z);
+  float m = 0.0f;
+  for (int k = lane; k < K; k += 32) m += expf(l[k] - mx) / z * bin_center_f(b, k);
+  m = warp_sum(m);
+  const float dm = m != 0.0f ? dout[r] * expf(fabsf(m)) : 0.0f;
+  float* d = dlogits + static_cast<int64_t>(r) * K;
+  for (int k = lane; k < K; k += 32) d[k] += dm * (expf(l[k] - mx) / z) * (bin_center_f(b, k) - m);
+}
+
+void check(const char* who, int rows, const ref::Bins& b) {
+  POMPC_REQUIRE(rows >= 0, "%s: rows (%d) must be >= 0", who, rows);
+  POMPC_REQUIRE(b.num_bins >= 2, "%s: num_bins (%d) must be >= 2", who, b.num_bins);
+  POMPC_REQUIRE(b.vmin < b.vmax, "%s: vmin (%g) must be < vmax (%g)", who,
+                static_cast<double>(b.vmin), static_cast<double>(b.vmax));
+}
+
+}  // namespace
+
+namespace cuda {
+
+void soft_ce_forward(float* loss, const float* logits, const float* x, int rows,
+                     const ref::Bins& bins, cudaStream_t stream) {
+  check("soft_ce_forward", rows, bins);
+  LAUNCH(soft_ce_forward_kernel, ceil_div(rows, kWarps), 32 * kWarps, 0, stream, loss, logits, x,
+         rows, bins);
+}
+
+void soft_ce_backward(float* dlogits, const float* dloss, const float* logits, const float* x,
+                      int rows, const ref::Bins& bins, cudaStream_t stream) {
+  check("soft_ce_backward", rows, bins);
+  LAUNCH(soft_ce_backward_kernel, ceil_div(rows, kWarps), 32 * kWarps, 0, stream, dlogits, dloss,
+         logits, x, rows, bins);
+}
+
+void two_hot_inv_forward(float* out, const float* logits, int rows, const ref::Bins& bins,
+                         cudaStream_t stream) {
+  check("two_hot_inv_forward", rows, bins);
+  LAUNCH(two_hot_inv_forward_kernel, ceil_div(rows, kWarps), 32 * kWarps, 0, stream, out, logits,
+         rows, bins);
+}
+
+void two_hot_inv_backward(float* dlogits, const float* dout, const float* logits, int rows,
+                          const ref::Bins& bins, cudaStream_t stream) {
+  check("two_hot_inv_backward", rows, bins);
+  LAUNCH(two_hot_inv_backward_kernel, ceil_div(rows, kWarps), 32 * kWarps, 0, stream, dlogits,
+         dout, logits, rows, bins);
+}
+
+}  // namespace cuda
+}  // namespace pompc
