@@ -11,6 +11,7 @@
 
 #include "ops.h"
 #include "ref/layernorm.h"
+#include "ref/policy.h"
 #include "ref/two_hot.h"
 
 namespace pompc::cuda {
@@ -75,5 +76,36 @@ void linear_ensemble_backward(cublasHandle_t h, float* dinp, float* dweight, flo
                               const float* dout, const float* inp, const float* weight, int Qn,
                               int B, int in, int out_features, bool shared_input,
                               cudaStream_t stream);
+
+// kernels/policy.cu (twins of src/ref/policy.h)
+void policy_head_forward(float* action, float* mu, float* log_std, float* log_pi,
+                         float* log_prob, const float* raw, int B, int A,
+                         const ref::PolicyHead& head, uint64_t seed, uint64_t offset,
+                         cudaStream_t stream);
+void policy_head_backward(float* draw, const float* daction, const float* dmu,
+                          const float* dlog_std, const float* dlog_pi, const float* raw, int B,
+                          int A, const ref::PolicyHead& head, uint64_t seed, uint64_t offset,
+                          cudaStream_t stream);
+
+// kernels/basic.cu (twins of src/ref/basic.h; mse scratch: kMsePartials doubles)
+constexpr unsigned kMsePartials = 256;
+void concat_forward(float* out, const float* x1, const float* x2, int rows, int n1, int n2,
+                    cudaStream_t stream);
+void concat_backward(float* dx1, float* dx2, const float* dout, int rows, int n1, int n2,
+                     cudaStream_t stream);
+void mse_forward(float* loss, const float* pred, const float* target, int64_t n, double* scratch,
+                 cudaStream_t stream);
+void mse_backward(float* dpred, const float* pred, const float* target, float dloss, int64_t n,
+                  cudaStream_t stream);
+void softmax_forward(float* out, const float* inp, int rows, int C, cudaStream_t stream);
+void softmax_backward(float* dinp, const float* dout, const float* out, int rows, int C,
+                      cudaStream_t stream);
+void log_softmax_forward(float* out, const float* inp, int rows, int C, cudaStream_t stream);
+void log_softmax_backward(float* dinp, const float* dout, const float* out, int rows, int C,
+                          cudaStream_t stream);
+
+// kernels/scale.cu (twin of src/ref/scale.h running_scale_update; the batch must fit one block)
+constexpr int kScaleMaxN = 4096;
+void running_scale_update(float* value, const float* x, int n, float tau, cudaStream_t stream);
 
 }  // namespace pompc::cuda

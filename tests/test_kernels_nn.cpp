@@ -14,8 +14,11 @@
 #include "common.cuh"
 #include "launchers.h"
 #include "philox.cuh"
+#include "ref/basic.h"
 #include "ref/layernorm.h"
 #include "ref/linear.h"
+#include "ref/policy.h"
+#include "ref/scale.h"
 #include "ref/two_hot.h"
 #include "test_util.h"
 
@@ -207,5 +210,136 @@ TEST_SUITE("ops") {
       CHECK(check_close("dbias", d_db.host(), db, 1e-4, 1e-4));
     }
     CUBLAS_CHECK(cublasDestroy(h));
+  }
+
+  TEST_CASE("policy_head: cuda matches the reference, both entropy forms") {
+    for (auto form : {pompc::ref::EntropyForm::paper, pompc::ref::EntropyForm::current}) {
+      for (int A : {1, 6, 21, 38}) {
+        for (int B : {1, 33, 256}) {
+          CAPTURE(A);
+          CAPTURE(B);
+          CAPTURE(static_cast<int>(form));
+          pompc::ref::PolicyHead head;
+          head.entropy_form = form;
+          const size_t nA = static_cast<size_t>(B) * A;
+          const auto raw = normals(2 * nA, 1, 1.5f);
+          const auto da = normals(nA, 2, 1.0f), dm = normals(nA, 3, 1.0f), dls = normals(nA, 4, 1.0f);
+          const auto dlp = normals(B, 5, 1.0f);
+          std::vector<float> act(nA), mu(nA), ls(nA), lpi(B), lprob(B), draw = normals(2 * nA, 6, 0.1f);
+          const auto draw0 = draw;
+          pompc::ref::policy_head_forward(act.data(), mu.data(), ls.data(), lpi.data(), lprob.data(),
+                                          raw.data(), B, A, head, 9, 2);
+          pompc::ref::policy_head_backward(draw.data(), da.data(), dm.data(), dls.data(), dlp.data(),
+                                           raw.data(), B, A, head, 9, 2);
+          Dev d_raw(raw), d_da(da), d_dm(dm), d_dls(dls), d_dlp(dlp), d_act(nA), d_mu(nA), d_ls(nA),
+              d_lpi(B), d_lprob(B), d_draw(draw0);
+          pompc::cuda::policy_head_forward(d_act.p, d_mu.p, d_ls.p, d_lpi.p, d_lprob.p, d_raw.p, B, A,
+                                           head, 9, 2, nullptr);
+          pompc::cuda::policy_head_backward(d_draw.p, d_da.p, d_dm.p, d_dls.p, d_dlp.p, d_raw.p, B, A,
+                                            head, 9, 2, nullptr);
+          // Same Philox noise; float tanh/exp/log differ by an ulp or two between libm and CUDA.
+          CHECK(check_close("action", d_act.host(), act, 1e-6, 1e-5));
+          CHECK(check_close("mu", d_mu.host(), mu, 1e-6, 1e-5));
+          CHECK(check_close("log_std", d_ls.host(), ls, 1e-5, 1e-5));
+          // Sums over A terms, the paper form scaled by A: a few ulps of A * |row sum|.
+          CHECK(check_close("log_prob", d_lprob.host(), lprob, 1e-3, 1e-4));
+          CHECK(check_close("log_pi", d_lpi.host(), lpi, 1e-2, 1e-4));
+          CHECK(check_close("draw", d_draw.host(), draw, 1e-3, 1e-3));
+        }
+      }
+    }
+  }
+
+  TEST_CASE("basic: concat, mse, softmax, log_softmax, cuda matches the reference") {
+    for (int rows : {1, 33, 257}) {
+      for (auto [n1, n2] : {std::pair{1, 1}, std::pair{512, 38}, std::pair{33, 0}}) {
+        CAPTURE(rows);
+        CAPTURE(n1);
+        CAPTURE(n2);
+        const size_t r = static_cast<size_t>(rows);
+        const auto x1 = normals(r * n1, 1, 1.0f), x2 = normals(r * n2, 2, 1.0f);
+        const auto dout = normals(r * (n1 + n2), 3, 1.0f);
+        std::vector<float> out(r * (n1 + n2)), dx1 = normals(r * n1, 4, 0.1f),
+                                               dx2 = normals(r * n2, 5, 0.1f);
+        Dev d_x1(x1), d_x2(x2), d_dout(dout), d_out(out.size()), d_dx1(dx1), d_dx2(dx2);
+        pompc::ref::concat_forward(out.data(), x1.data(), x2.data(), rows, n1, n2);
+        pompc::ref::concat_backward(dx1.data(), dx2.data(), dout.data(), rows, n1, n2);
+        pompc::cuda::concat_forward(d_out.p, d_x1.p, d_x2.p, rows, n1, n2, nullptr);
+        pompc::cuda::concat_backward(d_dx1.p, d_dx2.p, d_dout.p, rows, n1, n2, nullptr);
+        CHECK(check_close("concat", d_out.host(), out, 0, 0));  // copies: exact
+        CHECK(check_close("dx1", d_dx1.host(), dx1, 0, 0));     // one add each: exact
+        CHECK(check_close("dx2", d_dx2.host(), dx2, 0, 0));
+      }
+      const size_t n = static_cast<size_t>(rows) * 101;
+      const auto pred = normals(n, 6, 1.0f), target = normals(n, 7, 1.0f), dout = normals(n, 8, 1.0f);
+      float loss = 0;
+      std::vector<float> dpred = normals(n, 9, 0.1f);
+      const auto dpred0 = dpred;
+      pompc::ref::mse_forward(&loss, pred.data(), target.data(), static_cast<int64_t>(n));
+      pompc::ref::mse_backward(dpred.data(), pred.data(), target.data(), 0.7f, static_cast<int64_t>(n));
+      Dev d_pred(pred), d_target(target), d_loss(1), d_dpred(dpred0), d_dout(dout);
+      double* scratch = nullptr;
+      CUDA_CHECK(cudaMalloc(&scratch, pompc::cuda::kMsePartials * sizeof(double)));
+      pompc::cuda::mse_forward(d_loss.p, d_pred.p, d_target.p, static_cast<int64_t>(n), scratch, nullptr);
+      pompc::cuda::mse_backward(d_dpred.p, d_pred.p, d_target.p, 0.7f, static_cast<int64_t>(n), nullptr);
+      CHECK(d_loss.host()[0] == doctest::Approx(loss).epsilon(1e-6));  // double sums both sides
+      CHECK(check_close("dpred", d_dpred.host(), dpred, 1e-7, 1e-6));
+      CUDA_CHECK(cudaFree(scratch));
+      for (bool log : {false, true}) {
+        CAPTURE(log);
+        std::vector<float> y(n), dinp = normals(n, 10, 0.1f);
+        const auto dinp0 = dinp;
+        if (log) {
+          pompc::ref::log_softmax_forward(y.data(), pred.data(), rows, 101);
+          pompc::ref::log_softmax_backward(dinp.data(), dout.data(), y.data(), rows, 101);
+        } else {
+          pompc::ref::softmax_forward(y.data(), pred.data(), rows, 101);
+          pompc::ref::softmax_backward(dinp.data(), dout.data(), y.data(), rows, 101);
+        }
+        Dev d_y(n), d_dinp(dinp0);
+        if (log) {
+          pompc::cuda::log_softmax_forward(d_y.p, d_pred.p, rows, 101, nullptr);
+        } else {
+          pompc::cuda::softmax_forward(d_y.p, d_pred.p, rows, 101, nullptr);
+        }
+        // The backward is fed the reference forward output, so it is compared on its own.
+        Dev d_yref(y);
+        if (log) {
+          pompc::cuda::log_softmax_backward(d_dinp.p, d_dout.p, d_yref.p, rows, 101, nullptr);
+        } else {
+          pompc::cuda::softmax_backward(d_dinp.p, d_dout.p, d_yref.p, rows, 101, nullptr);
+        }
+        // Log-sum-exp over 101 values in fp32 (reference: double sum): a few ulps.
+        CHECK(check_close("softmax", d_y.host(), y, 1e-6, 1e-5));
+        CHECK(check_close("dsoftmax", d_dinp.host(), dinp, 1e-6, 1e-5));
+      }
+    }
+  }
+
+  TEST_CASE("running_scale: cuda percentiles and update match the reference") {
+    for (int n : {1, 2, 33, 256, 1000}) {
+      CAPTURE(n);
+      auto x = normals(n, 11, 3.0f);
+      if (n >= 33) x[7] = x[3];  // ties
+      float s_ref = 1.0f;
+      std::vector<float> scratch(n);
+      for (int step = 0; step < 3; ++step)
+        pompc::ref::running_scale_update(&s_ref, x.data(), n, scratch.data());
+      Dev d_x(x), d_s(std::vector<float>{1.0f});
+      for (int step = 0; step < 3; ++step)
+        pompc::cuda::running_scale_update(d_s.p, d_x.p, n, 0.01f, nullptr);
+      CHECK(d_s.host()[0] == doctest::Approx(s_ref).epsilon(1e-6));
+    }
+    // A batch with NaN: the scale becomes NaN on both backends (torch keeps NaN through clamp).
+    std::vector<float> x = normals(64, 12, 1.0f);
+    x[5] = NAN;
+    float s_ref = 1.0f;
+    std::vector<float> scratch(64);
+    pompc::ref::running_scale_update(&s_ref, x.data(), 64, scratch.data());
+    Dev d_x(x), d_s(std::vector<float>{1.0f});
+    pompc::cuda::running_scale_update(d_s.p, d_x.p, 64, 0.01f, nullptr);
+    CHECK(std::isnan(s_ref) == std::isnan(d_s.host()[0]));
+    CHECK_THROWS_WITH_AS(pompc::cuda::running_scale_update(d_s.p, d_x.p, 5000, 0.01f, nullptr),
+                         doctest::Contains("must be in [1, 4096]"), pompc::Error);
   }
 }

@@ -1,0 +1,185 @@
+// kernels/basic.cu: small row-wise ops: concat [z, a] and its split, MSE, softmax, log-softmax.
+//
+// Maths: exactly src/ref/basic.h (same names).
+//   concat: out[r] = [x1[r], x2[r]]; backward dx1 += dout[:, :n1], dx2 += dout[:, n1:]
+//   mse: loss = mean (pred - target)^2 (the consistency loss, n = B Z); dpred += 2 dloss (p - t) / n
+//   softmax / log_softmax over rows of C (one warp per row, 8 rows per 256-thread block)
+// Shapes: x1 [rows, n1], x2 [rows, n2], out [rows, n1 + n2]; pred / target [n]; rows x C.
+// mse_forward: kMsePartials blocks of double partial sums, then one block sums them in order
+//   (deterministic); *loss is a device scalar. Forward outputs overwritten, gradients ACCUMULATED.
+// mse_backward takes dloss as a host float (a loss weight, fixed for a captured graph).
+//
+// Test: build/test_emu -ts=ops -tc='*basic*cuda*'.
+#include "common.cuh"
+#include "launchers.h"
+#include "reduce.cuh"
+
+namespace pompc {
+namespace {
+
+constexpr int kWarps = 8;
+
+__device__ __forceinline__ float warp_sum_f(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max_f(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+unsigned grid_for(int64_t n) {
+  const int64_t b = (n + 255) / 256;
+  return static_cast<unsigned>(b < 4096 ? b : 4096);
+}
+
+#define POMPC_GRID_STRIDE(i, n)                                                          \
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+
+__global__ void concat_forward_kernel(float* __restrict__ out, const float* __restrict__ x1,
+                                      const float* __restrict__ x2, int rows, int n1, int n2) {
+  const int n = n1 + n2;
+  POMPC_GRID_STRIDE(i, static_cast<int64_t>(rows) * n) {
+    const int64_t r = i / n;
+    const int c = static_cast<int>(i - r * n);
+    out[i] = c < n1 ? x1[r * n1 + c] : x2[r * n2 + (c - n1)];
+  }
+}
+
+__global__ void concat_backward_kernel(float* __restrict__ dx1, float* __restrict__ dx2,
+                                       const float* __restrict__ dout, int rows, int n1, int n2) {
+  const int n = n1 + n2;
+  POMPC_GRID_STRIDE(i, static_cast<int64_t>(rows) * n) {
+    const int64_t r = i / n;
+    const int c = static_cast<int>(i - r * n);
+    if (c < n1) {
+      if (dx1) dx1[r * n1 + c] += dout[i];
+    } else if (dx2) {
+      dx2[r * n2 + (c - n1)] += dout[i];
+    }
+  }
+}
+
+__global__ void mse_partial_kernel(double* __restrict__ partial, const float* __restrict__ pred,
+                                   const float* __restrict__ target, int64_t n) {
+  __shared__ double scratch[32];
+  double acc = 0;
+  POMPC_GRID_STRIDE(i, n) {
+    const double d = static_cast<double>(pred[i]) - static_cast<double>(target[i]);
+    acc += d * d;
+  }
+  acc = block_reduce_sum(acc, scratch);
+  if (threadIdx.x == 0) partial[blockIdx.x] = acc;
+}
+
+__global__ void mse_final_kernel(float* __restrict__ loss, const double* __restrict__ partial,
+                                 unsigned count, int64_t n) {
+  __shared__ double scratch[32];
+  double acc = 0;
+  for (unsigned i = threadIdx.x; i < count; i += blockDim.x) acc += partial[i];
+  acc = block_reduce_sum(acc, scratch);
+  if (threadIdx.x == 0) *loss = static_cast<float>(acc / static_cast<double>(n));
+}
+
+__global__ void mse_backward_kernel(float* __restrict__ dpred, const float* __restrict__ pred,
+                                    const float* __restrict__ target, float k, int64_t n) {
+  POMPC_GRID_STRIDE(i, n) dpred[i] += k * (pred[i] - target[i]);
+}
+
+template <bool kLog>
+__global__ void softmax_forward_kernel(float* __restrict__ out, const float* __restrict__ inp,
+                                       int rows, int C) {
+  const int r = blockIdx.x * kWarps + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+  if (r >= rows) return;
+  const float* x = inp + static_cast<int64_t>(r) * C;
+  float* y = out + static_cast<int64_t>(r) * C;
+  float mx = -INFINITY;
+  for (int c = lane; c < C; c += 32) mx = fmaxf(mx, x[c]);
+  mx = warp_max_f(mx);
+  float s = 0.0f;
+  for (int c = lane; c < C; c += 32) s += expf(x[c] - mx);
+  const float lse = logf(warp_sum_f(s));
+  for (int c = lane; c < C; c += 32) y[c] = kLog ? x[c] - mx - lse : expf(x[c] - mx - lse);
+}
+
+template <bool kLog>
+__global__ void softmax_backward_kernel(float* __restrict__ dinp, const float* __restrict__ dout,
+                                        const float* __restrict__ out, int rows, int C) {
+  const int r = blockIdx.x * kWarps + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+  if (r >= rows) return;
+  const int64_t base = static_cast<int64_t>(r) * C;
+  float s = 0.0f;
+  for (int c = lane; c < C; c += 32) s += kLog ? dout[base + c] : dout[base + c] * out[base + c];
+  s = warp_sum_f(s);
+  for (int c = lane; c < C; c += 32) {
+    const float y = out[base + c];
+    dinp[base + c] += kLog ? dout[base + c] - expf(y) * s : y * (dout[base + c] - s);
+  }
+}
+
+void check_rows(const char* who, int rows, int C) {
+  POMPC_REQUIRE(rows >= 0 && C >= 1, "%s: rows (%d) must be >= 0 and C (%d) >= 1", who, rows, C);
+}
+
+}  // namespace
+
+namespace cuda {
+
+void concat_forward(float* out, const float* x1, const float* x2, int rows, int n1, int n2,
+                    cudaStream_t stream) {
+  POMPC_REQUIRE(rows >= 0 && n1 >= 0 && n2 >= 0, "concat_forward: rows, n1, n2 must be >= 0");
+  LAUNCH(concat_forward_kernel, grid_for(int64_t{rows} * (n1 + n2)), 256, 0, stream, out, x1, x2,
+         rows, n1, n2);
+}
+
+void concat_backward(float* dx1, float* dx2, const float* dout, int rows, int n1, int n2,
+                     cudaStream_t stream) {
+  POMPC_REQUIRE(rows >= 0 && n1 >= 0 && n2 >= 0, "concat_backward: rows, n1, n2 must be >= 0");
+  LAUNCH(concat_backward_kernel, grid_for(int64_t{rows} * (n1 + n2)), 256, 0, stream, dx1, dx2,
+         dout, rows, n1, n2);
+}
+
+void mse_forward(float* loss, const float* pred, const float* target, int64_t n, double* scratch,
+                 cudaStream_t stream) {
+  POMPC_REQUIRE(n >= 1, "mse_forward: n (%lld) must be >= 1", static_cast<long long>(n));
+  const unsigned parts = grid_for(n) < kMsePartials ? grid_for(n) : kMsePartials;
+  LAUNCH(mse_partial_kernel, parts, 256, 0, stream, scratch, pred, target, n);
+  LAUNCH(mse_final_kernel, 1, 256, 0, stream, loss, scratch, parts, n);
+}
+
+void mse_backward(float* dpred, const float* pred, const float* target, float dloss, int64_t n,
+                  cudaStream_t stream) {
+  POMPC_REQUIRE(n >= 1, "mse_backward: n (%lld) must be >= 1", static_cast<long long>(n));
+  const float k = static_cast<float>(2.0 * dloss / static_cast<double>(n));
+  LAUNCH(mse_backward_kernel, grid_for(n), 256, 0, stream, dpred, pred, target, k, n);
+}
+
+void softmax_forward(float* out, const float* inp, int rows, int C, cudaStream_t stream) {
+  check_rows("softmax_forward", rows, C);
+  LAUNCH(softmax_forward_kernel<false>, ceil_div(rows, kWarps), 32 * kWarps, 0, stream, out, inp,
+         rows, C);
+}
+
+void softmax_backward(float* dinp, const float* dout, const float* out, int rows, int C,
+                      cudaStream_t stream) {
+  check_rows("softmax_backward", rows, C);
+  LAUNCH(softmax_backward_kernel<false>, ceil_div(rows, kWarps), 32 * kWarps, 0, stream, dinp,
+         dout, out, rows, C);
+}
+
+void log_softmax_forward(float* out, const float* inp, int rows, int C, cudaStream_t stream) {
+  check_rows("log_softmax_forward", rows, C);
+  LAUNCH(softmax_forward_kernel<true>, ceil_div(rows, kWarps), 32 * kWarps, 0, stream, out, inp,
+         rows, C);
+}
+
+void log_softmax_backward(float* dinp, const float* dout, const float* out, int rows, int C,
+                          cudaStream_t stream) {
+  check_rows("log_softmax_backward", rows, C);
+  LAUNCH(softmax_backward_kernel<true>, ceil_div(rows, kWarps), 32 * kWarps, 0, stream, dinp, dout,
+         out, rows, C);
+}
+
+}  // namespace cuda
+}  // namespace pompc
