@@ -88,7 +88,7 @@ KERNELS := $(filter-out $(EXCLUDE),$(wildcard kernels/*.cu))
 TESTS := $(filter-out $(EXCLUDE),$(wildcard tests/*.cpp))
 EMU := $(filter-out $(EXCLUDE),$(wildcard tests/emu/*.cpp))
 
-obj = $(patsubst %,$(BUILD)/$(1)/%.o,$(2))
+obj = $(patsubst %,$(BUILD)/obj-$(1)/%.o,$(2))
 
 HOST_OBJ := $(call obj,host,$(SRC_HOST))
 EMU_OBJ := $(call obj,emu,$(SRC_HOST) $(SRC_CUDA) $(KERNELS) $(TESTS) $(EMU))
@@ -196,23 +196,23 @@ clean:
 	rm -rf build build-profile
 
 # ---- compile rules --------------------------------------------------------------------------
-$(BUILD)/host/%.cpp.o: %.cpp | $(DEPS_STAMP)
+$(BUILD)/obj-host/%.cpp.o: %.cpp | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(CXX) $(HOST_CXXFLAGS) -c $< -o $@
 
-$(BUILD)/cudahost/%.cpp.o: %.cpp | $(DEPS_STAMP)
+$(BUILD)/obj-cudahost/%.cpp.o: %.cpp | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(CXX) $(CUDA_CXXFLAGS) -c $< -o $@
 
-$(BUILD)/cuda/%.cu.o: %.cu
+$(BUILD)/obj-cuda/%.cu.o: %.cu
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCC_FLAGS) -c $< -o $@
 
-$(BUILD)/emu/%.o: % | $(DEPS_STAMP)
+$(BUILD)/obj-emu/%.o: % | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(CXX) $(EMU_CXXFLAGS) -x c++ -c $< -o $@
 
-$(BUILD)/bench/%.o: % | $(DEPS_STAMP)
+$(BUILD)/obj-bench/%.o: % | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(CXX) $(BENCH_CXXFLAGS) -x c++ -c $< -o $@
 

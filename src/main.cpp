@@ -2,6 +2,7 @@
 //
 //   pompc check [device=auto|cuda|cpu]   which backends this build has, and a numeric self-check
 //                                        of the CUDA kernels against the reference ops
+//   pompc tasks                          the DeepMind Control Suite tasks, obs and action dims
 //   pompc train ...                      training (arrives with the agent issue; says so plainly)
 //
 // Every subcommand takes key=value arguments. Errors are pompc::Error messages that name the fix;
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "common.h"
+#include "env/env.h"
 #include "ops.h"
 
 namespace {
@@ -97,6 +99,7 @@ void usage(FILE* f) {
   std::fprintf(f,
                "usage: pompc <command> [key=value ...]\n"
                "  check [device=auto|cuda|cpu]  backends in this build and a kernel self-check\n"
+               "  tasks                         the DMC tasks with their obs and action dims\n"
                "  train                         (training arrives with the agent issue)\n"
                "  help                          this text\n");
 }
@@ -111,6 +114,11 @@ int main(int argc, char** argv) {
   const std::string cmd = argv[1];
   try {
     if (cmd == "check") return cmd_check(parse_args(argc, argv, 2, {"device"}));
+    if (cmd == "tasks") {
+      parse_args(argc, argv, 2, {});
+      pompc::env::print_tasks(stdout);
+      return 0;
+    }
     if (cmd == "train") {
       std::printf(
           "pompc train: the training driver is not built yet (it arrives with the agent issue: "

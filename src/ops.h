@@ -17,7 +17,17 @@
 #include <memory>
 #include <string>
 
+// Value types shared by both backends' op signatures (they are defined beside the reference ops).
+#include "ref/layernorm.h"  // Dropout
+#include "ref/policy.h"     // PolicyHead, EntropyForm
+#include "ref/two_hot.h"    // Bins
+
 namespace pompc {
+
+using ref::Bins;
+using ref::Dropout;
+using ref::EntropyForm;
+using ref::PolicyHead;
 
 enum class Backend { cpu, cuda };
 
@@ -83,6 +93,69 @@ class Ops {
   virtual void clip_grad_norm(float* grad, size_t n, float max_norm, float* norm) = 0;
   // target += tau * (online - target), elementwise (Polyak averaging). Overwrites target.
   virtual void polyak(float* target, const float* online, size_t n, float tau) = 0;
+
+  // ---- the world model's ops: maths, shapes and accumulation rules in the src/ref/ header of
+  // the same name (every gradient is ACCUMULATED; forward outputs overwritten). ----
+  // src/ref/gemm.h, src/ref/linear.h | kernels/linear.cu
+  virtual void gemm(bool transa, bool transb, int m, int n, int k, float alpha, const float* A,
+                    int lda, const float* B, int ldb, float beta, float* C, int ldc) = 0;
+  virtual void linear_forward(float* out, const float* inp, const float* weight, const float* bias,
+                              int B, int in, int out_features) = 0;
+  virtual void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                               const float* inp, const float* weight, int B, int in,
+                               int out_features) = 0;
+  virtual void linear_ensemble_forward(float* out, const float* inp, const float* weight,
+                                       const float* bias, int Qn, int B, int in, int out_features,
+                                       bool shared_input) = 0;
+  virtual void linear_ensemble_backward(float* dinp, float* dweight, float* dbias,
+                                        const float* dout, const float* inp, const float* weight,
+                                        int Qn, int B, int in, int out_features,
+                                        bool shared_input) = 0;
+  // src/ref/layernorm.h | kernels/layernorm.cu
+  virtual void layernorm_mish_forward(float* out, float* mean, float* rstd, const float* inp,
+                                      const float* bias, const float* gamma, const float* beta,
+                                      int rows, int C, int groups, const Dropout& dropout) = 0;
+  virtual void layernorm_mish_backward(float* dinp, float* dbias, float* dgamma, float* dbeta,
+                                       const float* dout, const float* inp, const float* bias,
+                                       const float* gamma, const float* beta, const float* mean,
+                                       const float* rstd, int rows, int C, int groups,
+                                       const Dropout& dropout) = 0;
+  virtual void layernorm_simnorm_forward(float* out, float* mean, float* rstd, const float* inp,
+                                         const float* bias, const float* gamma,
+                                         const float* beta, int rows, int C, int groups) = 0;
+  virtual void layernorm_simnorm_backward(float* dinp, float* dbias, float* dgamma, float* dbeta,
+                                          const float* dout, const float* inp, const float* bias,
+                                          const float* gamma, const float* beta,
+                                          const float* mean, const float* rstd, int rows, int C,
+                                          int groups) = 0;
+  // src/ref/basic.h | kernels/basic.cu (*loss: a backend scalar)
+  virtual void concat_forward(float* out, const float* x1, const float* x2, int rows, int n1,
+                              int n2) = 0;
+  virtual void concat_backward(float* dx1, float* dx2, const float* dout, int rows, int n1,
+                               int n2) = 0;
+  virtual void mse_forward(float* loss, const float* pred, const float* target, int64_t n) = 0;
+  virtual void mse_backward(float* dpred, const float* pred, const float* target, float dloss,
+                            int64_t n) = 0;
+  // src/ref/two_hot.h | kernels/two_hot.cu
+  virtual void soft_ce_forward(float* loss, const float* logits, const float* x, int rows,
+                               const Bins& bins) = 0;
+  virtual void soft_ce_backward(float* dlogits, const float* dloss, const float* logits,
+                                const float* x, int rows, const Bins& bins) = 0;
+  virtual void two_hot_inv_forward(float* out, const float* logits, int rows,
+                                   const Bins& bins) = 0;
+  virtual void two_hot_inv_backward(float* dlogits, const float* dout, const float* logits,
+                                    int rows, const Bins& bins) = 0;
+  // src/ref/policy.h | kernels/policy.cu
+  virtual void policy_head_forward(float* action, float* mu, float* log_std, float* log_pi,
+                                   float* log_prob, const float* raw, int B, int A,
+                                   const PolicyHead& head, uint64_t seed, uint64_t offset) = 0;
+  virtual void policy_head_backward(float* draw, const float* daction, const float* dmu,
+                                    const float* dlog_std, const float* dlog_pi, const float* raw,
+                                    int B, int A, const PolicyHead& head, uint64_t seed,
+                                    uint64_t offset) = 0;
+  // src/ref/scale.h | kernels/scale.cu: *value (a backend scalar) moves towards the batch's
+  // P95 - P5 (at least 1) by tau.
+  virtual void running_scale_update(float* value, const float* x, int n, float tau) = 0;
 };
 
 std::unique_ptr<Ops> make_ref_ops();

@@ -15,10 +15,20 @@ class CudaOps final : public Ops {
   CudaOps() {
     CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     CUDA_CHECK(cudaMalloc(&norm_scratch_, cuda::kNormPartials * sizeof(double)));
+    CUBLAS_CHECK(cublasCreate(&cublas_));
+    CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
+    set_tf32(true);
   }
   ~CudaOps() override {
+    cudaFree(rowstats_);
     cudaFree(norm_scratch_);
+    cublasDestroy(cublas_);
     cudaStreamDestroy(stream_);
+  }
+
+  // TF32 tensor cores for the GEMMs (the default on a GPU); off gives fp32 GEMMs (parity tests).
+  void set_tf32(bool on) {
+    CUBLAS_CHECK(cublasSetMathMode(cublas_, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
   }
   CudaOps(const CudaOps&) = delete;
   CudaOps& operator=(const CudaOps&) = delete;
@@ -63,9 +73,123 @@ class CudaOps final : public Ops {
     cuda::polyak(target, online, n, tau, stream_);
   }
 
+  void gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* A, int lda,
+            const float* B, int ldb, float beta, float* C, int ldc) override {
+    cuda::gemm(cublas_, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+  }
+  void linear_forward(float* out, const float* inp, const float* w, const float* b, int B, int in,
+                      int out_features) override {
+    cuda::linear_forward(cublas_, out, inp, w, b, B, in, out_features, stream_);
+  }
+  void linear_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp,
+                       const float* w, int B, int in, int out_features) override {
+    cuda::linear_backward(cublas_, dinp, dw, db, dout, inp, w, B, in, out_features, stream_);
+  }
+  void linear_ensemble_forward(float* out, const float* inp, const float* w, const float* b, int Qn,
+                               int B, int in, int out_features, bool shared) override {
+    cuda::linear_ensemble_forward(cublas_, out, inp, w, b, Qn, B, in, out_features, shared,
+                                  stream_);
+  }
+  void linear_ensemble_backward(float* dinp, float* dw, float* db, const float* dout,
+                                const float* inp, const float* w, int Qn, int B, int in,
+                                int out_features, bool shared) override {
+    cuda::linear_ensemble_backward(cublas_, dinp, dw, db, dout, inp, w, Qn, B, in, out_features,
+                                   shared, stream_);
+  }
+  void layernorm_mish_forward(float* out, float* mean, float* rstd, const float* inp,
+                              const float* bias, const float* gamma, const float* beta, int rows,
+                              int C, int groups, const Dropout& dropout) override {
+    cuda::layernorm_mish_forward(out, mean, rstd, inp, bias, gamma, beta, rows, C, groups, dropout,
+                                 stream_);
+  }
+  void layernorm_mish_backward(float* dinp, float* dbias, float* dgamma, float* dbeta,
+                               const float* dout, const float* inp, const float* bias,
+                               const float* gamma, const float* beta, const float* mean,
+                               const float* rstd, int rows, int C, int groups,
+                               const Dropout& dropout) override {
+    cuda::layernorm_mish_backward(dinp, dbias, dgamma, dbeta, dout, inp, bias, gamma, beta, mean,
+                                  rstd, rows, C, groups, dropout, rowstats(rows), stream_);
+  }
+  void layernorm_simnorm_forward(float* out, float* mean, float* rstd, const float* inp,
+                                 const float* bias, const float* gamma, const float* beta,
+                                 int rows, int C, int groups) override {
+    cuda::layernorm_simnorm_forward(out, mean, rstd, inp, bias, gamma, beta, rows, C, groups,
+                                    stream_);
+  }
+  void layernorm_simnorm_backward(float* dinp, float* dbias, float* dgamma, float* dbeta,
+                                  const float* dout, const float* inp, const float* bias,
+                                  const float* gamma, const float* beta, const float* mean,
+                                  const float* rstd, int rows, int C, int groups) override {
+    cuda::layernorm_simnorm_backward(dinp, dbias, dgamma, dbeta, dout, inp, bias, gamma, beta,
+                                     mean, rstd, rows, C, groups, rowstats(rows), stream_);
+  }
+  void concat_forward(float* out, const float* x1, const float* x2, int rows, int n1,
+                      int n2) override {
+    cuda::concat_forward(out, x1, x2, rows, n1, n2, stream_);
+  }
+  void concat_backward(float* dx1, float* dx2, const float* dout, int rows, int n1,
+                       int n2) override {
+    cuda::concat_backward(dx1, dx2, dout, rows, n1, n2, stream_);
+  }
+  void mse_forward(float* loss, const float* pred, const float* target, int64_t n) override {
+    cuda::mse_forward(loss, pred, target, n, norm_scratch_, stream_);
+  }
+  void mse_backward(float* dpred, const float* pred, const float* target, float dloss,
+                    int64_t n) override {
+    cuda::mse_backward(dpred, pred, target, dloss, n, stream_);
+  }
+  void soft_ce_forward(float* loss, const float* logits, const float* x, int rows,
+                       const Bins& bins) override {
+    cuda::soft_ce_forward(loss, logits, x, rows, bins, stream_);
+  }
+  void soft_ce_backward(float* dlogits, const float* dloss, const float* logits, const float* x,
+                        int rows, const Bins& bins) override {
+    cuda::soft_ce_backward(dlogits, dloss, logits, x, rows, bins, stream_);
+  }
+  void two_hot_inv_forward(float* out, const float* logits, int rows, const Bins& bins) override {
+    cuda::two_hot_inv_forward(out, logits, rows, bins, stream_);
+  }
+  void two_hot_inv_backward(float* dlogits, const float* dout, const float* logits, int rows,
+                            const Bins& bins) override {
+    cuda::two_hot_inv_backward(dlogits, dout, logits, rows, bins, stream_);
+  }
+  void policy_head_forward(float* action, float* mu, float* log_std, float* log_pi,
+                           float* log_prob, const float* raw, int B, int A, const PolicyHead& head,
+                           uint64_t seed, uint64_t offset) override {
+    cuda::policy_head_forward(action, mu, log_std, log_pi, log_prob, raw, B, A, head, seed, offset,
+                              stream_);
+  }
+  void policy_head_backward(float* draw, const float* daction, const float* dmu,
+                            const float* dlog_std, const float* dlog_pi, const float* raw, int B,
+                            int A, const PolicyHead& head, uint64_t seed,
+                            uint64_t offset) override {
+    cuda::policy_head_backward(draw, daction, dmu, dlog_std, dlog_pi, raw, B, A, head, seed,
+                               offset, stream_);
+  }
+  void running_scale_update(float* value, const float* x, int n, float tau) override {
+    cuda::running_scale_update(value, x, n, tau, stream_);
+  }
+
  private:
+  // Scratch of the LayerNorm backward (2 floats per row). It grows on first use at a new size
+  // (outside any graph capture: the model runs one eager step before capturing).
+  float* rowstats(int rows) {
+    const size_t need = 2 * static_cast<size_t>(rows > 0 ? rows : 1);
+    if (need > rowstats_size_) {
+      CUDA_CHECK(cudaStreamSynchronize(stream_));
+      CUDA_CHECK(cudaFree(rowstats_));
+      CUDA_CHECK(cudaMalloc(&rowstats_, need * sizeof(float)));
+      rowstats_size_ = need;
+    }
+    return rowstats_;
+  }
+
   cudaStream_t stream_ = nullptr;
-  double* norm_scratch_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  static_assert(cuda::kMsePartials <= cuda::kNormPartials, "MSE partials share norm_scratch_");
+  double* norm_scratch_ = nullptr;  // kNormPartials doubles: norm and MSE partial sums
+  float* rowstats_ = nullptr;
+  size_t rowstats_size_ = 0;
 };
 
 bool probe(std::string* why_not) {

@@ -8,6 +8,9 @@
 #include "common.h"
 #include "ops.h"
 #include "ref/optim.h"
+#include "ref/ref.h"
+
+#include <vector>
 
 namespace pompc {
 namespace {
@@ -45,6 +48,102 @@ class RefOps final : public Ops {
   void polyak(float* target, const float* online, size_t n, float tau) override {
     ref::polyak(target, online, n, tau);
   }
+
+  void gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* A, int lda,
+            const float* B, int ldb, float beta, float* C, int ldc) override {
+    ref::gemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+  }
+  void linear_forward(float* out, const float* inp, const float* w, const float* b, int B, int in,
+                      int out_features) override {
+    ref::linear_forward(out, inp, w, b, B, in, out_features);
+  }
+  void linear_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp,
+                       const float* w, int B, int in, int out_features) override {
+    ref::linear_backward(dinp, dw, db, dout, inp, w, B, in, out_features);
+  }
+  void linear_ensemble_forward(float* out, const float* inp, const float* w, const float* b, int Qn,
+                               int B, int in, int out_features, bool shared) override {
+    ref::linear_ensemble_forward(out, inp, w, b, Qn, B, in, out_features, shared);
+  }
+  void linear_ensemble_backward(float* dinp, float* dw, float* db, const float* dout,
+                                const float* inp, const float* w, int Qn, int B, int in,
+                                int out_features, bool shared) override {
+    ref::linear_ensemble_backward(dinp, dw, db, dout, inp, w, Qn, B, in, out_features, shared);
+  }
+  void layernorm_mish_forward(float* out, float* mean, float* rstd, const float* inp,
+                              const float* bias, const float* gamma, const float* beta, int rows,
+                              int C, int groups, const Dropout& dropout) override {
+    ref::layernorm_mish_forward(out, mean, rstd, inp, bias, gamma, beta, rows, C, groups, dropout);
+  }
+  void layernorm_mish_backward(float* dinp, float* dbias, float* dgamma, float* dbeta,
+                               const float* dout, const float* inp, const float* bias,
+                               const float* gamma, const float* beta, const float* mean,
+                               const float* rstd, int rows, int C, int groups,
+                               const Dropout& dropout) override {
+    ref::layernorm_mish_backward(dinp, dbias, dgamma, dbeta, dout, inp, bias, gamma, beta, mean,
+                                 rstd, rows, C, groups, dropout);
+  }
+  void layernorm_simnorm_forward(float* out, float* mean, float* rstd, const float* inp,
+                                 const float* bias, const float* gamma, const float* beta,
+                                 int rows, int C, int groups) override {
+    ref::layernorm_simnorm_forward(out, mean, rstd, inp, bias, gamma, beta, rows, C, groups);
+  }
+  void layernorm_simnorm_backward(float* dinp, float* dbias, float* dgamma, float* dbeta,
+                                  const float* dout, const float* inp, const float* bias,
+                                  const float* gamma, const float* beta, const float* mean,
+                                  const float* rstd, int rows, int C, int groups) override {
+    ref::layernorm_simnorm_backward(dinp, dbias, dgamma, dbeta, dout, inp, bias, gamma, beta,
+                                    mean, rstd, rows, C, groups);
+  }
+  void concat_forward(float* out, const float* x1, const float* x2, int rows, int n1,
+                      int n2) override {
+    ref::concat_forward(out, x1, x2, rows, n1, n2);
+  }
+  void concat_backward(float* dx1, float* dx2, const float* dout, int rows, int n1,
+                       int n2) override {
+    ref::concat_backward(dx1, dx2, dout, rows, n1, n2);
+  }
+  void mse_forward(float* loss, const float* pred, const float* target, int64_t n) override {
+    ref::mse_forward(loss, pred, target, n);
+  }
+  void mse_backward(float* dpred, const float* pred, const float* target, float dloss,
+                    int64_t n) override {
+    ref::mse_backward(dpred, pred, target, dloss, n);
+  }
+  void soft_ce_forward(float* loss, const float* logits, const float* x, int rows,
+                       const Bins& bins) override {
+    ref::soft_ce_forward(loss, logits, x, rows, bins);
+  }
+  void soft_ce_backward(float* dlogits, const float* dloss, const float* logits, const float* x,
+                        int rows, const Bins& bins) override {
+    ref::soft_ce_backward(dlogits, dloss, logits, x, rows, bins);
+  }
+  void two_hot_inv_forward(float* out, const float* logits, int rows, const Bins& bins) override {
+    ref::two_hot_inv_forward(out, logits, rows, bins);
+  }
+  void two_hot_inv_backward(float* dlogits, const float* dout, const float* logits, int rows,
+                            const Bins& bins) override {
+    ref::two_hot_inv_backward(dlogits, dout, logits, rows, bins);
+  }
+  void policy_head_forward(float* action, float* mu, float* log_std, float* log_pi,
+                           float* log_prob, const float* raw, int B, int A, const PolicyHead& head,
+                           uint64_t seed, uint64_t offset) override {
+    ref::policy_head_forward(action, mu, log_std, log_pi, log_prob, raw, B, A, head, seed, offset);
+  }
+  void policy_head_backward(float* draw, const float* daction, const float* dmu,
+                            const float* dlog_std, const float* dlog_pi, const float* raw, int B,
+                            int A, const PolicyHead& head, uint64_t seed,
+                            uint64_t offset) override {
+    ref::policy_head_backward(draw, daction, dmu, dlog_std, dlog_pi, raw, B, A, head, seed,
+                              offset);
+  }
+  void running_scale_update(float* value, const float* x, int n, float tau) override {
+    if (scale_scratch_.size() < static_cast<size_t>(n)) scale_scratch_.resize(n);
+    ref::running_scale_update(value, x, n, scale_scratch_.data(), tau);
+  }
+
+ private:
+  std::vector<float> scale_scratch_;  // grows to the batch size once
 };
 
 }  // namespace

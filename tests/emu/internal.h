@@ -1,0 +1,51 @@
+// tests/emu/internal.h: what the emulation's translation units share (not part of the CUDA API).
+//
+// Run book: tests/emu/include/cuda_runtime.h.
+//   scheduler.cpp  execute_grid: runs one grid on the OS threads, every block's threads as fibers
+//   runtime.cpp    set_error (the per-host-thread last error and its explanation) and submit
+//                  (run work on a stream now, or record it into the stream's capture)
+//   cublas.cpp     uses submit for the GEMMs
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace emu::detail {
+
+// A grid ready to run: the validated launch configuration and the kernel with baked arguments.
+struct Grid {
+  const char* name;
+  std::shared_ptr<const KernelCall> call;
+  dim3 grid, block;
+  size_t smem;
+};
+
+// Outcome of a grid: cudaSuccess, or the failure and its explanation.
+struct GridResult {
+  cudaError_t code = cudaSuccess;
+  std::string message;
+};
+
+// Runs every block of the grid; returns when all are done or the first failure stopped the grid.
+// Serialises grids from different host threads (the device runs one grid at a time).
+GridResult execute_grid(const Grid& g);
+
+// Records `code` as this host thread's last error with an explanation (printf-style; may be
+// empty) and returns it. cudaGetErrorString(code) then returns "<CUDA's text> (host emulation:
+// <explanation>)", or the explanation alone when it starts with '!' (used for divergence
+// reports, whose text replaces CUDA's).
+[[gnu::format(printf, 2, 3)]] cudaError_t set_error(cudaError_t code, const char* fmt, ...);
+
+// Work on `stream`: recorded as a graph node when the stream is capturing (what names it in
+// messages), otherwise run now. Returns the stream/capture error or the work's result; errors
+// are already recorded with set_error.
+cudaError_t submit(cudaStream_t stream, const char* what, std::function<cudaError_t()> work);
+
+// True when ptr..ptr+bytes lies inside one live cudaMalloc allocation.
+bool is_device_range(const void* ptr, size_t bytes);
+
+}  // namespace emu::detail
