@@ -1,0 +1,53 @@
+// src/ref/linear.h: Linear layers (PyTorch nn.Linear layout) and the Qn-head ensemble Linear.
+//
+// Maths
+//   linear:           out[b, o] = sum_i inp[b, i] * weight[o, i] + bias[o]
+//   backward:         dinp[b, i]   += sum_o dout[b, o] * weight[o, i]
+//                     dweight[o, i] += sum_b dout[b, o] * inp[b, i]
+//                     dbias[o]     += sum_b dout[b, o]
+//   linear_ensemble:  the same for q = 0 .. Qn-1 with weight[q], bias[q]; the input is either
+//                     shared by all heads (inp [B, in], shared_input = true: the Q heads' first
+//                     layer on [z, a]) or per head (inp [Qn, B, in]: their later layers). With a
+//                     shared input its gradient sums over the heads:
+//                     dinp[b] += sum_q dout[q, b] W[q].
+//
+// Shapes (SPEC letters; `in` / `out` are the layer's fan-in / fan-out, e.g. Z + A -> M, M -> K)
+//   inp [B, in] (or [Qn, B, in]), weight [out, in] ([Qn, out, in]), bias [out] ([Qn, out]),
+//   out [B, out] ([Qn, B, out]). B is any row count (batch B, B*H, planner N, ...).
+//
+// Overwritten / accumulated
+//   forward: `out` is overwritten. bias may be nullptr (no bias: NormedLinear passes its bias to
+//   the fused layernorm op instead).
+//   backward: every gradient buffer is ACCUMULATED (+=), so a tensor used several times (shared
+//   dynamics weights over the horizon, a latent feeding several heads) sums its gradients
+//   naturally; zero the buffers before the backward pass. Any of dinp / dweight / dbias may be
+//   nullptr to skip that gradient.
+//
+// Test: build-ref/test_emu -ts=ops -tc='linear*'
+#pragma once
+
+namespace pompc::ref {
+
+template <typename T>
+void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int B, int in,
+                    int out_features);
+
+template <typename T>
+void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
+                     int B, int in, int out_features);
+
+template <typename T>
+void linear_ensemble_forward(T* out, const T* inp, const T* weight, const T* bias, int Qn, int B,
+                             int in, int out_features, bool shared_input);
+
+template <typename T>
+void linear_ensemble_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
+                              const T* weight, int Qn, int B, int in, int out_features,
+                              bool shared_input);
+
+// dst[c] += sum_r src[r * cols + c] (the bias gradient), parallel over columns, summed in double
+// in row order (deterministic).
+template <typename T>
+void add_column_sums(T* dst, const T* src, int rows, int cols);
+
+}  // namespace pompc::ref

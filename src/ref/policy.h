@@ -1,0 +1,62 @@
+// src/ref/policy.h: the Gaussian policy head of pi (TD-MPC2 world_model.py `pi`, math.py).
+//
+// Maths, per row b and action dim j (raw = the pi MLP output [mean | s], torch's chunk(2, -1))
+//   log_std_j = lo + 0.5 (hi - lo) (tanh(s_j) + 1)               lo, hi = log_std_min, log_std_max
+//   eps_j     = philox_normal(seed, offset, b * A + j)            reparameterised noise
+//   u_j       = mean_j + exp(log_std_j) eps_j,  action_j = tanh(u_j),  mu_j = tanh(mean_j)
+//   c         = 0.5 log(2 pi)
+//   log_prob  = sum_j(-0.5 eps_j^2 - log_std_j) - A c - corr      (the true log-density of action)
+//   corr      = sum_j log(relu(1 - action_j^2) + 1e-6)            (tanh change of variables)
+//   log_pi, by entropy_form (SPEC section 1; the losses add alpha * log_pi, i.e. subtract
+//   alpha * scaled_entropy):
+//     paper:   log_pi = A (sum_j(-0.5 eps_j^2 - log_std_j) - c) - corr       (first release)
+//     current: lp = sum_j(-0.5 eps_j^2 - log_std_j - c);  log_pi = log_prob * (A lp) /
+//              (log_prob + 1e-8)   (today's code: entropy_scale = scaled_log_prob / (log_prob +
+//              1e-8), scaled_entropy = -log_prob * entropy_scale, with gradients through every
+//              factor; numerically A * lp, the tanh correction cancels up to the 1e-8).
+//   Backward (g_x = dL/dx; a loss may use action, mu, log_std and log_pi):
+//     g_u_j      = g_action_j (1 - action_j^2) + g_log_pi * c_u * (-dcorr_j/du_j)
+//                  dcorr_j/du_j = [1 - action_j^2 > 0] (-2 action_j (1 - action_j^2)) /
+//                                 (1 - action_j^2 + 1e-6)
+//     g_logstd_j = g_u_j exp(log_std_j) eps_j + g_log_pi * c_l + g_log_std_j
+//     paper: c_l = -A, c_u = 1.  current: with P = A lp, Q = log_prob, D = Q + 1e-8:
+//       c_u = P 1e-8 / D^2 (= d log_pi / dQ, computed without cancellation), c_l = -c_u - A Q / D
+//     draw[b, j]     += g_u_j + g_mu_j (1 - mu_j^2)
+//     draw[b, A + j] += g_logstd_j * 0.5 (hi - lo) (1 - tanh(s_j)^2)
+//   For |u| large enough that action rounds to +-1, 1 - action^2 = 0 and both tanh paths give 0
+//   (PyTorch's relu gradient at 0 is 0, and so is tanh's).
+//
+// Shapes: raw / draw [B, 2A]; action, mu, log_std (and their gradients) [B, A];
+//   log_pi, log_prob, dlog_pi [B]. B is any row count (batch B, B * (H+1), planner P, ...);
+//   A in {1, 6, 21, 38} on the DMC tasks.
+//
+// Overwritten / accumulated: forward outputs overwritten (mu, log_std, log_pi, log_prob may be
+//   nullptr to skip); draw ACCUMULATED (+=); the upstream gradients daction, dmu, dlog_std,
+//   dlog_pi may each be nullptr (treated as zero). The backward recomputes eps from (seed,
+//   offset): pass the values the forward used.
+//
+// Test: build-ref/test_emu -ts=ops -tc='policy*'
+#pragma once
+
+#include <cstdint>
+
+namespace pompc::ref {
+
+enum class EntropyForm { paper, current };
+
+struct PolicyHead {
+  float log_std_min = -10.0f;  // lower end of the log_std squash (TD-MPC2 log_std_min; BMPC -3)
+  float log_std_max = 2.0f;    // upper end (TD-MPC2 log_std_max; BMPC 1)
+  EntropyForm entropy_form = EntropyForm::paper;  // entropy_form: which scaled log-prob log_pi is
+};
+
+template <typename T>
+void policy_head_forward(T* action, T* mu, T* log_std, T* log_pi, T* log_prob, const T* raw, int B,
+                         int A, const PolicyHead& head, uint64_t seed, uint64_t offset);
+
+template <typename T>
+void policy_head_backward(T* draw, const T* daction, const T* dmu, const T* dlog_std,
+                          const T* dlog_pi, const T* raw, int B, int A, const PolicyHead& head,
+                          uint64_t seed, uint64_t offset);
+
+}  // namespace pompc::ref

@@ -1,0 +1,29 @@
+// src/ref/ref.h: the reference (plain C++ / OpenMP) numeric ops of the world model, all of them.
+//
+// Free functions in pompc::ref on host pointers, row-major, each templated on the scalar type
+// and instantiated for float (production) and double (finite-difference tests). Each family's
+// header opens with its run book: maths, shapes (SPEC letters), what is overwritten and what
+// accumulated. The common rules:
+//   - forward outputs are overwritten;
+//   - every gradient buffer is ACCUMULATED (+=): zero gradients before a backward pass; a tensor
+//     used several times sums its gradients without extra code;
+//   - optional outputs / gradients may be nullptr;
+//   - randomness (dropout masks, policy noise) comes from Philox (kernels/philox.cuh) indexed by
+//     (seed, offset, flat element index), so the CUDA ops draw the same numbers.
+//
+//   gemm.h       gemm, gemm_strided_batched, gemm_colmajor(_strided_batched)  (cuBLAS semantics)
+//   linear.h     linear_*, linear_ensemble_* (Qn heads), add_column_sums
+//   layernorm.h  layernorm_mish_* (bias + dropout + LN + Mish), layernorm_simnorm_*
+//   basic.h      concat_*, mse_*, softmax_*, log_softmax_*
+//   two_hot.h    symlog / symexp, two_hot, soft_ce_*, two_hot_inv_*
+//   policy.h     policy_head_* (log_std squash, sample, tanh, log-probs, entropy forms)
+//   scale.h      percentile_*, running_scale_update
+#pragma once
+
+#include "ref/basic.h"
+#include "ref/gemm.h"
+#include "ref/layernorm.h"
+#include "ref/linear.h"
+#include "ref/policy.h"
+#include "ref/scale.h"
+#include "ref/two_hot.h"

@@ -1,0 +1,236 @@
+// src/ref/two_hot.cpp: symlog / symexp, two-hot targets, soft cross-entropy, two_hot_inv.
+// Run book: two_hot.h.
+#include "ref/two_hot.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "common.h"
+
+namespace pompc::ref {
+
+template <typename T>
+T symlog(T x) {
+  const T s = x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
+  return s * std::log(T(1) + std::fabs(x));
+}
+
+template <typename T>
+T symexp(T x) {
+  const T s = x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
+  return s * (std::exp(std::fabs(x)) - T(1));
+}
+
+template <typename T>
+T bin_center(const Bins& bins, int k) {
+  const int K = bins.num_bins;
+  const T lo = static_cast<T>(bins.vmin), hi = static_cast<T>(bins.vmax);
+  const T step = (hi - lo) / static_cast<T>(K - 1);
+  return k < K / 2 ? lo + step * static_cast<T>(k) : hi - step * static_cast<T>(K - 1 - k);
+}
+
+namespace {
+
+void check_bins(const char* who, const Bins& b, int rows) {
+  POMPC_REQUIRE(rows >= 0, "%s: rows (%d) must be >= 0", who, rows);
+  POMPC_REQUIRE(b.num_bins >= 2,
+                "%s: num_bins (%d) must be >= 2 (TD-MPC2's 0 / 1 bin modes are not supported)", who,
+                b.num_bins);
+  POMPC_REQUIRE(b.vmin < b.vmax, "%s: vmin (%g) must be < vmax (%g)", who,
+                static_cast<double>(b.vmin), static_cast<double>(b.vmax));
+}
+
+// The two non-zero entries of two_hot(x): weight w0 at k0 and w1 at k1 = (k0 + 1) mod K.
+// Returns false for NaN input.
+template <typename T>
+bool two_hot_entries(T x, const Bins& b, int* k0, int* k1, T* w0, T* w1) {
+  const T lo = static_cast<T>(b.vmin), hi = static_cast<T>(b.vmax);
+  const T bin_size = static_cast<T>((static_cast<double>(b.vmax) - static_cast<double>(b.vmin)) /
+                                    (b.num_bins - 1));
+  T y = symlog(x);
+  if (std::isnan(y)) return false;
+  y = std::min(std::max(y, lo), hi);
+  const T pos = (y - lo) / bin_size;
+  const T k = std::floor(pos);
+  const T f = pos - k;
+  // pos is within [0, K-1] up to rounding; clamp the index so rounding can never index outside.
+  *k0 = std::min(std::max(static_cast<int>(k), 0), b.num_bins - 1);
+  *k1 = (*k0 + 1) % b.num_bins;
+  *w0 = T(1) - f;
+  *w1 = f;
+  return true;
+}
+
+[[noreturn]] void throw_nan(const char* who, int row) {
+  throw Error(strfmt("%s: target x[%d] is NaN (a NaN reward or TD target upstream)", who, row));
+}
+
+template <typename T>
+void row_softmax(const T* x, int K, T* p) {
+  T mx = x[0];
+  for (int k = 1; k < K; ++k) mx = std::max(mx, x[k]);
+  double s = 0;
+  for (int k = 0; k < K; ++k) {
+    p[k] = std::exp(x[k] - mx);
+    s += p[k];
+  }
+  const T inv = static_cast<T>(1.0 / s);
+  for (int k = 0; k < K; ++k) p[k] *= inv;
+}
+
+}  // namespace
+
+template <typename T>
+void symlog_forward(T* out, const T* inp, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = symlog(inp[i]);
+}
+
+template <typename T>
+void symlog_backward(T* dinp, const T* dout, const T* inp, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (inp[i] != T(0)) dinp[i] += dout[i] / (T(1) + std::fabs(inp[i]));
+}
+
+template <typename T>
+void symexp_forward(T* out, const T* inp, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = symexp(inp[i]);
+}
+
+template <typename T>
+void symexp_backward(T* dinp, const T* dout, const T* inp, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (inp[i] != T(0)) dinp[i] += dout[i] * std::exp(std::fabs(inp[i]));
+}
+
+template <typename T>
+void two_hot_forward(T* out, const T* x, int rows, const Bins& bins) {
+  check_bins("two_hot_forward", bins, rows);
+  const int K = bins.num_bins;
+  for (int r = 0; r < rows; ++r) {
+    int k0, k1;
+    T w0, w1;
+    if (!two_hot_entries(x[r], bins, &k0, &k1, &w0, &w1)) throw_nan("two_hot_forward", r);
+    T* o = out + static_cast<int64_t>(r) * K;
+    std::fill(o, o + K, T(0));
+    o[k0] = w0;
+    o[k1] = w1;
+  }
+}
+
+template <typename T>
+void soft_ce_forward(T* loss, const T* logits, const T* x, int rows, const Bins& bins) {
+  check_bins("soft_ce_forward", bins, rows);
+  const int K = bins.num_bins;
+  int bad = -1;
+#pragma omp parallel for schedule(static) if (int64_t{rows} * K > (1 << 14))
+  for (int r = 0; r < rows; ++r) {
+    int k0, k1;
+    T w0, w1;
+    if (!two_hot_entries(x[r], bins, &k0, &k1, &w0, &w1)) {
+#pragma omp critical(pompc_soft_ce_bad)
+      bad = bad < 0 ? r : std::min(bad, r);
+      continue;
+    }
+    const T* l = logits + static_cast<int64_t>(r) * K;
+    T mx = l[0];
+    for (int k = 1; k < K; ++k) mx = std::max(mx, l[k]);
+    double s = 0;
+    for (int k = 0; k < K; ++k) s += std::exp(static_cast<double>(l[k] - mx));
+    const T lse = static_cast<T>(std::log(s));
+    loss[r] = -(w0 * (l[k0] - mx - lse) + w1 * (l[k1] - mx - lse));
+  }
+  if (bad >= 0) throw_nan("soft_ce_forward", bad);
+}
+
+template <typename T>
+void soft_ce_backward(T* dlogits, const T* dloss, const T* logits, const T* x, int rows,
+                      const Bins& bins) {
+  check_bins("soft_ce_backward", bins, rows);
+  const int K = bins.num_bins;
+  int bad = -1;
+#pragma omp parallel if (int64_t{rows} * K > (1 << 14))
+  {
+    static thread_local std::vector<T> pbuf;
+    if (static_cast<int>(pbuf.size()) < K) pbuf.resize(K);
+    T* p = pbuf.data();
+#pragma omp for schedule(static)
+    for (int r = 0; r < rows; ++r) {
+      int k0, k1;
+      T w0, w1;
+      if (!two_hot_entries(x[r], bins, &k0, &k1, &w0, &w1)) {
+#pragma omp critical(pompc_soft_ce_bad)
+        bad = bad < 0 ? r : std::min(bad, r);
+        continue;
+      }
+      row_softmax(logits + static_cast<int64_t>(r) * K, K, p);
+      const T g = dloss[r];
+      const T tsum = w0 + w1;
+      T* d = dlogits + static_cast<int64_t>(r) * K;
+      for (int k = 0; k < K; ++k) d[k] += g * p[k] * tsum;
+      d[k0] -= g * w0;
+      d[k1] -= g * w1;
+    }
+  }
+  if (bad >= 0) throw_nan("soft_ce_backward", bad);
+}
+
+template <typename T>
+void two_hot_inv_forward(T* out, const T* logits, int rows, const Bins& bins) {
+  check_bins("two_hot_inv_forward", bins, rows);
+  const int K = bins.num_bins;
+#pragma omp parallel if (int64_t{rows} * K > (1 << 14))
+  {
+    static thread_local std::vector<T> pbuf;
+    if (static_cast<int>(pbuf.size()) < K) pbuf.resize(K);
+    T* p = pbuf.data();
+#pragma omp for schedule(static)
+    for (int r = 0; r < rows; ++r) {
+      row_softmax(logits + static_cast<int64_t>(r) * K, K, p);
+      double m = 0;
+      for (int k = 0; k < K; ++k) m += static_cast<double>(p[k]) * bin_center<T>(bins, k);
+      out[r] = symexp(static_cast<T>(m));
+    }
+  }
+}
+
+template <typename T>
+void two_hot_inv_backward(T* dlogits, const T* dout, const T* logits, int rows, const Bins& bins) {
+  check_bins("two_hot_inv_backward", bins, rows);
+  const int K = bins.num_bins;
+#pragma omp parallel if (int64_t{rows} * K > (1 << 14))
+  {
+    static thread_local std::vector<T> pbuf;
+    if (static_cast<int>(pbuf.size()) < K) pbuf.resize(K);
+    T* p = pbuf.data();
+#pragma omp for schedule(static)
+    for (int r = 0; r < rows; ++r) {
+      row_softmax(logits + static_cast<int64_t>(r) * K, K, p);
+      double md = 0;
+      for (int k = 0; k < K; ++k) md += static_cast<double>(p[k]) * bin_center<T>(bins, k);
+      const T m = static_cast<T>(md);
+      const T dm = m != T(0) ? dout[r] * std::exp(std::fabs(m)) : T(0);
+      T* d = dlogits + static_cast<int64_t>(r) * K;
+      for (int k = 0; k < K; ++k) d[k] += dm * p[k] * (bin_center<T>(bins, k) - m);
+    }
+  }
+}
+
+#define POMPC_INSTANTIATE_TWO_HOT(T)                                                     \
+  template T symlog<T>(T);                                                               \
+  template T symexp<T>(T);                                                               \
+  template T bin_center<T>(const Bins&, int);                                            \
+  template void symlog_forward<T>(T*, const T*, int64_t);                                \
+  template void symlog_backward<T>(T*, const T*, const T*, int64_t);                     \
+  template void symexp_forward<T>(T*, const T*, int64_t);                                \
+  template void symexp_backward<T>(T*, const T*, const T*, int64_t);                     \
+  template void two_hot_forward<T>(T*, const T*, int, const Bins&);                      \
+  template void soft_ce_forward<T>(T*, const T*, const T*, int, const Bins&);            \
+  template void soft_ce_backward<T>(T*, const T*, const T*, const T*, int, const Bins&); \
+  template void two_hot_inv_forward<T>(T*, const T*, int, const Bins&);                  \
+  template void two_hot_inv_backward<T>(T*, const T*, const T*, int, const Bins&);
+POMPC_INSTANTIATE_TWO_HOT(float)
+POMPC_INSTANTIATE_TWO_HOT(double)
+#undef POMPC_INSTANTIATE_TWO_HOT
+
+}  // namespace pompc::ref

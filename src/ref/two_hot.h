@@ -1,0 +1,71 @@
+// src/ref/two_hot.h: discrete regression for the reward and value heads (TD-MPC2 math.py).
+//
+// Maths (K = num_bins bins, centres linspace(vmin, vmax, K) in symlog space, bin_size
+// = (vmax - vmin) / (K - 1) = 0.2 by default)
+//   symlog(x) = sign(x) log(1 + |x|),  symexp(x) = sign(x) (exp(|x|) - 1)
+//     derivatives 1 / (1 + |x|) and exp(|x|), both taken as 0 at x == 0 exactly (what PyTorch's
+//     autograd gives for the sign(x) * f(|x|) form).
+//   two_hot(x): y = clamp(symlog(x), vmin, vmax); k = floor((y - vmin) / bin_size);
+//     f = (y - vmin) / bin_size - k; target[k] = 1 - f, target[(k + 1) mod K] = f (the second
+//     write wins; the modulo only matters when y = vmax, where f = 0). Computed in T with
+//     bin_size rounded to T, as PyTorch does with a Python-float bin size on a float tensor.
+//   soft_ce(logits, x) = -sum_k two_hot(x)_k * log_softmax(logits)_k
+//     d/dlogits_k = p_k * sum_j two_hot_j - two_hot_k   (p = softmax(logits); sum_j = 1 up to
+//     rounding, kept as computed to mirror autograd)
+//   two_hot_inv(logits) = symexp(m), m = sum_k softmax(logits)_k * bin_k
+//     d/dlogits_k = symexp'(m) * p_k * (bin_k - m)
+//   Bin centres use torch.linspace's formula: start + step*i for i < K/2, end - step*(K-1-i) after.
+//
+// Shapes: x, loss, two_hot_inv out: [rows] (one scalar per row: rows = B, or B*H, or Qn*B...);
+//   logits and two_hot out: [rows, K] (K = 101).
+//
+// Overwritten / accumulated: forward outputs overwritten; gradients (dinp, dlogits) ACCUMULATED
+//   (+=). dloss / dout hold one upstream gradient per row (e.g. rho^t * 0.1 / (B * H)).
+//   Targets x get no gradient (they are detached in every TD-MPC2 loss).
+//
+// Test: build-ref/test_emu -ts=ops -tc='sym*,two_hot*,soft_ce*'
+#pragma once
+
+#include <cstdint>
+
+namespace pompc::ref {
+
+struct Bins {
+  int num_bins = 101;   // K: bins of the reward / value heads (TD-MPC2 num_bins)
+  float vmin = -10.0f;  // lowest bin centre, symlog space (TD-MPC2 vmin)
+  float vmax = 10.0f;   // highest bin centre, symlog space (TD-MPC2 vmax)
+};
+
+template <typename T>
+T symlog(T x);
+template <typename T>
+T symexp(T x);
+
+template <typename T>
+void symlog_forward(T* out, const T* inp, int64_t n);
+template <typename T>
+void symlog_backward(T* dinp, const T* dout, const T* inp, int64_t n);
+template <typename T>
+void symexp_forward(T* out, const T* inp, int64_t n);
+template <typename T>
+void symexp_backward(T* dinp, const T* dout, const T* inp, int64_t n);
+
+// Centre of bin k (the linspace value), in T.
+template <typename T>
+T bin_center(const Bins& bins, int k);
+
+template <typename T>
+void two_hot_forward(T* out, const T* x, int rows, const Bins& bins);
+
+template <typename T>
+void soft_ce_forward(T* loss, const T* logits, const T* x, int rows, const Bins& bins);
+template <typename T>
+void soft_ce_backward(T* dlogits, const T* dloss, const T* logits, const T* x, int rows,
+                      const Bins& bins);
+
+template <typename T>
+void two_hot_inv_forward(T* out, const T* logits, int rows, const Bins& bins);
+template <typename T>
+void two_hot_inv_backward(T* dlogits, const T* dout, const T* logits, int rows, const Bins& bins);
+
+}  // namespace pompc::ref
