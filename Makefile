@@ -64,7 +64,6 @@ INCS := -Isrc -Ikernels -I$(MUJOCO_INC)
 DEFS := -DPOMPC_DMC_DIR='"$(abspath $(DMC_DIR))"'
 LDMUJOCO = -L$(MUJOCO_LIBDIR) -l:$(MUJOCO_LIB) -Wl,-rpath,$(abspath $(MUJOCO_LIBDIR))
 OPT ?= -O2
-PROFILE_FLAGS :=
 
 HOST_CXXFLAGS := $(CXXSTD) $(OPT) -g -march=native -fopenmp $(WARN) $(INCS) $(DEFS) -MMD -MP
 EMU_CXXFLAGS := $(CXXSTD) -O1 -g -march=native -fopenmp $(WARN) $(INCS) $(DEFS) -MMD -MP \
@@ -72,10 +71,15 @@ EMU_CXXFLAGS := $(CXXSTD) -O1 -g -march=native -fopenmp $(WARN) $(INCS) $(DEFS) 
   -fsanitize=address,undefined -fno-sanitize-recover=undefined
 BENCH_CXXFLAGS := $(CXXSTD) -O3 -g -march=native -fopenmp $(WARN) $(INCS) $(DEFS) -MMD -MP \
   -Itests/emu/include -DPOMPC_CUDA -DPOMPC_EMU
-CUDA_CXXFLAGS = $(HOST_CXXFLAGS) -DPOMPC_CUDA -I$(CUDA_HOME)/include $(PROFILE_FLAGS)
+# PROFILE=1 (make profile): NVTX ranges on, -lineinfo for Nsight Compute's source view.
+ifdef PROFILE
+  HOST_CXXFLAGS += -DPOMPC_NVTX $(if $(CUDA_HOME),-I$(CUDA_HOME)/include)
+  NVCC_PROFILE := -lineinfo -DPOMPC_NVTX
+endif
+CUDA_CXXFLAGS = $(HOST_CXXFLAGS) -DPOMPC_CUDA -I$(CUDA_HOME)/include
 NVCC_GENCODE = $(foreach a,$(NVCC_ARCHS),-gencode arch=compute_$(a),code=sm_$(a))
 NVCC_FLAGS = $(CXXSTD) -O3 $(NVCC_GENCODE) -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror \
-  -Isrc -Ikernels -DPOMPC_CUDA -MMD -MP $(PROFILE_FLAGS)
+  -Isrc -Ikernels -DPOMPC_CUDA -MMD -MP $(NVCC_PROFILE)
 CUDA_LDFLAGS = -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart
 
 # ---- sources --------------------------------------------------------------------------------
@@ -185,7 +189,7 @@ ifneq ($(and $(HAVE_NVCC),$(HAVE_GPU)),)
 endif
 
 profile:
-	$(MAKE) BUILD=build-profile PROFILE_FLAGS="-lineinfo -DPOMPC_NVTX" all
+	$(MAKE) BUILD=build-profile PROFILE=1 all
 
 sass: $(call obj,cuda,$(KERNELS))
 	@mkdir -p $(BUILD)/sass

@@ -16,9 +16,8 @@
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
-#if defined(POMPC_NVTX) && !defined(POMPC_EMU)
-#include <nvtx3/nvToolsExt.h>
-#endif
+
+#include "nvtx.h"
 
 #include "philox.cuh"
 
@@ -39,18 +38,6 @@
   } while (0)
 
 namespace pompc {
-
-// A scoped NVTX range; compiled away unless built with `make profile` (POMPC_NVTX).
-struct NvtxRange {
-#if defined(POMPC_NVTX) && !defined(POMPC_EMU)
-  explicit NvtxRange(const char* name) { nvtxRangePushA(name); }
-  ~NvtxRange() { nvtxRangePop(); }
-#else
-  explicit NvtxRange(const char*) {}
-#endif
-  NvtxRange(const NvtxRange&) = delete;
-  NvtxRange& operator=(const NvtxRange&) = delete;
-};
 
 #if defined(__CUDACC__) || defined(POMPC_EMU)  // kernel-language parts; host-only .cpp skip them
 

@@ -14,6 +14,7 @@
 
 #include "common.h"
 #include "env/env.h"
+#include "nvtx.h"
 
 namespace pompc::env {
 
@@ -175,6 +176,7 @@ void VecEnv::reset_where(const uint8_t* mask, float* obs) {
 }
 
 void VecEnv::step_all(const float* actions, float* obs, StepResult* results) {
+  NvtxRange range("env/step");
   const int od = spec().obs_dim, ad = spec().act_dim;
   auto body = [&](int i) {
     results[i] = impl_->envs[i].step(actions + size_t(i) * ad, obs + size_t(i) * od);
