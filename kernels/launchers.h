@@ -11,6 +11,8 @@
 
 #include "ops.h"
 #include "ref/layernorm.h"
+#include "ref/loss.h"
+#include "ref/mppi.h"
 #include "ref/policy.h"
 #include "ref/two_hot.h"
 
@@ -107,5 +109,34 @@ void log_softmax_backward(float* dinp, const float* dout, const float* out, int 
 // kernels/scale.cu (twin of src/ref/scale.h running_scale_update; the batch must fit one block)
 constexpr int kScaleMaxN = 4096;
 void running_scale_update(float* value, const float* x, int n, float tau, cudaStream_t stream);
+
+// kernels/mppi.cu (twins of src/ref/mppi.h)
+constexpr int kMppiMaxN = 4096;  // num_samples sorted per block in shared memory (32 KiB)
+void mppi_init(float* mean, float* std, const float* prev_mean, const uint8_t* first,
+               const ref::MppiShape& sh, float max_std, cudaStream_t stream);
+void mppi_sample(float* actions, const float* mean, const float* std, const ref::MppiShape& sh,
+                 uint64_t seed, uint64_t offset, cudaStream_t stream);
+void mppi_elites(int32_t* elite_idx, float* elite_value, const float* value,
+                 const ref::MppiShape& sh, cudaStream_t stream);
+void mppi_update(float* mean, float* std, float* score, const float* actions,
+                 const int32_t* elite_idx, const float* elite_value, const ref::MppiShape& sh,
+                 float temperature, float min_std, float max_std, cudaStream_t stream);
+void mppi_select(float* action, float* mu_p, float* sigma_p, const float* actions,
+                 const int32_t* elite_idx, const float* score, const float* std,
+                 const ref::MppiShape& sh, bool explore, uint64_t seed, uint64_t offset,
+                 cudaStream_t stream);
+void axpy(float* y, const float* x, float alpha, int64_t n, cudaStream_t stream);
+
+// kernels/loss.cu (twins of src/ref/loss.h)
+void fill(float* x, int64_t n, float value, cudaStream_t stream);
+void scale_add(float* y, const float* x, int64_t n, float alpha, const float* divisor, float beta,
+               cudaStream_t stream);
+void weighted_sum(float* out, const float* x, const float* w, int64_t n, float alpha,
+                  const float* divisor, float beta, cudaStream_t stream);
+void pair_select_forward(float* out, const float* q, int Qn, int rows, ref::PairMode mode,
+                         uint64_t seed, uint64_t offset, cudaStream_t stream);
+void pair_select_backward(float* dq, const float* dout, const float* q, int Qn, int rows,
+                          ref::PairMode mode, uint64_t seed, uint64_t offset,
+                          cudaStream_t stream);
 
 }  // namespace pompc::cuda

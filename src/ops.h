@@ -19,6 +19,8 @@
 
 // Value types shared by both backends' op signatures (they are defined beside the reference ops).
 #include "ref/layernorm.h"  // Dropout
+#include "ref/loss.h"       // PairMode
+#include "ref/mppi.h"       // MppiShape
 #include "ref/policy.h"     // PolicyHead, EntropyForm
 #include "ref/two_hot.h"    // Bins
 
@@ -27,6 +29,8 @@ namespace pompc {
 using ref::Bins;
 using ref::Dropout;
 using ref::EntropyForm;
+using ref::PairMode;
+using ref::MppiShape;
 using ref::PolicyHead;
 
 enum class Backend { cpu, cuda };
@@ -156,6 +160,37 @@ class Ops {
   // src/ref/scale.h | kernels/scale.cu: *value (a backend scalar) moves towards the batch's
   // P95 - P5 (at least 1) by tau.
   virtual void running_scale_update(float* value, const float* x, int n, float tau) = 0;
+  // src/ref/loss.h | kernels/loss.cu: the losses' glue (divisor: a backend scalar or nullptr).
+  virtual void fill(float* x, int64_t n, float value) = 0;
+  virtual void scale_add(float* y, const float* x, int64_t n, float alpha, const float* divisor,
+                         float beta) = 0;
+  virtual void weighted_sum(float* out, const float* x, const float* w, int64_t n, float alpha,
+                            const float* divisor, float beta) = 0;
+  virtual void pair_select_forward(float* out, const float* q, int Qn, int rows, PairMode mode,
+                                   uint64_t seed, uint64_t offset) = 0;
+  virtual void pair_select_backward(float* dq, const float* dout, const float* q, int Qn, int rows,
+                                    PairMode mode, uint64_t seed, uint64_t offset) = 0;
+
+  // GEMM precision: TF32 tensor cores (the CUDA backend's default) or full fp32 (parity tests set
+  // it off). The reference backend always computes in fp32 and ignores it.
+  virtual void set_tf32(bool on) = 0;
+
+  // ---- the MPPI planner's own ops: src/ref/mppi.h | kernels/mppi.cu ----
+  virtual void mppi_init(float* mean, float* std, const float* prev_mean, const uint8_t* first,
+                         const MppiShape& sh, float max_std) = 0;
+  virtual void mppi_sample(float* actions, const float* mean, const float* std,
+                           const MppiShape& sh, uint64_t seed, uint64_t offset) = 0;
+  virtual void mppi_elites(int32_t* elite_idx, float* elite_value, const float* value,
+                           const MppiShape& sh) = 0;
+  virtual void mppi_update(float* mean, float* std, float* score, const float* actions,
+                           const int32_t* elite_idx, const float* elite_value,
+                           const MppiShape& sh, float temperature, float min_std,
+                           float max_std) = 0;
+  virtual void mppi_select(float* action, float* mu_p, float* sigma_p, const float* actions,
+                           const int32_t* elite_idx, const float* score, const float* std,
+                           const MppiShape& sh, bool explore, uint64_t seed,
+                           uint64_t offset) = 0;
+  virtual void axpy(float* y, const float* x, float alpha, int64_t n) = 0;
 };
 
 std::unique_ptr<Ops> make_ref_ops();

@@ -27,7 +27,7 @@ class CudaOps final : public Ops {
   }
 
   // TF32 tensor cores for the GEMMs (the default on a GPU); off gives fp32 GEMMs (parity tests).
-  void set_tf32(bool on) {
+  void set_tf32(bool on) override {
     CUBLAS_CHECK(cublasSetMathMode(cublas_, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
   }
   CudaOps(const CudaOps&) = delete;
@@ -168,6 +168,51 @@ class CudaOps final : public Ops {
   }
   void running_scale_update(float* value, const float* x, int n, float tau) override {
     cuda::running_scale_update(value, x, n, tau, stream_);
+  }
+  void fill(float* x, int64_t n, float value) override { cuda::fill(x, n, value, stream_); }
+  void scale_add(float* y, const float* x, int64_t n, float alpha, const float* divisor,
+                 float beta) override {
+    cuda::scale_add(y, x, n, alpha, divisor, beta, stream_);
+  }
+  void weighted_sum(float* out, const float* x, const float* w, int64_t n, float alpha,
+                    const float* divisor, float beta) override {
+    cuda::weighted_sum(out, x, w, n, alpha, divisor, beta, stream_);
+  }
+  void pair_select_forward(float* out, const float* q, int Qn, int rows, PairMode mode,
+                           uint64_t seed, uint64_t offset) override {
+    cuda::pair_select_forward(out, q, Qn, rows, mode, seed, offset, stream_);
+  }
+  void pair_select_backward(float* dq, const float* dout, const float* q, int Qn, int rows,
+                            PairMode mode, uint64_t seed, uint64_t offset) override {
+    cuda::pair_select_backward(dq, dout, q, Qn, rows, mode, seed, offset, stream_);
+  }
+
+  void mppi_init(float* mean, float* std, const float* prev_mean, const uint8_t* first,
+                 const MppiShape& sh, float max_std) override {
+    cuda::mppi_init(mean, std, prev_mean, first, sh, max_std, stream_);
+  }
+  void mppi_sample(float* actions, const float* mean, const float* std, const MppiShape& sh,
+                   uint64_t seed, uint64_t offset) override {
+    cuda::mppi_sample(actions, mean, std, sh, seed, offset, stream_);
+  }
+  void mppi_elites(int32_t* elite_idx, float* elite_value, const float* value,
+                   const MppiShape& sh) override {
+    cuda::mppi_elites(elite_idx, elite_value, value, sh, stream_);
+  }
+  void mppi_update(float* mean, float* std, float* score, const float* actions,
+                   const int32_t* elite_idx, const float* elite_value, const MppiShape& sh,
+                   float temperature, float min_std, float max_std) override {
+    cuda::mppi_update(mean, std, score, actions, elite_idx, elite_value, sh, temperature, min_std,
+                    max_std, stream_);
+  }
+  void mppi_select(float* action, float* mu_p, float* sigma_p, const float* actions,
+                   const int32_t* elite_idx, const float* score, const float* std,
+                   const MppiShape& sh, bool explore, uint64_t seed, uint64_t offset) override {
+    cuda::mppi_select(action, mu_p, sigma_p, actions, elite_idx, score, std, sh, explore, seed,
+                    offset, stream_);
+  }
+  void axpy(float* y, const float* x, float alpha, int64_t n) override {
+    cuda::axpy(y, x, alpha, n, stream_);
   }
 
  private:

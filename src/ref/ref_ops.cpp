@@ -8,6 +8,7 @@
 #include "common.h"
 #include "ops.h"
 #include "ref/optim.h"
+#include "ref/mppi.h"
 #include "ref/ref.h"
 
 #include <vector>
@@ -140,6 +141,52 @@ class RefOps final : public Ops {
   void running_scale_update(float* value, const float* x, int n, float tau) override {
     if (scale_scratch_.size() < static_cast<size_t>(n)) scale_scratch_.resize(n);
     ref::running_scale_update(value, x, n, scale_scratch_.data(), tau);
+  }
+  void fill(float* x, int64_t n, float value) override { ref::fill(x, n, value); }
+  void scale_add(float* y, const float* x, int64_t n, float alpha, const float* divisor,
+                 float beta) override {
+    ref::scale_add(y, x, n, alpha, divisor, beta);
+  }
+  void weighted_sum(float* out, const float* x, const float* w, int64_t n, float alpha,
+                    const float* divisor, float beta) override {
+    ref::weighted_sum(out, x, w, n, alpha, divisor, beta);
+  }
+  void pair_select_forward(float* out, const float* q, int Qn, int rows, PairMode mode,
+                           uint64_t seed, uint64_t offset) override {
+    ref::pair_select_forward(out, q, Qn, rows, mode, seed, offset);
+  }
+  void pair_select_backward(float* dq, const float* dout, const float* q, int Qn, int rows,
+                            PairMode mode, uint64_t seed, uint64_t offset) override {
+    ref::pair_select_backward(dq, dout, q, Qn, rows, mode, seed, offset);
+  }
+  void set_tf32(bool) override {}
+
+  void mppi_init(float* mean, float* std, const float* prev_mean, const uint8_t* first,
+                 const MppiShape& sh, float max_std) override {
+    ref::mppi_init(mean, std, prev_mean, first, sh, max_std);
+  }
+  void mppi_sample(float* actions, const float* mean, const float* std, const MppiShape& sh,
+                   uint64_t seed, uint64_t offset) override {
+    ref::mppi_sample(actions, mean, std, sh, seed, offset);
+  }
+  void mppi_elites(int32_t* elite_idx, float* elite_value, const float* value,
+                   const MppiShape& sh) override {
+    ref::mppi_elites(elite_idx, elite_value, value, sh);
+  }
+  void mppi_update(float* mean, float* std, float* score, const float* actions,
+                   const int32_t* elite_idx, const float* elite_value, const MppiShape& sh,
+                   float temperature, float min_std, float max_std) override {
+    ref::mppi_update(mean, std, score, actions, elite_idx, elite_value, sh, temperature, min_std,
+                    max_std);
+  }
+  void mppi_select(float* action, float* mu_p, float* sigma_p, const float* actions,
+                   const int32_t* elite_idx, const float* score, const float* std,
+                   const MppiShape& sh, bool explore, uint64_t seed, uint64_t offset) override {
+    ref::mppi_select(action, mu_p, sigma_p, actions, elite_idx, score, std, sh, explore, seed,
+                    offset);
+  }
+  void axpy(float* y, const float* x, float alpha, int64_t n) override {
+    ref::axpy(y, x, alpha, n);
   }
 
  private:

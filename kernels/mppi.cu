@@ -1,0 +1,239 @@
+// kernels/mppi.cu: the MPPI planner's own ops, batched over S states (SPEC section 3).
+//
+// Maths, shapes and draws: exactly src/ref/mppi.h (same names, same Philox indices), so a plan
+// with the same seed selects the same elites on both backends.
+//   mppi_init_kernel     one thread per (s, t, j): std = max_std, mean = 0 or the shifted
+//                        previous mean (warm start)
+//   mppi_sample_kernel   grid-stride over [H, S, N - P, A]: clamp(mean + std eps, -1, 1)
+//   mppi_elites_kernel   one block per state: (value, index) pairs bitonic-sorted in dynamic
+//                        shared memory (N padded to a power of two, <= kMppiMaxN): descending
+//                        value, ties to the lower index, NaN counted as 0 -> the first E
+//   mppi_update_kernel   one block per state: thread 0 forms the scores in the reference's order
+//                        (max, exp, sum, divide), then one thread per (t, j) sums over the elites
+//                        in order: mean, then the clamped std
+//   mppi_select_kernel   one block per state: thread 0 draws the elite by Gumbel-max (double, as
+//                        the reference), threads j write mu_p, sigma_p and the action
+//   axpy_kernel          y += alpha x
+// Everything is overwritten except axpy's y. No host synchronisation: the plan step is a fixed
+// launch sequence that a CUDA graph can capture (seed and offset are baked at capture).
+//
+// Test: build/test_emu -ts=planner.
+#include <algorithm>
+
+#include "common.cuh"
+#include "launchers.h"
+#include "ref/mppi.h"
+
+namespace pompc {
+namespace {
+
+using ref::MppiShape;
+
+__global__ void mppi_init_kernel(float* __restrict__ mean, float* __restrict__ std,
+                                 const float* __restrict__ prev_mean,
+                                 const uint8_t* __restrict__ first, MppiShape sh, float max_std) {
+  const int64_t n = int64_t{sh.S} * sh.H * sh.A;
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const int s = static_cast<int>(i / (sh.H * sh.A));
+  const int t = static_cast<int>(i / sh.A % sh.H);
+  std[i] = max_std;
+  mean[i] = (!first[s] && t < sh.H - 1) ? prev_mean[i + sh.A] : 0.0f;
+}
+
+__global__ void mppi_sample_kernel(float* __restrict__ actions, const float* __restrict__ mean,
+                                   const float* __restrict__ std, MppiShape sh, uint64_t seed,
+                                   uint64_t offset) {
+  const int M = sh.N - sh.P;
+  const int64_t total = int64_t{sh.H} * sh.S * M * sh.A;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += stride) {
+    const int j = static_cast<int>(i % sh.A);
+    const int n = sh.P + static_cast<int>(i / sh.A % M);
+    const int s = static_cast<int>(i / (int64_t{sh.A} * M) % sh.S);
+    const int t = static_cast<int>(i / (int64_t{sh.A} * M * sh.S));
+    const int64_t ms = (int64_t{s} * sh.H + t) * sh.A + j;
+    const uint64_t k = ((static_cast<uint64_t>(s) * sh.H + t) * sh.N + n) * sh.A + j;
+    const float a = mean[ms] + std[ms] * philox_normal(seed, offset, k);
+    actions[((int64_t{t} * sh.S + s) * sh.N + n) * sh.A + j] = fminf(1.0f, fmaxf(-1.0f, a));
+  }
+}
+
+// Does (va, ia) come before (vb, ib)? Higher value first, then lower index; padding (index
+// -1) comes last.
+__device__ __forceinline__ bool elite_before(float va, int ia, float vb, int ib) {
+  if (ia < 0 || ib < 0) return ib < 0 && ia >= 0;
+  return va > vb || (va == vb && ia < ib);
+}
+
+__global__ void mppi_elites_kernel(int32_t* __restrict__ elite_idx, float* __restrict__ elite_value,
+                                   const float* __restrict__ value, MppiShape sh, int n_pow2) {
+  float* key = dynamic_smem<float>();
+  int* idx = reinterpret_cast<int*>(key + n_pow2);
+  const int s = blockIdx.x;
+  const float* v = value + int64_t{s} * sh.N;
+  for (int i = threadIdx.x; i < n_pow2; i += blockDim.x) {
+    const float x = i < sh.N ? v[i] : 0.0f;
+    key[i] = isnan(x) ? 0.0f : x;
+    idx[i] = i < sh.N ? i : -1;
+  }
+  __syncthreads();
+  for (int k = 2; k <= n_pow2; k <<= 1) {
+    for (int j = k >> 1; j > 0; j >>= 1) {
+      for (int i = threadIdx.x; i < n_pow2; i += blockDim.x) {
+        const int p = i ^ j;
+        if (p > i) {
+          const bool first_half = (i & k) == 0;  // this sub-sequence runs in the final order
+          const bool swap = first_half ? elite_before(key[p], idx[p], key[i], idx[i])
+                                       : elite_before(key[i], idx[i], key[p], idx[p]);
+          if (swap) {
+            const float tk = key[i];
+            key[i] = key[p];
+            key[p] = tk;
+            const int ti = idx[i];
+            idx[i] = idx[p];
+            idx[p] = ti;
+          }
+        }
+      }
+      __syncthreads();
+    }
+  }
+  for (int e = threadIdx.x; e < sh.E; e += blockDim.x) {
+    elite_idx[int64_t{s} * sh.E + e] = idx[e];
+    elite_value[int64_t{s} * sh.E + e] = key[e];
+  }
+}
+
+__global__ void mppi_update_kernel(float* __restrict__ mean, float* __restrict__ std,
+                                   float* __restrict__ score, const float* __restrict__ actions,
+                                   const int32_t* __restrict__ elite_idx,
+                                   const float* __restrict__ elite_value, MppiShape sh,
+                                   float temperature, float min_std, float max_std) {
+  const int s = blockIdx.x;
+  float* sc = score + int64_t{s} * sh.E;
+  const int32_t* idx = elite_idx + int64_t{s} * sh.E;
+  if (threadIdx.x == 0) {  // E is small (64): sequential, in the reference's order
+    const float* v = elite_value + int64_t{s} * sh.E;
+    float mx = v[0];
+    for (int e = 1; e < sh.E; ++e) mx = fmaxf(mx, v[e]);
+    float z = 0.0f;
+    for (int e = 0; e < sh.E; ++e) {
+      sc[e] = expf(temperature * (v[e] - mx));
+      z += sc[e];
+    }
+    for (int e = 0; e < sh.E; ++e) sc[e] /= z;
+  }
+  __syncthreads();  // global-memory scores: visible to the block after the barrier
+  for (int tj = threadIdx.x; tj < sh.H * sh.A; tj += blockDim.x) {
+    const int t = tj / sh.A, j = tj % sh.A;
+    const float* col = actions + (int64_t{t} * sh.S + s) * sh.N * sh.A + j;
+    float m = 0.0f;
+    for (int e = 0; e < sh.E; ++e) m += sc[e] * col[int64_t{idx[e]} * sh.A];
+    float var = 0.0f;
+    for (int e = 0; e < sh.E; ++e) {
+      const float d = col[int64_t{idx[e]} * sh.A] - m;
+      var += sc[e] * d * d;
+    }
+    const int64_t o = int64_t{s} * sh.H * sh.A + tj;
+    mean[o] = m;
+    std[o] = fminf(max_std, fmaxf(min_std, sqrtf(var)));
+  }
+}
+
+__global__ void mppi_select_kernel(float* __restrict__ action, float* __restrict__ mu_p,
+                                   float* __restrict__ sigma_p, const float* __restrict__ actions,
+                                   const int32_t* __restrict__ elite_idx,
+                                   const float* __restrict__ score, const float* __restrict__ std,
+                                   MppiShape sh, bool explore, uint64_t seed, uint64_t offset) {
+  __shared__ int chosen;
+  const int s = blockIdx.x;
+  if (threadIdx.x == 0) {
+    int best = 0;
+    double best_key = -INFINITY;
+    for (int e = 0; e < sh.E; ++e) {
+      const double u = ref::gumbel_uniform(philox_u32(seed, offset, uint64_t(s) * sh.E + e));
+      const double key = log(static_cast<double>(score[int64_t{s} * sh.E + e])) - log(-log(u));
+      if (key > best_key) {
+        best_key = key;
+        best = e;
+      }
+    }
+    chosen = elite_idx[int64_t{s} * sh.E + best];
+  }
+  __syncthreads();
+  for (int j = threadIdx.x; j < sh.A; j += blockDim.x) {
+    const float mu = actions[(int64_t{s} * sh.N + chosen) * sh.A + j];
+    const float sigma = std[int64_t{s} * sh.H * sh.A + j];
+    const int64_t o = int64_t{s} * sh.A + j;
+    mu_p[o] = mu;
+    sigma_p[o] = sigma;
+    const float noise = explore ? sigma * philox_normal(seed, offset + 1, o) : 0.0f;
+    action[o] = fminf(1.0f, fmaxf(-1.0f, mu + noise));
+  }
+}
+
+__global__ void axpy_kernel(float* __restrict__ y, const float* __restrict__ x, float alpha,
+                            int64_t n) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    y[i] += alpha * x[i];
+}
+
+}  // namespace
+
+namespace cuda {
+
+void mppi_init(float* mean, float* std, const float* prev_mean, const uint8_t* first,
+               const MppiShape& sh, float max_std, cudaStream_t stream) {
+  ref::check_mppi_shape("mppi_init", sh);
+  LAUNCH(mppi_init_kernel, ceil_div(size_t(sh.S) * sh.H * sh.A, 256), 256, 0, stream, mean, std,
+         prev_mean, first, sh, max_std);
+}
+
+void mppi_sample(float* actions, const float* mean, const float* std, const MppiShape& sh,
+                 uint64_t seed, uint64_t offset, cudaStream_t stream) {
+  ref::check_mppi_shape("mppi_sample", sh);
+  const size_t total = size_t(sh.H) * sh.S * (sh.N - sh.P) * sh.A;
+  const unsigned blocks = std::min<unsigned>(ceil_div(total, 256), 4096);
+  LAUNCH(mppi_sample_kernel, blocks, 256, 0, stream, actions, mean, std, sh, seed, offset);
+}
+
+void mppi_elites(int32_t* elite_idx, float* elite_value, const float* value, const MppiShape& sh,
+                 cudaStream_t stream) {
+  ref::check_mppi_shape("mppi_elites", sh);
+  POMPC_REQUIRE(sh.N <= kMppiMaxN,
+                "mppi_elites: num_samples (%d) must be <= %d (one block sorts a state's samples "
+                "in shared memory)",
+                sh.N, kMppiMaxN);
+  int n_pow2 = 1;
+  while (n_pow2 < sh.N) n_pow2 <<= 1;
+  LAUNCH(mppi_elites_kernel, sh.S, 256, size_t(n_pow2) * (sizeof(float) + sizeof(int)), stream,
+         elite_idx, elite_value, value, sh, n_pow2);
+}
+
+void mppi_update(float* mean, float* std, float* score, const float* actions,
+                 const int32_t* elite_idx, const float* elite_value, const MppiShape& sh,
+                 float temperature, float min_std, float max_std, cudaStream_t stream) {
+  ref::check_mppi_shape("mppi_update", sh);
+  LAUNCH(mppi_update_kernel, sh.S, 128, 0, stream, mean, std, score, actions, elite_idx,
+         elite_value, sh, temperature, min_std, max_std);
+}
+
+void mppi_select(float* action, float* mu_p, float* sigma_p, const float* actions,
+                 const int32_t* elite_idx, const float* score, const float* std,
+                 const MppiShape& sh, bool explore, uint64_t seed, uint64_t offset,
+                 cudaStream_t stream) {
+  ref::check_mppi_shape("mppi_select", sh);
+  LAUNCH(mppi_select_kernel, sh.S, 64, 0, stream, action, mu_p, sigma_p, actions, elite_idx,
+         score, std, sh, explore, seed, offset);
+}
+
+void axpy(float* y, const float* x, float alpha, int64_t n, cudaStream_t stream) {
+  const unsigned blocks = std::min<unsigned>(ceil_div(size_t(n), 256), 4096);
+  LAUNCH(axpy_kernel, blocks, 256, 0, stream, y, x, alpha, n);
+}
+
+}  // namespace cuda
+}  // namespace pompc

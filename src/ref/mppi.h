@@ -1,0 +1,66 @@
+// src/ref/mppi.h: the MPPI planner's own ops (SPEC section 3; TD-MPC2 tdmpc2.py `_plan`),
+// batched over S states planned at once (several environments, or reanalysis of replay states).
+// The world-model passes between them (value estimation) are made of the model's ops.
+//
+// Maths, per state s (t < H, j < A, n < N, e < E):
+//   mppi_init:    std = max_std; mean = 0; unless first[s]: mean[t] = prev_mean[t + 1], t < H - 1
+//                 (the warm start: the last step stays 0)
+//   mppi_sample:  actions[t, s, n] = clamp(mean[s, t] + std[s, t] * eps, -1, 1) for n >= P;
+//                 eps = philox_normal(seed, offset, ((s * H + t) * N + n) * A + j). Columns n < P
+//                 (the policy trajectories) are left as they are.
+//   mppi_elites:  v = value with NaN -> 0; the E largest, ties to the lower index (an exact top-k,
+//                 identical on both backends); writes their indices (descending value) and values
+//   mppi_update:  score_e = exp(temperature (v_e - max v)) / sum; mean = sum_e score_e a_e;
+//                 std = clamp(sqrt(sum_e score_e (a_e - mean)^2), min_std, max_std)
+//   mppi_select:  k = argmax_e (log score_e + g_e), g_e = -log(-log u_e) (Gumbel-max: elite k is
+//                 drawn with probability score_k), u_e = (philox_u32(seed, offset, s E + e) >> 8
+//                 + 0.5) / 2^24 in (0, 1), in double; mu_p = a_k[t = 0]; sigma_p = std[s, 0];
+//                 action = clamp(mu_p + (explore ? sigma_p * philox_normal(seed, offset + 1,
+//                 s A + j) : 0), -1, 1)
+//   axpy:         y += alpha x (the discounted return G += gamma^t r)
+//
+// Shapes (row-major): actions [H, S, N, A] (time-major, so the world model sees [S * N, A] rows
+//   at each t); mean, std, prev_mean [S, H, A]; value [S, N]; elite_idx (int32) and elite_value
+//   [S, E]; score [S, E]; action, mu_p, sigma_p [S, A]; first [S] (uint8, 1 = episode start or
+//   reanalysis: no warm start).
+// Overwritten: every output. Nothing is accumulated except axpy's y.
+// Test: build/test_emu -ts=planner.
+#pragma once
+
+#include <cstdint>
+
+#include "philox.cuh"
+
+namespace pompc::ref {
+
+struct MppiShape {
+  int S = 1;    // states planned at once
+  int H = 3;    // horizon
+  int N = 512;  // num_samples (policy trajectories included)
+  int P = 24;   // num_pi_trajs: columns n < P hold policy-prior trajectories
+  int E = 64;   // num_elites
+  int A = 1;    // action dim
+};
+
+void mppi_init(float* mean, float* std, const float* prev_mean, const uint8_t* first,
+               const MppiShape& sh, float max_std);
+void mppi_sample(float* actions, const float* mean, const float* std, const MppiShape& sh,
+                 uint64_t seed, uint64_t offset);
+void mppi_elites(int32_t* elite_idx, float* elite_value, const float* value, const MppiShape& sh);
+void mppi_update(float* mean, float* std, float* score, const float* actions,
+                 const int32_t* elite_idx, const float* elite_value, const MppiShape& sh,
+                 float temperature, float min_std, float max_std);
+void mppi_select(float* action, float* mu_p, float* sigma_p, const float* actions,
+                 const int32_t* elite_idx, const float* score, const float* std,
+                 const MppiShape& sh, bool explore, uint64_t seed, uint64_t offset);
+void axpy(float* y, const float* x, float alpha, int64_t n);
+
+// The Gumbel uniform of mppi_select, shared with the kernel: in (0, 1), never 0 or 1.
+POMPC_HD double gumbel_uniform(uint32_t bits) {
+  return (static_cast<double>(bits >> 8) + 0.5) * (1.0 / 16777216.0);
+}
+
+// Checks a shape (P <= N, 1 <= E <= N, H >= 1, ...) with errors that name the fix.
+void check_mppi_shape(const char* who, const MppiShape& sh);
+
+}  // namespace pompc::ref

@@ -1,0 +1,207 @@
+// The MPPI ops (src/ref/mppi.h, kernels/mppi.cu) through the Ops interface: parity of every
+// stage with the same Philox noise, edge shapes, and MPPI converging on a known optimum with a
+// hand-made objective on both backends.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <memory>
+#include <vector>
+
+#include "common.h"
+#include "ops.h"
+#include "philox.cuh"
+#include "test_util.h"
+
+namespace {
+
+using pompc::MppiShape;
+using pompc::Ops;
+using pompc::test::check_close;
+
+template <typename T>
+struct Buf {  // a typed array on a backend
+  Ops& o;
+  T* p;
+  size_t n;
+  Buf(Ops& ops, size_t count) : o(ops), p(ops.alloc<T>(count ? count : 1)), n(count) {}
+  Buf(Ops& ops, const std::vector<T>& h) : Buf(ops, h.size()) { put(h); }
+  ~Buf() { o.free_bytes(p); }
+  Buf(const Buf&) = delete;
+  Buf& operator=(const Buf&) = delete;
+  void put(const std::vector<T>& h) { o.copy_to_backend(p, h.data(), h.size() * sizeof(T)); }
+  std::vector<T> get() const {
+    std::vector<T> h(n);
+    o.copy_to_host(h.data(), p, n * sizeof(T));
+    return h;
+  }
+};
+
+std::vector<float> normals(size_t n, uint64_t seed, float scale) {
+  std::vector<float> x(n);
+  for (size_t i = 0; i < n; ++i) x[i] = scale * pompc::philox_normal(seed, 0, i);
+  return x;
+}
+
+// Everything one planner iteration touches, on one backend.
+struct Plan {
+  MppiShape sh;
+  Buf<float> mean, std, prev, actions, value, elite_value, score, action, mu_p, sigma_p;
+  Buf<int32_t> elite_idx;
+  Buf<uint8_t> first;
+  Plan(Ops& o, const MppiShape& s)
+      : sh(s),
+        mean(o, size_t(s.S) * s.H * s.A),
+        std(o, size_t(s.S) * s.H * s.A),
+        prev(o, size_t(s.S) * s.H * s.A),
+        actions(o, size_t(s.H) * s.S * s.N * s.A),
+        value(o, size_t(s.S) * s.N),
+        elite_value(o, size_t(s.S) * s.E),
+        score(o, size_t(s.S) * s.E),
+        action(o, size_t(s.S) * s.A),
+        mu_p(o, size_t(s.S) * s.A),
+        sigma_p(o, size_t(s.S) * s.A),
+        elite_idx(o, size_t(s.S) * s.E),
+        first(o, size_t(s.S)) {}
+};
+
+// Runs init, sample, elites (on the given values), update and select on one backend.
+void run_stages(Ops& o, Plan& p, const std::vector<float>& prev, const std::vector<uint8_t>& first,
+                const std::vector<float>& pi_cols, const std::vector<float>& value) {
+  p.prev.put(prev);
+  p.first.put(first);
+  p.actions.put(pi_cols);  // the policy columns n < P (the rest is overwritten by sampling)
+  o.mppi_init(p.mean.p, p.std.p, p.prev.p, p.first.p, p.sh, 2.0f);
+  o.mppi_sample(p.actions.p, p.mean.p, p.std.p, p.sh, 7, 3);
+  p.value.put(value);
+  o.mppi_elites(p.elite_idx.p, p.elite_value.p, p.value.p, p.sh);
+  o.mppi_update(p.mean.p, p.std.p, p.score.p, p.actions.p, p.elite_idx.p, p.elite_value.p, p.sh,
+                0.5f, 0.05f, 2.0f);
+  o.mppi_select(p.action.p, p.mu_p.p, p.sigma_p.p, p.actions.p, p.elite_idx.p, p.score.p,
+                p.std.p, p.sh, true, 7, 4);
+}
+
+void parity_case(const MppiShape& sh) {
+  CAPTURE(sh.S);
+  CAPTURE(sh.H);
+  CAPTURE(sh.N);
+  CAPTURE(sh.P);
+  CAPTURE(sh.E);
+  CAPTURE(sh.A);
+  auto ref = pompc::make_ref_ops();
+  auto gpu = pompc::make_cuda_ops();
+  const auto prev = normals(size_t(sh.S) * sh.H * sh.A, 1, 0.5f);
+  std::vector<uint8_t> first(sh.S);
+  for (int s = 0; s < sh.S; ++s) first[s] = s % 3 == 0;  // a mix of warm and cold starts
+  const auto pi_cols = normals(size_t(sh.H) * sh.S * sh.N * sh.A, 2, 0.5f);
+  auto value = normals(size_t(sh.S) * sh.N, 3, 10.0f);
+  for (size_t i = 0; i < value.size(); i += 7) value[i] = value[i / 2];  // ties
+  if (value.size() > 5) value[5] = NAN;                                   // NaN counts as 0
+  Plan a(*ref, sh), b(*gpu, sh);
+  run_stages(*ref, a, prev, first, pi_cols, value);
+  run_stages(*gpu, b, prev, first, pi_cols, value);
+  // The policy columns are untouched; samples: the same draw, a GPU may fuse mean + std * eps.
+  CHECK(check_close("actions", b.actions.get(), a.actions.get(), 1e-6, 1e-6));
+  // Exact top-E on identical values, ties to the lower index: the same set in the same order.
+  CHECK(b.elite_idx.get() == a.elite_idx.get());
+  CHECK(check_close("elite_value", b.elite_value.get(), a.elite_value.get(), 0, 0));
+  // Scores: expf vs std::exp (an ulp); mean/std: E-term sums in the same order.
+  CHECK(check_close("score", b.score.get(), a.score.get(), 1e-7, 1e-5));
+  CHECK(check_close("mean", b.mean.get(), a.mean.get(), 1e-6, 1e-5));
+  CHECK(check_close("std", b.std.get(), a.std.get(), 1e-6, 1e-5));
+  CHECK(check_close("mu_p", b.mu_p.get(), a.mu_p.get(), 1e-6, 1e-6));  // the same elite
+  CHECK(check_close("sigma_p", b.sigma_p.get(), a.sigma_p.get(), 1e-6, 1e-5));
+  CHECK(check_close("action", b.action.get(), a.action.get(), 1e-6, 1e-5));
+}
+
+}  // namespace
+
+TEST_SUITE("planner") {
+  TEST_CASE("mppi ops: cuda matches the reference, stage by stage") {
+    parity_case({1, 3, 512, 24, 64, 6});   // the defaults, one state
+    parity_case({8, 3, 512, 24, 64, 38});  // 8 states, dog's action dim
+    parity_case({3, 1, 33, 0, 33, 1});     // horizon 1, no policy trajectories, E = N, A = 1
+    parity_case({2, 4, 100, 100, 7, 21});  // P = N: nothing sampled
+  }
+
+  TEST_CASE("mppi_init: warm start shifts the previous mean, first steps start at 0") {
+    auto o = pompc::make_ref_ops();
+    const MppiShape sh{2, 3, 8, 0, 2, 2};
+    Plan p(*o, sh);
+    p.prev.put({1, 2, 3, 4, 5, 6, /*state 1*/ 7, 8, 9, 10, 11, 12});
+    p.first.put({0, 1});
+    o->mppi_init(p.mean.p, p.std.p, p.prev.p, p.first.p, sh, 2.0f);
+    CHECK(p.mean.get() == std::vector<float>{3, 4, 5, 6, 0, 0, 0, 0, 0, 0, 0, 0});
+    CHECK(p.std.get() == std::vector<float>(12, 2.0f));
+  }
+
+  TEST_CASE("mppi shapes out of range name the fix") {
+    auto o = pompc::make_ref_ops();
+    MppiShape sh{1, 3, 512, 24, 600, 1};
+    Plan p(*o, {1, 3, 8, 0, 2, 1});
+    CHECK_THROWS_WITH_AS(o->mppi_elites(p.elite_idx.p, p.elite_value.p, p.value.p, sh),
+                         doctest::Contains("num_elites (600) must be in [1, num_samples = 512]"),
+                         pompc::Error);
+    sh = {1, 0, 512, 24, 64, 1};
+    CHECK_THROWS_WITH_AS(o->mppi_sample(p.actions.p, p.mean.p, p.std.p, sh, 1, 1),
+                         doctest::Contains("horizon (0) must be >= 1"), pompc::Error);
+    sh = {1, 3, 512, 513, 64, 1};
+    CHECK_THROWS_WITH_AS(o->mppi_sample(p.actions.p, p.mean.p, p.std.p, sh, 1, 1),
+                         doctest::Contains("num_pi_trajs (513)"), pompc::Error);
+  }
+
+  TEST_CASE("mppi converges on a known optimum (reward -|a - a*|^2) on both backends") {
+    // The objective stands in for the world model: value(n) = -sum_t |a_t,n - a*_t|^2.
+    const MppiShape sh{2, 3, 512, 0, 64, 4};
+    const std::vector<float> target = {0.3f, -0.5f, 0.8f, 0.0f};
+    for (bool cuda : {false, true}) {
+      CAPTURE(cuda);
+      auto o = cuda ? pompc::make_cuda_ops() : pompc::make_ref_ops();
+      Plan p(*o, sh);
+      p.first.put(std::vector<uint8_t>(sh.S, 1));
+      o->mppi_init(p.mean.p, p.std.p, p.prev.p, p.first.p, sh, 2.0f);
+      for (int it = 0; it < 30; ++it) {
+        o->mppi_sample(p.actions.p, p.mean.p, p.std.p, sh, 11, it);
+        const auto act = p.actions.get();
+        std::vector<float> value(size_t(sh.S) * sh.N, 0.0f);
+        for (int t = 0; t < sh.H; ++t)
+          for (int s = 0; s < sh.S; ++s)
+            for (int n = 0; n < sh.N; ++n)
+              for (int j = 0; j < sh.A; ++j) {
+                const float d = act[((size_t(t) * sh.S + s) * sh.N + n) * sh.A + j] - target[j];
+                value[size_t(s) * sh.N + n] -= d * d;
+              }
+        p.value.put(value);
+        o->mppi_elites(p.elite_idx.p, p.elite_value.p, p.value.p, sh);
+        o->mppi_update(p.mean.p, p.std.p, p.score.p, p.actions.p, p.elite_idx.p, p.elite_value.p,
+                       sh, 0.5f, 0.05f, 2.0f);
+      }
+      const auto mean = p.mean.get(), std = p.std.get();
+      for (int s = 0; s < sh.S; ++s)
+        for (int t = 0; t < sh.H; ++t)
+          for (int j = 0; j < sh.A; ++j) {
+            CHECK(std::fabs(mean[(size_t(s) * sh.H + t) * sh.A + j] - target[j]) < 0.05f);
+            CHECK(std[(size_t(s) * sh.H + t) * sh.A + j] == 0.05f);  // shrunk to min_std
+          }
+    }
+  }
+
+  TEST_CASE("mppi_select draws elites with probability score (Gumbel-max)") {
+    // Two elites with scores 0.8 / 0.2 (values chosen so exp(0.5 dv) gives that ratio): over many
+    // seeds the first is drawn ~80% of the time. 4000 draws: standard error 0.0063.
+    auto o = pompc::make_ref_ops();
+    const MppiShape sh{1, 1, 2, 0, 2, 1};
+    Plan p(*o, sh);
+    p.actions.put({-0.5f, 0.5f});
+    p.std.put({0.1f});
+    p.elite_idx.put({0, 1});
+    p.score.put({0.8f, 0.2f});
+    int first = 0;
+    const int draws = 4000;
+    for (int seed = 0; seed < draws; ++seed) {
+      o->mppi_select(p.action.p, p.mu_p.p, p.sigma_p.p, p.actions.p, p.elite_idx.p, p.score.p,
+                     p.std.p, sh, false, seed, 0);
+      first += p.mu_p.get()[0] == -0.5f;
+    }
+    CHECK(first / double(draws) == doctest::Approx(0.8).epsilon(0.04));
+  }
+}
