@@ -10,6 +10,8 @@
 // mse_backward takes dloss as a host float (a loss weight, fixed for a captured graph).
 //
 // Test: build/test_emu -ts=ops -tc='*basic*cuda*'.
+#include <algorithm>
+
 #include "common.cuh"
 #include "launchers.h"
 #include "reduce.cuh"
@@ -18,24 +20,6 @@ namespace pompc {
 namespace {
 
 constexpr int kWarps = 8;
-
-__device__ __forceinline__ float warp_sum_f(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ __forceinline__ float warp_max_f(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-
-unsigned grid_for(int64_t n) {
-  const int64_t b = (n + 255) / 256;
-  return static_cast<unsigned>(b < 4096 ? b : 4096);
-}
-
-#define POMPC_GRID_STRIDE(i, n)                                                          \
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
 __global__ void concat_forward_kernel(float* __restrict__ out, const float* __restrict__ x1,
                                       const float* __restrict__ x2, int rows, int n1, int n2) {
@@ -96,10 +80,10 @@ __global__ void softmax_forward_kernel(float* __restrict__ out, const float* __r
   float* y = out + static_cast<int64_t>(r) * C;
   float mx = -INFINITY;
   for (int c = lane; c < C; c += 32) mx = fmaxf(mx, x[c]);
-  mx = warp_max_f(mx);
+  mx = warp_allreduce_max(mx);
   float s = 0.0f;
   for (int c = lane; c < C; c += 32) s += expf(x[c] - mx);
-  const float lse = logf(warp_sum_f(s));
+  const float lse = logf(warp_allreduce_sum(s));
   for (int c = lane; c < C; c += 32) y[c] = kLog ? x[c] - mx - lse : expf(x[c] - mx - lse);
 }
 
@@ -111,7 +95,7 @@ __global__ void softmax_backward_kernel(float* __restrict__ dinp, const float* _
   const int64_t base = static_cast<int64_t>(r) * C;
   float s = 0.0f;
   for (int c = lane; c < C; c += 32) s += kLog ? dout[base + c] : dout[base + c] * out[base + c];
-  s = warp_sum_f(s);
+  s = warp_allreduce_sum(s);
   for (int c = lane; c < C; c += 32) {
     const float y = out[base + c];
     dinp[base + c] += kLog ? dout[base + c] - expf(y) * s : y * (dout[base + c] - s);
@@ -129,21 +113,21 @@ namespace cuda {
 void concat_forward(float* out, const float* x1, const float* x2, int rows, int n1, int n2,
                     cudaStream_t stream) {
   POMPC_REQUIRE(rows >= 0 && n1 >= 0 && n2 >= 0, "concat_forward: rows, n1, n2 must be >= 0");
-  LAUNCH(concat_forward_kernel, grid_for(int64_t{rows} * (n1 + n2)), 256, 0, stream, out, x1, x2,
+  LAUNCH(concat_forward_kernel, grid_stride_blocks(int64_t{rows} * (n1 + n2)), 256, 0, stream, out, x1, x2,
          rows, n1, n2);
 }
 
 void concat_backward(float* dx1, float* dx2, const float* dout, int rows, int n1, int n2,
                      cudaStream_t stream) {
   POMPC_REQUIRE(rows >= 0 && n1 >= 0 && n2 >= 0, "concat_backward: rows, n1, n2 must be >= 0");
-  LAUNCH(concat_backward_kernel, grid_for(int64_t{rows} * (n1 + n2)), 256, 0, stream, dx1, dx2,
+  LAUNCH(concat_backward_kernel, grid_stride_blocks(int64_t{rows} * (n1 + n2)), 256, 0, stream, dx1, dx2,
          dout, rows, n1, n2);
 }
 
 void mse_forward(float* loss, const float* pred, const float* target, int64_t n, double* scratch,
                  cudaStream_t stream) {
   POMPC_REQUIRE(n >= 1, "mse_forward: n (%lld) must be >= 1", static_cast<long long>(n));
-  const unsigned parts = grid_for(n) < kMsePartials ? grid_for(n) : kMsePartials;
+  const unsigned parts = std::min(grid_stride_blocks(n), kMsePartials);
   LAUNCH(mse_partial_kernel, parts, 256, 0, stream, scratch, pred, target, n);
   LAUNCH(mse_final_kernel, 1, 256, 0, stream, loss, scratch, parts, n);
 }
@@ -152,7 +136,7 @@ void mse_backward(float* dpred, const float* pred, const float* target, float dl
                   cudaStream_t stream) {
   POMPC_REQUIRE(n >= 1, "mse_backward: n (%lld) must be >= 1", static_cast<long long>(n));
   const float k = static_cast<float>(2.0 * dloss / static_cast<double>(n));
-  LAUNCH(mse_backward_kernel, grid_for(n), 256, 0, stream, dpred, pred, target, k, n);
+  LAUNCH(mse_backward_kernel, grid_stride_blocks(n), 256, 0, stream, dpred, pred, target, k, n);
 }
 
 void softmax_forward(float* out, const float* inp, int rows, int C, cudaStream_t stream) {

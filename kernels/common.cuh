@@ -76,9 +76,22 @@ __device__ __forceinline__ T* dynamic_smem() {
 }
 #endif
 
+// for (int64_t i ...) over [0, n) with a grid-stride loop: kernels launched with
+// grid_stride_blocks(n) blocks cover any n.
+#define POMPC_GRID_STRIDE(i, n)                                                        \
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;        \
+       i < static_cast<int64_t>(n); i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+
 #endif  // __CUDACC__ || POMPC_EMU
 
 inline unsigned ceil_div(size_t n, unsigned d) { return static_cast<unsigned>((n + d - 1) / d); }
+
+// Blocks for a grid-stride kernel over n elements: one element per thread up to 4096 blocks
+// (enough to fill any current GPU), then each thread loops.
+inline unsigned grid_stride_blocks(size_t n, unsigned threads = 256) {
+  const unsigned b = ceil_div(n, threads);
+  return b < 4096u ? b : 4096u;
+}
 
 }  // namespace pompc
 

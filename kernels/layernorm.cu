@@ -23,6 +23,7 @@
 // Test: build/test_emu -ts=ops -tc='*layernorm*cuda*'. Bench: build/test_gpu -ts=bench.
 #include "common.cuh"
 #include "launchers.h"
+#include "reduce.cuh"
 #include "ref/layernorm.h"
 
 namespace pompc {
@@ -31,11 +32,6 @@ namespace {
 constexpr int kWarps = 8;  // rows per block in the row kernels
 constexpr float kEps = static_cast<float>(ref::kLayerNormEps);
 constexpr int kG = ref::kSimNormGroup;
-
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
 
 __device__ __forceinline__ float mish_f(float x) {
   const float sp = x > 20.0f ? x : log1pf(expf(x));
@@ -113,13 +109,13 @@ __global__ void layernorm_forward_kernel(LnArgs a, float* __restrict__ out, floa
     o[c] = d;
     s += d;
   }
-  const float mu = warp_sum(s) / C;
+  const float mu = warp_allreduce_sum(s) / C;
   float v = 0.0f;
   for (int c = lane; c < C; c += 32) {
     const float dc = o[c] - mu;
     v += dc * dc;
   }
-  const float rs = 1.0f / sqrtf(warp_sum(v) / C + kEps);
+  const float rs = 1.0f / sqrtf(warp_allreduce_sum(v) / C + kEps);
   if (kSimNorm) {
     __syncwarp();  // every lane has read o[] before any lane overwrites a group
     for (int c0 = lane * kG; c0 < C; c0 += 32 * kG) {
@@ -172,7 +168,7 @@ __global__ void layernorm_backward_row_kernel(LnArgs a, float* __restrict__ dinp
     s1 += gdh;
     s2 += gdh * xhat;
   }
-  const float m1 = warp_sum(s1) / C, m2 = warp_sum(s2) / C;
+  const float m1 = warp_allreduce_sum(s1) / C, m2 = warp_allreduce_sum(s2) / C;
   if (lane == 0) {
     rowstats[2 * r] = m1;
     rowstats[2 * r + 1] = m2;

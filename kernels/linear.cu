@@ -15,8 +15,6 @@
 // Kernels: broadcast_rows_kernel (bias into out, 256 threads, grid-stride);
 //   add_column_sums_kernel (one thread per column, rows summed in order: deterministic).
 // Test: build/test_emu -ts=ops -tc='*linear*cuda*'.
-#include <algorithm>
-
 #include "common.cuh"
 #include "launchers.h"
 
@@ -25,10 +23,7 @@ namespace {
 
 __global__ void broadcast_rows_kernel(float* __restrict__ out, const float* __restrict__ row,
                                       int64_t rows, int cols) {
-  const int64_t n = rows * cols;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
-    out[i] = row[i % cols];
+  POMPC_GRID_STRIDE(i, rows * cols) out[i] = row[i % cols];
 }
 
 // dst[g, c] += sum_r src[g, r, c] for groups g = blockIdx.y (src [groups, rows, cols]).
@@ -50,9 +45,7 @@ void check_sizes(const char* who, int B, int in, int out_features, int Qn = 1) {
 }
 
 void broadcast_bias(float* out, const float* bias, int64_t rows, int cols, cudaStream_t stream) {
-  const int64_t n = rows * cols;
-  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((n + 255) / 256, 4096));
-  LAUNCH(broadcast_rows_kernel, blocks, 256, 0, stream, out, bias, rows, cols);
+  LAUNCH(broadcast_rows_kernel, grid_stride_blocks(size_t(rows) * cols), 256, 0, stream, out, bias, rows, cols);
 }
 
 }  // namespace

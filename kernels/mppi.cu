@@ -18,8 +18,6 @@
 // launch sequence that a CUDA graph can capture (seed and offset are baked at capture).
 //
 // Test: build/test_emu -ts=planner.
-#include <algorithm>
-
 #include "common.cuh"
 #include "launchers.h"
 #include "ref/mppi.h"
@@ -46,9 +44,7 @@ __global__ void mppi_sample_kernel(float* __restrict__ actions, const float* __r
                                    uint64_t offset) {
   const int M = sh.N - sh.P;
   const int64_t total = int64_t{sh.H} * sh.S * M * sh.A;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
-       i += stride) {
+  POMPC_GRID_STRIDE(i, total) {
     const int j = static_cast<int>(i % sh.A);
     const int n = sh.P + static_cast<int>(i / sh.A % M);
     const int s = static_cast<int>(i / (int64_t{sh.A} * M) % sh.S);
@@ -176,9 +172,7 @@ __global__ void mppi_select_kernel(float* __restrict__ action, float* __restrict
 
 __global__ void axpy_kernel(float* __restrict__ y, const float* __restrict__ x, float alpha,
                             int64_t n) {
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
-    y[i] += alpha * x[i];
+  POMPC_GRID_STRIDE(i, n) y[i] += alpha * x[i];
 }
 
 }  // namespace
@@ -196,8 +190,7 @@ void mppi_sample(float* actions, const float* mean, const float* std, const Mppi
                  uint64_t seed, uint64_t offset, cudaStream_t stream) {
   ref::check_mppi_shape("mppi_sample", sh);
   const size_t total = size_t(sh.H) * sh.S * (sh.N - sh.P) * sh.A;
-  const unsigned blocks = std::min<unsigned>(ceil_div(total, 256), 4096);
-  LAUNCH(mppi_sample_kernel, blocks, 256, 0, stream, actions, mean, std, sh, seed, offset);
+  LAUNCH(mppi_sample_kernel, grid_stride_blocks(total), 256, 0, stream, actions, mean, std, sh, seed, offset);
 }
 
 void mppi_elites(int32_t* elite_idx, float* elite_value, const float* value, const MppiShape& sh,
@@ -231,8 +224,7 @@ void mppi_select(float* action, float* mu_p, float* sigma_p, const float* action
 }
 
 void axpy(float* y, const float* x, float alpha, int64_t n, cudaStream_t stream) {
-  const unsigned blocks = std::min<unsigned>(ceil_div(size_t(n), 256), 4096);
-  LAUNCH(axpy_kernel, blocks, 256, 0, stream, y, x, alpha, n);
+  LAUNCH(axpy_kernel, grid_stride_blocks(size_t(n)), 256, 0, stream, y, x, alpha, n);
 }
 
 }  // namespace cuda

@@ -25,13 +25,6 @@ namespace pompc {
 namespace {
 
 constexpr unsigned kThreads = 256;
-constexpr unsigned kMaxBlocks = 4096;  // grid-stride beyond this
-
-unsigned blocks_for(size_t n) {
-  const unsigned b = ceil_div(n, kThreads);
-  return b < kMaxBlocks ? b : kMaxBlocks;
-}
-
 __global__ void adam_scalars_kernel(AdamScalars* s, float beta1, float beta2) {
   const uint32_t step = s->step + 1;
   s->step = step;
@@ -44,10 +37,9 @@ __global__ void adam_kernel(AdamSettings cfg, AdamGroups groups, float* __restri
                             float* __restrict__ v, const AdamScalars* __restrict__ s) {
   const size_t n = groups.end[groups.count - 1];
   const float bias1 = s->bias1, sqrt_bias2 = sqrtf(s->bias2);
-  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
   int g = 0;
-  for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    while (i >= groups.end[g]) ++g;  // i only grows, so g only moves forward
+  POMPC_GRID_STRIDE(i, n) {
+    while (static_cast<size_t>(i) >= groups.end[g]) ++g;  // i only grows, so g only moves forward
     const float gi = grad[i];
     const float mi = m[i] + (1.0f - cfg.beta1) * (gi - m[i]);
     const float vi = cfg.beta2 * v[i] + (1.0f - cfg.beta2) * gi * gi;
@@ -61,9 +53,7 @@ __global__ void sumsq_partial_kernel(const float* __restrict__ x, size_t n,
                                      double* __restrict__ partial) {
   __shared__ double scratch[32];
   double acc = 0;
-  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
-  for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
-    acc += static_cast<double>(x[i]) * x[i];
+  POMPC_GRID_STRIDE(i, n) acc += static_cast<double>(x[i]) * x[i];
   acc = block_reduce_sum(acc, scratch);
   if (threadIdx.x == 0) partial[blockIdx.x] = acc;
 }
@@ -80,16 +70,12 @@ __global__ void norm_final_kernel(const double* __restrict__ partial, unsigned c
 __global__ void scale_by_clip_kernel(float* __restrict__ grad, size_t n, float max_norm,
                                      const float* __restrict__ norm) {
   const float scale = fminf(1.0f, max_norm / (*norm + 1e-6f));
-  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
-  for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
-    grad[i] *= scale;
+  POMPC_GRID_STRIDE(i, n) grad[i] *= scale;
 }
 
 __global__ void polyak_kernel(float* __restrict__ target, const float* __restrict__ online,
                               size_t n, float tau) {
-  const size_t stride = static_cast<size_t>(gridDim.x) * blockDim.x;
-  for (size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
-    target[i] += tau * (online[i] - target[i]);
+  POMPC_GRID_STRIDE(i, n) target[i] += tau * (online[i] - target[i]);
 }
 
 }  // namespace
@@ -100,7 +86,7 @@ void adam_update(const AdamSettings& cfg, const AdamGroups& groups, float* param
                  const float* grad, float* m, float* v, AdamScalars* s, cudaStream_t stream) {
   POMPC_REQUIRE(groups.count > 0, "adam_update: no parameter groups");
   LAUNCH(adam_scalars_kernel, 1, 1, 0, stream, s, cfg.beta1, cfg.beta2);
-  LAUNCH(adam_kernel, blocks_for(groups.total()), kThreads, 0, stream, cfg, groups, param, grad,
+  LAUNCH(adam_kernel, grid_stride_blocks(groups.total()), kThreads, 0, stream, cfg, groups, param, grad,
          m, v, s);
 }
 
@@ -114,11 +100,11 @@ void global_norm(const float* x, size_t n, float* norm, double* scratch, cudaStr
 void clip_grad_norm(float* grad, size_t n, float max_norm, float* norm, double* scratch,
                     cudaStream_t stream) {
   global_norm(grad, n, norm, scratch, stream);
-  LAUNCH(scale_by_clip_kernel, blocks_for(n), kThreads, 0, stream, grad, n, max_norm, norm);
+  LAUNCH(scale_by_clip_kernel, grid_stride_blocks(n), kThreads, 0, stream, grad, n, max_norm, norm);
 }
 
 void polyak(float* target, const float* online, size_t n, float tau, cudaStream_t stream) {
-  LAUNCH(polyak_kernel, blocks_for(n), kThreads, 0, stream, target, online, n, tau);
+  LAUNCH(polyak_kernel, grid_stride_blocks(n), kThreads, 0, stream, target, online, n, tau);
 }
 
 }  // namespace cuda

@@ -30,4 +30,14 @@ __device__ __forceinline__ T block_reduce_sum(T v, T* scratch) {
   return v;
 }
 
+// Sum / max over the 32 lanes of a full warp, returned to every lane (butterfly shuffles).
+__device__ __forceinline__ float warp_allreduce_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_allreduce_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
 }  // namespace pompc

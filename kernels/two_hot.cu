@@ -13,20 +13,12 @@
 // Test: build/test_emu -ts=ops -tc='*two_hot*cuda*'.
 #include "common.cuh"
 #include "launchers.h"
+#include "reduce.cuh"
 
 namespace pompc {
 namespace {
 
 constexpr int kWarps = 8;
-
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ __forceinline__ float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
 
 __device__ __forceinline__ float sign_f(float x) { return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f); }
 __device__ __forceinline__ float symlog_f(float x) { return sign_f(x) * logf(1.0f + fabsf(x)); }
@@ -64,11 +56,11 @@ __device__ __forceinline__ void two_hot_entries(float x, const ref::Bins& b, int
 __device__ __forceinline__ void row_stats(const float* l, int K, int lane, float* mx, float* z) {
   float m = -INFINITY;
   for (int k = lane; k < K; k += 32) m = fmaxf(m, l[k]);
-  m = warp_max(m);
+  m = warp_allreduce_max(m);
   float s = 0.0f;
   for (int k = lane; k < K; k += 32) s += expf(l[k] - m);
   *mx = m;
-  *z = warp_sum(s);
+  *z = warp_allreduce_sum(s);
 }
 
 __global__ void soft_ce_forward_kernel(float* __restrict__ loss, const float* __restrict__ logits,
@@ -118,7 +110,7 @@ __global__ void two_hot_inv_forward_kernel(float* __restrict__ out,
   row_stats(l, b.num_bins, lane, &mx, &z);
   float m = 0.0f;
   for (int k = lane; k < b.num_bins; k += 32) m += expf(l[k] - mx) / z * bin_center_f(b, k);
-  m = warp_sum(m);
+  m = warp_allreduce_sum(m);
   if (lane == 0) out[r] = symexp_f(m);
 }
 
@@ -134,7 +126,7 @@ __global__ void two_hot_inv_backward_kernel(float* __restrict__ dlogits,
   row_stats(l, K, lane, &mx, &z);
   float m = 0.0f;
   for (int k = lane; k < K; k += 32) m += expf(l[k] - mx) / z * bin_center_f(b, k);
-  m = warp_sum(m);
+  m = warp_allreduce_sum(m);
   const float dm = m != 0.0f ? dout[r] * expf(fabsf(m)) : 0.0f;
   float* d = dlogits + static_cast<int64_t>(r) * K;
   for (int k = lane; k < K; k += 32) d[k] += dm * (expf(l[k] - mx) / z) * (bin_center_f(b, k) - m);
