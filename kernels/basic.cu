@@ -1,6 +1,7 @@
 // kernels/basic.cu: small row-wise ops: concat [z, a] and its split, MSE, softmax, log-softmax.
 //
 // Maths: exactly src/ref/basic.h (same names).
+//   copy_rows / repeat_rows: strided row copies and row repetition (no gradients)
 //   concat: out[r] = [x1[r], x2[r]]; backward dx1 += dout[:, :n1], dx2 += dout[:, n1:]
 //   mse: loss = mean (pred - target)^2 (the consistency loss, n = B Z); dpred += 2 dloss (p - t) / n
 //   softmax / log_softmax over rows of C (one warp per row, 8 rows per 256-thread block)
@@ -20,6 +21,22 @@ namespace pompc {
 namespace {
 
 constexpr int kWarps = 8;
+
+__global__ void copy_rows_kernel(float* __restrict__ dst, int64_t ldd, const float* __restrict__ src,
+                                 int64_t lds, int rows, int cols) {
+  POMPC_GRID_STRIDE(i, int64_t{rows} * cols) {
+    const int64_t r = i / cols, c = i - r * cols;
+    dst[r * ldd + c] = src[r * lds + c];
+  }
+}
+
+__global__ void repeat_rows_kernel(float* __restrict__ dst, const float* __restrict__ src,
+                                   int rows, int reps, int cols) {
+  POMPC_GRID_STRIDE(i, int64_t{rows} * reps * cols) {
+    const int64_t c = i % cols, r = i / (int64_t{reps} * cols);
+    dst[i] = src[r * cols + c];
+  }
+}
 
 __global__ void concat_forward_kernel(float* __restrict__ out, const float* __restrict__ x1,
                                       const float* __restrict__ x2, int rows, int n1, int n2) {
@@ -109,6 +126,21 @@ void check_rows(const char* who, int rows, int C) {
 }  // namespace
 
 namespace cuda {
+
+void copy_rows(float* dst, int64_t ldd, const float* src, int64_t lds, int rows, int cols,
+               cudaStream_t stream) {
+  POMPC_REQUIRE(rows >= 0 && cols >= 0 && ldd >= cols && lds >= cols,
+                "copy_rows: rows (%d), cols (%d) must be >= 0 and the strides >= cols", rows, cols);
+  LAUNCH(copy_rows_kernel, grid_stride_blocks(size_t(rows) * cols), 256, 0, stream, dst, ldd, src,
+         lds, rows, cols);
+}
+
+void repeat_rows(float* dst, const float* src, int rows, int reps, int cols, cudaStream_t stream) {
+  POMPC_REQUIRE(rows >= 0 && reps >= 0 && cols >= 0,
+                "repeat_rows: rows (%d), reps (%d), cols (%d) must be >= 0", rows, reps, cols);
+  LAUNCH(repeat_rows_kernel, grid_stride_blocks(size_t(rows) * reps * cols), 256, 0, stream, dst,
+         src, rows, reps, cols);
+}
 
 void concat_forward(float* out, const float* x1, const float* x2, int rows, int n1, int n2,
                     cudaStream_t stream) {

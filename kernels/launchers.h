@@ -91,6 +91,9 @@ void policy_head_backward(float* draw, const float* daction, const float* dmu,
 
 // kernels/basic.cu (twins of src/ref/basic.h; mse scratch: kMsePartials doubles)
 constexpr unsigned kMsePartials = 256;
+void copy_rows(float* dst, int64_t ldd, const float* src, int64_t lds, int rows, int cols,
+               cudaStream_t stream);
+void repeat_rows(float* dst, const float* src, int rows, int reps, int cols, cudaStream_t stream);
 void concat_forward(float* out, const float* x1, const float* x2, int rows, int n1, int n2,
                     cudaStream_t stream);
 void concat_backward(float* dx1, float* dx2, const float* dout, int rows, int n1, int n2,
@@ -125,7 +128,6 @@ void mppi_select(float* action, float* mu_p, float* sigma_p, const float* action
                  const int32_t* elite_idx, const float* score, const float* std,
                  const ref::MppiShape& sh, bool explore, uint64_t seed, uint64_t offset,
                  cudaStream_t stream);
-void axpy(float* y, const float* x, float alpha, int64_t n, cudaStream_t stream);
 
 // kernels/loss.cu (twins of src/ref/loss.h)
 void fill(float* x, int64_t n, float value, cudaStream_t stream);

@@ -13,8 +13,7 @@
 //                        in order: mean, then the clamped std
 //   mppi_select_kernel   one block per state: thread 0 draws the elite by Gumbel-max (double, as
 //                        the reference), threads j write mu_p, sigma_p and the action
-//   axpy_kernel          y += alpha x
-// Everything is overwritten except axpy's y. No host synchronisation: the plan step is a fixed
+// Everything is overwritten. No host synchronisation: the plan step is a fixed
 // launch sequence that a CUDA graph can capture (seed and offset are baked at capture).
 //
 // Test: build/test_emu -ts=planner.
@@ -170,11 +169,6 @@ __global__ void mppi_select_kernel(float* __restrict__ action, float* __restrict
   }
 }
 
-__global__ void axpy_kernel(float* __restrict__ y, const float* __restrict__ x, float alpha,
-                            int64_t n) {
-  POMPC_GRID_STRIDE(i, n) y[i] += alpha * x[i];
-}
-
 }  // namespace
 
 namespace cuda {
@@ -221,10 +215,6 @@ void mppi_select(float* action, float* mu_p, float* sigma_p, const float* action
   ref::check_mppi_shape("mppi_select", sh);
   LAUNCH(mppi_select_kernel, sh.S, 64, 0, stream, action, mu_p, sigma_p, actions, elite_idx,
          score, std, sh, explore, seed, offset);
-}
-
-void axpy(float* y, const float* x, float alpha, int64_t n, cudaStream_t stream) {
-  LAUNCH(axpy_kernel, grid_stride_blocks(size_t(n)), 256, 0, stream, y, x, alpha, n);
 }
 
 }  // namespace cuda

@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -81,6 +82,20 @@ class Ops {
   // Waits until every op issued so far has finished (a no-op for the reference).
   virtual void synchronize() = 0;
 
+  // Records the ops `record` issues as one replayable unit: a CUDA graph on the CUDA backend
+  // (kernel arguments baked at capture, so the recorded ops must not allocate or synchronise:
+  // run them once before capturing so that every scratch buffer has its size); on the reference
+  // backend, the function itself. replay() runs the recording again in stream order.
+  class Graph {
+   public:
+    virtual ~Graph() = default;
+  };
+  virtual std::unique_ptr<Graph> capture(const std::function<void()>& record) = 0;
+  virtual void replay(Graph& graph) = 0;
+
+  // A copy inside backend memory, in stream order (no host synchronisation; capturable).
+  virtual void copy_within(void* dst, const void* src, size_t bytes) = 0;
+
   template <typename T>
   T* alloc(size_t n) {
     return static_cast<T*>(alloc_bytes(n * sizeof(T)));
@@ -133,6 +148,9 @@ class Ops {
                                           const float* mean, const float* rstd, int rows, int C,
                                           int groups) = 0;
   // src/ref/basic.h | kernels/basic.cu (*loss: a backend scalar)
+  virtual void copy_rows(float* dst, int64_t ldd, const float* src, int64_t lds, int rows,
+                         int cols) = 0;
+  virtual void repeat_rows(float* dst, const float* src, int rows, int reps, int cols) = 0;
   virtual void concat_forward(float* out, const float* x1, const float* x2, int rows, int n1,
                               int n2) = 0;
   virtual void concat_backward(float* dx1, float* dx2, const float* dout, int rows, int n1,
@@ -190,7 +208,6 @@ class Ops {
                            const int32_t* elite_idx, const float* score, const float* std,
                            const MppiShape& sh, bool explore, uint64_t seed,
                            uint64_t offset) = 0;
-  virtual void axpy(float* y, const float* x, float alpha, int64_t n) = 0;
 };
 
 std::unique_ptr<Ops> make_ref_ops();

@@ -61,6 +61,35 @@ class CudaOps final : public Ops {
     CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
   void synchronize() override { CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  struct CudaGraph final : Graph {
+    cudaGraph_t graph = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    ~CudaGraph() override {
+      if (exec) cudaGraphExecDestroy(exec);
+      if (graph) cudaGraphDestroy(graph);
+    }
+  };
+  std::unique_ptr<Graph> capture(const std::function<void()>& record) override {
+    auto g = std::make_unique<CudaGraph>();
+    CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    try {
+      record();
+    } catch (...) {
+      cudaGraph_t broken = nullptr;
+      cudaStreamEndCapture(stream_, &broken);  // leave the stream usable
+      if (broken) cudaGraphDestroy(broken);
+      throw;
+    }
+    CUDA_CHECK(cudaStreamEndCapture(stream_, &g->graph));
+    CUDA_CHECK(cudaGraphInstantiate(&g->exec, g->graph, 0));
+    return g;
+  }
+  void replay(Graph& graph) override {
+    CUDA_CHECK(cudaGraphLaunch(static_cast<CudaGraph&>(graph).exec, stream_));
+  }
+  void copy_within(void* dst, const void* src, size_t bytes) override {
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+  }
 
   void adam_update(const AdamSettings& cfg, const AdamGroups& groups, float* param,
                    const float* grad, float* m, float* v, AdamScalars* s) override {
@@ -122,6 +151,13 @@ class CudaOps final : public Ops {
                                   const float* rstd, int rows, int C, int groups) override {
     cuda::layernorm_simnorm_backward(dinp, dbias, dgamma, dbeta, dout, inp, bias, gamma, beta,
                                      mean, rstd, rows, C, groups, rowstats(rows), stream_);
+  }
+  void copy_rows(float* dst, int64_t ldd, const float* src, int64_t lds, int rows,
+                 int cols) override {
+    cuda::copy_rows(dst, ldd, src, lds, rows, cols, stream_);
+  }
+  void repeat_rows(float* dst, const float* src, int rows, int reps, int cols) override {
+    cuda::repeat_rows(dst, src, rows, reps, cols, stream_);
   }
   void concat_forward(float* out, const float* x1, const float* x2, int rows, int n1,
                       int n2) override {
@@ -210,9 +246,6 @@ class CudaOps final : public Ops {
                    const MppiShape& sh, bool explore, uint64_t seed, uint64_t offset) override {
     cuda::mppi_select(action, mu_p, sigma_p, actions, elite_idx, score, std, sh, explore, seed,
                     offset, stream_);
-  }
-  void axpy(float* y, const float* x, float alpha, int64_t n) override {
-    cuda::axpy(y, x, alpha, n, stream_);
   }
 
  private:

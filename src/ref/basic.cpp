@@ -26,6 +26,22 @@ void row_max_lse(const T* x, int C, T* mx, T* lse) {
 
 }  // namespace
 
+void copy_rows(float* dst, int64_t ldd, const float* src, int64_t lds, int rows, int cols) {
+  POMPC_REQUIRE(rows >= 0 && cols >= 0 && ldd >= cols && lds >= cols,
+                "copy_rows: rows (%d), cols (%d) must be >= 0 and the strides (%lld, %lld) >= cols",
+                rows, cols, static_cast<long long>(ldd), static_cast<long long>(lds));
+  for (int r = 0; r < rows; ++r) std::copy(src + r * lds, src + r * lds + cols, dst + r * ldd);
+}
+
+void repeat_rows(float* dst, const float* src, int rows, int reps, int cols) {
+  POMPC_REQUIRE(rows >= 0 && reps >= 0 && cols >= 0,
+                "repeat_rows: rows (%d), reps (%d), cols (%d) must be >= 0", rows, reps, cols);
+  for (int r = 0; r < rows; ++r)
+    for (int k = 0; k < reps; ++k)
+      std::copy(src + static_cast<int64_t>(r) * cols, src + static_cast<int64_t>(r + 1) * cols,
+                dst + (static_cast<int64_t>(r) * reps + k) * cols);
+}
+
 template <typename T>
 void concat_forward(T* out, const T* x1, const T* x2, int rows, int n1, int n2) {
   POMPC_REQUIRE(rows >= 0 && n1 >= 0 && n2 >= 0,

@@ -24,6 +24,14 @@
 
 namespace pompc::ref {
 
+// Row movers without gradients (float only):
+//   copy_rows:   dst[r * ldd + c] = src[r * lds + c] for c < cols (a strided 2-D copy, e.g. the
+//                policy trajectories' actions [S, P, A] into the first P of each state's N samples)
+//   repeat_rows: dst[(r * reps + k) * cols + c] = src[r * cols + c] (each state's latent repeated
+//                for its N samples)
+void copy_rows(float* dst, int64_t ldd, const float* src, int64_t lds, int rows, int cols);
+void repeat_rows(float* dst, const float* src, int rows, int reps, int cols);
+
 template <typename T>
 void concat_forward(T* out, const T* x1, const T* x2, int rows, int n1, int n2);
 template <typename T>

@@ -129,8 +129,4 @@ void mppi_select(float* action, float* mu_p, float* sigma_p, const float* action
   }
 }
 
-void axpy(float* y, const float* x, float alpha, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
-}
-
 }  // namespace pompc::ref

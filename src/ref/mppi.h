@@ -17,13 +17,12 @@
 //                 + 0.5) / 2^24 in (0, 1), in double; mu_p = a_k[t = 0]; sigma_p = std[s, 0];
 //                 action = clamp(mu_p + (explore ? sigma_p * philox_normal(seed, offset + 1,
 //                 s A + j) : 0), -1, 1)
-//   axpy:         y += alpha x (the discounted return G += gamma^t r)
 //
 // Shapes (row-major): actions [H, S, N, A] (time-major, so the world model sees [S * N, A] rows
 //   at each t); mean, std, prev_mean [S, H, A]; value [S, N]; elite_idx (int32) and elite_value
 //   [S, E]; score [S, E]; action, mu_p, sigma_p [S, A]; first [S] (uint8, 1 = episode start or
 //   reanalysis: no warm start).
-// Overwritten: every output. Nothing is accumulated except axpy's y.
+// Overwritten: every output; nothing is accumulated.
 // Test: build/test_emu -ts=planner.
 #pragma once
 
@@ -53,7 +52,6 @@ void mppi_update(float* mean, float* std, float* score, const float* actions,
 void mppi_select(float* action, float* mu_p, float* sigma_p, const float* actions,
                  const int32_t* elite_idx, const float* score, const float* std,
                  const MppiShape& sh, bool explore, uint64_t seed, uint64_t offset);
-void axpy(float* y, const float* x, float alpha, int64_t n);
 
 // The Gumbel uniform of mppi_select, shared with the kernel: in (0, 1), never 0 or 1.
 POMPC_HD double gumbel_uniform(uint32_t bits) {

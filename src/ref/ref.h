@@ -18,12 +18,14 @@
 //   two_hot.h    symlog / symexp, two_hot, soft_ce_*, two_hot_inv_*
 //   policy.h     policy_head_* (log_std squash, sample, tanh, log-probs, entropy forms)
 //   scale.h      percentile_*, running_scale_update
+//   loss.h       fill, scale_add, weighted_sum, pair_select_* (losses' glue, min2 / avg2 heads)
 #pragma once
 
 #include "ref/basic.h"
 #include "ref/gemm.h"
 #include "ref/layernorm.h"
 #include "ref/linear.h"
+#include "ref/loss.h"
 #include "ref/policy.h"
 #include "ref/scale.h"
 #include "ref/two_hot.h"

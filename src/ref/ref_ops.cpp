@@ -38,6 +38,18 @@ class RefOps final : public Ops {
     std::memcpy(dst, src, bytes);
   }
   void synchronize() override {}
+  struct RefGraph final : Graph {
+    std::function<void()> fn;
+  };
+  std::unique_ptr<Graph> capture(const std::function<void()>& record) override {
+    auto g = std::make_unique<RefGraph>();
+    g->fn = record;
+    return g;
+  }
+  void replay(Graph& graph) override { static_cast<RefGraph&>(graph).fn(); }
+  void copy_within(void* dst, const void* src, size_t bytes) override {
+    std::memmove(dst, src, bytes);
+  }
 
   void adam_update(const AdamSettings& cfg, const AdamGroups& groups, float* param,
                    const float* grad, float* m, float* v, AdamScalars* s) override {
@@ -95,6 +107,13 @@ class RefOps final : public Ops {
                                   const float* rstd, int rows, int C, int groups) override {
     ref::layernorm_simnorm_backward(dinp, dbias, dgamma, dbeta, dout, inp, bias, gamma, beta,
                                     mean, rstd, rows, C, groups);
+  }
+  void copy_rows(float* dst, int64_t ldd, const float* src, int64_t lds, int rows,
+                 int cols) override {
+    ref::copy_rows(dst, ldd, src, lds, rows, cols);
+  }
+  void repeat_rows(float* dst, const float* src, int rows, int reps, int cols) override {
+    ref::repeat_rows(dst, src, rows, reps, cols);
   }
   void concat_forward(float* out, const float* x1, const float* x2, int rows, int n1,
                       int n2) override {
@@ -184,9 +203,6 @@ class RefOps final : public Ops {
                    const MppiShape& sh, bool explore, uint64_t seed, uint64_t offset) override {
     ref::mppi_select(action, mu_p, sigma_p, actions, elite_idx, score, std, sh, explore, seed,
                     offset);
-  }
-  void axpy(float* y, const float* x, float alpha, int64_t n) override {
-    ref::axpy(y, x, alpha, n);
   }
 
  private:

@@ -1,0 +1,140 @@
+// kernels/loss.cu: the glue ops of the world model's losses: fill, scale_add, weighted_sum,
+// pair_select (min / avg of two randomly picked Q heads).
+//
+// Maths: exactly src/ref/loss.h (same names, same pick_pair from Philox).
+//   fill: x = value.  scale_add: y = beta y + (alpha x) / *divisor (beta == 0: y not read).
+//   weighted_sum: *out = beta *out + alpha sum_i w_i x_i / *divisor, summed in double.
+//   pair_select: out_r = min / avg of heads (i, j) = pick_pair(Qn, seed, offset); backward
+//   routes dout_r to the head min took (a tie: head i), or half to each for avg.
+// Shapes: x, y, w [n]; q, dq [Qn, rows]; out, dout [rows]; divisor and *out single device scalars.
+// Launch shapes: grid-stride elementwise kernels (256 threads); weighted_sum is one 256-thread
+//   block (n is a loss's row count, B H Qn at most a few thousand) with a fixed summation order:
+//   deterministic run to run. Forward outputs overwritten, pair_select_backward ACCUMULATES.
+//
+// Test: build/test_emu -ts=ops -tc='loss*'.
+#include "common.cuh"
+#include "launchers.h"
+#include "reduce.cuh"
+#include "ref/loss.h"
+
+namespace pompc {
+namespace {
+
+__global__ void fill_kernel(float* __restrict__ x, int64_t n, float value) {
+  POMPC_GRID_STRIDE(i, n) x[i] = value;
+}
+
+__global__ void scale_add_kernel(float* __restrict__ y, const float* __restrict__ x, int64_t n,
+                                 float alpha, const float* __restrict__ divisor, float beta) {
+  const float d = divisor ? *divisor : 1.0f;
+  POMPC_GRID_STRIDE(i, n) {
+    const float v = alpha * x[i] / d;
+    y[i] = beta == 0.0f ? v : beta * y[i] + v;
+  }
+}
+
+__global__ void weighted_sum_kernel(float* __restrict__ out, const float* __restrict__ x,
+                                    const float* __restrict__ w, int64_t n, float alpha,
+                                    const float* __restrict__ divisor, float beta) {
+  __shared__ double scratch[32];
+  double s = 0;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+    s += static_cast<double>(x[i]) * (w ? static_cast<double>(w[i]) : 1.0);
+  s = block_reduce_sum(s, scratch);
+  if (threadIdx.x == 0) {
+    const double d = divisor ? static_cast<double>(*divisor) : 1.0;
+    double r = static_cast<double>(alpha) * s / d;
+    if (beta != 0.0f) r += static_cast<double>(beta) * static_cast<double>(*out);
+    *out = static_cast<float>(r);
+  }
+}
+
+__device__ __forceinline__ int min_side(float a, float b) {
+  return (a <= b || isnan(a)) ? 0 : 1;
+}
+
+__global__ void pair_select_forward_kernel(float* __restrict__ out, const float* __restrict__ q,
+                                           int Qn, int rows, ref::PairMode mode, uint64_t seed,
+                                           uint64_t offset) {
+  int hi = 0, hj = 0;
+  ref::pick_pair(Qn, seed, offset, &hi, &hj);
+  const float* qi = q + static_cast<int64_t>(hi) * rows;
+  const float* qj = q + static_cast<int64_t>(hj) * rows;
+  POMPC_GRID_STRIDE(r, rows) {
+    if (mode == ref::PairMode::avg)
+      out[r] = (qi[r] + qj[r]) / 2.0f;
+    else
+      out[r] = min_side(qi[r], qj[r]) == 0 ? qi[r] : qj[r];
+  }
+}
+
+__global__ void pair_select_backward_kernel(float* __restrict__ dq, const float* __restrict__ dout,
+                                            const float* __restrict__ q, int Qn, int rows,
+                                            ref::PairMode mode, uint64_t seed, uint64_t offset) {
+  int hi = 0, hj = 0;
+  ref::pick_pair(Qn, seed, offset, &hi, &hj);
+  float* di = dq + static_cast<int64_t>(hi) * rows;
+  float* dj = dq + static_cast<int64_t>(hj) * rows;
+  const float* qi = q + static_cast<int64_t>(hi) * rows;
+  const float* qj = q + static_cast<int64_t>(hj) * rows;
+  POMPC_GRID_STRIDE(r, rows) {
+    if (mode == ref::PairMode::avg) {
+      di[r] += dout[r] / 2.0f;
+      dj[r] += dout[r] / 2.0f;
+    } else if (min_side(qi[r], qj[r]) == 0) {
+      di[r] += dout[r];
+    } else {
+      dj[r] += dout[r];
+    }
+  }
+}
+
+void check_n(const char* who, int64_t n) {
+  POMPC_REQUIRE(n >= 0, "%s: n (%lld) must be >= 0", who, static_cast<long long>(n));
+}
+
+void check_pair(const char* who, int Qn, int rows, ref::PairMode mode) {
+  POMPC_REQUIRE(Qn >= 2, "%s: Qn (%d) must be >= 2 (two distinct heads are picked)", who, Qn);
+  POMPC_REQUIRE(rows >= 0, "%s: rows (%d) must be >= 0", who, rows);
+  POMPC_REQUIRE(mode == ref::PairMode::min || mode == ref::PairMode::avg,
+                "%s: mode must be min or avg", who);
+}
+
+}  // namespace
+
+namespace cuda {
+
+void fill(float* x, int64_t n, float value, cudaStream_t stream) {
+  check_n("fill", n);
+  LAUNCH(fill_kernel, grid_stride_blocks(n), 256, 0, stream, x, n, value);
+}
+
+void scale_add(float* y, const float* x, int64_t n, float alpha, const float* divisor, float beta,
+               cudaStream_t stream) {
+  check_n("scale_add", n);
+  LAUNCH(scale_add_kernel, grid_stride_blocks(n), 256, 0, stream, y, x, n, alpha, divisor, beta);
+}
+
+void weighted_sum(float* out, const float* x, const float* w, int64_t n, float alpha,
+                  const float* divisor, float beta, cudaStream_t stream) {
+  check_n("weighted_sum", n);
+  LAUNCH(weighted_sum_kernel, 1, 256, 0, stream, out, x, w, n, alpha, divisor, beta);
+}
+
+void pair_select_forward(float* out, const float* q, int Qn, int rows, ref::PairMode mode,
+                         uint64_t seed, uint64_t offset, cudaStream_t stream) {
+  check_pair("pair_select_forward", Qn, rows, mode);
+  LAUNCH(pair_select_forward_kernel, grid_stride_blocks(rows), 256, 0, stream, out, q, Qn, rows, mode, seed,
+         offset);
+}
+
+void pair_select_backward(float* dq, const float* dout, const float* q, int Qn, int rows,
+                          ref::PairMode mode, uint64_t seed, uint64_t offset,
+                          cudaStream_t stream) {
+  check_pair("pair_select_backward", Qn, rows, mode);
+  LAUNCH(pair_select_backward_kernel, grid_stride_blocks(rows), 256, 0, stream, dq, dout, q, Qn, rows, mode,
+         seed, offset);
+}
+
+}  // namespace cuda
+}  // namespace pompc

@@ -1,0 +1,149 @@
+// The MPPI planner (see planner.h for the algorithm and the buffer contract).
+#include "agent/planner.h"
+
+#include <utility>
+#include <vector>
+
+#include "common.h"
+#include "nvtx.h"
+
+namespace pompc::agent {
+namespace {
+
+// Philox purposes within one plan step (offset = step * kOffsetsPerStep + purpose).
+enum Purpose : uint64_t {
+  kPiTraj = 0,      // policy trajectories: + t
+  kSelect = 16,     // Gumbel choice (+ 1: exploration noise), see ref::mppi_select
+  kSample = 18,     // MPPI samples: + iteration
+  kValueBase = 40,  // the terminal value's policy action: + iteration
+};
+
+}  // namespace
+
+void PlannerSettings::validate() const {
+  POMPC_REQUIRE(horizon >= 1, "horizon (%d) must be >= 1", horizon);
+  POMPC_REQUIRE(horizon <= 16, "horizon (%d) must be <= 16 (Philox purposes per plan step)",
+                horizon);
+  POMPC_REQUIRE(iterations >= 1 && iterations <= 20, "iterations (%d) must be in [1, 20]",
+                iterations);
+  POMPC_REQUIRE(num_samples >= 1, "num_samples (%d) must be >= 1", num_samples);
+  POMPC_REQUIRE(num_elites >= 1 && num_elites <= num_samples,
+                "num_elites (%d) must be in [1, num_samples = %d]", num_elites, num_samples);
+  POMPC_REQUIRE(num_pi_trajs >= 0 && num_pi_trajs <= num_samples,
+                "num_pi_trajs (%d) must be in [0, num_samples = %d]", num_pi_trajs, num_samples);
+  POMPC_REQUIRE(min_std > 0 && min_std <= max_std,
+                "min_std (%g) must be > 0 and <= max_std (%g)", double(min_std), double(max_std));
+  POMPC_REQUIRE(temperature > 0, "temperature (%g) must be > 0", double(temperature));
+  POMPC_REQUIRE(discount > 0 && discount <= 1, "discount (%g) must be in (0, 1]",
+                double(discount));
+}
+
+Planner::Planner(Ops& ops, LatentModel& model, const PlannerSettings& settings, int max_states)
+    : ops_(ops),
+      model_(model),
+      cfg_(settings),
+      max_states_(max_states),
+      O_(model.obs_dim()),
+      Z_(model.latent_dim()),
+      A_(model.action_dim()) {
+  cfg_.validate();
+  POMPC_REQUIRE(max_states >= 1, "planner: max_states (%d) must be >= 1", max_states);
+  const size_t S = size_t(max_states), N = size_t(cfg_.num_samples), H = size_t(cfg_.horizon);
+  const size_t P = size_t(cfg_.num_pi_trajs), E = size_t(cfg_.num_elites);
+  obs_ = ops.alloc<float>(S * O_);
+  first_ = ops.alloc<uint8_t>(S);
+  cold_ = ops.alloc<uint8_t>(S);
+  const std::vector<uint8_t> ones(S, 1);
+  ops.copy_to_backend(cold_, ones.data(), S);
+  z0_ = ops.alloc<float>(S * Z_);
+  z_ = ops.alloc<float>(S * N * Z_);
+  z_next_ = ops.alloc<float>(S * N * Z_);
+  r_ = ops.alloc<float>(S * N);
+  value_ = ops.alloc<float>(S * N);
+  zpi_ = ops.alloc<float>(S * P * Z_ + 1);
+  zpi_next_ = ops.alloc<float>(S * P * Z_ + 1);
+  api_ = ops.alloc<float>(S * P * A_ + 1);
+  actions_ = ops.alloc<float>(H * S * N * A_);
+  mean_ = ops.alloc<float>(S * H * A_);
+  std_ = ops.alloc<float>(S * H * A_);
+  prev_mean_ = ops.alloc<float>(S * H * A_);
+  elite_value_ = ops.alloc<float>(S * E);
+  score_ = ops.alloc<float>(S * E);
+  elite_idx_ = ops.alloc<int32_t>(S * E);
+  action_ = ops.alloc<float>(S * A_);
+  mu_p_ = ops.alloc<float>(S * A_);
+  sigma_p_ = ops.alloc<float>(S * A_);
+}
+
+Planner::~Planner() {
+  for (void* p : {static_cast<void*>(obs_), static_cast<void*>(first_), static_cast<void*>(cold_),
+                  static_cast<void*>(z0_),
+                  static_cast<void*>(z_), static_cast<void*>(z_next_), static_cast<void*>(r_),
+                  static_cast<void*>(value_), static_cast<void*>(zpi_),
+                  static_cast<void*>(zpi_next_), static_cast<void*>(api_),
+                  static_cast<void*>(actions_), static_cast<void*>(mean_),
+                  static_cast<void*>(std_), static_cast<void*>(prev_mean_),
+                  static_cast<void*>(elite_value_), static_cast<void*>(score_),
+                  static_cast<void*>(elite_idx_), static_cast<void*>(action_),
+                  static_cast<void*>(mu_p_), static_cast<void*>(sigma_p_)})
+    ops_.free_bytes(p);
+}
+
+void Planner::estimate_value(int S, uint64_t seed, uint64_t offset) {
+  const int N = cfg_.num_samples, rows = S * N;
+  ops_.repeat_rows(z_, z0_, S, N, Z_);
+  ops_.fill(value_, rows, 0.0f);
+  float discount = 1.0f;
+  for (int t = 0; t < cfg_.horizon; ++t) {
+    const float* a = actions_ + size_t(t) * S * N * A_;
+    model_.reward(z_, a, rows, r_);
+    model_.next(z_, a, rows, z_next_);
+    std::swap(z_, z_next_);
+    ops_.scale_add(value_, r_, rows, discount, nullptr, 1.0f);  // G += gamma^t r_t
+    discount *= cfg_.discount;
+  }
+  model_.value(z_, rows, seed, offset, r_);
+  ops_.scale_add(value_, r_, rows, discount, nullptr, 1.0f);  // G += gamma^H V(z_H)
+}
+
+void Planner::plan(int S, bool explore, bool warm, uint64_t seed, uint64_t step) {
+  POMPC_REQUIRE(S >= 1 && S <= max_states_, "planner: S (%d) must be in [1, max_states = %d]", S,
+                max_states_);
+  NvtxRange range("plan");
+  const int N = cfg_.num_samples, P = cfg_.num_pi_trajs, H = cfg_.horizon;
+  const MppiShape sh{S, H, N, P, cfg_.num_elites, A_};
+  const uint64_t base = step * kOffsetsPerStep;
+
+  model_.encode(obs_, S, z0_);
+
+  // Policy trajectories: P rows per state, written into sample columns n < P at every t.
+  if (P > 0) {
+    ops_.repeat_rows(zpi_, z0_, S, P, Z_);
+    for (int t = 0; t < H; ++t) {
+      model_.pi(zpi_, S * P, seed, base + kPiTraj + t, api_);
+      ops_.copy_rows(actions_ + size_t(t) * S * N * A_, int64_t(N) * A_, api_, int64_t(P) * A_, S,
+                     P * A_);
+      if (t + 1 < H) {
+        model_.next(zpi_, api_, S * P, zpi_next_);
+        std::swap(zpi_, zpi_next_);
+      }
+    }
+  }
+
+  // Acting: warm start where first_ says so. Reanalysis: every state starts cold.
+  ops_.mppi_init(mean_, std_, prev_mean_, warm ? first_ : cold_, sh, cfg_.max_std);
+  const int iterations = cfg_.iterations_for(A_);
+  for (int it = 0; it < iterations; ++it) {
+    NvtxRange iter("plan/iter");
+    ops_.mppi_sample(actions_, mean_, std_, sh, seed, base + kSample + it);
+    estimate_value(S, seed, base + kValueBase + it);
+    ops_.mppi_elites(elite_idx_, elite_value_, value_, sh);
+    ops_.mppi_update(mean_, std_, score_, actions_, elite_idx_, elite_value_, sh, cfg_.temperature,
+                     cfg_.min_std, cfg_.max_std);
+  }
+  ops_.mppi_select(action_, mu_p_, sigma_p_, actions_, elite_idx_, score_, std_, sh, explore, seed,
+                   base + kSelect);
+  if (warm) ops_.copy_within(prev_mean_, mean_, size_t(S) * H * A_ * sizeof(float));
+}
+
+}  // namespace pompc::agent

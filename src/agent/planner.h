@@ -1,0 +1,111 @@
+// src/agent/planner.h: the MPPI planner over a learned latent model (SPEC section 3; TD-MPC2
+// tdmpc2.py `_plan` and `_estimate_value`), batched over S states at once.
+//
+// One plan step, per state s (all S states in the same launches, rows = S * N):
+//   z = encode(obs)                                            [S, Z]
+//   policy trajectories: P copies of z; a_t ~ pi(z_t); z_{t+1} = next(z_t, a_t)   t < H
+//   mean = 0, std = max_std; warm start mean[0..H-2] = prev_mean[1..H-1] unless first[s]
+//   repeat `iterations` times (+2 when A >= 20):
+//     actions[t, s, n >= P] = clamp(mean + std * eps, -1, 1); columns n < P: the policy's
+//     G = sum_t gamma^t reward(z_t, a_t) + gamma^H value(z_H), z_{t+1} = next(z_t, a_t)
+//     elites = top E of G (NaN -> 0); score = softmax(temperature * G_e);
+//     mean, std = score-weighted mean and std of the elites (std clamped to [min_std, max_std])
+//   choose one elite by Gumbel-max over score; action = its first action (+ std[0] * noise when
+//   exploring), clamped; planner targets (BMPC): mu_p = that first action, sigma_p = std[0].
+//   The final mean becomes prev_mean for the next warm start (acting mode only: reanalysis is a
+//   cold start that leaves prev_mean untouched).
+//
+// Usage: fill obs_buffer() [S, O] and first_buffer() [S] (backend memory; copy_to_backend), call
+// plan(S, ...), read action(), mu_p(), sigma_p() [S, A]. Everything is allocated at construction
+// for up to max_states states; plan() issues a fixed sequence of ops with no allocation and no
+// host synchronisation (for a given S), so on the GPU it can be captured as one CUDA graph.
+// Randomness: Philox (seed, offsets derived from `step`): kOffsetsPerStep streams per plan step.
+#pragma once
+
+#include <cstdint>
+
+#include "ops.h"
+
+namespace pompc::agent {
+
+// What the planner needs from a world model: batched, inference-only passes (dropout off) on
+// backend memory. pompc's WorldModel provides it; tests provide hand-built models.
+class LatentModel {
+ public:
+  virtual ~LatentModel() = default;
+  virtual int obs_dim() const = 0;
+  virtual int latent_dim() const = 0;
+  virtual int action_dim() const = 0;
+  virtual void encode(const float* obs, int rows, float* z) = 0;
+  virtual void next(const float* z, const float* a, int rows, float* z_next) = 0;
+  // Scalar rewards (two_hot_inv of the reward head).
+  virtual void reward(const float* z, const float* a, int rows, float* r) = 0;
+  // The sampling policy's action a ~ pi(z) (noise from Philox (seed, offset)).
+  virtual void pi(const float* z, int rows, uint64_t seed, uint64_t offset, float* a) = 0;
+  // The bootstrap value at z_H: avg2 Q(z, a ~ pi(z)) for a Q critic, avg2 V(z) for a V critic.
+  virtual void value(const float* z, int rows, uint64_t seed, uint64_t offset, float* v) = 0;
+};
+
+struct PlannerSettings {
+  int iterations = 6;         // MPPI iterations (+2 when action_dim >= 20, TD-MPC2's rule)
+  int num_samples = 512;      // N: sampled sequences per state, policy trajectories included
+  int num_elites = 64;        // E: elites kept per iteration
+  int num_pi_trajs = 24;      // P: sequences drawn from the policy prior
+  int horizon = 3;            // H: planning horizon
+  float min_std = 0.05f;      // lower clamp of the sampling std
+  float max_std = 2.0f;       // initial std and its upper clamp
+  float temperature = 0.5f;   // multiplies values in the elite scores
+  float discount = 0.99f;     // gamma (DMC: episode length 500 agent steps -> 0.99)
+
+  // Iterations actually run for an action dim (the +2 rule).
+  int iterations_for(int action_dim) const { return iterations + (action_dim >= 20 ? 2 : 0); }
+  // Throws pompc::Error naming the fix ("num_elites (600) must be <= num_samples (512)").
+  void validate() const;
+};
+
+class Planner {
+ public:
+  // Philox offsets used per plan step: offset = step * kOffsetsPerStep + purpose.
+  static constexpr uint64_t kOffsetsPerStep = 64;
+
+  Planner(Ops& ops, LatentModel& model, const PlannerSettings& settings, int max_states);
+  ~Planner();
+  Planner(const Planner&) = delete;
+  Planner& operator=(const Planner&) = delete;
+
+  float* obs_buffer() { return obs_; }        // [max_states, O], filled by the caller
+  uint8_t* first_buffer() { return first_; }  // [max_states], 1 = no warm start for that state
+
+  // Plans for states 0..S-1. explore: add std[0] * noise to the chosen action (training).
+  // warm: read and update the per-state warm-start memory (acting); false for reanalysis.
+  void plan(int S, bool explore, bool warm, uint64_t seed, uint64_t step);
+
+  const float* action() const { return action_; }    // [S, A]
+  const float* mu_p() const { return mu_p_; }        // [S, A] planner target mean
+  const float* sigma_p() const { return sigma_p_; }  // [S, A] planner target std
+  const float* mean() const { return mean_; }        // [S, H, A] final MPPI mean
+  const float* std() const { return std_; }          // [S, H, A] final MPPI std
+  const float* value() const { return value_; }      // [S, N] last iteration's returns G
+  const PlannerSettings& settings() const { return cfg_; }
+
+ private:
+  // G[S*N] for the current actions: rollout from z0 (repeated per sample).
+  void estimate_value(int S, uint64_t seed, uint64_t offset);
+
+  Ops& ops_;
+  LatentModel& model_;
+  PlannerSettings cfg_;
+  int max_states_, O_, Z_, A_;
+  // Backend buffers, allocated once.
+  float* obs_ = nullptr;
+  uint8_t* first_ = nullptr;
+  uint8_t* cold_ = nullptr;  // all ones: the `first` flags of a cold start (reanalysis)
+  float *z0_ = nullptr, *z_ = nullptr, *z_next_ = nullptr, *r_ = nullptr, *value_ = nullptr;
+  float *zpi_ = nullptr, *zpi_next_ = nullptr, *api_ = nullptr;
+  float *actions_ = nullptr, *mean_ = nullptr, *std_ = nullptr, *prev_mean_ = nullptr;
+  float *elite_value_ = nullptr, *score_ = nullptr;
+  int32_t* elite_idx_ = nullptr;
+  float *action_ = nullptr, *mu_p_ = nullptr, *sigma_p_ = nullptr;
+};
+
+}  // namespace pompc::agent

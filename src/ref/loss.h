@@ -1,0 +1,69 @@
+// src/ref/loss.h: the glue ops of the world model's losses and targets: fill, scale_add,
+// weighted_sum (loss reductions, also divided by a backend scalar such as the RunningScale S_Q),
+// and pair_select (min / avg of two randomly picked Q heads, TD-MPC2 world_model.py `Q`).
+//
+// Maths
+//   fill:          x_i = value
+//   scale_add:     y_i = beta * y_i + (alpha * x_i) / d        d = *divisor, or 1 when null
+//                  (beta == 0: y is not read, so it copies / scales into uninitialised memory).
+//                  In the update: the pi loss's gradient w.r.t. Qbar, -rho^t / (B (H+1)) / S_Q;
+//                  td = reward + gamma * min2(...); a copy of z[0] into the rollout buffer.
+//   weighted_sum:  s = sum_i w_i x_i  (w null: w_i = 1), summed in double;
+//                  *out = beta * *out + alpha * s / d (in double, rounded once to T;
+//                  beta == 0: *out is not read). The losses: reward = sum_t rho^t mean_b ce / H
+//                  is weighted_sum(ce, w = rho^t / (B H)).
+//   pair_select:   (i, j) = pick_pair(Qn, seed, offset): two distinct heads, the same for every row
+//                  (TD-MPC2 draws torch.randperm(num_q)[:2] once per call; i is the first);
+//                  min: out_r = min(q[i, r], q[j, r]) (NaN propagates; a tie picks head i)
+//                  avg: out_r = (q[i, r] + q[j, r]) / 2
+//     backward:    min: dq[k, r] += dout_r for the head k whose value was taken;
+//                  avg: dq[i, r] += dout_r / 2, dq[j, r] += dout_r / 2.
+//   pick_pair:     i = floor(u0 Qn), j' = floor(u1 (Qn - 1)), j = j' + (j' >= i), with u0, u1 the
+//                  32-bit Philox words 0 and 1 of (seed, offset) scaled to [0, 1) (multiply-shift).
+//
+// Shapes: x, y, w [n] (n = B, B H, Qn B H, ...); q / dq [Qn, rows] (the two_hot_inv values of every
+//   head, head-major as the ensemble's outputs), out / dout [rows]. divisor, out of weighted_sum:
+//   one backend scalar each.
+//
+// Overwritten / accumulated: fill, scale_add (with beta = 0), weighted_sum (beta = 0) and
+//   pair_select_forward overwrite their output; pair_select_backward ACCUMULATES into dq (the
+//   heads not picked are left untouched). Nothing here has parameters.
+//
+// Test: build-ref/test_emu -ts=ops -tc='loss*'
+#pragma once
+
+#include <cstdint>
+
+#include "philox.cuh"
+
+namespace pompc::ref {
+
+enum class PairMode { min, avg };
+
+// The two distinct heads (i, j) that a Q call with (seed, offset) uses. Qn >= 2.
+POMPC_HD void pick_pair(int Qn, uint64_t seed, uint64_t offset, int* i, int* j) {
+  const uint32_t a = philox_u32(seed, offset, 0), b = philox_u32(seed, offset, 1);
+  const int hi = static_cast<int>((static_cast<uint64_t>(a) * static_cast<uint32_t>(Qn)) >> 32);
+  const int lo = static_cast<int>((static_cast<uint64_t>(b) * static_cast<uint32_t>(Qn - 1)) >> 32);
+  *i = hi;
+  *j = lo >= hi ? lo + 1 : lo;
+}
+
+template <typename T>
+void fill(T* x, int64_t n, T value);
+
+template <typename T>
+void scale_add(T* y, const T* x, int64_t n, T alpha, const T* divisor, T beta);
+
+template <typename T>
+void weighted_sum(T* out, const T* x, const T* w, int64_t n, T alpha, const T* divisor, T beta);
+
+template <typename T>
+void pair_select_forward(T* out, const T* q, int Qn, int rows, PairMode mode, uint64_t seed,
+                         uint64_t offset);
+
+template <typename T>
+void pair_select_backward(T* dq, const T* dout, const T* q, int Qn, int rows, PairMode mode,
+                          uint64_t seed, uint64_t offset);
+
+}  // namespace pompc::ref

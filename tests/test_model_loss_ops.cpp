@@ -1,0 +1,201 @@
+// The loss-glue ops (src/ref/loss.h, kernels/loss.cu): the reference against closed forms, then
+// the CUDA kernels against the reference at sizes 1, 33, 1025 and 5000 (not multiples of a warp;
+// 5000 ~ Qn B (H+1) at the 5M size with B = 256).
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "common.h"
+#include "ops.h"
+#include "philox.cuh"
+#include "ref/loss.h"
+#include "test_util.h"
+
+namespace {
+
+using pompc::Ops;
+using pompc::PairMode;
+using pompc::test::check_close;
+
+std::vector<float> normals(size_t n, uint64_t seed, float scale) {
+  std::vector<float> x(n);
+  for (size_t i = 0; i < n; ++i) x[i] = scale * pompc::philox_normal(seed, 0, i);
+  return x;
+}
+
+// A float array on a backend, filled from and read back to the host.
+struct Array {
+  Ops& ops;
+  float* p;
+  size_t n;
+  Array(Ops& o, const std::vector<float>& host)
+      : ops(o), p(o.alloc<float>(host.size() ? host.size() : 1)), n(host.size()) {
+    if (n) ops.copy_to_backend(p, host.data(), n * sizeof(float));
+  }
+  ~Array() { ops.free_bytes(p); }
+  Array(const Array&) = delete;
+  Array& operator=(const Array&) = delete;
+  std::vector<float> host() const {
+    std::vector<float> h(n);
+    if (n) ops.copy_to_host(h.data(), p, n * sizeof(float));
+    return h;
+  }
+};
+
+}  // namespace
+
+TEST_SUITE("ops") {
+  TEST_CASE("loss: reference fill, scale_add and weighted_sum against closed forms") {
+    std::vector<float> x = {1.0f, -2.0f, 3.0f, 0.5f};
+    pompc::ref::fill(x.data(), 3, 7.0f);
+    CHECK(x == std::vector<float>{7.0f, 7.0f, 7.0f, 0.5f});
+
+    const std::vector<float> a = {1.0f, -2.0f, 4.0f};
+    std::vector<float> y = {NAN, NAN, NAN};  // beta = 0: y is not read
+    const float div = 2.0f;
+    pompc::ref::scale_add(y.data(), a.data(), 3, 3.0f, &div, 0.0f);
+    CHECK(y == std::vector<float>{1.5f, -3.0f, 6.0f});
+    pompc::ref::scale_add(y.data(), a.data(), 3, 1.0f, static_cast<const float*>(nullptr), 2.0f);
+    CHECK(y == std::vector<float>{4.0f, -8.0f, 16.0f});
+
+    const std::vector<float> w = {0.5f, 0.25f, 1.0f};
+    float out = NAN;
+    pompc::ref::weighted_sum(&out, a.data(), w.data(), 3, 2.0f, &div, 0.0f);
+    CHECK(out == doctest::Approx((0.5 - 0.5 + 4.0) * 2.0 / 2.0));
+    pompc::ref::weighted_sum(&out, a.data(), static_cast<const float*>(nullptr), 3, -1.0f,
+                             static_cast<const float*>(nullptr), 1.0f);
+    CHECK(out == doctest::Approx(4.0 - 3.0));
+    float empty = NAN;
+    pompc::ref::weighted_sum(&empty, a.data(), w.data(), 0, 1.0f,
+                             static_cast<const float*>(nullptr), 0.0f);
+    CHECK(empty == 0.0f);
+  }
+
+  TEST_CASE("loss: pick_pair gives two distinct heads, every ordered pair about equally often") {
+    for (int Qn : {2, 5, 8}) {
+      CAPTURE(Qn);
+      std::vector<int> count(static_cast<size_t>(Qn * Qn), 0);
+      const int draws = 20000;
+      for (int k = 0; k < draws; ++k) {
+        int i = -1, j = -1;
+        pompc::ref::pick_pair(Qn, 3, static_cast<uint64_t>(k), &i, &j);
+        REQUIRE(i >= 0);
+        REQUIRE(i < Qn);
+        REQUIRE(j >= 0);
+        REQUIRE(j < Qn);
+        REQUIRE(i != j);
+        count[static_cast<size_t>(i * Qn + j)]++;
+      }
+      // Each of the Qn (Qn - 1) ordered pairs: binomial with mean m; 5 sigma bounds.
+      const double m = static_cast<double>(draws) / (Qn * (Qn - 1)), sd = std::sqrt(m);
+      for (int i = 0; i < Qn; ++i)
+        for (int j = 0; j < Qn; ++j)
+          if (i != j) CHECK(std::fabs(count[static_cast<size_t>(i * Qn + j)] - m) < 5 * sd);
+    }
+  }
+
+  TEST_CASE("loss: reference pair_select min / avg, ties, NaN, and the backward routing") {
+    const int Qn = 4, rows = 5;
+    int hi = 0, hj = 0;
+    pompc::ref::pick_pair(Qn, 9, 17, &hi, &hj);
+    std::vector<float> q(static_cast<size_t>(Qn * rows), 100.0f);
+    const float vi[rows] = {1.0f, 5.0f, 2.0f, NAN, 3.0f};
+    const float vj[rows] = {2.0f, 4.0f, 2.0f, 1.0f, NAN};
+    for (int r = 0; r < rows; ++r) {
+      q[static_cast<size_t>(hi * rows + r)] = vi[r];
+      q[static_cast<size_t>(hj * rows + r)] = vj[r];
+    }
+    std::vector<float> mn(rows), avg(rows);
+    pompc::ref::pair_select_forward(mn.data(), q.data(), Qn, rows, PairMode::min, 9, 17);
+    pompc::ref::pair_select_forward(avg.data(), q.data(), Qn, rows, PairMode::avg, 9, 17);
+    CHECK(mn[0] == 1.0f);
+    CHECK(mn[1] == 4.0f);
+    CHECK(mn[2] == 2.0f);
+    CHECK(std::isnan(mn[3]));
+    CHECK(std::isnan(mn[4]));
+    CHECK(avg[0] == 1.5f);
+    CHECK(avg[1] == 4.5f);
+    // Backward: min routes to the head taken (a tie to head i), avg halves to both.
+    const std::vector<float> dout = {1.0f, 2.0f, 3.0f, 4.0f, 5.0f};
+    std::vector<float> dq(static_cast<size_t>(Qn * rows), 0.5f);
+    pompc::ref::pair_select_backward(dq.data(), dout.data(), q.data(), Qn, rows, PairMode::min, 9,
+                                     17);
+    auto at = [&](int h, int r) { return dq[static_cast<size_t>(h * rows + r)]; };
+    CHECK(at(hi, 0) == 1.5f);
+    CHECK(at(hj, 0) == 0.5f);
+    CHECK(at(hi, 1) == 0.5f);
+    CHECK(at(hj, 1) == 2.5f);
+    CHECK(at(hi, 2) == 3.5f);  // tie: head i
+    CHECK(at(hj, 2) == 0.5f);
+    CHECK(at(hi, 3) == 4.5f);  // NaN taken from head i
+    CHECK(at(hj, 4) == 5.5f);  // NaN taken from head j
+    for (int h = 0; h < Qn; ++h)
+      if (h != hi && h != hj)
+        for (int r = 0; r < rows; ++r) CHECK(at(h, r) == 0.5f);  // untouched
+    std::fill(dq.begin(), dq.end(), 0.0f);
+    pompc::ref::pair_select_backward(dq.data(), dout.data(), q.data(), Qn, rows, PairMode::avg, 9,
+                                     17);
+    for (int r = 0; r < rows; ++r) {
+      CHECK(at(hi, r) == dout[static_cast<size_t>(r)] / 2);
+      CHECK(at(hj, r) == dout[static_cast<size_t>(r)] / 2);
+    }
+    CHECK_THROWS_WITH_AS(pompc::ref::pair_select_forward(mn.data(), q.data(), 1, rows,
+                                                         PairMode::min, 9, 17),
+                         doctest::Contains("Qn (1) must be >= 2"), pompc::Error);
+  }
+
+  TEST_CASE("loss: CUDA kernels match the reference at n = 1, 33, 1025, 5000") {
+    auto ref = pompc::make_ref_ops();
+    auto gpu = pompc::make_cuda_ops();
+    for (int n : {1, 33, 1025, 5000}) {
+      CAPTURE(n);
+      const size_t un = static_cast<size_t>(n);
+      const auto x = normals(un, 1, 1.0f), w = normals(un, 2, 0.1f), y0 = normals(un, 3, 1.0f);
+      const std::vector<float> div = {1.7f};
+      // fill
+      Array fr(*ref, y0), fg(*gpu, y0);
+      ref->fill(fr.p, n, 0.25f);
+      gpu->fill(fg.p, n, 0.25f);
+      CHECK(fg.host() == fr.host());
+      // scale_add, both betas, with and without divisor: the same fp32 formula per element.
+      Array xr(*ref, x), xg(*gpu, x), yr(*ref, y0), yg(*gpu, y0), dr(*ref, div), dg(*gpu, div);
+      ref->scale_add(yr.p, xr.p, n, -0.3f, dr.p, 1.0f);
+      gpu->scale_add(yg.p, xg.p, n, -0.3f, dg.p, 1.0f);
+      CHECK(yg.host() == yr.host());
+      ref->scale_add(yr.p, xr.p, n, 2.0f, nullptr, 0.0f);
+      gpu->scale_add(yg.p, xg.p, n, 2.0f, nullptr, 0.0f);
+      CHECK(yg.host() == yr.host());
+      // weighted_sum: double sums in a different order, rounded once to float.
+      Array wr(*ref, w), wg(*gpu, w), outr(*ref, {0.5f}), outg(*gpu, {0.5f});
+      ref->weighted_sum(outr.p, xr.p, wr.p, n, 0.7f, dr.p, 1.0f);
+      gpu->weighted_sum(outg.p, xg.p, wg.p, n, 0.7f, dg.p, 1.0f);
+      CHECK(check_close("weighted_sum", outg.host(), outr.host(), 1e-7, 1e-6));
+      ref->weighted_sum(outr.p, xr.p, nullptr, n, 1.0f, nullptr, 0.0f);
+      gpu->weighted_sum(outg.p, xg.p, nullptr, n, 1.0f, nullptr, 0.0f);
+      CHECK(check_close("weighted_sum (w = 1)", outg.host(), outr.host(), 1e-7, 1e-6));
+      // pair_select over Qn heads of n rows: selection and routing are exact.
+      for (int Qn : {2, 5}) {
+        CAPTURE(Qn);
+        auto q = normals(static_cast<size_t>(Qn) * un, 4, 3.0f);
+        q[0] = q[un];  // a tie in row 0 between heads 0 and 1
+        const auto dout = normals(un, 5, 1.0f);
+        const auto dq0 = normals(static_cast<size_t>(Qn) * un, 6, 0.1f);
+        for (PairMode mode : {PairMode::min, PairMode::avg}) {
+          for (uint64_t off : {0u, 1u, 2u}) {
+            Array qr(*ref, q), qg(*gpu, q), or_(*ref, std::vector<float>(un)),
+                og(*gpu, std::vector<float>(un)), dor(*ref, dout), dog(*gpu, dout),
+                dqr(*ref, dq0), dqg(*gpu, dq0);
+            ref->pair_select_forward(or_.p, qr.p, Qn, n, mode, 11, off);
+            gpu->pair_select_forward(og.p, qg.p, Qn, n, mode, 11, off);
+            CHECK(og.host() == or_.host());
+            ref->pair_select_backward(dqr.p, dor.p, qr.p, Qn, n, mode, 11, off);
+            gpu->pair_select_backward(dqg.p, dog.p, qg.p, Qn, n, mode, 11, off);
+            CHECK(dqg.host() == dqr.host());
+          }
+        }
+      }
+    }
+  }
+}

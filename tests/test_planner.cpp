@@ -1,0 +1,275 @@
+// The MPPI planner (src/agent/planner.h) over hand-built latent models: a known optimum, the
+// policy trajectories' floor, parity of whole plans across backends, edge shapes, reanalysis
+// leaving the warm-start memory alone, and CUDA graph capture/replay.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <memory>
+#include <vector>
+
+#include "agent/planner.h"
+#include "common.h"
+#include "ops.h"
+#include "test_util.h"
+
+namespace {
+
+using pompc::Ops;
+using pompc::agent::LatentModel;
+using pompc::agent::Planner;
+using pompc::agent::PlannerSettings;
+using pompc::test::check_close;
+
+std::vector<float> host(Ops& o, const float* p, size_t n) {
+  std::vector<float> h(n);
+  o.copy_to_host(h.data(), p, n * sizeof(float));
+  return h;
+}
+
+// Identity dynamics (z = obs = the latent, Z = O), reward -scale |a - a*|^2, zero terminal
+// value, a policy that always proposes `pi_action`. Its maths runs on the host (copies in and
+// out), so it is exact and independent of the backend under test.
+struct QuadraticModel final : LatentModel {
+  Ops& o;
+  int Z, A;
+  std::vector<float> target, pi_action;
+  float scale;
+  QuadraticModel(Ops& ops, int z, std::vector<float> a_star, std::vector<float> pi, float sc)
+      : o(ops), Z(z), A(int(a_star.size())), target(std::move(a_star)), pi_action(std::move(pi)),
+        scale(sc) {}
+  int obs_dim() const override { return Z; }
+  int latent_dim() const override { return Z; }
+  int action_dim() const override { return A; }
+  void encode(const float* obs, int rows, float* z) override {
+    o.copy_within(z, obs, size_t(rows) * Z * sizeof(float));
+  }
+  void next(const float* z, const float*, int rows, float* z_next) override {
+    o.copy_within(z_next, z, size_t(rows) * Z * sizeof(float));
+  }
+  void reward(const float*, const float* a, int rows, float* r) override {
+    const auto ha = host(o, a, size_t(rows) * A);
+    std::vector<float> hr(rows);
+    for (int i = 0; i < rows; ++i) {
+      float d2 = 0;
+      for (int j = 0; j < A; ++j) d2 += (ha[size_t(i) * A + j] - target[j]) * (ha[size_t(i) * A + j] - target[j]);
+      hr[i] = -scale * d2;
+    }
+    o.copy_to_backend(r, hr.data(), hr.size() * sizeof(float));
+  }
+  void pi(const float*, int rows, uint64_t, uint64_t, float* a) override {
+    std::vector<float> ha(size_t(rows) * A);
+    for (int i = 0; i < rows; ++i)
+      for (int j = 0; j < A; ++j) ha[size_t(i) * A + j] = pi_action[j];
+    o.copy_to_backend(a, ha.data(), ha.size() * sizeof(float));
+  }
+  void value(const float*, int rows, uint64_t, uint64_t, float* v) override { o.fill(v, rows, 0.0f); }
+};
+
+// The same idea written with backend ops only (no host round trip), so a plan over it can be
+// captured as a CUDA graph: reward = w . a + b (a linear head), pi = tanh of a fixed linear map
+// of z, value = a linear head of z.
+struct LinearModel final : LatentModel {
+  Ops& o;
+  int Z, A;
+  float *w_r, *b_r, *w_pi, *w_v, *b_v;
+  LinearModel(Ops& ops, int z, int a) : o(ops), Z(z), A(a) {
+    auto put = [&](size_t n, float s0, float step) {
+      std::vector<float> h(n);
+      for (size_t i = 0; i < n; ++i) h[i] = s0 + step * float(i % 7) - 0.3f * float(i % 3);
+      float* p = o.alloc<float>(n);
+      o.copy_to_backend(p, h.data(), n * sizeof(float));
+      return p;
+    };
+    w_r = put(size_t(A), 0.5f, 0.1f);
+    b_r = put(1, 0.1f, 0.0f);
+    w_pi = put(size_t(A) * Z, -0.2f, 0.05f);
+    w_v = put(size_t(Z), 0.3f, -0.02f);
+    b_v = put(1, 0.0f, 0.0f);
+  }
+  ~LinearModel() override {
+    for (float* p : {w_r, b_r, w_pi, w_v, b_v}) o.free_bytes(p);
+  }
+  int obs_dim() const override { return Z; }
+  int latent_dim() const override { return Z; }
+  int action_dim() const override { return A; }
+  void encode(const float* obs, int rows, float* z) override {
+    o.copy_within(z, obs, size_t(rows) * Z * sizeof(float));
+  }
+  void next(const float* z, const float*, int rows, float* z_next) override {
+    o.copy_within(z_next, z, size_t(rows) * Z * sizeof(float));
+  }
+  void reward(const float*, const float* a, int rows, float* r) override {
+    o.linear_forward(r, a, w_r, b_r, rows, A, 1);
+  }
+  void pi(const float* z, int rows, uint64_t, uint64_t, float* a) override {
+    o.linear_forward(a, z, w_pi, nullptr, rows, Z, A);
+  }
+  void value(const float* z, int rows, uint64_t, uint64_t, float* v) override {
+    o.linear_forward(v, z, w_v, b_v, rows, Z, 1);
+  }
+};
+
+void put_obs(Ops& o, Planner& p, int S, int Z, uint8_t first) {
+  std::vector<float> obs(size_t(S) * Z);
+  for (size_t i = 0; i < obs.size(); ++i) obs[i] = 0.1f * float(i % 11) - 0.5f;
+  o.copy_to_backend(p.obs_buffer(), obs.data(), obs.size() * sizeof(float));
+  std::vector<uint8_t> f(S, first);
+  o.copy_to_backend(p.first_buffer(), f.data(), f.size());
+}
+
+}  // namespace
+
+TEST_SUITE("planner") {
+  TEST_CASE("planner: the mean reaches a known optimum and the std shrinks to min_std") {
+    const std::vector<float> a_star = {0.3f, -0.5f, 0.8f};
+    const int A = int(a_star.size());
+    for (bool cuda : {false, true}) {
+      CAPTURE(cuda);
+      auto o = cuda ? pompc::make_cuda_ops() : pompc::make_ref_ops();
+      QuadraticModel m(*o, 4, a_star, std::vector<float>(A, 0.0f), 1.0f);
+      PlannerSettings cfg;
+      cfg.iterations = 12;  // from std 2, about 10 elite updates reach min_std
+      Planner p(*o, m, cfg, 2);
+      put_obs(*o, p, 2, 4, 1);
+      p.plan(2, false, true, 5, 0);
+      const auto mean = host(*o, p.mean(), 2 * 3 * A), std = host(*o, p.std(), 2 * 3 * A);
+      for (size_t i = 0; i < mean.size(); ++i) {
+        CHECK(std::fabs(mean[i] - a_star[i % A]) < 0.05f);
+        CHECK(std[i] == doctest::Approx(cfg.min_std));
+      }
+      // Without exploration the action is the chosen elite's first action: near a* too.
+      const auto act = host(*o, p.action(), 2 * A);
+      for (size_t i = 0; i < act.size(); ++i) CHECK(std::fabs(act[i] - a_star[i % A]) < 0.1f);
+    }
+  }
+
+  TEST_CASE("planner: the plan is never worse than the best policy-prior trajectory") {
+    // The policy proposes a* itself; random samples are poor (max_std 2, few samples). With one
+    // elite, the chosen sequence is the best one: the policy's (value 0) or one at least as good.
+    const std::vector<float> a_star = {0.7f, -0.2f};
+    auto o = pompc::make_ref_ops();
+    QuadraticModel m(*o, 3, a_star, a_star, 1.0f);
+    PlannerSettings cfg;
+    cfg.num_samples = 16;
+    cfg.num_pi_trajs = 2;
+    cfg.num_elites = 1;
+    Planner p(*o, m, cfg, 4);
+    put_obs(*o, p, 4, 3, 1);
+    p.plan(4, false, true, 9, 0);
+    const auto value = host(*o, p.value(), 4 * 16);
+    for (int s = 0; s < 4; ++s) {
+      float best = -INFINITY;
+      for (int n = 0; n < 16; ++n) best = std::fmax(best, value[size_t(s) * 16 + n]);
+      CHECK(best >= 0.0f);  // the policy trajectories' return is exactly 0, the maximum
+    }
+    const auto mu = host(*o, p.mu_p(), 4 * 2);
+    for (size_t i = 0; i < mu.size(); ++i) CHECK(mu[i] == doctest::Approx(a_star[i % 2]));
+  }
+
+  TEST_CASE("planner: whole plans agree across backends, at edge shapes") {
+    struct Case {
+      int S, A, N, E, P, H;
+    };
+    for (const Case c : {Case{1, 6, 512, 64, 24, 3}, Case{8, 38, 512, 64, 24, 3},
+                         Case{3, 1, 64, 64, 0, 1}, Case{64, 2, 32, 8, 4, 2}}) {
+      CAPTURE(c.S);
+      CAPTURE(c.A);
+      CAPTURE(c.N);
+      CAPTURE(c.E);
+      CAPTURE(c.P);
+      CAPTURE(c.H);
+      PlannerSettings cfg;
+      cfg.num_samples = c.N;
+      cfg.num_elites = c.E;
+      cfg.num_pi_trajs = c.P;
+      cfg.horizon = c.H;
+      std::vector<float> out[2][5];
+      for (int b = 0; b < 2; ++b) {
+        auto o = b ? pompc::make_cuda_ops() : pompc::make_ref_ops();
+        o->set_tf32(false);
+        LinearModel m(*o, 5, c.A);
+        Planner p(*o, m, cfg, c.S);
+        put_obs(*o, p, c.S, 5, 1);
+        p.plan(c.S, true, true, 3, 1);
+        put_obs(*o, p, c.S, 5, 0);  // a second step, warm-started from the first
+        p.plan(c.S, true, true, 3, 2);
+        const size_t sa = size_t(c.S) * c.A, sha = sa * c.H;
+        out[b][0] = host(*o, p.action(), sa);
+        out[b][1] = host(*o, p.mu_p(), sa);
+        out[b][2] = host(*o, p.sigma_p(), sa);
+        out[b][3] = host(*o, p.mean(), sha);
+        out[b][4] = host(*o, p.std(), sha);
+      }
+      // Linear rewards: sums of A products in fp32 (GEMM order differs) decide near-ties among
+      // elites only through differences far below these tolerances.
+      CHECK(check_close("action", out[1][0], out[0][0], 1e-5, 1e-4));
+      CHECK(check_close("mu_p", out[1][1], out[0][1], 1e-5, 1e-4));
+      CHECK(check_close("sigma_p", out[1][2], out[0][2], 1e-5, 1e-4));
+      CHECK(check_close("mean", out[1][3], out[0][3], 1e-5, 1e-4));
+      CHECK(check_close("std", out[1][4], out[0][4], 1e-5, 1e-4));
+    }
+  }
+
+  TEST_CASE("planner: reanalysis is a cold start and leaves the warm-start memory alone") {
+    auto o = pompc::make_ref_ops();
+    LinearModel m(*o, 5, 3);
+    PlannerSettings cfg;
+    cfg.num_samples = 64;
+    cfg.num_elites = 8;
+    cfg.num_pi_trajs = 4;
+    Planner p(*o, m, cfg, 6);
+    put_obs(*o, p, 6, 5, 1);
+    p.plan(6, false, true, 1, 0);  // acting: sets the warm-start memory
+    put_obs(*o, p, 6, 5, 0);
+    p.plan(6, false, false, 1, 7);  // reanalysis with first = 0: must still start cold
+    const auto cold = host(*o, p.mean(), 6 * 3 * 3);
+    p.plan(6, false, true, 1, 7);  // the same step acting: warm-started from the first plan
+    const auto warm = host(*o, p.mean(), 6 * 3 * 3);
+    CHECK(cold != warm);
+    // A cold acting plan with first = 1 reproduces the reanalysis plan exactly.
+    put_obs(*o, p, 6, 5, 1);
+    p.plan(6, false, true, 1, 7);
+    CHECK(host(*o, p.mean(), 6 * 3 * 3) == cold);
+  }
+
+  TEST_CASE("planner: capture as a graph, replay after new observations = direct execution") {
+    for (bool cuda : {false, true}) {
+      CAPTURE(cuda);
+      auto o = cuda ? pompc::make_cuda_ops() : pompc::make_ref_ops();
+      o->set_tf32(false);
+      LinearModel m(*o, 5, 6);
+      PlannerSettings cfg;
+      cfg.num_samples = 64;
+      cfg.num_elites = 8;
+      cfg.num_pi_trajs = 4;
+      Planner p(*o, m, cfg, 3);
+      put_obs(*o, p, 3, 5, 1);
+      p.plan(3, true, false, 11, 4);  // warm-up: every scratch buffer has its size
+      auto graph = o->capture([&] { p.plan(3, true, false, 11, 4); });
+      // New observations after the capture: the replay reads them at the baked pointers.
+      std::vector<float> obs(15);
+      for (size_t i = 0; i < obs.size(); ++i) obs[i] = 0.05f * float(i) - 0.3f;
+      o->copy_to_backend(p.obs_buffer(), obs.data(), obs.size() * sizeof(float));
+      o->replay(*graph);
+      const auto replayed = host(*o, p.action(), 3 * 6);
+      p.plan(3, true, false, 11, 4);
+      CHECK(host(*o, p.action(), 3 * 6) == replayed);
+    }
+  }
+
+  TEST_CASE("planner settings out of range name the fix") {
+    PlannerSettings cfg;
+    cfg.num_elites = 600;
+    CHECK_THROWS_WITH_AS(cfg.validate(), "num_elites (600) must be in [1, num_samples = 512]",
+                         pompc::Error);
+    cfg = PlannerSettings{};
+    cfg.num_pi_trajs = 513;
+    CHECK_THROWS_WITH_AS(cfg.validate(), "num_pi_trajs (513) must be in [0, num_samples = 512]",
+                         pompc::Error);
+    cfg = PlannerSettings{};
+    cfg.horizon = 0;
+    CHECK_THROWS_WITH_AS(cfg.validate(), "horizon (0) must be >= 1", pompc::Error);
+    CHECK(PlannerSettings{}.iterations_for(38) == 8);
+    CHECK(PlannerSettings{}.iterations_for(6) == 6);
+  }
+}
