@@ -25,12 +25,7 @@
 namespace {
 
 using pompc::test::check_close;
-
-std::vector<float> normals(size_t n, uint64_t seed, float scale, float shift = 0.0f) {
-  std::vector<float> x(n);
-  for (size_t i = 0; i < n; ++i) x[i] = shift + scale * pompc::philox_normal(seed, 0, i);
-  return x;
-}
+using pompc::test::normals;
 
 // Device copy of a host vector (cudaMalloc'd: real device memory on a GPU).
 struct Dev {

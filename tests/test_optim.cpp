@@ -14,30 +14,10 @@ using pompc::AdamGroups;
 using pompc::AdamScalars;
 using pompc::AdamSettings;
 using pompc::Ops;
+using pompc::test::BackendArray;
+using pompc::test::normals;
 
 namespace {
-
-std::vector<float> normals(size_t n, uint64_t seed, float scale) {
-  std::vector<float> x(n);
-  for (size_t i = 0; i < n; ++i) x[i] = scale * pompc::philox_normal(seed, 0, i);
-  return x;
-}
-
-// A float array living on a backend, filled from and read back to the host.
-struct Array {
-  Ops& ops;
-  float* p;
-  size_t n;
-  Array(Ops& o, const std::vector<float>& host) : ops(o), p(o.alloc<float>(host.size())), n(host.size()) {
-    ops.copy_to_backend(p, host.data(), n * sizeof(float));
-  }
-  ~Array() { ops.free_bytes(p); }
-  std::vector<float> host() const {
-    std::vector<float> h(n);
-    ops.copy_to_host(h.data(), p, n * sizeof(float));
-    return h;
-  }
-};
 
 // Two groups like TD-MPC2's model optimizer: the first third is the "encoder" at 0.3 x lr.
 AdamGroups two_groups(size_t n) {
@@ -112,13 +92,14 @@ TEST_SUITE("ops") {
       const AdamGroups groups = n >= 3 ? two_groups(n) : [&] { AdamGroups g; g.add(n, 3e-4f); return g; }();
       AdamSettings cfg;
       struct Side {
-        Array p, g, m, v, target;
+        BackendArray<float> p, g, m, v, target;
         AdamScalars* s;
         float* norm;
       };
       auto make_side = [&](Ops& o) {
-        return Side{Array(o, p0), Array(o, g0), Array(o, std::vector<float>(n, 0.0f)),
-                    Array(o, std::vector<float>(n, 0.0f)), Array(o, normals(n, 3, 0.02f)),
+        return Side{BackendArray<float>(o, p0), BackendArray<float>(o, g0),
+                    BackendArray<float>(o, n), BackendArray<float>(o, n),
+                    BackendArray<float>(o, normals(n, 3, 0.02f)),
                     o.alloc<AdamScalars>(1), o.alloc<float>(1)};
       };
       Side a = make_side(*ref), b = make_side(*gpu);
@@ -144,11 +125,11 @@ TEST_SUITE("ops") {
       // The norm: double accumulation on both sides, different order -> float rounding only.
       CHECK(norm_b == doctest::Approx(norm_a).epsilon(1e-6));
       // Elementwise results: a few ulps from FMA contraction and sqrt/div rounding on the GPU.
-      CHECK(pompc::test::check_close("grad", b.g.host(), a.g.host(), 1e-7, 1e-6));
-      CHECK(pompc::test::check_close("m", b.m.host(), a.m.host(), 1e-9, 1e-5));
-      CHECK(pompc::test::check_close("v", b.v.host(), a.v.host(), 1e-12, 1e-5));
-      CHECK(pompc::test::check_close("param", b.p.host(), a.p.host(), 1e-7, 1e-5));
-      CHECK(pompc::test::check_close("target", b.target.host(), a.target.host(), 1e-7, 1e-5));
+      CHECK(pompc::test::check_close("grad", b.g.get(), a.g.get(), 1e-7, 1e-6));
+      CHECK(pompc::test::check_close("m", b.m.get(), a.m.get(), 1e-9, 1e-5));
+      CHECK(pompc::test::check_close("v", b.v.get(), a.v.get(), 1e-12, 1e-5));
+      CHECK(pompc::test::check_close("param", b.p.get(), a.p.get(), 1e-7, 1e-5));
+      CHECK(pompc::test::check_close("target", b.target.get(), a.target.get(), 1e-7, 1e-5));
       for (Side* sd : {&a, &b}) {
         Ops& o = sd == &a ? *ref : *gpu;
         o.free_bytes(sd->s);

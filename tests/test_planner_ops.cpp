@@ -16,38 +16,16 @@ namespace {
 
 using pompc::MppiShape;
 using pompc::Ops;
+using pompc::test::BackendArray;
 using pompc::test::check_close;
-
-template <typename T>
-struct Buf {  // a typed array on a backend
-  Ops& o;
-  T* p;
-  size_t n;
-  Buf(Ops& ops, size_t count) : o(ops), p(ops.alloc<T>(count ? count : 1)), n(count) {}
-  Buf(Ops& ops, const std::vector<T>& h) : Buf(ops, h.size()) { put(h); }
-  ~Buf() { o.free_bytes(p); }
-  Buf(const Buf&) = delete;
-  Buf& operator=(const Buf&) = delete;
-  void put(const std::vector<T>& h) { o.copy_to_backend(p, h.data(), h.size() * sizeof(T)); }
-  std::vector<T> get() const {
-    std::vector<T> h(n);
-    o.copy_to_host(h.data(), p, n * sizeof(T));
-    return h;
-  }
-};
-
-std::vector<float> normals(size_t n, uint64_t seed, float scale) {
-  std::vector<float> x(n);
-  for (size_t i = 0; i < n; ++i) x[i] = scale * pompc::philox_normal(seed, 0, i);
-  return x;
-}
+using pompc::test::normals;
 
 // Everything one planner iteration touches, on one backend.
 struct Plan {
   MppiShape sh;
-  Buf<float> mean, std, prev, actions, value, elite_value, score, action, mu_p, sigma_p;
-  Buf<int32_t> elite_idx;
-  Buf<uint8_t> first;
+  BackendArray<float> mean, std, prev, actions, value, elite_value, score, action, mu_p, sigma_p;
+  BackendArray<int32_t> elite_idx;
+  BackendArray<uint8_t> first;
   Plan(Ops& o, const MppiShape& s)
       : sh(s),
         mean(o, size_t(s.S) * s.H * s.A),

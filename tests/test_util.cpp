@@ -1,6 +1,8 @@
 // Implementation of tests/test_util.h.
 #include "test_util.h"
 
+#include "philox.cuh"
+
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,6 +14,12 @@
 extern char** environ;
 
 namespace pompc::test {
+
+std::vector<float> normals(size_t n, uint64_t seed, float scale, float shift) {
+  std::vector<float> x(n);
+  for (size_t i = 0; i < n; ++i) x[i] = shift + scale * philox_normal(seed, 0, i);
+  return x;
+}
 
 bool check_close(const char* what, const float* got, const float* ref, size_t n, double atol,
                  double rtol) {

@@ -11,10 +11,38 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
+#include "ops.h"
+
 namespace pompc::test {
+
+// n reproducible draws shift + scale * N(0, 1) (Philox: seed, offset 0).
+std::vector<float> normals(size_t n, uint64_t seed, float scale, float shift = 0.0f);
+
+// A typed array in a backend's memory, filled from and read back to the host through the Ops
+// interface (so its copies are ordered with the backend's ops).
+template <typename T>
+struct BackendArray {
+  Ops& ops;
+  T* p;
+  size_t n;
+  BackendArray(Ops& o, size_t count) : ops(o), p(o.alloc<T>(count ? count : 1)), n(count) {}
+  BackendArray(Ops& o, const std::vector<T>& host) : BackendArray(o, host.size()) { put(host); }
+  ~BackendArray() { ops.free_bytes(p); }
+  BackendArray(const BackendArray&) = delete;
+  BackendArray& operator=(const BackendArray&) = delete;
+  void put(const std::vector<T>& host) {
+    ops.copy_to_backend(p, host.data(), host.size() * sizeof(T));
+  }
+  std::vector<T> get() const {
+    std::vector<T> host(n);
+    ops.copy_to_host(host.data(), p, n * sizeof(T));
+    return host;
+  }
+};
 
 // Returns true when all n elements match; prints a report (and fails nothing by itself: wrap it
 // in CHECK(...)).
