@@ -61,7 +61,7 @@ HAVE_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 WARN := -Wall -Wextra -Werror
 CXXSTD := -std=c++20
 INCS := -Isrc -Ikernels -I$(MUJOCO_INC)
-DEFS := -DPOMPC_DMC_DIR='"$(abspath $(DMC_DIR))"'
+DEFS := -DPOMPC_DMC_DIR='"$(abspath $(DMC_DIR))"' -DPOMPC_DATA_DIR='"$(abspath data)"'
 LDMUJOCO = -L$(MUJOCO_LIBDIR) -l:$(MUJOCO_LIB) -Wl,-rpath,$(abspath $(MUJOCO_LIBDIR))
 OPT ?= -O2
 

@@ -3,6 +3,10 @@
 //   pompc check [device=auto|cuda|cpu]   which backends this build has, and a numeric self-check
 //                                        of the CUDA kernels against the reference ops
 //   pompc tasks                          the DeepMind Control Suite tasks, obs and action dims
+//   pompc plot RUN_DIR... [out=curves.svg] [task=NAME] [reference=CSV]
+//                                        eval return against env steps for runs/<task>/<preset>/<seed>
+//                                        directories (their eval.csv), with the published TD-MPC2
+//                                        and BMPC numbers of that task as reference points
 //   pompc train ...                      training (arrives with the agent issue; says so plainly)
 //
 // Every subcommand takes key=value arguments. Errors are pompc::Error messages that name the fix;
@@ -16,6 +20,7 @@
 
 #include "common.h"
 #include "env/env.h"
+#include "io/plot.h"
 #include "ops.h"
 
 namespace {
@@ -95,11 +100,46 @@ int cmd_check(const Args& args) {
   return ok ? 0 : 1;
 }
 
+// pompc plot: positional run directories, then key=value options.
+int cmd_plot(int argc, char** argv) {
+  std::vector<std::string> dirs;
+  int first_kv = 2;
+  while (first_kv < argc && !std::strchr(argv[first_kv], '=')) dirs.push_back(argv[first_kv++]);
+  const Args args = parse_args(argc, argv, first_kv, {"out", "task", "reference"});
+  POMPC_REQUIRE(!dirs.empty(), "plot: name at least one run directory (runs/<task>/<preset>/<seed>)");
+  auto part = [](const std::string& dir, int from_end) {  // path component, counted from the end
+    std::vector<std::string> parts;
+    size_t b = 0;
+    while (b < dir.size()) {
+      const size_t e = dir.find('/', b);
+      const std::string p = dir.substr(b, e == std::string::npos ? std::string::npos : e - b);
+      if (!p.empty()) parts.push_back(p);
+      if (e == std::string::npos) break;
+      b = e + 1;
+    }
+    return int(parts.size()) > from_end ? parts[parts.size() - 1 - from_end] : std::string();
+  };
+  const std::string task = args.count("task") ? args.at("task") : part(dirs[0], 2);
+  POMPC_REQUIRE(!task.empty(), "plot: cannot tell the task from '%s'; pass task=NAME",
+                dirs[0].c_str());
+  std::vector<std::pair<std::string, std::string>> runs;
+  for (const auto& d : dirs) runs.emplace_back(part(d, 1) + "/" + part(d, 0), d + "/eval.csv");
+  const std::string out = args.count("out") ? args.at("out") : "curves.svg";
+  const std::string ref = args.count("reference") ? args.at("reference")
+                                                  : std::string(POMPC_DATA_DIR) + "/reference_curves.csv";
+  pompc::io::plot_task(out, task, runs, ref);
+  std::printf("wrote %s (%zu run%s, task %s)\n", out.c_str(), runs.size(), runs.size() == 1 ? "" : "s",
+              task.c_str());
+  return 0;
+}
+
 void usage(FILE* f) {
   std::fprintf(f,
                "usage: pompc <command> [key=value ...]\n"
                "  check [device=auto|cuda|cpu]  backends in this build and a kernel self-check\n"
                "  tasks                         the DMC tasks with their obs and action dims\n"
+               "  plot RUN_DIR... [out=curves.svg] [task=NAME]\n"
+               "                                eval curves with the published reference numbers\n"
                "  train                         (training arrives with the agent issue)\n"
                "  help                          this text\n");
 }
@@ -119,6 +159,7 @@ int main(int argc, char** argv) {
       pompc::env::print_tasks(stdout);
       return 0;
     }
+    if (cmd == "plot") return cmd_plot(argc, argv);
     if (cmd == "train") {
       std::printf(
           "pompc train: the training driver is not built yet (it arrives with the agent issue: "

@@ -1,7 +1,7 @@
 // The test runner of test_emu, test_gpu and bench (doctest).
 //
 //   build/test_emu                 every suite but bench, kernels run in the host emulation
-//   build/test_emu -ts=model       one suite (emu, ops, model, planner, env, agent, e2e)
+//   build/test_emu -ts=model       one suite (emu, ops, model, planner, env, io, agent, e2e)
 //   build/bench -ts=bench          the benchmarks (suite bench runs only when asked for)
 //   build/test_gpu                 the same tests against the real kernels; exits at once, saying
 //                                  so, when there is no GPU
