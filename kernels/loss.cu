@@ -124,16 +124,15 @@ void weighted_sum(float* out, const float* x, const float* w, int64_t n, float a
 void pair_select_forward(float* out, const float* q, int Qn, int rows, ref::PairMode mode,
                          uint64_t seed, uint64_t offset, cudaStream_t stream) {
   check_pair("pair_select_forward", Qn, rows, mode);
-  LAUNCH(pair_select_forward_kernel, grid_stride_blocks(rows), 256, 0, stream, out, q, Qn, rows, mode, seed,
-         offset);
+  LAUNCH(pair_select_forward_kernel, grid_stride_blocks(rows), 256, 0, stream, out, q, Qn, rows,
+         mode, seed, offset);
 }
 
 void pair_select_backward(float* dq, const float* dout, const float* q, int Qn, int rows,
-                          ref::PairMode mode, uint64_t seed, uint64_t offset,
-                          cudaStream_t stream) {
+                          ref::PairMode mode, uint64_t seed, uint64_t offset, cudaStream_t stream) {
   check_pair("pair_select_backward", Qn, rows, mode);
-  LAUNCH(pair_select_backward_kernel, grid_stride_blocks(rows), 256, 0, stream, dq, dout, q, Qn, rows, mode,
-         seed, offset);
+  LAUNCH(pair_select_backward_kernel, grid_stride_blocks(rows), 256, 0, stream, dq, dout, q, Qn,
+         rows, mode, seed, offset);
 }
 
 }  // namespace cuda

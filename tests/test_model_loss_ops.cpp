@@ -9,40 +9,15 @@
 
 #include "common.h"
 #include "ops.h"
-#include "philox.cuh"
 #include "ref/loss.h"
 #include "test_util.h"
 
 namespace {
 
-using pompc::Ops;
 using pompc::PairMode;
 using pompc::test::check_close;
-
-std::vector<float> normals(size_t n, uint64_t seed, float scale) {
-  std::vector<float> x(n);
-  for (size_t i = 0; i < n; ++i) x[i] = scale * pompc::philox_normal(seed, 0, i);
-  return x;
-}
-
-// A float array on a backend, filled from and read back to the host.
-struct Array {
-  Ops& ops;
-  float* p;
-  size_t n;
-  Array(Ops& o, const std::vector<float>& host)
-      : ops(o), p(o.alloc<float>(host.size() ? host.size() : 1)), n(host.size()) {
-    if (n) ops.copy_to_backend(p, host.data(), n * sizeof(float));
-  }
-  ~Array() { ops.free_bytes(p); }
-  Array(const Array&) = delete;
-  Array& operator=(const Array&) = delete;
-  std::vector<float> host() const {
-    std::vector<float> h(n);
-    if (n) ops.copy_to_host(h.data(), p, n * sizeof(float));
-    return h;
-  }
-};
+using pompc::test::normals;
+using Array = pompc::test::BackendArray<float>;
 
 }  // namespace
 
@@ -141,9 +116,9 @@ TEST_SUITE("ops") {
       CHECK(at(hi, r) == dout[static_cast<size_t>(r)] / 2);
       CHECK(at(hj, r) == dout[static_cast<size_t>(r)] / 2);
     }
-    CHECK_THROWS_WITH_AS(pompc::ref::pair_select_forward(mn.data(), q.data(), 1, rows,
-                                                         PairMode::min, 9, 17),
-                         doctest::Contains("Qn (1) must be >= 2"), pompc::Error);
+    CHECK_THROWS_WITH_AS(
+        pompc::ref::pair_select_forward(mn.data(), q.data(), 1, rows, PairMode::min, 9, 17),
+        doctest::Contains("Qn (1) must be >= 2"), pompc::Error);
   }
 
   TEST_CASE("loss: CUDA kernels match the reference at n = 1, 33, 1025, 5000") {
@@ -158,23 +133,24 @@ TEST_SUITE("ops") {
       Array fr(*ref, y0), fg(*gpu, y0);
       ref->fill(fr.p, n, 0.25f);
       gpu->fill(fg.p, n, 0.25f);
-      CHECK(fg.host() == fr.host());
+      CHECK(fg.get() == fr.get());
       // scale_add, both betas, with and without divisor: the same fp32 formula per element.
       Array xr(*ref, x), xg(*gpu, x), yr(*ref, y0), yg(*gpu, y0), dr(*ref, div), dg(*gpu, div);
       ref->scale_add(yr.p, xr.p, n, -0.3f, dr.p, 1.0f);
       gpu->scale_add(yg.p, xg.p, n, -0.3f, dg.p, 1.0f);
-      CHECK(yg.host() == yr.host());
+      CHECK(yg.get() == yr.get());
       ref->scale_add(yr.p, xr.p, n, 2.0f, nullptr, 0.0f);
       gpu->scale_add(yg.p, xg.p, n, 2.0f, nullptr, 0.0f);
-      CHECK(yg.host() == yr.host());
+      CHECK(yg.get() == yr.get());
       // weighted_sum: double sums in a different order, rounded once to float.
-      Array wr(*ref, w), wg(*gpu, w), outr(*ref, {0.5f}), outg(*gpu, {0.5f});
+      Array wr(*ref, w), wg(*gpu, w), outr(*ref, std::vector<float>{0.5f}),
+          outg(*gpu, std::vector<float>{0.5f});
       ref->weighted_sum(outr.p, xr.p, wr.p, n, 0.7f, dr.p, 1.0f);
       gpu->weighted_sum(outg.p, xg.p, wg.p, n, 0.7f, dg.p, 1.0f);
-      CHECK(check_close("weighted_sum", outg.host(), outr.host(), 1e-7, 1e-6));
+      CHECK(check_close("weighted_sum", outg.get(), outr.get(), 1e-7, 1e-6));
       ref->weighted_sum(outr.p, xr.p, nullptr, n, 1.0f, nullptr, 0.0f);
       gpu->weighted_sum(outg.p, xg.p, nullptr, n, 1.0f, nullptr, 0.0f);
-      CHECK(check_close("weighted_sum (w = 1)", outg.host(), outr.host(), 1e-7, 1e-6));
+      CHECK(check_close("weighted_sum (w = 1)", outg.get(), outr.get(), 1e-7, 1e-6));
       // pair_select over Qn heads of n rows: selection and routing are exact.
       for (int Qn : {2, 5}) {
         CAPTURE(Qn);
@@ -185,14 +161,14 @@ TEST_SUITE("ops") {
         for (PairMode mode : {PairMode::min, PairMode::avg}) {
           for (uint64_t off : {0u, 1u, 2u}) {
             Array qr(*ref, q), qg(*gpu, q), or_(*ref, std::vector<float>(un)),
-                og(*gpu, std::vector<float>(un)), dor(*ref, dout), dog(*gpu, dout),
-                dqr(*ref, dq0), dqg(*gpu, dq0);
+                og(*gpu, std::vector<float>(un)), dor(*ref, dout), dog(*gpu, dout), dqr(*ref, dq0),
+                dqg(*gpu, dq0);
             ref->pair_select_forward(or_.p, qr.p, Qn, n, mode, 11, off);
             gpu->pair_select_forward(og.p, qg.p, Qn, n, mode, 11, off);
-            CHECK(og.host() == or_.host());
+            CHECK(og.get() == or_.get());
             ref->pair_select_backward(dqr.p, dor.p, qr.p, Qn, n, mode, 11, off);
             gpu->pair_select_backward(dqg.p, dog.p, qg.p, Qn, n, mode, 11, off);
-            CHECK(dqg.host() == dqr.host());
+            CHECK(dqg.get() == dqr.get());
           }
         }
       }

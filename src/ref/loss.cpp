@@ -94,10 +94,10 @@ void pair_select_backward(T* dq, const T* dout, const T* q, int Qn, int rows, Pa
   }
 }
 
-#define POMPC_INSTANTIATE(T)                                                                   \
-  template void fill<T>(T*, int64_t, T);                                                       \
-  template void scale_add<T>(T*, const T*, int64_t, T, const T*, T);                           \
-  template void weighted_sum<T>(T*, const T*, const T*, int64_t, T, const T*, T);              \
+#define POMPC_INSTANTIATE(T)                                                                  \
+  template void fill<T>(T*, int64_t, T);                                                      \
+  template void scale_add<T>(T*, const T*, int64_t, T, const T*, T);                          \
+  template void weighted_sum<T>(T*, const T*, const T*, int64_t, T, const T*, T);             \
   template void pair_select_forward<T>(T*, const T*, int, int, PairMode, uint64_t, uint64_t); \
   template void pair_select_backward<T>(T*, const T*, const T*, int, int, PairMode, uint64_t, \
                                         uint64_t);

@@ -1,0 +1,84 @@
+// src/model/config.h: the settings of the TD-MPC2 world model and its update step (SPEC sections
+// 1 and 2). One struct, a commented default on every field; keys are the reference config names
+// (nicklashansen/tdmpc2 tdmpc2/config.yaml), settable as key=value strings.
+//
+// Run book
+//   sizes      model_size=1|5|19|48|317 (also "5M") sets (enc_dim, mlp_dim, latent_dim,
+//              num_enc_layers, num_q) to SPEC section 1's table:
+//                1M (256, 384, 128, 2, 2)     5M (256, 512, 512, 2, 5)  <- default
+//                19M (1024, 1024, 768, 3, 5)  48M (1792, 1792, 768, 4, 5)
+//                317M (4096, 4096, 1376, 5, 8)
+//              Applied when the key is set (as TD-MPC2's parser does, the size wins over dims set
+//              before it; dims set after it override it).
+//   set/get    set("horizon", "3") parses and assigns one key (pompc::Error naming the key and
+//              the accepted form otherwise); items() lists every key with its current value, in
+//              declaration order (for logs and the checkpoint's config record).
+//   validate   checks every range and relation the world model relies on (latent_dim a multiple
+//              of simnorm_dim, simnorm_dim == 8, num_q >= 2, ...) and throws pompc::Error naming
+//              the key and the fix. WorldModel's constructor calls it.
+//   discount   discount_for_episode_length(L) = clip((L/5 - 1) / (L/5), 0.95, 0.995) (SPEC 2;
+//              DMC: L = 500 -> 0.99, the default of `discount`).
+//
+// Test: build-wm/test_emu -ts=model -tc='*config*'
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ops.h"
+
+namespace pompc::model {
+
+struct ModelConfig {
+  // ---- sizes (SPEC 1) ----
+  int model_size = 5;      // size preset in millions of parameters: 1, 5, 19, 48 or 317
+  int obs_dim = 0;         // O: state observation size (from the task; must be set)
+  int action_dim = 0;      // A: action size (from the task; must be set)
+  int enc_dim = 256;       // width of the encoder's hidden NormedLinear layers
+  int mlp_dim = 512;       // M: width of the hidden layers of dynamics, reward, pi and Qs
+  int latent_dim = 512;    // Z: latent size (SimNorm groups of simnorm_dim)
+  int num_enc_layers = 2;  // encoder layers: max(num_enc_layers - 1, 1) hidden + the latent one
+  int num_q = 5;           // Qn: critic heads in the ensemble (min2 / avg2 pick two of them)
+  int num_bins = 101;      // K: two-hot bins of the reward and value heads
+  float vmin = -10.0f;     // lowest bin centre (symlog space)
+  float vmax = 10.0f;      // highest bin centre (symlog space)
+  int simnorm_dim = 8;     // SimNorm group size (the ops implement 8 only)
+  float dropout = 0.01f;   // dropout of the Q heads' first NormedLinear (training only)
+  // ---- policy head (SPEC 1) ----
+  float log_std_min = -10.0f;  // log_std squashed into [log_std_min, log_std_max]
+  float log_std_max = 2.0f;    // upper end of the log_std squash
+  EntropyForm entropy_form = EntropyForm::paper;  // paper (first release) | current
+  // ---- update (SPEC 2, 4) ----
+  float rho = 0.5f;                // temporal weight rho^t of every loss term
+  float lr = 3e-4f;                // Adam learning rate of the model and of pi
+  float enc_lr_scale = 0.3f;       // the encoder's Adam group uses lr * enc_lr_scale
+  float grad_clip_norm = 20.0f;    // global gradient-norm clip (model and pi separately)
+  float tau = 0.01f;               // Polyak rate of the target Qs and the RunningScale's lerp
+  float discount = 0.99f;          // gamma (discount_for_episode_length(500) for DMC)
+  float entropy_coef = 1e-4f;      // alpha: weight of log_pi in the pi loss
+  float consistency_coef = 20.0f;  // weight of the latent consistency loss
+  float reward_coef = 0.1f;        // weight of the reward loss
+  float value_coef = 0.1f;         // weight of the value loss
+  int batch_size = 256;            // B: sub-trajectories per update
+  int horizon = 3;                 // H: rollout length of the update (and of planning)
+  uint64_t seed = 1;               // Philox key of the initialisation, dropout and policy noise
+  bool tf32 = true;                // TF32 GEMMs on the CUDA backend (off for parity tests)
+
+  // Bins of the two-hot heads and the policy head's settings, as the ops take them.
+  Bins bins() const { return Bins{num_bins, vmin, vmax}; }
+  PolicyHead policy_head() const { return PolicyHead{log_std_min, log_std_max, entropy_form}; }
+
+  void set(const std::string& key, const std::string& value);
+  std::vector<std::pair<std::string, std::string>> items() const;
+  void validate() const;
+};
+
+// Applies a model_size preset (1, 5, 19, 48, 317; "5M" also accepted) to cfg.
+void set_model_size(ModelConfig& cfg, const std::string& size);
+
+// gamma = clip((L/5 - 1) / (L/5), 0.95, 0.995) for episodes of L agent steps.
+float discount_for_episode_length(int episode_length);
+
+}  // namespace pompc::model
