@@ -1,0 +1,43 @@
+// WorldModel as the planner's LatentModel (see world_model_latent.h).
+#include "agent/world_model_latent.h"
+
+#include "common.h"
+
+namespace pompc::agent {
+
+WorldModelLatent::WorldModelLatent(model::WorldModel& wm, int max_rows)
+    : wm_(wm), max_rows_(max_rows) {
+  POMPC_REQUIRE(max_rows >= 1 && max_rows <= wm.max_rows(),
+                "planner rows (%d) must be in [1, the world model's max_rows = %d]: build the "
+                "WorldModel with max_rows >= num_samples * states planned at once",
+                max_rows, wm.max_rows());
+  action_ = wm.ops().alloc<float>(size_t(max_rows) * wm.config().action_dim);
+}
+
+WorldModelLatent::~WorldModelLatent() { wm_.ops().free_bytes(action_); }
+
+int WorldModelLatent::obs_dim() const { return wm_.config().obs_dim; }
+int WorldModelLatent::latent_dim() const { return wm_.config().latent_dim; }
+int WorldModelLatent::action_dim() const { return wm_.config().action_dim; }
+
+void WorldModelLatent::encode(const float* obs, int rows, float* z) { wm_.encode(z, obs, rows); }
+
+void WorldModelLatent::next(const float* z, const float* a, int rows, float* z_next) {
+  wm_.next(z_next, z, a, rows);
+}
+
+void WorldModelLatent::reward(const float* z, const float* a, int rows, float* r) {
+  wm_.reward(r, z, a, rows);
+}
+
+void WorldModelLatent::pi(const float* z, int rows, uint64_t seed, uint64_t offset, float* a) {
+  wm_.pi(a, nullptr, nullptr, nullptr, z, rows, seed, offset);
+}
+
+void WorldModelLatent::value(const float* z, int rows, uint64_t seed, uint64_t offset, float* v) {
+  POMPC_REQUIRE(rows <= max_rows_, "value: rows (%d) > max_rows (%d)", rows, max_rows_);
+  wm_.pi(action_, nullptr, nullptr, nullptr, z, rows, seed, offset);
+  wm_.Q(v, z, action_, rows, model::QMode::avg, false, seed, offset + 1);
+}
+
+}  // namespace pompc::agent
