@@ -155,9 +155,25 @@ $(DEPS_STAMP):
 $(BUILD)/pompc: $(PROGRAM_OBJ)
 	$(CXX) $(CXXSTD) -fopenmp $^ -o $@ $(LDMUJOCO) $(PROGRAM_LD)
 
+# make run: the kernel self-check, then a fresh TD-MPC2 run on RUN_TASK into RUN_DIR (removed
+# first) and its learning curve. Without a GPU: a small model and planner that learn
+# cartpole-balance in minutes on 2 CPU cores (README.md, Set up), one OpenMP thread unless
+# OMP_NUM_THREADS says otherwise (the reference ops gain nothing from threads at these sizes and
+# lose badly when another process shares the cores); with a GPU: the default 5M model.
+RUN_TASK ?= cartpole-balance
+RUN_DIR ?= runs/make-run/$(RUN_TASK)
+ifdef HAVE_GPU
+  RUN_ARGS ?= task=$(RUN_TASK) steps=100000 eval_freq=10000 eval_episodes=5
+else
+  RUN_ARGS ?= task=$(RUN_TASK) steps=100000 seed_steps=1000 eval_freq=10000 eval_episodes=5 \
+    model_size=1 enc_dim=64 mlp_dim=64 latent_dim=32 batch_size=64 \
+    iterations=4 num_samples=128 num_elites=16 num_pi_trajs=8 device=cpu
+endif
 run: all
 	$(BUILD)/pompc check
-	$(BUILD)/pompc train
+	rm -rf $(RUN_DIR)
+	$(if $(HAVE_GPU),,OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1}) $(BUILD)/pompc train $(RUN_ARGS) run_dir=$(RUN_DIR)
+	$(BUILD)/pompc plot $(RUN_DIR) task=$(RUN_TASK) out=$(RUN_DIR)/curves.svg
 
 # ---- tests ----------------------------------------------------------------------------------
 $(BUILD)/test_emu: $(EMU_OBJ)

@@ -7,12 +7,18 @@
 //                                        eval return against env steps for runs/<task>/<preset>/<seed>
 //                                        directories (their eval.csv), with the published TD-MPC2
 //                                        and BMPC numbers of that task as reference points
-//   pompc train ...                      training (arrives with the agent issue; says so plainly)
+//   pompc train [key=value ...]          train (src/train/trainer.h: keys, run directory,
+//                                        checkpoints, resume=true); `pompc train help=1` lists
+//                                        the keys with their defaults
+//   pompc eval checkpoint=PATH [episodes=10] [device=...] [seed=N]
+//                                        deterministic episodes of a checkpoint: mean and std of
+//                                        the return
 //
 // Every subcommand takes key=value arguments. Errors are pompc::Error messages that name the fix;
 // main prints them and returns 1.
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <string>
@@ -22,6 +28,7 @@
 #include "env/env.h"
 #include "io/plot.h"
 #include "ops.h"
+#include "train/trainer.h"
 
 namespace {
 
@@ -140,7 +147,9 @@ void usage(FILE* f) {
                "  tasks                         the DMC tasks with their obs and action dims\n"
                "  plot RUN_DIR... [out=curves.svg] [task=NAME]\n"
                "                                eval curves with the published reference numbers\n"
-               "  train                         (training arrives with the agent issue)\n"
+               "  train [key=value ...]         train a preset on a task (train help=1: the keys)\n"
+               "  eval checkpoint=PATH [episodes=10] [device=auto|cpu|cuda] [seed=N]\n"
+               "                                mean and std of the return of a checkpoint\n"
                "  help                          this text\n");
 }
 
@@ -161,11 +170,25 @@ int main(int argc, char** argv) {
     }
     if (cmd == "plot") return cmd_plot(argc, argv);
     if (cmd == "train") {
-      std::printf(
-          "pompc train: the training driver is not built yet (it arrives with the agent issue: "
-          "replay buffer, presets, trainer). This build has the numeric foundation; run "
-          "`pompc check` or `make test`.\n");
-      return 1;
+      const std::vector<std::string> args(argv + 2, argv + argc);
+      if (args.size() == 1 && args[0] == "help=1") {
+        std::printf("%s", pompc::train::train_config().help_text().c_str());
+        return 0;
+      }
+      pompc::train::train(args);
+      return 0;
+    }
+    if (cmd == "eval") {
+      const Args a = parse_args(argc, argv, 2, {"checkpoint", "episodes", "device", "seed"});
+      POMPC_REQUIRE(a.count("checkpoint"), "eval: pass checkpoint=PATH (runs/<task>/<preset>/<seed>/checkpoint.safetensors)");
+      const int episodes = a.count("episodes") ? std::atoi(a.at("episodes").c_str()) : 10;
+      const uint64_t seed = a.count("seed") ? std::strtoull(a.at("seed").c_str(), nullptr, 10) : 0;
+      const auto r = pompc::train::evaluate_checkpoint(
+          a.at("checkpoint"), episodes, a.count("device") ? a.at("device") : "", seed);
+      for (size_t i = 0; i < r.returns.size(); ++i)
+        std::printf("episode %zu return %.2f\n", i + 1, r.returns[i]);
+      std::printf("return mean %.2f std %.2f over %zu episodes\n", r.mean, r.std, r.returns.size());
+      return 0;
     }
     if (cmd == "help" || cmd == "--help" || cmd == "-h") {
       usage(stdout);

@@ -1,0 +1,563 @@
+// The training loop, checkpoints and checkpoint evaluation (see trainer.h for the run book).
+#include "train/trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <optional>
+
+#include "agent/agent.h"
+#include "common.h"
+#include "env/env.h"
+#include "io/atomic_file.h"
+#include "io/csv.h"
+#include "io/progress.h"
+#include "io/safetensors.h"
+#include "ops.h"
+#include "philox.cuh"
+#include "replay/replay_buffer.h"
+
+namespace pompc::train {
+
+using io::ConfigKey;
+
+io::Config train_config() {
+  std::vector<ConfigKey> t = {
+      ConfigKey::String("task", "dog-run", "DMC task, TD-MPC2 name (pompc tasks lists them)"),
+      ConfigKey::Enum("preset", "tdmpc2", {"tdmpc2"}, "algorithm preset"),
+      ConfigKey::Int("steps", 10'000'000, 1, int64_t(1) << 40,
+                     "env steps to train (action repeat counted)"),
+      ConfigKey::Int("seed_steps", 0, 0, int64_t(1) << 40,
+                     "random-action agent steps; 0 = max(1000, 5 * episode length)"),
+      ConfigKey::Int("eval_freq", 50'000, 1, int64_t(1) << 40, "env steps between evaluations"),
+      ConfigKey::Int("eval_episodes", 10, 1, 1000, "episodes per evaluation"),
+      ConfigKey::Int("checkpoint_freq", 100'000, 1, int64_t(1) << 40,
+                     "env steps between checkpoints (and one at the end)"),
+      ConfigKey::Bool("save_buffer", true, "save the replay buffer with each checkpoint"),
+      ConfigKey::Int("action_repeat", 2, 1, 1000, "control steps per agent step"),
+      ConfigKey::Int("buffer_size", 1'000'000, 16, int64_t(1) << 36, "replay capacity (records)"),
+      ConfigKey::Enum("device", "auto", {"auto", "cpu", "cuda"}, "numeric backend"),
+      ConfigKey::Int("seed", 1, 0, int64_t(1) << 31, "seed of env, init, planner, sampler"),
+      ConfigKey::String("run_dir", "", "run directory; empty = runs/<task>/<preset>/<seed>"),
+      ConfigKey::Bool("resume", false, "continue from run_dir/checkpoint.safetensors"),
+      ConfigKey::Int("model_size", 5, 1, 317, "model size preset: 1, 5, 19, 48 or 317 (M params)"),
+      ConfigKey::Int("enc_dim", 0, 0, 1 << 16, "encoder width; 0 = from model_size"),
+      ConfigKey::Int("mlp_dim", 0, 0, 1 << 16, "M; 0 = from model_size"),
+      ConfigKey::Int("latent_dim", 0, 0, 1 << 16, "Z (multiple of 8); 0 = from model_size"),
+      ConfigKey::Int("num_q", 0, 0, 64, "Q heads; 0 = from model_size"),
+      ConfigKey::Int("batch_size", 256, 1, 1 << 16, "B: slices per update"),
+      ConfigKey::Int("horizon", 3, 1, 16, "H: update and planning horizon"),
+      ConfigKey::Float("lr", 3e-4, 0, 1, "Adam learning rate (model and pi)"),
+      ConfigKey::Int("iterations", 6, 1, 100, "MPPI iterations (+2 when A >= 20)"),
+      ConfigKey::Int("num_samples", 512, 1, 1 << 16, "N: planner samples per state"),
+      ConfigKey::Int("num_elites", 64, 1, 1 << 16, "E: elites per iteration"),
+      ConfigKey::Int("num_pi_trajs", 24, 0, 1 << 16, "P: policy trajectories among the samples"),
+      ConfigKey::Float("min_std", 0.05, 0, 10, "lower clamp of the planner std"),
+      ConfigKey::Float("max_std", 2, 0, 10, "initial planner std and its upper clamp"),
+      ConfigKey::Float("temperature", 0.5, 0, 1e6, "multiplies values in the elite scores"),
+  };
+  return io::Config(std::move(t), {io::Preset{"tdmpc2", {}}});
+}
+
+TrainSettings settings_from(const io::Config& c) {
+  TrainSettings s;
+  s.task = c.get_string("task");
+  s.preset = c.get_string("preset");
+  s.steps = c.get_int("steps");
+  s.seed_steps = c.get_int("seed_steps");
+  s.eval_freq = c.get_int("eval_freq");
+  s.eval_episodes = int(c.get_int("eval_episodes"));
+  s.checkpoint_freq = c.get_int("checkpoint_freq");
+  s.save_buffer = c.get_bool("save_buffer");
+  s.action_repeat = int(c.get_int("action_repeat"));
+  s.buffer_size = c.get_int("buffer_size");
+  s.device = c.get_string("device");
+  s.seed = uint64_t(c.get_int("seed"));
+  s.run_dir = c.get_string("run_dir");
+  if (s.run_dir.empty())
+    s.run_dir = "runs/" + s.task + "/" + s.preset + "/" + std::to_string(s.seed);
+  s.resume = c.get_bool("resume");
+  model::ModelConfig& m = s.model;
+  model::set_model_size(m, std::to_string(c.get_int("model_size")));
+  if (c.get_int("enc_dim") > 0) m.enc_dim = int(c.get_int("enc_dim"));
+  if (c.get_int("mlp_dim") > 0) m.mlp_dim = int(c.get_int("mlp_dim"));
+  if (c.get_int("latent_dim") > 0) m.latent_dim = int(c.get_int("latent_dim"));
+  if (c.get_int("num_q") > 0) m.num_q = int(c.get_int("num_q"));
+  m.batch_size = int(c.get_int("batch_size"));
+  m.horizon = int(c.get_int("horizon"));
+  m.lr = float(c.get_float("lr"));
+  m.seed = s.seed;
+  agent::PlannerSettings& p = s.planner;
+  p.iterations = int(c.get_int("iterations"));
+  p.num_samples = int(c.get_int("num_samples"));
+  p.num_elites = int(c.get_int("num_elites"));
+  p.num_pi_trajs = int(c.get_int("num_pi_trajs"));
+  p.min_std = float(c.get_float("min_std"));
+  p.max_std = float(c.get_float("max_std"));
+  p.temperature = float(c.get_float("temperature"));
+  p.horizon = m.horizon;
+  return s;
+}
+
+void resolve_model(TrainSettings& s, int obs_dim, int action_dim, int episode_length) {
+  s.model.obs_dim = obs_dim;
+  s.model.action_dim = action_dim;
+  s.model.discount = model::discount_for_episode_length(episode_length);
+  s.planner.discount = s.model.discount;
+  s.planner.horizon = s.model.horizon;
+  s.model.validate();
+  s.planner.validate();
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr const char* kFormat = "pompc-checkpoint-1";
+
+// Counters a checkpoint carries (metadata, decimal text).
+struct RunState {
+  int64_t agent_step = 0;         // agent steps taken
+  int64_t env_step = 0;           // env steps taken (agent steps * action_repeat)
+  int64_t episodes = 0;           // training episodes finished
+  int64_t eval_episodes_run = 0;  // evaluation episodes run (the eval Env's resets)
+  int64_t next_eval = 0;          // env step of the next evaluation
+  int64_t next_checkpoint = 0;    // env step of the next checkpoint
+  bool pretrained = false;        // the seed_steps burst has run
+  double elapsed_s = 0;           // wall time of all processes of this run before this one
+};
+
+uint64_t fnv1a(uint64_t h, const void* data, size_t n) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+  return h;
+}
+
+// Host mirror of every checkpointed buffer of the world model, with the safetensors table.
+struct ModelState {
+  std::vector<float> params[3], m[2], v[2];
+  AdamScalars scalars[2]{};
+  uint32_t step[2]{};
+  float bias[2][2]{};
+  float q_scale = 1;
+
+  explicit ModelState(model::WorldModel& wm) {
+    for (int s = 0; s < 3; ++s) params[s].resize(wm.param_count(model::ParamSet(s)));
+    for (int s = 0; s < 2; ++s) {
+      m[s].resize(wm.param_count(model::ParamSet(s)));
+      v[s].resize(m[s].size());
+    }
+  }
+  // (name, dtype, shape, pointer) of every tensor, sorted by name.
+  std::vector<io::TensorDest> table(const model::WorldModel& wm) {
+    std::vector<io::TensorDest> t;
+    for (const model::NamedTensor& nt : wm.tensors())
+      t.push_back({nt.name, io::DType::F32, nt.shape, params[int(nt.set)].data() + nt.offset});
+    const char* set_name[2] = {"model", "pi"};
+    for (int s = 0; s < 2; ++s) {
+      const std::string p = std::string("optim.") + set_name[s] + ".";
+      t.push_back({p + "exp_avg", io::DType::F32, {int64_t(m[s].size())}, m[s].data()});
+      t.push_back({p + "exp_avg_sq", io::DType::F32, {int64_t(v[s].size())}, v[s].data()});
+      t.push_back({p + "step", io::DType::U32, {}, &step[s]});
+      t.push_back({p + "bias_correction", io::DType::F32, {2}, bias[s]});
+    }
+    t.push_back({"q_scale", io::DType::F32, {}, &q_scale});
+    std::sort(t.begin(), t.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+    return t;
+  }
+  static std::string checksum(const std::vector<io::TensorDest>& t) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const io::TensorDest& d : t) {
+      h = fnv1a(h, d.name.data(), d.name.size());
+      h = fnv1a(h, d.data, io::shape_numel(d.shape) * io::dtype_size(d.dtype));
+    }
+    return strfmt("%016llx", static_cast<unsigned long long>(h));
+  }
+  void download(model::WorldModel& wm) {
+    Ops& o = wm.ops();
+    for (int s = 0; s < 3; ++s)
+      o.copy_to_host(params[s].data(), wm.params(model::ParamSet(s)), params[s].size() * 4);
+    for (int s = 0; s < 2; ++s) {
+      const auto set = model::ParamSet(s);
+      o.copy_to_host(m[s].data(), wm.adam_m(set), m[s].size() * 4);
+      o.copy_to_host(v[s].data(), wm.adam_v(set), v[s].size() * 4);
+      o.copy_to_host(&scalars[s], wm.adam_scalars(set), sizeof(AdamScalars));
+      step[s] = scalars[s].step;
+      bias[s][0] = scalars[s].bias1;
+      bias[s][1] = scalars[s].bias2;
+    }
+    o.copy_to_host(&q_scale, wm.q_scale(), sizeof(float));
+  }
+  void upload(model::WorldModel& wm) {
+    Ops& o = wm.ops();
+    for (int s = 0; s < 3; ++s)
+      o.copy_to_backend(wm.params(model::ParamSet(s)), params[s].data(), params[s].size() * 4);
+    for (int s = 0; s < 2; ++s) {
+      const auto set = model::ParamSet(s);
+      o.copy_to_backend(wm.adam_m(set), m[s].data(), m[s].size() * 4);
+      o.copy_to_backend(wm.adam_v(set), v[s].data(), v[s].size() * 4);
+      scalars[s] = AdamScalars{step[s], bias[s][0], bias[s][1]};
+      o.copy_to_backend(wm.adam_scalars(set), &scalars[s], sizeof(AdamScalars));
+    }
+    o.copy_to_backend(wm.q_scale(), &q_scale, sizeof(float));
+  }
+};
+
+void save_checkpoint(const std::string& path, model::WorldModel& wm, const io::Config& cfg,
+                     const RunState& st, int64_t replay_episodes) {
+  ModelState ms(wm);
+  ms.download(wm);
+  const std::vector<io::TensorDest> table = ms.table(wm);
+  std::vector<io::TensorView> views;
+  for (const io::TensorDest& d : table) views.push_back({d.name, d.dtype, d.shape, d.data});
+  io::Metadata meta;
+  meta["format"] = kFormat;
+  meta["config"] = cfg.to_lines();
+  meta["checksum"] = ModelState::checksum(table);
+  meta["updates"] = std::to_string(wm.updates());
+  meta["agent_step"] = std::to_string(st.agent_step);
+  meta["env_step"] = std::to_string(st.env_step);
+  meta["episodes"] = std::to_string(st.episodes);
+  meta["eval_episodes_run"] = std::to_string(st.eval_episodes_run);
+  meta["next_eval"] = std::to_string(st.next_eval);
+  meta["next_checkpoint"] = std::to_string(st.next_checkpoint);
+  meta["pretrained"] = st.pretrained ? "1" : "0";
+  meta["elapsed_s"] = io::format_double(st.elapsed_s);
+  meta["replay_episodes"] = std::to_string(replay_episodes);
+  io::save_safetensors(path, views, meta);
+}
+
+int64_t meta_int(const io::SafetensorsFile& f, const std::string& key) {
+  const std::string& v = f.meta(key);
+  char* end = nullptr;
+  const long long x = std::strtoll(v.c_str(), &end, 10);
+  POMPC_REQUIRE(end && *end == '\0' && !v.empty(), "checkpoint %s: metadata %s='%s' is not an integer",
+                f.path().c_str(), key.c_str(), v.c_str());
+  return x;
+}
+
+// Checks and opens a checkpoint: the format tag and the config record.
+std::unique_ptr<io::SafetensorsFile> open_checkpoint(const std::string& path) {
+  std::unique_ptr<io::SafetensorsFile> f;
+  try {
+    f = std::make_unique<io::SafetensorsFile>(path);
+  } catch (const Error& e) {
+    throw Error(strfmt("checkpoint %s is not readable (%s): it is damaged or not a checkpoint; "
+                       "use an intact one (pompc writes them atomically)",
+                       path.c_str(), e.what()));
+  }
+  const auto it = f->metadata().find("format");
+  POMPC_REQUIRE(it != f->metadata().end() && it->second == kFormat,
+                "checkpoint %s is not a pompc checkpoint (metadata format is not %s)",
+                path.c_str(), kFormat);
+  POMPC_REQUIRE(f->metadata().count("config") && f->metadata().count("checksum"),
+                "checkpoint %s lacks its config or checksum record", path.c_str());
+  return f;
+}
+
+// Loads the model state (checksum verified) and returns the run counters.
+RunState load_checkpoint(const io::SafetensorsFile& f, model::WorldModel& wm) {
+  ModelState ms(wm);
+  const std::vector<io::TensorDest> table = ms.table(wm);
+  io::load_tensors(f, table);
+  const std::string sum = ModelState::checksum(table);
+  POMPC_REQUIRE(sum == f.meta("checksum"),
+                "checkpoint %s is corrupted: its tensors' checksum is %s, the file records %s; "
+                "use an intact checkpoint",
+                f.path().c_str(), sum.c_str(), f.meta("checksum").c_str());
+  ms.upload(wm);
+  wm.set_updates(uint64_t(meta_int(f, "updates")));
+  RunState st;
+  st.agent_step = meta_int(f, "agent_step");
+  st.env_step = meta_int(f, "env_step");
+  st.episodes = meta_int(f, "episodes");
+  st.eval_episodes_run = meta_int(f, "eval_episodes_run");
+  st.next_eval = meta_int(f, "next_eval");
+  st.next_checkpoint = meta_int(f, "next_checkpoint");
+  st.pretrained = meta_int(f, "pretrained") != 0;
+  st.elapsed_s = std::strtod(f.meta("elapsed_s").c_str(), nullptr);
+  return st;
+}
+
+// Deterministic episodes (explore = false); plan steps from `plan_step` on.
+std::vector<double> run_eval(agent::Agent& ag, env::Env& env, int episodes, uint64_t seed,
+                             uint64_t plan_step) {
+  const int O = ag.obs_dim(), A = ag.action_dim();
+  std::vector<float> obs(O), action(A);
+  std::vector<double> returns;
+  for (int e = 0; e < episodes; ++e) {
+    env.reset(obs.data());
+    uint8_t first = 1;
+    double ret = 0;
+    for (bool done = false; !done;) {
+      ag.act(obs.data(), &first, 1, /*explore=*/false, seed, plan_step++, action.data(), nullptr,
+             nullptr);
+      first = 0;
+      const env::StepResult r = env.step(action.data(), obs.data());
+      ret += r.reward;
+      done = r.done;
+    }
+    returns.push_back(ret);
+  }
+  return returns;
+}
+
+void mean_std(const std::vector<double>& x, double* mean, double* std) {
+  double s = 0, s2 = 0;
+  for (double v : x) s += v;
+  *mean = x.empty() ? 0 : s / double(x.size());
+  for (double v : x) s2 += (v - *mean) * (v - *mean);
+  *std = x.empty() ? 0 : std::sqrt(s2 / double(x.size()));
+}
+
+}  // namespace
+
+void check_losses_finite(const model::UpdateStats& st, int64_t env_step, uint64_t updates) {
+  const std::pair<const char*, float> losses[] = {
+      {"consistency_loss", st.consistency_loss}, {"reward_loss", st.reward_loss},
+      {"value_loss", st.value_loss},             {"total_loss", st.total_loss},
+      {"grad_norm", st.grad_norm},               {"pi_loss", st.pi_loss},
+      {"pi_grad_norm", st.pi_grad_norm},         {"pi_scale", st.pi_scale}};
+  for (const auto& [name, v] : losses)
+    POMPC_REQUIRE(std::isfinite(v),
+                  "%s is %s at env step %lld (update %llu): the run stops here; the last "
+                  "checkpoint (written before this episode) is intact: try a smaller lr= or "
+                  "another seed=",
+                  name, std::isnan(v) ? "nan" : "inf", static_cast<long long>(env_step),
+                  static_cast<unsigned long long>(updates));
+}
+
+TrainResult train(const std::vector<std::string>& args) {
+  const auto t_start = Clock::now();
+  io::Config cfg = train_config();
+  cfg.apply(args);
+  TrainSettings s = settings_from(cfg);
+  std::string ckpt_path = s.run_dir + "/checkpoint.safetensors";
+  std::unique_ptr<io::SafetensorsFile> ckpt;
+  if (s.resume) {
+    POMPC_REQUIRE(io::path_exists(ckpt_path),
+                  "resume=true but %s does not exist: point run_dir= at a run with a checkpoint, "
+                  "or drop resume=true to start a new run",
+                  ckpt_path.c_str());
+    ckpt = open_checkpoint(ckpt_path);
+    std::vector<std::string> merged = io::Config::parse_lines(ckpt->meta("config"));
+    merged.insert(merged.end(), args.begin(), args.end());
+    cfg = train_config();
+    cfg.apply(merged);
+    const std::string run_dir = s.run_dir;
+    s = settings_from(cfg);
+    POMPC_REQUIRE(s.run_dir == run_dir, "resume: run_dir changed from %s to %s", run_dir.c_str(),
+                  s.run_dir.c_str());
+  } else {
+    POMPC_REQUIRE(!io::path_exists(ckpt_path),
+                  "run_dir %s already holds a checkpoint: pass resume=true to continue that run, "
+                  "or choose another run_dir= / seed=",
+                  s.run_dir.c_str());
+  }
+  std::filesystem::create_directories(s.run_dir);
+
+  env::Env env(s.task, uint32_t(s.seed), s.action_repeat);
+  env::Env eval_env(s.task, uint32_t(s.seed + kEvalSeedOffset), s.action_repeat);
+  const int O = env.obs_dim(), A = env.act_dim(), L = env.episode_length();
+  resolve_model(s, O, A, L);
+  const int64_t seed_steps = s.seed_steps > 0 ? s.seed_steps : std::max<int64_t>(1000, 5 * L);
+
+  auto ops = make_ops(s.device);
+  agent::Agent ag(*ops, s.model, s.planner, 1);
+  model::WorldModel& wm = ag.world_model();
+  replay::ReplaySettings rs;
+  rs.capacity = s.buffer_size;
+  rs.obs_dim = O;
+  rs.action_dim = A;
+  rs.horizon = s.model.horizon;
+  rs.planner_targets = true;
+  rs.seed = s.seed;
+  replay::ReplayBuffer replay(rs);
+  const std::string replay_path = s.run_dir + "/replay.safetensors";
+
+  RunState st;
+  st.next_eval = s.eval_freq;
+  st.next_checkpoint = s.checkpoint_freq;
+  if (ckpt) {
+    st = load_checkpoint(*ckpt, wm);
+    const int64_t want = meta_int(*ckpt, "replay_episodes");
+    if (s.save_buffer && io::path_exists(replay_path)) {
+      replay.load(replay_path);
+      POMPC_REQUIRE(replay.episodes_added() == want,
+                    "resume: %s holds %lld episodes, the checkpoint expects %lld (a save was "
+                    "interrupted between the two files): resume with save_buffer=false to start "
+                    "from an empty buffer",
+                    replay_path.c_str(), static_cast<long long>(replay.episodes_added()),
+                    static_cast<long long>(want));
+    } else {
+      std::printf("resume: no replay buffer restored (%s): the buffer starts empty\n",
+                  s.save_buffer ? "no replay.safetensors" : "save_buffer=false");
+    }
+    std::vector<float> scratch(O);
+    for (int64_t i = 0; i < st.episodes; ++i) env.reset(scratch.data());
+    for (int64_t i = 0; i < st.eval_episodes_run; ++i) eval_env.reset(scratch.data());
+    std::printf("resume: %s at env step %lld (%llu updates)\n", ckpt_path.c_str(),
+                static_cast<long long>(st.env_step), static_cast<unsigned long long>(wm.updates()));
+    ckpt.reset();
+  } else {
+    std::remove((s.run_dir + "/train.csv").c_str());
+    std::remove((s.run_dir + "/eval.csv").c_str());
+  }
+  io::write_file_atomic(s.run_dir + "/config.txt", cfg.to_lines());
+
+  std::optional<io::CsvLogger::Resume> resume_rows;
+  if (s.resume) resume_rows = io::CsvLogger::Resume{"env_step", st.env_step};
+  io::CsvLogger train_log(s.run_dir + "/train.csv",
+                          {"env_step", "episode", "episode_return", "episode_length", "updates",
+                           "consistency_loss", "reward_loss", "value_loss", "total_loss",
+                           "grad_norm", "pi_loss", "pi_grad_norm", "pi_scale", "steps_per_s",
+                           "elapsed_s"},
+                          resume_rows);
+  io::CsvLogger eval_log(s.run_dir + "/eval.csv",
+                         {"env_step", "return_mean", "return_std", "episodes"}, resume_rows);
+  std::printf("train: %s, preset %s, %s, %zu parameters, run_dir %s, seed_steps %lld\n",
+              s.task.c_str(), s.preset.c_str(), ops->description().c_str(),
+              wm.trainable_param_count(), s.run_dir.c_str(), static_cast<long long>(seed_steps));
+  std::fflush(stdout);
+
+  const int B = s.model.batch_size, H = s.model.horizon;
+  std::vector<float> obs(O), next_obs(O), action(A), mu(A), sigma(A);
+  std::vector<float> b_obs(size_t(H + 1) * B * O), b_act(size_t(H) * B * A), b_rew(size_t(H) * B);
+  replay::SliceBatch sb;
+  sb.batch = B;
+  sb.obs = b_obs.data();
+  sb.action = b_act.data();
+  sb.reward = b_rew.data();
+  auto one_update = [&] {
+    replay.sample(sb);
+    ag.update(b_obs.data(), b_act.data(), b_rew.data());
+  };
+
+  TrainResult result;
+  result.run_dir = s.run_dir;
+  std::optional<double> last_eval;
+  int64_t last_eval_step = 0;
+  int64_t steps_this_process = 0;
+  double seconds_this_process = 0;
+  const double elapsed_before = st.elapsed_s;
+  auto elapsed = [&] {
+    return elapsed_before + std::chrono::duration<double>(Clock::now() - t_start).count();
+  };
+
+  for (bool finished = st.env_step >= s.steps; !finished;) {
+    const auto t_ep = Clock::now();
+    env.reset(obs.data());
+    uint8_t first = 1;
+    double ep_return = 0;
+    int64_t ep_len = 0;
+    for (bool done = false; !done;) {
+      const int64_t k = st.agent_step;
+      const bool planned = k >= seed_steps;
+      if (planned) {
+        ag.act(obs.data(), &first, 1, /*explore=*/true, s.seed, uint64_t(k), action.data(),
+               mu.data(), sigma.data());
+      } else {
+        for (int j = 0; j < A; ++j)
+          action[j] = 2.0f * philox_uniform(s.seed, kUniformOffset, uint64_t(k) * A + j) - 1.0f;
+      }
+      first = 0;
+      const env::StepResult r = env.step(action.data(), next_obs.data());
+      replay.add(0, obs.data(), action.data(), r.reward, planned ? mu.data() : nullptr,
+                 planned ? sigma.data() : nullptr);
+      obs.swap(next_obs);
+      ep_return += r.reward;
+      ++ep_len;
+      ++st.agent_step;
+      st.env_step += s.action_repeat;
+      done = r.done;
+      if (k >= seed_steps && replay.valid_starts() > 0) {
+        const int64_t n = st.pretrained ? 1 : seed_steps;
+        for (int64_t i = 0; i < n; ++i) one_update();
+        st.pretrained = true;
+      }
+    }
+    replay.end_episode(0, obs.data());
+    ++st.episodes;
+    finished = st.env_step >= s.steps;
+
+    // Losses: the episode's last update, copied once; a non-finite one stops the run here.
+    model::UpdateStats us{};
+    const float nan = std::nanf("");
+    us = {nan, nan, nan, nan, nan, nan, nan, nan};
+    if (wm.updates() > 0) {
+      us = ag.read_stats();
+      check_losses_finite(us, st.env_step, wm.updates());
+    }
+    const double ep_s = std::chrono::duration<double>(Clock::now() - t_ep).count();
+    const double sps = double(ep_len * s.action_repeat) / std::max(ep_s, 1e-9);
+    steps_this_process += ep_len * s.action_repeat;
+    seconds_this_process += ep_s;
+    train_log.row({st.env_step, st.episodes, ep_return, ep_len,
+                   static_cast<unsigned long long>(wm.updates()), us.consistency_loss,
+                   us.reward_loss, us.value_loss, us.total_loss, us.grad_norm, us.pi_loss,
+                   us.pi_grad_norm, us.pi_scale, sps, elapsed()});
+
+    if (st.env_step >= st.next_eval || finished) {
+      const uint64_t base = kEvalPlanStep + uint64_t(st.eval_episodes_run) * uint64_t(L + 1);
+      const std::vector<double> rets = run_eval(ag, eval_env, s.eval_episodes, s.seed, base);
+      st.eval_episodes_run += s.eval_episodes;
+      double m = 0, sd = 0;
+      mean_std(rets, &m, &sd);
+      eval_log.row({st.env_step, m, sd, s.eval_episodes});
+      last_eval = m;
+      last_eval_step = st.env_step;
+      while (st.next_eval <= st.env_step) st.next_eval += s.eval_freq;
+    }
+    io::Progress p;
+    p.step = st.env_step;
+    p.total_steps = s.steps;
+    p.elapsed_s = elapsed();
+    p.steps_per_s = sps;
+    p.last_eval_return = last_eval;
+    p.last_eval_step = last_eval_step;
+    std::printf("%s | episode %lld return %.1f\n", io::format_progress(p).c_str(),
+                static_cast<long long>(st.episodes), ep_return);
+    std::fflush(stdout);
+
+    if (st.env_step >= st.next_checkpoint || finished) {
+      while (st.next_checkpoint <= st.env_step) st.next_checkpoint += s.checkpoint_freq;
+      st.elapsed_s = elapsed();
+      if (s.save_buffer) replay.save(replay_path);
+      save_checkpoint(ckpt_path, wm, cfg, st, replay.episodes_added());
+    }
+  }
+  result.env_steps = st.env_step;
+  result.episodes = st.episodes;
+  result.updates = wm.updates();
+  result.last_eval_mean = last_eval.value_or(std::nan(""));
+  result.steps_per_s = seconds_this_process > 0 ? steps_this_process / seconds_this_process : 0;
+  std::printf("train: done at env step %lld, %.1f env steps/s, last eval %.1f; %s\n",
+              static_cast<long long>(st.env_step), result.steps_per_s, result.last_eval_mean,
+              ckpt_path.c_str());
+  return result;
+}
+
+EvalResult evaluate_checkpoint(const std::string& path, int episodes, const std::string& device,
+                               uint64_t seed) {
+  POMPC_REQUIRE(episodes >= 1, "eval: episodes (%d) must be >= 1", episodes);
+  std::unique_ptr<io::SafetensorsFile> f = open_checkpoint(path);
+  io::Config cfg = train_config();
+  std::vector<std::string> lines = io::Config::parse_lines(f->meta("config"));
+  if (!device.empty()) lines.push_back("device=" + device);
+  cfg.apply(lines);
+  TrainSettings s = settings_from(cfg);
+  const uint64_t env_seed = seed ? seed : s.seed + kEvalSeedOffset;
+  env::Env env(s.task, uint32_t(env_seed), s.action_repeat);
+  resolve_model(s, env.obs_dim(), env.act_dim(), env.episode_length());
+  auto ops = make_ops(s.device);
+  agent::Agent ag(*ops, s.model, s.planner, 1);
+  load_checkpoint(*f, ag.world_model());
+  EvalResult r;
+  r.returns = run_eval(ag, env, episodes, s.seed, kEvalPlanStep);
+  mean_std(r.returns, &r.mean, &r.std);
+  return r;
+}
+
+}  // namespace pompc::train

@@ -1,0 +1,160 @@
+// End to end: short training runs of a tiny TD-MPC2 model on pendulum-swingup (action_repeat 8,
+// so an episode is 125 agent steps = 1000 env steps): the run directory's files and columns, the
+// seed phase's uniform random actions (read back from the saved replay buffer), bit-exact resume
+// from the checkpoint, `pompc eval` of the checkpoint, and refusal of a damaged checkpoint.
+//
+// Run: build/test_emu -ts=e2e      (about 10-20 s under ASan)
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "common.h"
+#include "io/atomic_file.h"
+#include "io/csv.h"
+#include "io/safetensors.h"
+#include "replay/replay_buffer.h"
+#include "test_io_tmp.h"
+#include "train/trainer.h"
+
+namespace {
+
+// Two episodes: the first in the seed phase, the second planned, with a 125-update burst.
+std::vector<std::string> tiny_run(const std::string& run_dir, int64_t steps) {
+  return {"task=pendulum-swingup", "action_repeat=8", "steps=" + std::to_string(steps),
+          "seed_steps=125", "eval_freq=1000", "eval_episodes=1", "checkpoint_freq=1000",
+          "model_size=1", "enc_dim=32", "mlp_dim=32", "latent_dim=16", "batch_size=16",
+          "buffer_size=10000", "iterations=2", "num_samples=32", "num_elites=8",
+          "num_pi_trajs=4", "device=cpu", "seed=3", "run_dir=" + run_dir};
+}
+
+// Every F32 tensor of a checkpoint, by name.
+std::vector<std::pair<std::string, std::vector<float>>> tensors_of(const std::string& path) {
+  pompc::io::SafetensorsFile f(path);
+  std::vector<std::pair<std::string, std::vector<float>>> out;
+  for (const auto& t : f.tensors())
+    if (t.dtype == pompc::io::DType::F32) out.emplace_back(t.name, f.read_vector<float>(t.name));
+  return out;
+}
+
+}  // namespace
+
+TEST_SUITE("e2e") {
+  TEST_CASE("e2e: a short run writes its run directory; resume repeats the uninterrupted run") {
+    pompc::test::TempDir tmp;
+    const std::string a = tmp.file("a"), b = tmp.file("b");
+
+    const auto ra = pompc::train::train(tiny_run(a, 2000));
+    CHECK(ra.env_steps == 2000);
+    CHECK(ra.episodes == 2);
+    CHECK(ra.updates == 249);  // a burst of 125 at step 125, then one per step 126..249
+    CHECK(std::isfinite(ra.last_eval_mean));
+
+    // config.txt: key=value lines, the command line's values in them.
+    const std::string cfg = pompc::io::read_file(a + "/config.txt");
+    CHECK(cfg.find("task=pendulum-swingup\n") != std::string::npos);
+    CHECK(cfg.find("mlp_dim=32\n") != std::string::npos);
+    CHECK(cfg.find("preset=tdmpc2\n") != std::string::npos);
+    // train.csv / eval.csv columns and rows.
+    const auto tr = pompc::io::read_csv(a + "/train.csv");
+    CHECK(tr.header == std::vector<std::string>{"env_step", "episode", "episode_return",
+                                                "episode_length", "updates", "consistency_loss",
+                                                "reward_loss", "value_loss", "total_loss",
+                                                "grad_norm", "pi_loss", "pi_grad_norm",
+                                                "pi_scale", "steps_per_s", "elapsed_s"});
+    REQUIRE(tr.rows.size() == 2);
+    CHECK(tr.rows[0][0] == "1000");
+    CHECK(tr.rows[1][0] == "2000");
+    CHECK(tr.rows[0][5] == "nan");  // no update during the seed phase
+    CHECK(std::isfinite(std::stod(tr.rows[1][5])));
+    const auto ev = pompc::io::read_csv(a + "/eval.csv");
+    CHECK(ev.header == std::vector<std::string>{"env_step", "return_mean", "return_std", "episodes"});
+    REQUIRE(ev.rows.size() == 2);
+    CHECK(ev.rows[1][0] == "2000");
+    CHECK(pompc::io::path_exists(a + "/checkpoint.safetensors"));
+
+    // The seed phase's actions: uniform in [-1, 1], no planner target; planned steps have one.
+    pompc::replay::ReplaySettings rs;
+    rs.capacity = 10000;
+    rs.obs_dim = 3;
+    rs.action_dim = 1;
+    rs.seed = 3;
+    pompc::replay::ReplayBuffer buf(rs);
+    buf.load(a + "/replay.safetensors");
+    REQUIRE(buf.size() == 2 * 126);
+    double sum = 0, sum2 = 0;
+    for (int64_t i = 0; i < 125; ++i) {
+      CHECK_FALSE(buf.has_target(i));
+      const float x = buf.action_at(i)[0];
+      CHECK(x >= -1.0f);
+      CHECK(x <= 1.0f);
+      sum += x;
+      sum2 += double(x) * x;
+    }
+    CHECK(std::fabs(sum / 125) < 0.15);                // mean of U(-1, 1): 0 (+- 2.6 sigma)
+    CHECK(std::fabs(sum2 / 125 - 1.0 / 3.0) < 0.1);     // second moment: 1/3
+    for (int64_t i = 126; i < 126 + 125; ++i) CHECK(buf.has_target(i));
+
+    // Interrupted run: one episode, then resume=true with the larger step count.
+    const auto rb1 = pompc::train::train(tiny_run(b, 1000));
+    CHECK(rb1.env_steps == 1000);
+    auto args = tiny_run(b, 2000);
+    args.push_back("resume=true");
+    const auto rb2 = pompc::train::train(args);
+    CHECK(rb2.env_steps == 2000);
+    CHECK(rb2.episodes == 2);
+    CHECK(rb2.updates == 249);
+    const auto trb = pompc::io::read_csv(b + "/train.csv");
+    REQUIRE(trb.rows.size() == 2);
+    CHECK(trb.rows[1][0] == "2000");
+    // Bit for bit: every tensor (weights, target Qs, Adam moments, q_scale) equals run a's.
+    const auto ta = tensors_of(a + "/checkpoint.safetensors");
+    const auto tb = tensors_of(b + "/checkpoint.safetensors");
+    REQUIRE(ta.size() == tb.size());
+    size_t differing = 0;
+    for (size_t i = 0; i < ta.size(); ++i)
+      if (ta[i].first != tb[i].first || ta[i].second != tb[i].second) {
+        if (differing++ < 5) MESSAGE("differs after resume: " << ta[i].first);
+      }
+    CHECK(differing == 0);
+
+    // A fresh run into a directory with a checkpoint is refused.
+    CHECK_THROWS_WITH_AS(pompc::train::train(tiny_run(a, 2000)),
+                         doctest::Contains("resume=true"), pompc::Error);
+
+    // pompc eval: deterministic episodes of the checkpoint.
+    const auto e1 = pompc::train::evaluate_checkpoint(a + "/checkpoint.safetensors", 1, "cpu", 0);
+    REQUIRE(e1.returns.size() == 1);
+    CHECK(e1.returns[0] >= 0.0);
+    CHECK(e1.returns[0] <= 1000.0);
+    CHECK(e1.std == 0.0);
+
+    // A damaged checkpoint is refused: a flipped data byte (checksum), a truncated file.
+    const std::string good = pompc::io::read_file(a + "/checkpoint.safetensors");
+    std::string bad = good;
+    bad[bad.size() - 3] ^= 0x40;
+    pompc::io::write_file_atomic(tmp.file("flipped.safetensors"), bad);
+    CHECK_THROWS_WITH_AS(
+        pompc::train::evaluate_checkpoint(tmp.file("flipped.safetensors"), 1, "cpu", 0),
+        doctest::Contains("is corrupted"), pompc::Error);
+    pompc::io::write_file_atomic(tmp.file("short.safetensors"), good.substr(0, good.size() / 2));
+    CHECK_THROWS_WITH_AS(
+        pompc::train::evaluate_checkpoint(tmp.file("short.safetensors"), 1, "cpu", 0),
+        doctest::Contains("is not readable"), pompc::Error);
+    pompc::io::write_file_atomic(tmp.file("other.safetensors"), "not a checkpoint at all");
+    CHECK_THROWS_WITH_AS(
+        pompc::train::evaluate_checkpoint(tmp.file("other.safetensors"), 1, "cpu", 0),
+        doctest::Contains("not readable"), pompc::Error);
+  }
+
+  TEST_CASE("e2e: resume=true without a checkpoint says what to do") {
+    pompc::test::TempDir tmp;
+    auto args = tiny_run(tmp.file("none"), 1000);
+    args.push_back("resume=true");
+    CHECK_THROWS_WITH_AS(pompc::train::train(args), doctest::Contains("does not exist"),
+                         pompc::Error);
+  }
+}
