@@ -8,21 +8,13 @@
 
 #include "common.h"
 #include "io/config.h"
+#include "test_util.h"
 
 using namespace pompc;
+using pompc::test::error_of;
 using namespace pompc::io;
 
 namespace {
-
-template <class F>
-std::string error_of(F&& fn) {
-  try {
-    fn();
-  } catch (const pompc::Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // A toy table shaped like the agent's (the real one arrives with the agent issue).
 Config toy() {

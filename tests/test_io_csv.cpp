@@ -12,22 +12,12 @@
 #include "io/csv.h"
 #include "io/progress.h"
 #include "test_io_tmp.h"
+#include "test_util.h"
 
 using namespace pompc;
+using pompc::test::error_of;
 using namespace pompc::io;
 using pompc::test::TempDir;
-
-namespace {
-template <class F>
-std::string error_of(F&& fn) {
-  try {
-    fn();
-  } catch (const pompc::Error& e) {
-    return e.what();
-  }
-  return "";
-}
-}  // namespace
 
 TEST_SUITE("io") {
   TEST_CASE("csv: header once, one line per row, cells formatted and quoted") {

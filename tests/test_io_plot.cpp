@@ -12,22 +12,14 @@
 #include "io/csv.h"
 #include "io/plot.h"
 #include "test_io_tmp.h"
+#include "test_util.h"
 
 using namespace pompc;
+using pompc::test::error_of;
 using namespace pompc::io;
 using pompc::test::TempDir;
 
 namespace {
-
-template <class F>
-std::string error_of(F&& fn) {
-  try {
-    fn();
-  } catch (const pompc::Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // A committed file, found from this source file's path (tests run from any directory).
 std::string repo_file(const std::string& rel) {

@@ -15,23 +15,14 @@
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "test_io_tmp.h"
+#include "test_util.h"
 
 using namespace pompc;
+using pompc::test::error_of;
 using namespace pompc::io;
 using pompc::test::TempDir;
 
 namespace {
-
-// The message of the pompc::Error that fn throws ("" when it throws none).
-template <class F>
-std::string error_of(F&& fn) {
-  try {
-    fn();
-  } catch (const pompc::Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 std::string le64(uint64_t n) {
   std::string s(8, '\0');

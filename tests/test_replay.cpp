@@ -19,24 +19,16 @@
 #include "io/atomic_file.h"
 #include "replay/replay_buffer.h"
 #include "test_io_tmp.h"
+#include "test_util.h"
 
 using namespace pompc;
+using pompc::test::error_of;
 using pompc::replay::ReplayBuffer;
 using pompc::replay::ReplaySettings;
 using pompc::replay::SliceBatch;
 using pompc::test::TempDir;
 
 namespace {
-
-template <class F>
-std::string error_of(F&& fn) {
-  try {
-    fn();
-  } catch (const pompc::Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 constexpr int O = 5, A = 3, H = 3;
 

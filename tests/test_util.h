@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "common.h"
 #include "ops.h"
 
 namespace pompc::test {
@@ -52,6 +53,17 @@ inline bool check_close(const char* what, const std::vector<float>& got,
                         const std::vector<float>& ref, double atol, double rtol) {
   if (got.size() != ref.size()) return false;
   return check_close(what, got.data(), ref.data(), got.size(), atol, rtol);
+}
+
+// The message of the pompc::Error that fn throws, or "" when it throws none.
+template <class F>
+std::string error_of(F&& fn) {
+  try {
+    fn();
+  } catch (const pompc::Error& e) {
+    return e.what();
+  }
+  return "";
 }
 
 using DeathFn = void (*)();
