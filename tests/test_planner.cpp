@@ -31,17 +31,11 @@ std::vector<float> host(Ops& o, const float* p, size_t n) {
   return h;
 }
 
-// Identity dynamics (z = obs = the latent, Z = O), reward -scale |a - a*|^2, zero terminal
-// value, a policy that always proposes `pi_action`. Its maths runs on the host (copies in and
-// out), so it is exact and independent of the backend under test.
-struct QuadraticModel final : LatentModel {
+// Identity encoder and dynamics (z = obs, Z = O): the part both hand-built models share.
+struct IdentityLatent : LatentModel {
   Ops& o;
   int Z, A;
-  std::vector<float> target, pi_action;
-  float scale;
-  QuadraticModel(Ops& ops, int z, std::vector<float> a_star, std::vector<float> pi, float sc)
-      : o(ops), Z(z), A(int(a_star.size())), target(std::move(a_star)), pi_action(std::move(pi)),
-        scale(sc) {}
+  IdentityLatent(Ops& ops, int z, int a) : o(ops), Z(z), A(a) {}
   int obs_dim() const override { return Z; }
   int latent_dim() const override { return Z; }
   int action_dim() const override { return A; }
@@ -51,6 +45,18 @@ struct QuadraticModel final : LatentModel {
   void next(const float* z, const float*, int rows, float* z_next) override {
     o.copy_within(z_next, z, size_t(rows) * Z * sizeof(float));
   }
+};
+
+// Reward -scale |a - a*|^2, zero terminal value, a policy that always proposes `pi_action`. Its
+// maths runs on the host (copies in and out), so it is exact and independent of the backend.
+struct QuadraticModel final : IdentityLatent {
+  std::vector<float> target, pi_action;
+  float scale;
+  QuadraticModel(Ops& ops, int z, std::vector<float> a_star, std::vector<float> pi, float sc)
+      : IdentityLatent(ops, z, int(a_star.size())),
+        target(std::move(a_star)),
+        pi_action(std::move(pi)),
+        scale(sc) {}
   void reward(const float*, const float* a, int rows, float* r) override {
     const auto ha = host(o, a, size_t(rows) * A);
     std::vector<float> hr(rows);
@@ -73,11 +79,9 @@ struct QuadraticModel final : LatentModel {
 // The same idea written with backend ops only (no host round trip), so a plan over it can be
 // captured as a CUDA graph: reward = w . a + b (a linear head), pi = tanh of a fixed linear map
 // of z, value = a linear head of z.
-struct LinearModel final : LatentModel {
-  Ops& o;
-  int Z, A;
+struct LinearModel final : IdentityLatent {
   float *w_r, *b_r, *w_pi, *w_v, *b_v;
-  LinearModel(Ops& ops, int z, int a) : o(ops), Z(z), A(a) {
+  LinearModel(Ops& ops, int z, int a) : IdentityLatent(ops, z, a) {
     auto put = [&](size_t n, float s0, float step) {
       std::vector<float> h(n);
       for (size_t i = 0; i < n; ++i) h[i] = s0 + step * float(i % 7) - 0.3f * float(i % 3);
@@ -93,15 +97,6 @@ struct LinearModel final : LatentModel {
   }
   ~LinearModel() override {
     for (float* p : {w_r, b_r, w_pi, w_v, b_v}) o.free_bytes(p);
-  }
-  int obs_dim() const override { return Z; }
-  int latent_dim() const override { return Z; }
-  int action_dim() const override { return A; }
-  void encode(const float* obs, int rows, float* z) override {
-    o.copy_within(z, obs, size_t(rows) * Z * sizeof(float));
-  }
-  void next(const float* z, const float*, int rows, float* z_next) override {
-    o.copy_within(z_next, z, size_t(rows) * Z * sizeof(float));
   }
   void reward(const float*, const float* a, int rows, float* r) override {
     o.linear_forward(r, a, w_r, b_r, rows, A, 1);
