@@ -207,10 +207,23 @@ endif
 profile:
 	$(MAKE) BUILD=build-profile PROFILE=1 all
 
-sass: $(call obj,cuda,$(KERNELS))
+# make sass: cuobjdump (+ nvdisasm) from the CUDA toolkit when it ships them, otherwise the pinned
+# PyPI wheels of the same tools unpacked into .deps/cuda-tools (minimal toolkits lack them).
+CUDA_TOOLS_VERSION := 13.2.51
+CUDA_TOOLS_DIR := $(DEPS)/cuda-tools/nvidia/cu13/bin
+CUOBJDUMP_BIN := $(or $(wildcard $(CUDA_HOME)/bin/cuobjdump),$(CUDA_TOOLS_DIR)/cuobjdump)
+
+$(CUDA_TOOLS_DIR)/cuobjdump:
+	@echo "deps: nvidia-cuda-cuobjdump + nvidia-cuda-nvdisasm==$(CUDA_TOOLS_VERSION) -> $(DEPS)/cuda-tools"
+	@rm -rf $(DEPS)/cuda-tools && $(PYTHON) -m pip install -q --disable-pip-version-check \
+	  --root-user-action=ignore --no-deps --target $(DEPS)/cuda-tools \
+	  nvidia-cuda-cuobjdump==$(CUDA_TOOLS_VERSION) nvidia-cuda-nvdisasm==$(CUDA_TOOLS_VERSION)
+
+sass: $(call obj,cuda,$(KERNELS)) $(CUOBJDUMP_BIN)
 	@mkdir -p $(BUILD)/sass
-	@for o in $^; do n=$$(basename $$o .cu.o); cuobjdump -sass $$o > $(BUILD)/sass/$$n.sass && \
-	  echo "$(BUILD)/sass/$$n.sass"; done
+	@for o in $(filter %.o,$^); do n=$$(basename $$o .cu.o); \
+	  PATH="$(dir $(CUOBJDUMP_BIN)):$$PATH" $(CUOBJDUMP_BIN) -sass $$o > $(BUILD)/sass/$$n.sass && \
+	  echo "$(BUILD)/sass/$$n.sass ($$(grep -c 'Function :' $(BUILD)/sass/$$n.sass) kernels)"; done
 
 clean:
 	rm -rf build build-profile
