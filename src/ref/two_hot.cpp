@@ -79,6 +79,16 @@ void row_softmax(const T* x, int K, T* p) {
   for (int k = 0; k < K; ++k) p[k] *= inv;
 }
 
+// m = sum_k softmax(logits)_k bin_k (summed in double), with the softmax left in p: the
+// expectation in symlog space that two_hot_inv and its backward share.
+template <typename T>
+T softmax_bin_mean(const T* logits, const Bins& bins, T* p) {
+  row_softmax(logits, bins.num_bins, p);
+  double m = 0;
+  for (int k = 0; k < bins.num_bins; ++k) m += static_cast<double>(p[k]) * bin_center<T>(bins, k);
+  return static_cast<T>(m);
+}
+
 }  // namespace
 
 template <typename T>
@@ -186,10 +196,7 @@ void two_hot_inv_forward(T* out, const T* logits, int rows, const Bins& bins) {
     T* p = pbuf.data();
 #pragma omp for schedule(static)
     for (int r = 0; r < rows; ++r) {
-      row_softmax(logits + static_cast<int64_t>(r) * K, K, p);
-      double m = 0;
-      for (int k = 0; k < K; ++k) m += static_cast<double>(p[k]) * bin_center<T>(bins, k);
-      out[r] = symexp(static_cast<T>(m));
+      out[r] = symexp(softmax_bin_mean(logits + static_cast<int64_t>(r) * K, bins, p));
     }
   }
 }
@@ -205,10 +212,7 @@ void two_hot_inv_backward(T* dlogits, const T* dout, const T* logits, int rows, 
     T* p = pbuf.data();
 #pragma omp for schedule(static)
     for (int r = 0; r < rows; ++r) {
-      row_softmax(logits + static_cast<int64_t>(r) * K, K, p);
-      double md = 0;
-      for (int k = 0; k < K; ++k) md += static_cast<double>(p[k]) * bin_center<T>(bins, k);
-      const T m = static_cast<T>(md);
+      const T m = softmax_bin_mean(logits + static_cast<int64_t>(r) * K, bins, p);
       const T dm = m != T(0) ? dout[r] * std::exp(std::fabs(m)) : T(0);
       T* d = dlogits + static_cast<int64_t>(r) * K;
       for (int k = 0; k < K; ++k) d[k] += dm * p[k] * (bin_center<T>(bins, k) - m);
