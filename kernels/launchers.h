@@ -14,6 +14,7 @@
 #include "ref/loss.h"
 #include "ref/mppi.h"
 #include "ref/policy.h"
+#include "ref/prior.h"
 #include "ref/two_hot.h"
 
 namespace pompc::cuda {
@@ -88,6 +89,28 @@ void policy_head_backward(float* draw, const float* daction, const float* dmu,
                           const float* dlog_std, const float* dlog_pi, const float* raw, int B,
                           int A, const ref::PolicyHead& head, uint64_t seed, uint64_t offset,
                           cudaStream_t stream);
+
+// kernels/prior.cu (twins of src/ref/prior.h)
+void gauss_kl_forward(float* out, const float* mu, const float* log_std, const float* mu_p,
+                      const float* sigma_p, int rows, int A, ref::KlDir dir, cudaStream_t stream);
+void gauss_kl_backward(float* dmu, float* dlog_std, const float* dout, const float* mu,
+                       const float* log_std, const float* mu_p, const float* sigma_p, int rows,
+                       int A, ref::KlDir dir, cudaStream_t stream);
+void gauss_nll_forward(float* out, const float* a, const float* mu_p, const float* sigma_p,
+                       int rows, int A, float min_std, cudaStream_t stream);
+void gauss_nll_backward(float* da, const float* dout, const float* a, const float* mu_p,
+                        const float* sigma_p, int rows, int A, float min_std, cudaStream_t stream);
+void prior_sample(float* a_k, const float* mu_p, const float* sigma_p, int S, int rows, int A,
+                  uint64_t seed, uint64_t offset, cudaStream_t stream);
+void sample_weights(float* w, float* log_z, const float* q, int S, int rows, float beta,
+                    cudaStream_t stream);
+void weighted_nll_forward(float* out, const float* a_k, const float* w, const float* mu,
+                          const float* log_std, int S, int rows, int A, cudaStream_t stream);
+void weighted_nll_backward(float* dmu, float* dlog_std, const float* dout, const float* a_k,
+                           const float* w, const float* mu, const float* log_std, int S, int rows,
+                           int A, cudaStream_t stream);
+void exp_forward(float* y, const float* x, int64_t n, cudaStream_t stream);
+void scale_gate(float* out, const float* scale, float threshold, cudaStream_t stream);
 
 // kernels/basic.cu (twins of src/ref/basic.h; mse scratch: kMsePartials doubles)
 constexpr unsigned kMsePartials = 256;

@@ -23,6 +23,7 @@
 #include "ref/loss.h"       // PairMode
 #include "ref/mppi.h"       // MppiShape
 #include "ref/policy.h"     // PolicyHead, EntropyForm
+#include "ref/prior.h"      // KlDir
 #include "ref/two_hot.h"    // Bins
 
 namespace pompc {
@@ -30,6 +31,8 @@ namespace pompc {
 using ref::Bins;
 using ref::Dropout;
 using ref::EntropyForm;
+using ref::KlDir;
+using ref::PolicyForm;
 using ref::PairMode;
 using ref::MppiShape;
 using ref::PolicyHead;
@@ -175,6 +178,38 @@ class Ops {
                                     const float* dlog_std, const float* dlog_pi, const float* raw,
                                     int B, int A, const PolicyHead& head, uint64_t seed,
                                     uint64_t offset) = 0;
+  // src/ref/prior.h | kernels/prior.cu: the policy-prior divergences of the PO-MPC family.
+  // Rows of [rows, A] (mu, log_std of pi_theta; mu_p, sigma_p of the prior, sigma_p a std);
+  // samples a_k [S, rows, A] and their values q / weights w [S, rows]. out / log_z [rows] are
+  // overwritten, gradients ACCUMULATED; only gauss_kl_backward's dmu / dlog_std may be null.
+  // gauss_kl: out_r = mean_j KL_j, reverse KL(N(mu, e^log_std) || N(mu_p, sigma_p)) or forward.
+  virtual void gauss_kl_forward(float* out, const float* mu, const float* log_std,
+                                const float* mu_p, const float* sigma_p, int rows, int A,
+                                KlDir dir) = 0;
+  virtual void gauss_kl_backward(float* dmu, float* dlog_std, const float* dout, const float* mu,
+                                 const float* log_std, const float* mu_p, const float* sigma_p,
+                                 int rows, int A, KlDir dir) = 0;
+  // gauss_nll (TD-M(PC)^2): out_r = -A (sum_j(-0.5 e_j^2 - log s_j) - 0.5 log(2 pi)),
+  // s = max(sigma_p, min_std), e = (a - mu_p) / s.
+  virtual void gauss_nll_forward(float* out, const float* a, const float* mu_p,
+                                 const float* sigma_p, int rows, int A, float min_std) = 0;
+  virtual void gauss_nll_backward(float* da, const float* dout, const float* a, const float* mu_p,
+                                  const float* sigma_p, int rows, int A, float min_std) = 0;
+  // prior_sample: a_k = clamp(mu_p + sigma_p philox_normal(seed, offset, flat index), -1, 1).
+  virtual void prior_sample(float* a_k, const float* mu_p, const float* sigma_p, int S, int rows,
+                            int A, uint64_t seed, uint64_t offset) = 0;
+  // sample_weights: w = softmax_k(q / beta) per row; log_z = log mean_k exp(q / beta) (or null).
+  virtual void sample_weights(float* w, float* log_z, const float* q, int S, int rows,
+                              float beta) = 0;
+  // weighted_nll: out_r = -sum_k w_k mean_j log N(a_k; mu, exp(log_std)) (MPO-style projection).
+  virtual void weighted_nll_forward(float* out, const float* a_k, const float* w, const float* mu,
+                                    const float* log_std, int S, int rows, int A) = 0;
+  virtual void weighted_nll_backward(float* dmu, float* dlog_std, const float* dout,
+                                     const float* a_k, const float* w, const float* mu,
+                                     const float* log_std, int S, int rows, int A) = 0;
+  // y = exp(x) elementwise; *out = *scale > threshold ? *scale : +inf (backend scalars).
+  virtual void exp_forward(float* y, const float* x, int64_t n) = 0;
+  virtual void scale_gate(float* out, const float* scale, float threshold) = 0;
   // src/ref/scale.h | kernels/scale.cu: *value (a backend scalar) moves towards the batch's
   // P95 - P5 (at least 1) by tau.
   virtual void running_scale_update(float* value, const float* x, int n, float tau) = 0;

@@ -202,6 +202,46 @@ class CudaOps final : public Ops {
     cuda::policy_head_backward(draw, daction, dmu, dlog_std, dlog_pi, raw, B, A, head, seed,
                                offset, stream_);
   }
+  void gauss_kl_forward(float* out, const float* mu, const float* log_std, const float* mu_p,
+                        const float* sigma_p, int rows, int A, KlDir dir) override {
+    cuda::gauss_kl_forward(out, mu, log_std, mu_p, sigma_p, rows, A, dir, stream_);
+  }
+  void gauss_kl_backward(float* dmu, float* dlog_std, const float* dout, const float* mu,
+                         const float* log_std, const float* mu_p, const float* sigma_p, int rows,
+                         int A, KlDir dir) override {
+    cuda::gauss_kl_backward(dmu, dlog_std, dout, mu, log_std, mu_p, sigma_p, rows, A, dir, stream_);
+  }
+  void gauss_nll_forward(float* out, const float* a, const float* mu_p, const float* sigma_p,
+                         int rows, int A, float min_std) override {
+    cuda::gauss_nll_forward(out, a, mu_p, sigma_p, rows, A, min_std, stream_);
+  }
+  void gauss_nll_backward(float* da, const float* dout, const float* a, const float* mu_p,
+                          const float* sigma_p, int rows, int A, float min_std) override {
+    cuda::gauss_nll_backward(da, dout, a, mu_p, sigma_p, rows, A, min_std, stream_);
+  }
+  void prior_sample(float* a_k, const float* mu_p, const float* sigma_p, int S, int rows, int A,
+                    uint64_t seed, uint64_t offset) override {
+    cuda::prior_sample(a_k, mu_p, sigma_p, S, rows, A, seed, offset, stream_);
+  }
+  void sample_weights(float* w, float* log_z, const float* q, int S, int rows,
+                      float beta) override {
+    cuda::sample_weights(w, log_z, q, S, rows, beta, stream_);
+  }
+  void weighted_nll_forward(float* out, const float* a_k, const float* w, const float* mu,
+                            const float* log_std, int S, int rows, int A) override {
+    cuda::weighted_nll_forward(out, a_k, w, mu, log_std, S, rows, A, stream_);
+  }
+  void weighted_nll_backward(float* dmu, float* dlog_std, const float* dout, const float* a_k,
+                             const float* w, const float* mu, const float* log_std, int S,
+                             int rows, int A) override {
+    cuda::weighted_nll_backward(dmu, dlog_std, dout, a_k, w, mu, log_std, S, rows, A, stream_);
+  }
+  void exp_forward(float* y, const float* x, int64_t n) override {
+    cuda::exp_forward(y, x, n, stream_);
+  }
+  void scale_gate(float* out, const float* scale, float threshold) override {
+    cuda::scale_gate(out, scale, threshold, stream_);
+  }
   void running_scale_update(float* value, const float* x, int n, float tau) override {
     cuda::running_scale_update(value, x, n, tau, stream_);
   }

@@ -16,7 +16,9 @@
 //   layernorm.h  layernorm_mish_* (bias + dropout + LN + Mish), layernorm_simnorm_*
 //   basic.h      concat_*, mse_*, softmax_*, log_softmax_*
 //   two_hot.h    symlog / symexp, two_hot, soft_ce_*, two_hot_inv_*
-//   policy.h     policy_head_* (log_std squash, sample, tanh, log-probs, entropy forms)
+//   policy.h     policy_head_* (log_std squash, sample, tanh or clamp, log-probs, entropy forms)
+//   prior.h      gauss_kl_*, gauss_nll_*, prior_sample, sample_weights, weighted_nll_*,
+//                exp_forward, scale_gate (the PO-MPC family's policy-prior divergences)
 //   scale.h      percentile_*, running_scale_update
 //   loss.h       fill, scale_add, weighted_sum, pair_select_* (losses' glue, min2 / avg2 heads)
 #pragma once
@@ -27,5 +29,6 @@
 #include "ref/linear.h"
 #include "ref/loss.h"
 #include "ref/policy.h"
+#include "ref/prior.h"
 #include "ref/scale.h"
 #include "ref/two_hot.h"

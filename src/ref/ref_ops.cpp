@@ -9,6 +9,7 @@
 #include "ops.h"
 #include "ref/optim.h"
 #include "ref/mppi.h"
+#include "ref/prior.h"
 #include "ref/ref.h"
 
 #include <vector>
@@ -156,6 +157,44 @@ class RefOps final : public Ops {
                             uint64_t offset) override {
     ref::policy_head_backward(draw, daction, dmu, dlog_std, dlog_pi, raw, B, A, head, seed,
                               offset);
+  }
+  void gauss_kl_forward(float* out, const float* mu, const float* log_std, const float* mu_p,
+                        const float* sigma_p, int rows, int A, KlDir dir) override {
+    ref::gauss_kl_forward(out, mu, log_std, mu_p, sigma_p, rows, A, dir);
+  }
+  void gauss_kl_backward(float* dmu, float* dlog_std, const float* dout, const float* mu,
+                         const float* log_std, const float* mu_p, const float* sigma_p, int rows,
+                         int A, KlDir dir) override {
+    ref::gauss_kl_backward(dmu, dlog_std, dout, mu, log_std, mu_p, sigma_p, rows, A, dir);
+  }
+  void gauss_nll_forward(float* out, const float* a, const float* mu_p, const float* sigma_p,
+                         int rows, int A, float min_std) override {
+    ref::gauss_nll_forward(out, a, mu_p, sigma_p, rows, A, min_std);
+  }
+  void gauss_nll_backward(float* da, const float* dout, const float* a, const float* mu_p,
+                          const float* sigma_p, int rows, int A, float min_std) override {
+    ref::gauss_nll_backward(da, dout, a, mu_p, sigma_p, rows, A, min_std);
+  }
+  void prior_sample(float* a_k, const float* mu_p, const float* sigma_p, int S, int rows, int A,
+                    uint64_t seed, uint64_t offset) override {
+    ref::prior_sample(a_k, mu_p, sigma_p, S, rows, A, seed, offset);
+  }
+  void sample_weights(float* w, float* log_z, const float* q, int S, int rows,
+                      float beta) override {
+    ref::sample_weights(w, log_z, q, S, rows, beta);
+  }
+  void weighted_nll_forward(float* out, const float* a_k, const float* w, const float* mu,
+                            const float* log_std, int S, int rows, int A) override {
+    ref::weighted_nll_forward(out, a_k, w, mu, log_std, S, rows, A);
+  }
+  void weighted_nll_backward(float* dmu, float* dlog_std, const float* dout, const float* a_k,
+                             const float* w, const float* mu, const float* log_std, int S,
+                             int rows, int A) override {
+    ref::weighted_nll_backward(dmu, dlog_std, dout, a_k, w, mu, log_std, S, rows, A);
+  }
+  void exp_forward(float* y, const float* x, int64_t n) override { ref::exp_forward(y, x, n); }
+  void scale_gate(float* out, const float* scale, float threshold) override {
+    ref::scale_gate(out, scale, threshold);
   }
   void running_scale_update(float* value, const float* x, int n, float tau) override {
     if (scale_scratch_.size() < static_cast<size_t>(n)) scale_scratch_.resize(n);
