@@ -1,9 +1,16 @@
-// kernels/policy.cu: the Gaussian policy head of pi (TD-MPC2 world_model.py `pi`).
+// kernels/policy.cu: the Gaussian policy head of pi (TD-MPC2 world_model.py `pi`; BMPC
+// bmpc/common/world_model.py `pi` with policy_loss_type "kl").
 //
 // Maths: exactly src/ref/policy.h (same names, same Philox noise eps[b, j] =
-//   philox_normal(seed, offset, b * A + j)):
-//   log_std = lo + 0.5 (hi - lo)(tanh(s) + 1); u = mean + exp(log_std) eps; action = tanh(u);
-//   mu = tanh(mean); log_prob (true squashed density); log_pi in the `paper` or `current` form.
+//   philox_normal(seed, offset, b * A + j)); both forms share
+//   log_std = lo + 0.5 (hi - lo)(tanh(s) + 1), mu = tanh(mean), c = 0.5 log(2 pi).
+//   squashed (TD-MPC2): u = mean + exp(log_std) eps; action = tanh(u); log_prob (true squashed
+//     density); log_pi in the `paper` or `current` form.
+//   clamped (BMPC): u = mu + exp(log_std) eps; action = clamp(u, -1, 1);
+//     log_prob = sum_j(-0.5 eps_j^2 - log_std_j - c); log_pi = A log_prob (entropy_form ignored);
+//     backward: g_u = g_action [-1 <= u <= 1], draw[mean] += (g_u + g_mu)(1 - mu^2),
+//     draw[s] += (g_u exp(log_std) eps - A g_log_pi + g_log_std) 0.5 (hi - lo)(1 - tanh(s)^2).
+//   One kernel pair per form, chosen by the launcher on head.form.
 // Shapes: raw / draw [B, 2A]; action, mu, log_std [B, A]; log_pi, log_prob, dlog_pi [B].
 // One thread per row b (A <= 38 on the DMC tasks: the row sums stay in registers), 128 threads per
 // block. Forward outputs overwritten (mu, log_std, log_pi, log_prob may be null); draw
@@ -119,10 +126,74 @@ __global__ void policy_head_backward_kernel(float* __restrict__ draw,
   }
 }
 
+// The clamped form's element: u = tanh(mean) + exp(log_std) eps.
+struct ClampedElem {
+  float ts, ls, sd, e, m, u;  // tanh(s), log_std, std, eps, mu, sample before the clamp
+};
+
+__device__ __forceinline__ ClampedElem clamped_element(const float* row, int A, int b, int j,
+                                                       float lo, float dif, uint64_t seed,
+                                                       uint64_t offset) {
+  ClampedElem el;
+  el.ts = tanhf(row[A + j]);
+  el.ls = lo + 0.5f * dif * (el.ts + 1.0f);
+  el.sd = expf(el.ls);
+  el.e = philox_normal(seed, offset, static_cast<uint64_t>(b) * A + j);
+  el.m = tanhf(row[j]);
+  el.u = el.m + el.e * el.sd;
+  return el;
+}
+
+__global__ void policy_head_clamped_forward_kernel(
+    float* __restrict__ action, float* __restrict__ mu, float* __restrict__ log_std,
+    float* __restrict__ log_pi, float* __restrict__ log_prob, const float* __restrict__ raw, int B,
+    int A, ref::PolicyHead h, uint64_t seed, uint64_t offset) {
+  const int b = blockIdx.x * blockDim.x + threadIdx.x;
+  if (b >= B) return;
+  const float lo = h.log_std_min, dif = h.log_std_max - h.log_std_min;
+  const float* row = raw + static_cast<int64_t>(b) * 2 * A;
+  float lp = 0.0f;
+  for (int j = 0; j < A; ++j) {
+    const ClampedElem el = clamped_element(row, A, b, j, lo, dif, seed, offset);
+    const int64_t i = static_cast<int64_t>(b) * A + j;
+    action[i] = el.u < -1.0f ? -1.0f : (el.u > 1.0f ? 1.0f : el.u);  // NaN stays NaN (torch)
+    if (mu) mu[i] = el.m;
+    if (log_std) log_std[i] = el.ls;
+    lp += -0.5f * el.e * el.e - el.ls - kHalfLog2Pi;
+  }
+  if (log_prob) log_prob[b] = lp;
+  if (log_pi) log_pi[b] = static_cast<float>(A) * lp;
+}
+
+__global__ void policy_head_clamped_backward_kernel(
+    float* __restrict__ draw, const float* __restrict__ daction, const float* __restrict__ dmu,
+    const float* __restrict__ dlog_std, const float* __restrict__ dlog_pi,
+    const float* __restrict__ raw, int B, int A, ref::PolicyHead h, uint64_t seed,
+    uint64_t offset) {
+  const int b = blockIdx.x * blockDim.x + threadIdx.x;
+  if (b >= B) return;
+  const float lo = h.log_std_min, dif = h.log_std_max - h.log_std_min;
+  const float* row = raw + static_cast<int64_t>(b) * 2 * A;
+  const float g_ls_pi = dlog_pi ? dlog_pi[b] * -static_cast<float>(A) : 0.0f;
+  float* d = draw + static_cast<int64_t>(b) * 2 * A;
+  for (int j = 0; j < A; ++j) {
+    const ClampedElem el = clamped_element(row, A, b, j, lo, dif, seed, offset);
+    const int64_t i = static_cast<int64_t>(b) * A + j;
+    const float g_u = daction && el.u >= -1.0f && el.u <= 1.0f ? daction[i] : 0.0f;
+    const float g_m = g_u + (dmu ? dmu[i] : 0.0f);
+    float g_ls = g_u * el.sd * el.e + g_ls_pi;
+    if (dlog_std) g_ls += dlog_std[i];
+    d[j] += g_m * (1.0f - el.m * el.m);
+    d[A + j] += g_ls * 0.5f * dif * (1.0f - el.ts * el.ts);
+  }
+}
+
 void check(const char* who, int B, int A, const ref::PolicyHead& h) {
   POMPC_REQUIRE(B >= 0 && A >= 1, "%s: B (%d) must be >= 0 and A (%d) >= 1", who, B, A);
   POMPC_REQUIRE(h.log_std_min < h.log_std_max, "%s: log_std_min (%g) must be < log_std_max (%g)",
                 who, static_cast<double>(h.log_std_min), static_cast<double>(h.log_std_max));
+  POMPC_REQUIRE(h.form == ref::PolicyForm::squashed || h.form == ref::PolicyForm::clamped,
+                "%s: form must be squashed or clamped", who);
 }
 
 }  // namespace
@@ -134,6 +205,11 @@ void policy_head_forward(float* action, float* mu, float* log_std, float* log_pi
                          const ref::PolicyHead& head, uint64_t seed, uint64_t offset,
                          cudaStream_t stream) {
   check("policy_head_forward", B, A, head);
+  if (head.form == ref::PolicyForm::clamped) {
+    LAUNCH(policy_head_clamped_forward_kernel, ceil_div(B, 128), 128, 0, stream, action, mu,
+           log_std, log_pi, log_prob, raw, B, A, head, seed, offset);
+    return;
+  }
   LAUNCH(policy_head_forward_kernel, ceil_div(B, 128), 128, 0, stream, action, mu, log_std,
          log_pi, log_prob, raw, B, A, head, seed, offset);
 }
@@ -143,6 +219,11 @@ void policy_head_backward(float* draw, const float* daction, const float* dmu,
                           int A, const ref::PolicyHead& head, uint64_t seed, uint64_t offset,
                           cudaStream_t stream) {
   check("policy_head_backward", B, A, head);
+  if (head.form == ref::PolicyForm::clamped) {
+    LAUNCH(policy_head_clamped_backward_kernel, ceil_div(B, 128), 128, 0, stream, draw, daction,
+           dmu, dlog_std, dlog_pi, raw, B, A, head, seed, offset);
+    return;
+  }
   LAUNCH(policy_head_backward_kernel, ceil_div(B, 128), 128, 0, stream, draw, daction, dmu,
          dlog_std, dlog_pi, raw, B, A, head, seed, offset);
 }

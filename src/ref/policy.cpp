@@ -1,5 +1,5 @@
-// src/ref/policy.cpp: the policy head (squash, reparameterised sample, log-probs). Run book:
-// policy.h.
+// src/ref/policy.cpp: the policy head (squash, reparameterised sample, log-probs), squashed and
+// clamped forms. Run book: policy.h.
 #include "ref/policy.h"
 
 #include <cmath>
@@ -20,6 +20,8 @@ void check_args(const char* who, int B, int A, const PolicyHead& h) {
                 who, static_cast<double>(h.log_std_min), static_cast<double>(h.log_std_max));
   POMPC_REQUIRE(h.entropy_form == EntropyForm::paper || h.entropy_form == EntropyForm::current,
                 "%s: entropy_form must be paper or current", who);
+  POMPC_REQUIRE(h.form == PolicyForm::squashed || h.form == PolicyForm::clamped,
+                "%s: form must be squashed or clamped", who);
 }
 
 // Everything the forward computes for one element.
@@ -58,12 +60,87 @@ struct RowSums {
   T res = 0, lp = 0, corr = 0;
 };
 
+// The clamped form's element: u = tanh(mean) + exp(log_std) eps.
+template <typename T>
+struct ClampedElem {
+  T ts;  // tanh(s)
+  T ls;  // log_std
+  T sd;  // exp(log_std)
+  T e;   // eps
+  T m;   // mu = tanh(mean)
+  T u;   // the Gaussian sample before the clamp
+};
+
+template <typename T>
+ClampedElem<T> clamped_element(const T* raw, int A, int b, int j, const PolicyHead& h,
+                               uint64_t seed, uint64_t offset) {
+  const T lo = static_cast<T>(h.log_std_min);
+  const T dif = static_cast<T>(h.log_std_max) - lo;
+  const T* row = raw + static_cast<int64_t>(b) * 2 * A;
+  ClampedElem<T> el;
+  el.ts = std::tanh(row[A + j]);
+  el.ls = lo + T(0.5) * dif * (el.ts + T(1));
+  el.sd = std::exp(el.ls);
+  el.e = static_cast<T>(philox_normal(seed, offset, static_cast<uint64_t>(b) * A + j));
+  el.m = std::tanh(row[j]);
+  el.u = el.m + el.e * el.sd;
+  return el;
+}
+
+template <typename T>
+void clamped_forward(T* action, T* mu, T* log_std, T* log_pi, T* log_prob, const T* raw, int B,
+                     int A, const PolicyHead& head, uint64_t seed, uint64_t offset) {
+  const T c = static_cast<T>(kHalfLog2Pi);
+#pragma omp parallel for schedule(static) if (int64_t{B} * A > 4096)
+  for (int b = 0; b < B; ++b) {
+    T lp = 0;
+    for (int j = 0; j < A; ++j) {
+      const ClampedElem<T> el = clamped_element(raw, A, b, j, head, seed, offset);
+      const int64_t i = static_cast<int64_t>(b) * A + j;
+      // torch.clamp: NaN stays NaN (no fmin/fmax)
+      action[i] = el.u < T(-1) ? T(-1) : (el.u > T(1) ? T(1) : el.u);
+      if (mu != nullptr) mu[i] = el.m;
+      if (log_std != nullptr) log_std[i] = el.ls;
+      lp += T(-0.5) * el.e * el.e - el.ls - c;
+    }
+    if (log_prob != nullptr) log_prob[b] = lp;
+    if (log_pi != nullptr) log_pi[b] = static_cast<T>(A) * lp;
+  }
+}
+
+template <typename T>
+void clamped_backward(T* draw, const T* daction, const T* dmu, const T* dlog_std, const T* dlog_pi,
+                      const T* raw, int B, int A, const PolicyHead& head, uint64_t seed,
+                      uint64_t offset) {
+  const T half_dif = T(0.5) * (static_cast<T>(head.log_std_max) - static_cast<T>(head.log_std_min));
+  const T nA = static_cast<T>(A);
+#pragma omp parallel for schedule(static) if (int64_t{B} * A > 4096)
+  for (int b = 0; b < B; ++b) {
+    const T g_ls_pi = dlog_pi != nullptr ? dlog_pi[b] * -nA : T(0);  // d log_pi / d log_std_j = -A
+    T* d = draw + static_cast<int64_t>(b) * 2 * A;
+    for (int j = 0; j < A; ++j) {
+      const ClampedElem<T> el = clamped_element(raw, A, b, j, head, seed, offset);
+      const int64_t i = static_cast<int64_t>(b) * A + j;
+      const T g_u = daction != nullptr && el.u >= T(-1) && el.u <= T(1) ? daction[i] : T(0);
+      const T g_m = g_u + (dmu != nullptr ? dmu[i] : T(0));
+      T g_ls = g_u * el.sd * el.e + g_ls_pi;
+      if (dlog_std != nullptr) g_ls += dlog_std[i];
+      d[j] += g_m * (T(1) - el.m * el.m);
+      d[A + j] += g_ls * half_dif * (T(1) - el.ts * el.ts);
+    }
+  }
+}
+
 }  // namespace
 
 template <typename T>
 void policy_head_forward(T* action, T* mu, T* log_std, T* log_pi, T* log_prob, const T* raw, int B,
                          int A, const PolicyHead& head, uint64_t seed, uint64_t offset) {
   check_args("policy_head_forward", B, A, head);
+  if (head.form == PolicyForm::clamped) {
+    clamped_forward(action, mu, log_std, log_pi, log_prob, raw, B, A, head, seed, offset);
+    return;
+  }
   const T c = static_cast<T>(kHalfLog2Pi);
 #pragma omp parallel for schedule(static) if (int64_t{B} * A > 4096)
   for (int b = 0; b < B; ++b) {
@@ -98,6 +175,10 @@ void policy_head_backward(T* draw, const T* daction, const T* dmu, const T* dlog
                           const T* dlog_pi, const T* raw, int B, int A, const PolicyHead& head,
                           uint64_t seed, uint64_t offset) {
   check_args("policy_head_backward", B, A, head);
+  if (head.form == PolicyForm::clamped) {
+    clamped_backward(draw, daction, dmu, dlog_std, dlog_pi, raw, B, A, head, seed, offset);
+    return;
+  }
   const T c = static_cast<T>(kHalfLog2Pi);
   const T half_dif = T(0.5) * (static_cast<T>(head.log_std_max) - static_cast<T>(head.log_std_min));
   const T nA = static_cast<T>(A);

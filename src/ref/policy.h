@@ -1,10 +1,14 @@
-// src/ref/policy.h: the Gaussian policy head of pi (TD-MPC2 world_model.py `pi`, math.py).
+// src/ref/policy.h: the Gaussian policy head of pi (TD-MPC2 world_model.py `pi`, math.py; BMPC
+// bmpc/common/world_model.py `pi`).
 //
-// Maths, per row b and action dim j (raw = the pi MLP output [mean | s], torch's chunk(2, -1))
+// Two forms (PolicyHead::form). Common to both, per row b and action dim j (raw = the pi MLP
+// output [mean | s], torch's chunk(2, -1)):
 //   log_std_j = lo + 0.5 (hi - lo) (tanh(s_j) + 1)               lo, hi = log_std_min, log_std_max
 //   eps_j     = philox_normal(seed, offset, b * A + j)            reparameterised noise
-//   u_j       = mean_j + exp(log_std_j) eps_j,  action_j = tanh(u_j),  mu_j = tanh(mean_j)
-//   c         = 0.5 log(2 pi)
+//   mu_j      = tanh(mean_j),  c = 0.5 log(2 pi)
+//
+// squashed (TD-MPC2): the Gaussian lives before a tanh.
+//   u_j       = mean_j + exp(log_std_j) eps_j,  action_j = tanh(u_j)
 //   log_prob  = sum_j(-0.5 eps_j^2 - log_std_j) - A c - corr      (the true log-density of action)
 //   corr      = sum_j log(relu(1 - action_j^2) + 1e-6)            (tanh change of variables)
 //   log_pi, by entropy_form (SPEC section 1; the losses add alpha * log_pi, i.e. subtract
@@ -26,6 +30,24 @@
 //   For |u| large enough that action rounds to +-1, 1 - action^2 = 0 and both tanh paths give 0
 //   (PyTorch's relu gradient at 0 is 0, and so is tanh's).
 //
+// clamped (BMPC, cfg.bmpc with policy_loss_type "kl"): the Gaussian's mean is already squashed
+// and the sample is clamped to the action box.
+//   u_j       = mu_j + exp(log_std_j) eps_j,  action_j = clamp(u_j, -1, 1)
+//   log_prob  = sum_j(-0.5 eps_j^2 - log_std_j - c)               (Gaussian density of u; no
+//                                                                  tanh correction)
+//   log_pi    = A * log_prob                                      (BMPC's scaled_log_prob)
+//   entropy_form is ignored: with lp = log_prob, BMPC's entropy_scale = A lp / (lp + 1e-8) makes
+//   scaled_entropy = -A lp * lp / (lp + 1e-8), which differs from -A lp by a relative 1e-8 / |lp|,
+//   below fp32 precision for |lp| > 0.2 (lp sums A terms of O(1)); its gradient differs by the
+//   square of that.
+//   BMPC passes lo, hi = -3, 1 for its policy and -2, 1 for the planner's policy trajectories in
+//   reanalysis: two PolicyHead values, one op.
+//   Backward:
+//     g_u_j      = g_action_j [-1 <= u_j <= 1]           (torch.clamp: gradient passes inclusively)
+//     g_logstd_j = g_u_j exp(log_std_j) eps_j - A g_log_pi + g_log_std_j
+//     draw[b, j]     += (g_u_j + g_mu_j) (1 - mu_j^2)
+//     draw[b, A + j] += g_logstd_j * 0.5 (hi - lo) (1 - tanh(s_j)^2)
+//
 // Shapes: raw / draw [B, 2A]; action, mu, log_std (and their gradients) [B, A];
 //   log_pi, log_prob, dlog_pi [B]. B is any row count (batch B, B * (H+1), planner P, ...);
 //   A in {1, 6, 21, 38} on the DMC tasks.
@@ -43,11 +65,15 @@
 namespace pompc::ref {
 
 enum class EntropyForm { paper, current };
+enum class PolicyForm { squashed, clamped };
 
 struct PolicyHead {
   float log_std_min = -10.0f;  // lower end of the log_std squash (TD-MPC2 log_std_min; BMPC -3)
   float log_std_max = 2.0f;    // upper end (TD-MPC2 log_std_max; BMPC 1)
   EntropyForm entropy_form = EntropyForm::paper;  // entropy_form: which scaled log-prob log_pi is
+  // form: squashed = TD-MPC2 action tanh(u); clamped = BMPC (policy_loss_type "kl"), action
+  // clamp(tanh(mean) + std eps, -1, 1), log_pi = A * Gaussian log-prob (entropy_form ignored)
+  PolicyForm form = PolicyForm::squashed;
 };
 
 template <typename T>
