@@ -1,6 +1,8 @@
 // The agent (src/agent/agent.h) on a tiny TD-MPC2 model: acting returns actions and planner
 // targets in range, warm starts only after the first step; an update on a host batch runs and
-// reports finite losses; the trainer's settings table rejects unknown keys naming the valid ones.
+// reports finite losses; lazy reanalysis re-plans exactly the first slices' states and writes back
+// exactly those records; the trainer's settings table rejects unknown keys naming the valid ones,
+// and its presets set SPEC section 4's table.
 //
 // Run: build/test_emu -ts=agent
 #include <doctest/doctest.h>
@@ -12,6 +14,8 @@
 #include "agent/agent.h"
 #include "common.h"
 #include "ops.h"
+#include "philox.cuh"
+#include "replay/replay_buffer.h"
 #include "test_util.h"
 #include "train/trainer.h"
 
@@ -47,7 +51,9 @@ TEST_SUITE("agent") {
     auto ops = pompc::make_ref_ops();
     const int O = 5, A = 2, S = 2;
     const auto mc = tiny_model(O, A);
-    Agent ag(*ops, mc, tiny_planner(), S);
+    pompc::agent::AgentSettings as;
+    as.max_states = S;
+    Agent ag(*ops, mc, tiny_planner(), as);
     CHECK(ag.obs_dim() == O);
     CHECK(ag.action_dim() == A);
     const std::vector<float> obs = pompc::test::normals(size_t(S) * O, 3, 1.0f);
@@ -72,10 +78,15 @@ TEST_SUITE("agent") {
     const auto b_obs = pompc::test::normals(size_t(H + 1) * B * O, 11, 1.0f);
     auto b_act = pompc::test::normals(size_t(H) * B * A, 12, 0.5f);
     for (float& x : b_act) x = std::fmax(-1.0f, std::fmin(1.0f, x));
-    const auto b_rew = pompc::test::normals(size_t(H) * B, 13, 1.0f);
+    auto b_rew = pompc::test::normals(size_t(H) * B, 13, 1.0f);
+    pompc::replay::SliceBatch sb;
+    sb.batch = B;
+    sb.obs = const_cast<float*>(b_obs.data());
+    sb.action = b_act.data();
+    sb.reward = b_rew.data();
     const uint64_t before = ag.world_model().updates();
-    ag.update(b_obs.data(), b_act.data(), b_rew.data());
-    ag.update(b_obs.data(), b_act.data(), b_rew.data());
+    CHECK(ag.update(sb) == 0);
+    CHECK(ag.update(sb, /*burst=*/true) == 0);
     CHECK(ag.world_model().updates() == before + 2);
     const auto st = ag.read_stats();
     for (float v : {st.consistency_loss, st.reward_loss, st.value_loss, st.total_loss,
@@ -89,7 +100,7 @@ TEST_SUITE("agent") {
     auto p = tiny_planner();
     p.horizon = 5;
     try {
-      Agent ag(*ops, tiny_model(3, 1), p, 1);
+      Agent ag(*ops, tiny_model(3, 1), p);
       FAIL("expected an error");
     } catch (const pompc::Error& e) {
       CHECK(std::string(e.what()).find("horizon (5)") != std::string::npos);
@@ -110,7 +121,8 @@ TEST_SUITE("agent") {
   }
 
   TEST_CASE("train: a non-finite loss stops the run, naming the loss and the step") {
-    pompc::model::UpdateStats st{0.1f, 0.2f, 0.3f, 0.4f, 1.0f, -0.5f, 1.0f, 1.0f};
+    pompc::model::UpdateStats st{0.1f, 0.2f, 0.3f, 0.4f, 1.0f, -0.5f,
+                                 1.0f, 1.0f, 0.0f, 1.0f, 0.0f, 0.0f};
     CHECK_NOTHROW(pompc::train::check_losses_finite(st, 1000, 10));
     st.value_loss = std::nanf("");
     CHECK_THROWS_WITH_AS(pompc::train::check_losses_finite(st, 4000, 1234),
@@ -135,5 +147,201 @@ TEST_SUITE("agent") {
     pompc::train::resolve_model(s, 3, 1, 500);
     CHECK(s.model.discount == doctest::Approx(0.99));
     CHECK(s.planner.discount == s.model.discount);
+  }
+
+  TEST_CASE("train settings: the presets set SPEC 4's table; overrides win; bad values say why") {
+    using pompc::model::Critic;
+    using pompc::model::Divergence;
+    using pompc::model::Prior;
+    using pompc::model::PriorScale;
+    auto settings = [](std::vector<std::string> args) {
+      auto cfg = pompc::train::train_config();
+      cfg.apply(args);
+      auto s = pompc::train::settings_from(cfg);
+      pompc::train::resolve_model(s, 5, 6, 500);
+      return s;
+    };
+    const auto td = settings({"preset=tdmpc2"});
+    CHECK(td.model.critic == Critic::q);
+    CHECK(td.model.prior == Prior::none);
+    CHECK(td.model.q_coef == 1.0f);
+    CHECK(td.model.pi_steps() == 4);
+    CHECK(td.agent.reanalyze_interval == 0);
+
+    const auto bm = settings({"preset=bmpc"});
+    CHECK(bm.model.critic == Critic::v);
+    CHECK(bm.model.num_q == 2);
+    CHECK(bm.model.policy_form == pompc::PolicyForm::clamped);
+    CHECK(bm.model.log_std_min == -3.0f);
+    CHECK(bm.model.log_std_max == 1.0f);
+    CHECK(bm.model.expl_log_std_min == -2.0f);
+    CHECK(bm.model.q_coef == 0.0f);
+    CHECK(bm.model.prior == Prior::planner);
+    CHECK(bm.model.divergence == Divergence::reverse);
+    CHECK(bm.model.prior_scale == PriorScale::own);
+    CHECK(bm.model.pi_steps() == 3);
+    CHECK(bm.agent.reanalyze_interval == 10);
+    CHECK(bm.agent.reanalyze_batch == 20);
+    CHECK_FALSE(bm.agent.pretrain_policy);
+
+    const auto sq = settings({"preset=tdmpc2sq"});
+    CHECK(sq.model.divergence == Divergence::nll);
+    CHECK(sq.model.prior_weight() == doctest::Approx(6.0 / 61.0));
+    CHECK(sq.model.prior_scale == PriorScale::q);
+    CHECK(sq.model.prior_scale_threshold == 2.0f);
+    CHECK(sq.agent.reanalyze_interval == 0);
+
+    const auto po = settings({"preset=pompc"});
+    CHECK(po.model.q_coef == 0.5f);
+    CHECK(po.model.prior_coef == 0.5f);
+    CHECK(po.model.prior == Prior::intermediate);
+    CHECK(po.model.critic == Critic::q);
+    CHECK(po.model.num_q == 5);
+    CHECK(po.agent.reanalyze_interval == 10);
+    const auto po2 = settings({"preset=pompc", "lambda=0.2", "prior=learned", "divergence=reverse"});
+    CHECK(po2.model.q_coef == doctest::Approx(0.8));
+    CHECK(po2.model.prior_coef == doctest::Approx(0.2));
+    CHECK(po2.model.prior == Prior::learned);
+    CHECK(po2.run_dir == "runs/dog-run/pompc/1");
+
+    CHECK_THROWS_WITH_AS(settings({"preset=pompc", "lambda=2"}),
+                         doctest::Contains("must be in [-1, 1]"), pompc::Error);
+    CHECK_THROWS_WITH_AS(settings({"prior=prior"}), doctest::Contains("planner, intermediate"),
+                         pompc::Error);
+    CHECK_THROWS_WITH_AS(settings({"preset=bmpc", "q_coef=1"}),
+                         doctest::Contains("critic=v has no action input"), pompc::Error);
+    CHECK_THROWS_WITH_AS(settings({"preset=bmpc", "prior=intermediate"}),
+                         doctest::Contains("needs critic=q"), pompc::Error);
+    CHECK_THROWS_WITH_AS(settings({"divergence=nll"}), doctest::Contains("needs prior=planner"),
+                         pompc::Error);
+  }
+
+  TEST_CASE("reanalysis: re-plans the first slices' states and writes back exactly those records") {
+    auto ops = pompc::make_ref_ops();
+    const int O = 4, A = 2;
+    pompc::model::ModelConfig mc = tiny_model(O, A);
+    mc.policy_form = pompc::PolicyForm::clamped;
+    mc.log_std_min = -3.0f;
+    mc.log_std_max = 1.0f;
+    mc.expl_log_std_min = -2.0f;
+    mc.expl_log_std_max = 1.0f;
+    mc.critic = pompc::model::Critic::v;
+    mc.q_coef = 0.0f;
+    mc.prior_coef = 1.0f;
+    mc.prior = pompc::model::Prior::planner;
+    mc.seed = 4;
+    const int B = mc.batch_size, H = mc.horizon, n = 3;
+    pompc::agent::AgentSettings as;
+    as.reanalyze_interval = 2;
+    as.reanalyze_batch = n;
+    Agent ag(*ops, mc, tiny_planner(), as);
+    // A twin agent (same seed, same initial model) to plan the expected targets independently.
+    Agent twin(*ops, mc, tiny_planner(), as);
+
+    pompc::replay::ReplaySettings rs;
+    rs.capacity = 200;
+    rs.obs_dim = O;
+    rs.action_dim = A;
+    rs.horizon = H;
+    rs.seed = 2;
+    pompc::replay::ReplayBuffer replay(rs);
+    std::vector<float> o(O), a(A), mu(A), sg(A);
+    for (int ep = 0; ep < 3; ++ep) {
+      for (int t = 0; t < 20; ++t) {
+        for (int i = 0; i < O; ++i) o[i] = pompc::philox_normal(1, ep, uint64_t(t * O + i));
+        for (int j = 0; j < A; ++j) {
+          a[j] = 0.5f * std::tanh(pompc::philox_normal(2, ep, uint64_t(t * A + j)));
+          mu[j] = 0.1f * float(j + 1);
+          sg[j] = 0.3f;
+        }
+        const bool planned = t % 2 == 0;  // half the records are sentinels
+        replay.add(0, o.data(), a.data(), 0.5f, planned ? mu.data() : nullptr,
+                   planned ? sg.data() : nullptr);
+      }
+      replay.end_episode(0, o.data());
+    }
+    std::vector<float> b_obs(size_t(H + 1) * B * O), b_act(size_t(H) * B * A), b_rew(size_t(H) * B),
+        b_mu(size_t(H) * B * A), b_sigma(b_mu.size());
+    std::vector<int64_t> b_index(size_t(H + 1) * B);
+    pompc::replay::SliceBatch sb{B, b_obs.data(), b_act.data(), b_rew.data(),
+                                 b_mu.data(), b_sigma.data(), b_index.data()};
+    replay.sample(sb);
+    const std::vector<float> mu0 = b_mu, sigma0 = b_sigma;
+    // Every record's targets before.
+    struct Rec {
+      std::vector<float> mu, sigma;
+      bool has;
+    };
+    auto records = [&] {
+      std::vector<Rec> r;
+      for (int64_t i = 0; i < replay.size(); ++i) {
+        Rec x{{}, {}, replay.has_target(i)};
+        if (!replay.is_final(i)) {
+          x.mu.assign(replay.mu_at(i), replay.mu_at(i) + A);
+          x.sigma.assign(replay.sigma_at(i), replay.sigma_at(i) + A);
+        }
+        r.push_back(x);
+      }
+      return r;
+    };
+    const auto before = records();
+
+    // The states reanalysis plans: obs[t, b], t < H, b < n, t-major.
+    std::vector<float> states(size_t(H) * n * O);
+    for (int t = 0; t < H; ++t)
+      for (int b = 0; b < n; ++b)
+        std::copy_n(b_obs.data() + (size_t(t) * B + b) * O, O,
+                    states.data() + (size_t(t) * n + b) * O);
+    std::vector<float> want_mu(size_t(H) * n * A), want_sigma(want_mu.size());
+
+    CHECK(ag.update(sb) == 0);  // update 1 of the interval 2: no reanalysis, batch untouched
+    CHECK(b_mu == mu0);
+    // Update 2 reanalyses with the model as update 1 left it. The expected targets: the twin takes
+    // the same first update, then plans the states cold (no warm start), pi's exploration head.
+    CHECK(twin.update(sb) == 0);
+    twin.world_model().set_explore_head(true);
+    ops->copy_to_backend(twin.planner().obs_buffer(), states.data(), states.size() * sizeof(float));
+    twin.planner().plan(H * n, false, false, mc.seed, Agent::kReanalyzeStep);
+    twin.world_model().set_explore_head(false);
+    ops->copy_to_host(want_mu.data(), twin.planner().mu_p(), want_mu.size() * sizeof(float));
+    ops->copy_to_host(want_sigma.data(), twin.planner().sigma_p(), want_mu.size() * sizeof(float));
+    REQUIRE(ag.update(sb) == n);
+    CHECK(ag.reanalyses() == 1);
+    for (int t = 0; t < H; ++t)
+      for (int b = 0; b < B; ++b)
+        for (int j = 0; j < A; ++j) {
+          const size_t i = (size_t(t) * B + b) * A + j;
+          if (b < n) {
+            const size_t k = (size_t(t) * n + b) * A + j;
+            CHECK(b_mu[i] == want_mu[k]);
+            CHECK(b_sigma[i] == want_sigma[k]);
+          } else {
+            CHECK(b_mu[i] == mu0[i]);
+            CHECK(b_sigma[i] == sigma0[i]);
+          }
+        }
+    replay.write_batch_targets(sb, n);
+    // The records written: index[t, b], t < H, b < n (the last write wins for a repeated record).
+    std::vector<int> written(size_t(replay.size()), -1);
+    for (int t = 0; t < H; ++t)
+      for (int b = 0; b < n; ++b) written[size_t(b_index[size_t(t) * B + b])] = t * B + b;
+    const auto after = records();
+    int changed = 0;
+    for (int64_t i = 0; i < replay.size(); ++i) {
+      CAPTURE(i);
+      const int w = written[size_t(i)];
+      if (w < 0) {
+        CHECK(after[i].has == before[i].has);
+        CHECK(after[i].mu == before[i].mu);
+        CHECK(after[i].sigma == before[i].sigma);
+      } else {
+        ++changed;
+        CHECK(after[i].has);
+        CHECK(std::equal(after[i].mu.begin(), after[i].mu.end(), b_mu.begin() + size_t(w) * A));
+        CHECK(std::equal(after[i].sigma.begin(), after[i].sigma.end(),
+                         b_sigma.begin() + size_t(w) * A));
+      }
+    }
+    CHECK(changed >= 1);
   }
 }

@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -67,22 +68,30 @@ ModelConfig tiny(int O, int A, int Z, int M, int B, int H, int Qn) {
   return c;
 }
 
-// A batch in backend memory: obs ~ N(0, 1), actions in (-1, 1), rewards in [0, 1] (DMC's range).
+// A batch in backend memory: obs ~ N(0, 1), actions in (-1, 1), rewards in [0, 1] (DMC's range),
+// planner targets mu_p in (-1, 1), sigma_p in [0.05, 2] (the planner's std range).
 struct BatchData {
   Ops& ops;
-  std::vector<float> ob, ac, rw;  // host copies
-  float *obs, *action, *reward;
+  std::vector<float> ob, ac, rw, mp, sp;  // host copies
+  float *obs, *action, *reward, *mu_p, *sigma_p;
   BatchData(Ops& o, const ModelConfig& c, uint64_t seed) : ops(o) {
     const size_t B = static_cast<size_t>(c.batch_size), H = static_cast<size_t>(c.horizon);
     ob.resize((H + 1) * B * c.obs_dim);
     ac.resize(H * B * c.action_dim);
     rw.resize(H * B);
+    mp.resize(ac.size());
+    sp.resize(ac.size());
     for (size_t i = 0; i < ob.size(); ++i) ob[i] = pompc::philox_normal(seed, 1, i);
     for (size_t i = 0; i < ac.size(); ++i) ac[i] = std::tanh(pompc::philox_normal(seed, 2, i));
     for (size_t i = 0; i < rw.size(); ++i) rw[i] = pompc::philox_uniform(seed, 3, i);
+    for (size_t i = 0; i < mp.size(); ++i) mp[i] = std::tanh(pompc::philox_normal(seed, 4, i));
+    for (size_t i = 0; i < sp.size(); ++i)
+      sp[i] = 0.05f + 1.95f * pompc::philox_uniform(seed, 5, i);
     obs = upload(ob);
     action = upload(ac);
     reward = upload(rw);
+    mu_p = upload(mp);
+    sigma_p = upload(sp);
   }
   float* upload(const std::vector<float>& h) {
     float* p = ops.alloc<float>(h.size());
@@ -90,13 +99,11 @@ struct BatchData {
     return p;
   }
   ~BatchData() {
-    ops.free_bytes(obs);
-    ops.free_bytes(action);
-    ops.free_bytes(reward);
+    for (float* p : {obs, action, reward, mu_p, sigma_p}) ops.free_bytes(p);
   }
   BatchData(const BatchData&) = delete;
   BatchData& operator=(const BatchData&) = delete;
-  Batch batch() const { return Batch{obs, action, reward}; }
+  Batch batch() const { return Batch{obs, action, reward, mu_p, sigma_p}; }
 };
 
 // Parameters away from the initialisation (whose zero heads make most gradients exactly 0):
@@ -104,7 +111,8 @@ struct BatchData {
 // target Qs = online Qs perturbed by N(0, 0.01^2) so that they differ.
 void randomize(WorldModel& wm, uint64_t seed) {
   Ops& ops = wm.ops();
-  for (ParamSet set : {ParamSet::model, ParamSet::pi, ParamSet::target_q}) {
+  for (ParamSet set : pompc::model::kParamSets) {
+    if (wm.param_count(set) == 0) continue;  // no learned prior
     std::vector<float> p(wm.param_count(set));
     const auto& ts = wm.tensors();
     for (size_t ti = 0; ti < ts.size(); ++ti) {
@@ -208,12 +216,17 @@ std::pair<size_t, size_t> range_of(const WorldModel& wm, const std::string& pref
 
 // The model loss (steps 2-3 with the TD targets of step 1 held fixed) and the pi loss (step 5 with
 // z[0..H] and S_Q held fixed) against their hand-written backward passes.
-void fd_case(float dropout) {
+// `variant` sets the critic and the policy objective (SPEC 4 and 6): the same checks run for every
+// preset's combination.
+void fd_case(float dropout, const char* label = "tdmpc2",
+             const std::function<void(ModelConfig&)>& variant = nullptr) {
   CAPTURE(dropout);
+  CAPTURE(label);
   auto ops = pompc::make_ref_ops();
   ModelConfig c = tiny(5, 2, 16, 12, 4, 2, 3);
   c.dropout = dropout;
   c.entropy_coef = 0.05f;  // large enough that the log_pi path shows in the pi loss
+  if (variant) variant(c);
   WorldModel wm(*ops, c, 8);
   randomize(wm, 3);
   BatchData data(*ops, c, 5);
@@ -251,15 +264,16 @@ void fd_case(float dropout) {
     fd_check(name.c_str(), *ops, pm, g_model, idx, model_loss, &fs);
   }
 
-  // pi: S_Q moved away from 1 so that the division is exercised.
-  const float s_q = 2.5f;
+  // pi: S_Q and S_D moved away from 1 so that the divisions are exercised.
+  const float s_q = 2.5f, s_d = 1.5f;
   ops->copy_to_backend(wm.q_scale(), &s_q, sizeof s_q);
+  ops->copy_to_backend(wm.prior_scale(), &s_d, sizeof s_d);
   wm.zero_grads();
-  wm.pi_forward(st, false, on);
-  wm.pi_backward(on);
+  wm.pi_forward(b, st, false, on);
+  wm.pi_backward(b, on);
   const auto g_pi = host(*ops, wm.grads(ParamSet::pi), wm.param_count(ParamSet::pi));
   auto pi_loss = [&] {
-    wm.pi_forward(st, false, on);
+    wm.pi_forward(b, st, false, on);
     return read_stats(*ops, st).pi_loss;
   };
   for (const NamedTensor& t : wm.tensors())
@@ -267,9 +281,9 @@ void fd_case(float dropout) {
       fd_check(t.name.c_str(), *ops, wm.params(ParamSet::pi), g_pi,
                sample(g_pi, t.offset, t.offset + t.numel(), seed++), pi_loss, &fs);
   std::printf(
-      "fd (dropout %g): %d gradients checked, %d outside tolerance, max abs err %.2g, "
+      "fd %s (dropout %g): %d gradients checked, %d outside tolerance, max abs err %.2g, "
       "max rel err %.2g (|g| > 1e-2)\n",
-      static_cast<double>(dropout), fs.checked, fs.failed, fs.max_abs, fs.max_rel);
+      label, static_cast<double>(dropout), fs.checked, fs.failed, fs.max_abs, fs.max_rel);
   CHECK(fs.failed == 0);
   ops->free_bytes(st);
 }
@@ -528,7 +542,7 @@ TEST_SUITE("model") {
     CHECK_THROWS_WITH_AS(c.set("horizon", "three"),
                          doctest::Contains("horizon=three: expected an integer"), pompc::Error);
     CHECK_THROWS_WITH_AS(c.set("entropy_form", "new"),
-                         doctest::Contains("expected paper or current"), pompc::Error);
+                         doctest::Contains("expected one of paper, current"), pompc::Error);
     auto ops = pompc::make_ref_ops();
     bad = c;
     bad.latent_dim = 12;
@@ -565,7 +579,7 @@ TEST_SUITE("model") {
     ModelConfig c = dog(5);
     c.batch_size = 2;
     WorldModel wm(*ops, c, 1);
-    for (ParamSet set : {ParamSet::model, ParamSet::pi, ParamSet::target_q}) {
+    for (ParamSet set : pompc::model::kParamSets) {
       std::vector<std::pair<size_t, size_t>> spans;
       for (const NamedTensor& t : wm.tensors())
         if (t.set == set) spans.emplace_back(t.offset, t.offset + t.numel());
@@ -736,6 +750,70 @@ TEST_SUITE("model") {
     fd_case(0.25f);  // dropout on: the backward must replay the forward's masks
   }
 
+  TEST_CASE("gradients: every critic and policy objective vs central finite differences") {
+    using pompc::model::Critic;
+    using pompc::model::Divergence;
+    using pompc::model::Prior;
+    using pompc::model::PriorScale;
+    auto bmpc_head = [](ModelConfig& c) {
+      c.policy_form = pompc::PolicyForm::clamped;
+      c.log_std_min = -3.0f;
+      c.log_std_max = 1.0f;
+    };
+    fd_case(0.25f, "bmpc: V critic, clamped pi, reverse KL to the planner", [&](ModelConfig& c) {
+      bmpc_head(c);
+      c.critic = Critic::v;
+      c.q_coef = 0.0f;
+      c.prior_coef = 1.0f;
+      c.prior = Prior::planner;
+    });
+    fd_case(0.0f, "tdmpc2sq: nll of the action, S_Q", [](ModelConfig& c) {
+      c.prior_coef = 1.0f;
+      c.prior_coef_per_action = true;
+      c.prior = Prior::planner;
+      c.divergence = Divergence::nll;
+      c.prior_scale = PriorScale::q;
+      c.prior_scale_threshold = 2.0f;
+    });
+    // Forward KLs divide by pi's variance: log_std >= -1 keeps the loss O(1), so that float
+    // finite differences resolve its gradient (with log_std near -3 the loss reaches ~1e3 and the
+    // differences carry ~1e-3 of rounding noise). Such wide stds put many clamped actions at the
+    // clamp's kink, where differences are wrong: these two cases use the smooth squashed head
+    // (the clamped head's backward is checked by the bmpc and learned-prior cases).
+    fd_case(0.0f, "planner prior, forward KL", [&](ModelConfig& c) {
+      c.log_std_min = -1.0f;
+      c.log_std_max = 1.0f;
+      c.q_coef = 0.5f;
+      c.prior_coef = 0.5f;
+      c.prior = Prior::planner;
+      c.divergence = Divergence::forward;
+    });
+    fd_case(0.25f, "pompc: intermediate prior, forward (weighted nll)", [&](ModelConfig& c) {
+      c.log_std_min = -1.0f;
+      c.log_std_max = 1.0f;
+      c.q_coef = 0.5f;
+      c.prior_coef = 0.5f;
+      c.prior = Prior::intermediate;
+      c.divergence = Divergence::forward;
+      c.prior_samples = 4;
+      c.beta = 0.5f;
+    });
+    fd_case(0.0f, "pompc: intermediate prior, reverse", [&](ModelConfig& c) {
+      c.q_coef = 0.5f;
+      c.prior_coef = 0.5f;
+      c.prior = Prior::intermediate;
+      c.divergence = Divergence::reverse;
+      c.prior_samples = 4;
+    });
+    fd_case(0.0f, "pompc: learned prior, reverse", [&](ModelConfig& c) {
+      bmpc_head(c);
+      c.q_coef = 0.5f;
+      c.prior_coef = 0.5f;
+      c.prior = Prior::learned;
+      c.divergence = Divergence::reverse;
+    });
+  }
+
   TEST_CASE("update: the losses equal SPEC's formulas recomputed through the inference API") {
     // Dropout off (the inference API has none), randomised parameters, the reward head's last
     // Linear set to weight 0 and a known bias (its logits are then that bias in every row).
@@ -763,7 +841,7 @@ TEST_SUITE("model") {
     wm.model_forward(data.batch(), st, false);
     const float s0 = 3.0f;  // S_Q away from 1 (a fresh model's spread is < 1: S would stay 1)
     ops->copy_to_backend(wm.q_scale(), &s0, sizeof s0);
-    wm.pi_forward(st, true, false);
+    wm.pi_forward(data.batch(), st, true, false);
     const UpdateStats got = read_stats(*ops, st);
 
     // The same quantities through encode / next / pi / Q, summed on the host.

@@ -8,12 +8,21 @@
 //              buffers, plans (warm start unless first[s]; exploration noise when explore), and
 //              copies back action [S, A] and the planner targets mu_p / sigma_p [S, A] (either
 //              may be null). One host synchronisation per call (the copies back).
-//   update     update(obs, action, reward): one replay batch as the replay buffer samples it
-//              (host, time-major: obs [H+1, B, O], action [H, B, A], reward [H, B]) is uploaded
-//              into backend buffers allocated at construction and WorldModel::update runs on it
-//              (SPEC 2 steps 1-6). Nothing synchronises: the UpdateStats stay in backend memory
-//              until read_stats() copies them to the host (the trainer does it once per
-//              episode).
+//   update     update(batch, burst): one replay batch as the replay buffer samples it (host,
+//              time-major: obs [H+1, B, O], action [H, B, A], reward [H, B], and with a prior
+//              mu / sigma [H, B, A]) is uploaded into backend buffers allocated at construction
+//              and WorldModel::update runs on it (SPEC 2 steps 1-6; burst = true in the
+//              pretraining burst, where the policy step is skipped unless pretrain_policy).
+//              Nothing synchronises: the UpdateStats stay in backend memory until read_stats()
+//              copies them to the host (the trainer does it once per episode).
+//   reanalyze  lazy reanalysis (SPEC 5, BMPC `reanalyze`): with reanalyze_interval > 0, every
+//              reanalyze_interval-th update outside the burst first re-plans the H states of the
+//              first n = min(reanalyze_batch, B) slices (obs[t, b], t < H, b < n; H n states in
+//              one cold-start planner call, t-major, pi's log_std in the expl_log_std range) and
+//              overwrites the batch's mu / sigma rows (t, b < n) with the new planner targets
+//              before the update uses them. update() returns n then (0 otherwise); the caller
+//              writes those rows back into its replay buffer (ReplayBuffer::write_batch_targets).
+//              Planner steps of reanalysis: kReanalyzeStep + reanalysis count.
 //   sizes      the WorldModel is built with max_rows = max_states * num_samples, the rows one
 //              plan step needs; the planner's horizon and discount must equal the model's.
 //   tests      build/test_emu -ts=agent
@@ -21,25 +30,45 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "agent/planner.h"
 #include "agent/world_model_latent.h"
 #include "model/world_model.h"
 #include "ops.h"
+#include "replay/replay_buffer.h"
 
 namespace pompc::agent {
 
+struct AgentSettings {
+  int max_states = 1;           // states act() plans for at once (environments)
+  int reanalyze_interval = 0;   // updates between lazy reanalyses (BMPC: 10); 0 = never
+  int reanalyze_batch = 20;     // slices of the batch re-planned (their H states each)
+  bool pretrain_policy = true;  // take the policy step in the pretraining burst (BMPC: false)
+};
+
 class Agent {
  public:
+  // Planner steps used by reanalysis start here (acting uses the agent step, evaluation 2^50+).
+  static constexpr uint64_t kReanalyzeStep = uint64_t{1} << 51;
+
   Agent(Ops& ops, const model::ModelConfig& model_cfg, const PlannerSettings& planner_cfg,
-        int max_states = 1);
+        const AgentSettings& settings = AgentSettings{});
   ~Agent();
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
 
   int obs_dim() const { return O_; }
   int action_dim() const { return A_; }
-  int max_states() const { return max_states_; }
+  int max_states() const { return settings_.max_states; }
+  const AgentSettings& settings() const { return settings_; }
+  // Updates taken outside the burst and reanalyses run (checkpointed: they time reanalysis).
+  uint64_t policy_updates() const { return policy_updates_; }
+  uint64_t reanalyses() const { return reanalyses_; }
+  void set_counters(uint64_t policy_updates, uint64_t reanalyses) {
+    policy_updates_ = policy_updates;
+    reanalyses_ = reanalyses;
+  }
   model::WorldModel& world_model() { return *wm_; }
   Planner& planner() { return *planner_; }
   Ops& ops() { return ops_; }
@@ -48,21 +77,32 @@ class Agent {
   void act(const float* obs, const uint8_t* first, int S, bool explore, uint64_t seed,
            uint64_t step, float* action, float* mu_p, float* sigma_p);
 
-  // One model + policy update on a host batch (time-major, B = batch_size, H = horizon).
-  void update(const float* obs, const float* action, const float* reward);
+  // One model + policy update on a host batch (time-major, B = batch_size, H = horizon; mu and
+  // sigma needed with a prior). Returns the slices reanalysed (their mu / sigma rows rewritten).
+  int update(const replay::SliceBatch& batch, bool burst = false);
 
   // The last update's statistics, copied to the host (synchronises).
   model::UpdateStats read_stats();
 
  private:
+  // Re-plans the first n slices' states and rewrites their targets in `batch`.
+  void reanalyze(const replay::SliceBatch& batch, int n, uint64_t seed);
+
   Ops& ops_;
-  int O_, A_, B_, H_, max_states_;
+  int O_, A_, B_, H_;
+  AgentSettings settings_;
+  bool prior_;               // the objective reads planner targets
+  uint64_t seed_;
+  uint64_t policy_updates_ = 0, reanalyses_ = 0;
+  std::vector<float> re_mu_, re_sigma_;  // host scratch of reanalysis [H n, A]
   std::unique_ptr<model::WorldModel> wm_;
   std::unique_ptr<WorldModelLatent> latent_;
   std::unique_ptr<Planner> planner_;
   float* batch_obs_ = nullptr;     // [H+1, B, O]
   float* batch_action_ = nullptr;  // [H, B, A]
   float* batch_reward_ = nullptr;  // [H, B]
+  float* batch_mu_ = nullptr;      // [H, B, A]
+  float* batch_sigma_ = nullptr;   // [H, B, A]
   model::UpdateStats* stats_ = nullptr;
 };
 

@@ -36,6 +36,10 @@ void WorldModelLatent::pi(const float* z, int rows, uint64_t seed, uint64_t offs
 
 void WorldModelLatent::value(const float* z, int rows, uint64_t seed, uint64_t offset, float* v) {
   POMPC_REQUIRE(rows <= max_rows_, "value: rows (%d) > max_rows (%d)", rows, max_rows_);
+  if (wm_.config().critic == model::Critic::v) {  // BMPC: gamma^H avg2 V(z_H)
+    wm_.V(v, z, rows, model::QMode::avg, false, seed, offset + 1);
+    return;
+  }
   wm_.pi(action_, nullptr, nullptr, nullptr, z, rows, seed, offset);
   wm_.Q(v, z, action_, rows, model::QMode::avg, false, seed, offset + 1);
 }

@@ -3,9 +3,9 @@
 //
 //   encode / next / reward   forward to WorldModel (dropout off, outputs overwritten)
 //   pi(z)                    the sampled action of the policy head (Philox (seed, offset))
-//   value(z)                 avg2 of the online Q heads at (z, a ~ pi(z)), TD-MPC2's terminal
-//                            value in `_estimate_value` (the pi draw uses offset, the head pair
-//                            offset + 1)
+//   value(z)                 critic q: avg2 of the online Q heads at (z, a ~ pi(z)), TD-MPC2's
+//                            terminal value in `_estimate_value` (the pi draw uses offset, the
+//                            head pair offset + 1); critic v: avg2 V(z) (BMPC, pair offset + 1)
 // The scratch for the terminal action is allocated once, for max_rows rows (the planner's
 // S * num_samples).
 #pragma once

@@ -77,6 +77,32 @@ Key float_key(const char* name, float ModelConfig::*field) {
       [field](const ModelConfig& c) { return fmt_float(c.*field); }};
 }
 
+// A key whose value is one of `names` (the enum's values in order).
+template <typename E>
+Key enum_key(const char* name, E ModelConfig::*field, std::vector<const char*> names) {
+  return Key{name,
+             [name, field, names](ModelConfig& c, const std::string& v) {
+               std::string list;
+               for (size_t i = 0; i < names.size(); ++i) {
+                 if (v == names[i]) {
+                   c.*field = static_cast<E>(i);
+                   return;
+                 }
+                 list += std::string(i ? ", " : "") + names[i];
+               }
+               throw Error(strfmt("%s=%s: expected one of %s", name, v.c_str(), list.c_str()));
+             },
+             [field, names](const ModelConfig& c) {
+               return std::string(names[static_cast<size_t>(c.*field)]);
+             }};
+}
+
+Key bool_key(const char* name, bool ModelConfig::*field) {
+  return Key{name,
+             [name, field](ModelConfig& c, const std::string& v) { c.*field = parse_bool(name, v); },
+             [field](const ModelConfig& c) { return std::string(c.*field ? "true" : "false"); }};
+}
+
 const std::vector<Key>& keys() {
   static const std::vector<Key> k = {
       Key{"model_size", [](ModelConfig& c, const std::string& v) { set_model_size(c, v); },
@@ -95,18 +121,22 @@ const std::vector<Key>& keys() {
       float_key("dropout", &ModelConfig::dropout),
       float_key("log_std_min", &ModelConfig::log_std_min),
       float_key("log_std_max", &ModelConfig::log_std_max),
-      Key{"entropy_form",
-          [](ModelConfig& c, const std::string& v) {
-            if (v == "paper")
-              c.entropy_form = EntropyForm::paper;
-            else if (v == "current")
-              c.entropy_form = EntropyForm::current;
-            else
-              throw Error(strfmt("entropy_form=%s: expected paper or current", v.c_str()));
-          },
-          [](const ModelConfig& c) {
-            return std::string(c.entropy_form == EntropyForm::paper ? "paper" : "current");
-          }},
+      enum_key("entropy_form", &ModelConfig::entropy_form, {"paper", "current"}),
+      enum_key("policy_form", &ModelConfig::policy_form, {"squashed", "clamped"}),
+      float_key("expl_log_std_min", &ModelConfig::expl_log_std_min),
+      float_key("expl_log_std_max", &ModelConfig::expl_log_std_max),
+      enum_key("critic", &ModelConfig::critic, {"q", "v"}),
+      float_key("q_coef", &ModelConfig::q_coef),
+      float_key("prior_coef", &ModelConfig::prior_coef),
+      bool_key("prior_coef_per_action", &ModelConfig::prior_coef_per_action),
+      enum_key("prior", &ModelConfig::prior, {"none", "planner", "intermediate", "learned"}),
+      enum_key("divergence", &ModelConfig::divergence, {"reverse", "forward", "nll"}),
+      enum_key("prior_scale", &ModelConfig::prior_scale, {"none", "own", "q"}),
+      float_key("prior_scale_threshold", &ModelConfig::prior_scale_threshold),
+      float_key("beta", &ModelConfig::beta),
+      int_key("prior_samples", &ModelConfig::prior_samples),
+      enum_key("prior_fit", &ModelConfig::prior_fit, {"reverse", "forward", "nll"}),
+      float_key("min_std", &ModelConfig::min_std),
       float_key("rho", &ModelConfig::rho),
       float_key("lr", &ModelConfig::lr),
       float_key("enc_lr_scale", &ModelConfig::enc_lr_scale),
@@ -158,6 +188,15 @@ float discount_for_episode_length(int episode_length) {
   POMPC_REQUIRE(episode_length >= 1, "episode_length (%d) must be >= 1", episode_length);
   const double frac = episode_length / 5.0;
   return static_cast<float>(std::clamp((frac - 1.0) / frac, 0.95, 0.995));
+}
+
+PolicyHead ModelConfig::policy_head(bool explore) const {
+  PolicyHead h;
+  h.log_std_min = explore ? expl_log_std_min : log_std_min;
+  h.log_std_max = explore ? expl_log_std_max : log_std_max;
+  h.entropy_form = entropy_form;
+  h.form = policy_form;
+  return h;
 }
 
 void ModelConfig::set(const std::string& key, const std::string& value) {
@@ -221,6 +260,40 @@ void ModelConfig::validate() const {
   POMPC_REQUIRE(batch_size >= 1 && batch_size <= 4096, "batch_size (%d) must be in [1, 4096]",
                 batch_size);
   POMPC_REQUIRE(horizon >= 1 && horizon <= 64, "horizon (%d) must be in [1, 64]", horizon);
+  POMPC_REQUIRE(expl_log_std_min < expl_log_std_max,
+                "expl_log_std_min (%g) must be < expl_log_std_max (%g)",
+                static_cast<double>(expl_log_std_min), static_cast<double>(expl_log_std_max));
+  // The policy objective (SPEC 4).
+  POMPC_REQUIRE(q_coef >= 0.0f && prior_coef >= 0.0f,
+                "q_coef (%g) and prior_coef (%g) must be >= 0 (PO-MPC: q_coef = 1 - lambda, "
+                "prior_coef = lambda)",
+                static_cast<double>(q_coef), static_cast<double>(prior_coef));
+  POMPC_REQUIRE(q_coef > 0.0f || prior != Prior::none,
+                "q_coef=0 with prior=none leaves the policy nothing to learn from: set q_coef > 0 "
+                "or choose a prior");
+  POMPC_REQUIRE(prior != Prior::none || prior_coef == 0.0f,
+                "prior_coef (%g) needs a prior: set prior=planner|intermediate|learned or "
+                "prior_coef=0",
+                static_cast<double>(prior_coef));
+  POMPC_REQUIRE(critic == Critic::q || q_coef == 0.0f,
+                "critic=v has no action input, so the Q term has no gradient: set q_coef=0 (BMPC) "
+                "or critic=q");
+  POMPC_REQUIRE(critic == Critic::q || prior != Prior::intermediate,
+                "prior=intermediate weighs planner samples by Qbar(z, a): it needs critic=q");
+  POMPC_REQUIRE(divergence != Divergence::nll || prior == Prior::planner,
+                "divergence=nll is TD-M(PC)^2's planner log-likelihood: it needs prior=planner");
+  POMPC_REQUIRE(prior_scale != PriorScale::q || q_coef > 0.0f,
+                "prior_scale=q divides by S_Q, which only the Q term updates: set q_coef > 0 or "
+                "prior_scale=own|none");
+  POMPC_REQUIRE(prior_fit != Divergence::nll,
+                "prior_fit=nll is not a divergence between Gaussians: use forward or reverse");
+  POMPC_REQUIRE(prior_scale_threshold >= 0.0f, "prior_scale_threshold (%g) must be >= 0",
+                static_cast<double>(prior_scale_threshold));
+  POMPC_REQUIRE(min_std > 0.0f, "min_std (%g) must be > 0", static_cast<double>(min_std));
+  POMPC_REQUIRE(beta > 0.0f, "beta (%g) must be > 0 (large beta: the planner itself)",
+                static_cast<double>(beta));
+  POMPC_REQUIRE(prior_samples >= 1 && prior_samples <= 256, "prior_samples (%d) must be in [1, 256]",
+                prior_samples);
   POMPC_REQUIRE(model_size == 1 || model_size == 5 || model_size == 19 || model_size == 48 ||
                     model_size == 317,
                 "model_size (%d) is not one of 1, 5, 19, 48, 317", model_size);

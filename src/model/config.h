@@ -18,6 +18,14 @@
 //              the key and the fix. WorldModel's constructor calls it.
 //   discount   discount_for_episode_length(L) = clip((L/5 - 1) / (L/5), 0.95, 0.995) (SPEC 2;
 //              DMC: L = 500 -> 0.99, the default of `discount`).
+//   objective  the policy objective of SPEC section 4 (every knob; the trainer's presets tdmpc2,
+//              bmpc, tdmpc2sq and pompc set them, see src/train/trainer.cpp):
+//                L_pi = mean_t rho^t mean_b [ -q_coef Qbar / S_Q + alpha log_pi
+//                                             + prior_coef' D(pi_theta, prior_t) / S_D ]
+//              prior_coef' = prior_coef (* A / 61 with prior_coef_per_action); t runs over
+//              pi_steps() = H + 1 latents without a prior (TD-MPC2), H with one (the planner
+//              targets exist for steps 0..H-1: BMPC, TD-M(PC)^2, PO-MPC). The maths of each
+//              prior / divergence / scale is in world_model.h.
 //
 // Test: build-wm/test_emu -ts=model -tc='*config*'
 #pragma once
@@ -30,6 +38,11 @@
 #include "ops.h"
 
 namespace pompc::model {
+
+enum class Critic { q, v };  // q: Qn heads over [z, a] (TD-MPC2); v: heads over z (BMPC, SPEC 6)
+enum class Prior { none, planner, intermediate, learned };  // prior_t of SPEC 4
+enum class Divergence { reverse, forward, nll };            // D of SPEC 4
+enum class PriorScale { none, own, q };                     // S_D of SPEC 4
 
 struct ModelConfig {
   // ---- sizes (SPEC 1) ----
@@ -50,6 +63,25 @@ struct ModelConfig {
   float log_std_min = -10.0f;  // log_std squashed into [log_std_min, log_std_max]
   float log_std_max = 2.0f;    // upper end of the log_std squash
   EntropyForm entropy_form = EntropyForm::paper;  // paper (first release) | current
+  PolicyForm policy_form = PolicyForm::squashed;   // squashed: tanh(u) (TD-MPC2); clamped: BMPC's
+                                                   // clamp(tanh(mean) + std eps, -1, 1)
+  float expl_log_std_min = -10.0f;  // log_std range of pi inside reanalysis (the planner's policy
+  float expl_log_std_max = 2.0f;    // trajectories; BMPC's expl_log_std_min/max = -2, 1)
+  // ---- critic (SPEC 6) ----
+  Critic critic = Critic::q;  // q: TD target r + gamma min2 Q_target(z', a'); v: BMPC's model-based
+                              // target rhat(z, a) + gamma avg2 V_target(next(z, a)), a ~ pi(z)
+  // ---- policy objective (SPEC 4; see the run book) ----
+  float q_coef = 1.0f;                  // weight of -Qbar / S_Q (PO-MPC: 1 - lambda)
+  float prior_coef = 0.0f;              // weight of D / S_D (PO-MPC: lambda)
+  bool prior_coef_per_action = false;   // multiply prior_coef by A / 61 (TD-M(PC)^2)
+  Prior prior = Prior::none;            // none | planner | intermediate | learned
+  Divergence divergence = Divergence::reverse;  // reverse | forward | nll (nll: planner prior)
+  PriorScale prior_scale = PriorScale::own;     // S_D: none (1) | own RunningScale | q (S_Q)
+  float prior_scale_threshold = 0.0f;   // the prior term is 0 while S_D <= this (TD-M(PC)^2: 2)
+  float beta = 1.0f;                    // intermediate prior: weights softmax_k(Qbar_k / beta)
+  int prior_samples = 8;                // intermediate prior: planner samples per latent
+  Divergence prior_fit = Divergence::forward;  // learned prior pi_psi's D_I: forward | reverse
+  float min_std = 0.05f;                // nll: floor of sigma_p (the planner's min_std)
   // ---- update (SPEC 2, 4) ----
   float rho = 0.5f;                // temporal weight rho^t of every loss term
   float lr = 3e-4f;                // Adam learning rate of the model and of pi
@@ -68,7 +100,15 @@ struct ModelConfig {
 
   // Bins of the two-hot heads and the policy head's settings, as the ops take them.
   Bins bins() const { return Bins{num_bins, vmin, vmax}; }
-  PolicyHead policy_head() const { return PolicyHead{log_std_min, log_std_max, entropy_form}; }
+  // The policy head as the ops take it; explore = the reanalysis range expl_log_std_min/max.
+  PolicyHead policy_head(bool explore = false) const;
+  // Latents the policy objective averages over: H + 1 without a prior, H with one.
+  int pi_steps() const { return prior == Prior::none ? horizon + 1 : horizon; }
+  // prior_coef with the per-action scaling applied.
+  float prior_weight() const {
+    return prior_coef_per_action ? prior_coef * static_cast<float>(action_dim) / 61.0f
+                                 : prior_coef;
+  }
 
   void set(const std::string& key, const std::string& value);
   std::vector<std::pair<std::string, std::string>> items() const;

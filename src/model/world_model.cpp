@@ -16,16 +16,6 @@ constexpr uint64_t kInitOffset = uint64_t{1} << 62;    // + tensor index: initia
 constexpr uint64_t kUpdateOffset = uint64_t{1} << 63;  // + 16 u + purpose: one update's draws
 constexpr float kTruncStd = 0.02f;                     // trunc_normal_(std=0.02)
 constexpr float kTruncBound = 2.0f;                    // its default a = -2, b = 2 (absolute)
-constexpr float kPiAdamEps = 1e-5f;                    // TD-MPC2's pi_optim eps
-
-enum Purpose {
-  kTdNoise = 0,
-  kTdPair = 1,
-  kValueDropout = 2,
-  kPiNoise = 3,
-  kPiDropout = 4,
-  kPiPair = 5
-};
 
 // Offsets of each layer's tensors relative to the module's start; returns the module.
 Mlp make_mlp(const std::string& name, int groups, std::vector<Layer> layers) {
@@ -119,6 +109,8 @@ WorldModel::~WorldModel() {
 
 void WorldModel::build_layout() {
   const int ZA = Z_ + A_, M = cfg_.mlp_dim, E = cfg_.enc_dim;
+  critic_in_ = cfg_.critic == Critic::q ? ZA : Z_;
+  T_pi_ = cfg_.pi_steps();
   std::vector<Layer> enc;
   const int hidden = std::max(cfg_.num_enc_layers - 1, 1);
   for (int i = 0; i < hidden; ++i) enc.push_back(layer(i == 0 ? O_ : E, E, Act::mish));
@@ -131,9 +123,14 @@ void WorldModel::build_layout() {
                      {layer(ZA, M, Act::mish), layer(M, M, Act::mish), layer(M, K_, Act::linear)});
   pi_ = make_mlp("_pi", 1,
                  {layer(Z_, M, Act::mish), layer(M, M, Act::mish), layer(M, 2 * A_, Act::linear)});
-  qs_ =
-      make_mlp("_Qs.params", Qn_,
-               {layer(ZA, M, Act::mish, true), layer(M, M, Act::mish), layer(M, K_, Act::linear)});
+  qs_ = make_mlp(
+      "_Qs.params", Qn_,
+      {layer(critic_in_, M, Act::mish, true), layer(M, M, Act::mish), layer(M, K_, Act::linear)});
+  const bool learned = cfg_.prior == Prior::learned;
+  if (learned)
+    prior_ = make_mlp("_pi_prior", 1,
+                      {layer(Z_, M, Act::mish), layer(M, M, Act::mish),
+                       layer(M, 2 * A_, Act::linear)});
 
   n_encoder_ = encoder_.param_count();
   const size_t dyn_off = n_encoder_;
@@ -142,6 +139,7 @@ void WorldModel::build_layout() {
   n_q_ = qs_.param_count();
   n_model_ = q_offset_ + n_q_;
   n_pi_ = pi_.param_count();
+  n_prior_ = learned ? prior_.param_count() : 0;
 
   tensors_.clear();
   add_tensors(&tensors_, encoder_, "_encoder.state", ParamSet::model, 0);
@@ -150,12 +148,15 @@ void WorldModel::build_layout() {
   add_tensors(&tensors_, qs_, "_Qs.params", ParamSet::model, q_offset_);
   add_tensors(&tensors_, pi_, "_pi", ParamSet::pi, 0);
   add_tensors(&tensors_, qs_, "_target_Qs_params", ParamSet::target_q, 0);
+  if (learned) add_tensors(&tensors_, prior_, "_pi_prior", ParamSet::prior, 0);
 
   groups_model_ = AdamGroups{};
   groups_model_.add(n_encoder_, cfg_.lr * cfg_.enc_lr_scale);
   groups_model_.add(n_model_ - n_encoder_, cfg_.lr);
   groups_pi_ = AdamGroups{};
   groups_pi_.add(n_pi_, cfg_.lr);
+  groups_prior_ = AdamGroups{};
+  if (learned) groups_prior_.add(n_prior_, cfg_.lr);
 }
 
 void WorldModel::allocate() {
@@ -165,6 +166,9 @@ void WorldModel::allocate() {
                K = static_cast<size_t>(K_), A = static_cast<size_t>(A_),
                Z = static_cast<size_t>(Z_), R = static_cast<size_t>(max_rows_);
   const int iB = B_, iRH = H_ * B_, iRH1 = (H_ + 1) * B_;
+  const bool v_critic = cfg_.critic == Critic::v, learned = cfg_.prior == Prior::learned,
+             intermediate = cfg_.prior == Prior::intermediate;
+  const size_t CI = static_cast<size_t>(critic_in_), S = static_cast<size_t>(cfg_.prior_samples);
 
   // Persistent state and constants.
   Arena state;
@@ -177,7 +181,14 @@ void WorldModel::allocate() {
   state.add(&m_pi_, n_pi_);
   state.add(&v_pi_, n_pi_);
   state.add(&params_target_, n_q_);
+  if (learned) {
+    state.add(&params_prior_, n_prior_);
+    state.add(&grads_prior_, n_prior_);
+    state.add(&m_prior_, n_prior_);
+    state.add(&v_prior_, n_prior_);
+  }
   state.add(&q_scale_, 1);
+  state.add(&d_scale_, 1);
   state.add(&w_cons_, static_cast<size_t>(H_));
   state.add(&w_rew_, RH);
   state.add(&g_rew_, RH);
@@ -186,16 +197,18 @@ void WorldModel::allocate() {
   state.add(&coef3_, 3);
   state.add(&w_pi_, RH1);
   state.add(&g_logpi_, RH1);
-  allocated_bytes_ += state.floats() * sizeof(float) + 2 * sizeof(AdamScalars);
+  allocated_bytes_ += state.floats() * sizeof(float) + 3 * sizeof(AdamScalars);
   blocks_.push_back(state.allocate(ops_));
   adam_model_ = ops_.alloc<AdamScalars>(1);
   blocks_.push_back(adam_model_);
   adam_pi_ = ops_.alloc<AdamScalars>(1);
   blocks_.push_back(adam_pi_);
+  adam_prior_ = ops_.alloc<AdamScalars>(1);
+  blocks_.push_back(adam_prior_);
 
   // Forward activations of the update and of inference.
   Arena acts;
-  reserve_acts(acts, encoder_, iRH, false, &enc_td_acts_);
+  reserve_acts(acts, encoder_, iRH1, false, &enc_td_acts_);
   reserve_acts(acts, encoder_, iB, true, &enc_acts_);
   reserve_acts(acts, pi_, iRH, false, &pi_td_acts_);
   reserve_acts(acts, qs_, iRH, false, &tq_acts_);
@@ -205,7 +218,8 @@ void WorldModel::allocate() {
   reserve_acts(acts, qs_, iRH, true, &q_acts_);
   reserve_acts(acts, pi_, iRH1, true, &pi_acts_);
   reserve_acts(acts, qs_, iRH1, true, &pq_acts_);
-  acts.add(&next_z_, RH * Z);
+  acts.add(&true_z_, RH1 * Z);
+  next_z_ = nullptr;  // true_z_ + B Z, set after allocation
   acts.add(&raw_td_, RH * 2 * A);
   acts.add(&a_td_, RH * A);
   acts.add(&tq_in_, RH * ZA);
@@ -227,6 +241,35 @@ void WorldModel::allocate() {
   acts.add(&pq_logits_, Qn * RH1 * K);
   acts.add(&pq_val_, Qn * RH1);
   acts.add(&qavg_, RH1);
+  acts.add(&mu_pi_, RH1 * A);
+  acts.add(&log_std_pi_, RH1 * A);
+  acts.add(&div_, RH1);
+  acts.add(&gate_, 1);
+  if (v_critic) {
+    reserve_acts(acts, reward_, iRH, false, &rew_td_acts_);
+    reserve_acts(acts, dynamics_, iRH, false, &dyn_td_acts_);
+    acts.add(&rhat_, RH);
+    acts.add(&zn_td_, RH * Z);
+  }
+  if (learned) {
+    reserve_acts(acts, prior_, iRH, true, &psi_acts_);
+    acts.add(&raw_psi_, RH * 2 * A);
+    acts.add(&a_psi_, RH * A);
+    acts.add(&mu_psi_, RH * A);
+    acts.add(&log_std_psi_, RH * A);
+    acts.add(&sigma_psi_, RH * A);
+    acts.add(&fit_div_, RH);
+  }
+  if (intermediate) {
+    reserve_acts(acts, qs_, static_cast<int>(S) * iRH, false, &qk_acts_);
+    acts.add(&a_k_, S * RH * A);
+    acts.add(&zk_in_, S * RH * ZA);
+    acts.add(&qk_logits_, Qn * S * RH * K);
+    acts.add(&qk_val_, Qn * S * RH);
+    acts.add(&qk_avg_, S * RH);
+    acts.add(&w_k_, S * RH);
+    acts.add(&log_z_, RH);
+  }
   reserve_acts(acts, encoder_, max_rows_, false, &enc_inf_);
   reserve_acts(acts, dynamics_, max_rows_, false, &dyn_inf_);
   reserve_acts(acts, reward_, max_rows_, false, &rew_inf_);
@@ -236,6 +279,8 @@ void WorldModel::allocate() {
   acts.add(&inf_qval_, Qn * R);
   allocated_bytes_ += acts.floats() * sizeof(float);
   blocks_.push_back(acts.allocate(ops_));
+  next_z_ = true_z_ + static_cast<size_t>(B_) * Z_;
+  (void)CI;
 
   // Activation gradients of the update (zeroed once per update).
   Arena grads;
@@ -257,6 +302,16 @@ void WorldModel::allocate() {
   grads.add(&d_pq_in_, RH1 * ZA);
   grads.add(&d_a_pi_, RH1 * A);
   grads.add(&d_raw_pi_, RH1 * 2 * A);
+  grads.add(&d_mu_pi_, RH1 * A);
+  grads.add(&d_log_std_pi_, RH1 * A);
+  grads.add(&d_div_, RH1);
+  if (learned) {
+    reserve_grads(grads, prior_, iRH, &psi_g_);
+    grads.add(&d_fit_div_, RH);
+    grads.add(&d_mu_psi_, RH * A);
+    grads.add(&d_log_std_psi_, RH * A);
+    grads.add(&d_raw_psi_, RH * 2 * A);
+  }
   grad_block_floats_ = grads.floats();
   allocated_bytes_ += grad_block_floats_ * sizeof(float);
   grad_block_ = grads.allocate(ops_);
@@ -265,13 +320,13 @@ void WorldModel::allocate() {
   // Loss weights: rho^t over the steps, computed in double and rounded once.
   std::vector<float> w_cons(H_), w_rew(RH), g_rew(RH), w_val(Qn * RH), g_val(RH), w_pi(RH1),
       g_logpi(RH1);
-  const double H = H_, Bd = B_, Qd = Qn_;
+  const double H = H_, Bd = B_, Qd = Qn_, T = T_pi_;
   for (int t = 0; t <= H_; ++t) {
     const double rt = std::pow(static_cast<double>(cfg_.rho), t);
     for (size_t b = 0; b < B; ++b) {
       const size_t i = static_cast<size_t>(t) * B + b;
-      w_pi[i] = static_cast<float>(rt / (Bd * (H + 1)));
-      g_logpi[i] = static_cast<float>(cfg_.entropy_coef * rt / (Bd * (H + 1)));
+      w_pi[i] = t < T_pi_ ? static_cast<float>(rt / (Bd * T)) : 0.0f;
+      g_logpi[i] = t < T_pi_ ? static_cast<float>(cfg_.entropy_coef * rt / (Bd * T)) : 0.0f;
       if (t == H_) continue;
       w_rew[i] = static_cast<float>(rt / (Bd * H));
       g_rew[i] = static_cast<float>(cfg_.reward_coef * rt / (Bd * H));
@@ -292,13 +347,16 @@ void WorldModel::allocate() {
 }
 
 void WorldModel::init() {
-  std::vector<float> model(n_model_, 0.0f), pi(n_pi_, 0.0f);
+  std::vector<float> model(n_model_, 0.0f), pi(n_pi_, 0.0f), prior(n_prior_, 0.0f);
   const std::string reward_last = "_reward." + std::to_string(reward_.layers.size() - 1) + ".";
   const std::string q_last = "_Qs.params." + std::to_string(qs_.layers.size() - 1) + ".";
   for (size_t ti = 0; ti < tensors_.size(); ++ti) {
     const NamedTensor& t = tensors_[ti];
     if (t.set == ParamSet::target_q) continue;  // copied from the Qs below
-    float* dst = (t.set == ParamSet::model ? model.data() : pi.data()) + t.offset;
+    float* dst = (t.set == ParamSet::model ? model.data()
+                  : t.set == ParamSet::pi  ? pi.data()
+                                           : prior.data()) +
+                 t.offset;
     const size_t n = t.numel();
     if (ends_with(t.name, "ln.weight")) {
       for (size_t i = 0; i < n; ++i) dst[i] = 1.0f;
@@ -325,10 +383,17 @@ void WorldModel::init() {
   ops_.fill(grads_pi_, static_cast<int64_t>(n_pi_), 0.0f);
   ops_.fill(m_pi_, static_cast<int64_t>(n_pi_), 0.0f);
   ops_.fill(v_pi_, static_cast<int64_t>(n_pi_), 0.0f);
+  if (n_prior_) {
+    ops_.copy_to_backend(params_prior_, prior.data(), n_prior_ * sizeof(float));
+    for (float* p : {grads_prior_, m_prior_, v_prior_})
+      ops_.fill(p, static_cast<int64_t>(n_prior_), 0.0f);
+  }
   ops_.fill(q_scale_, 1, 1.0f);
+  ops_.fill(d_scale_, 1, 1.0f);
   const AdamScalars zero{};
   ops_.copy_to_backend(adam_model_, &zero, sizeof zero);
   ops_.copy_to_backend(adam_pi_, &zero, sizeof zero);
+  ops_.copy_to_backend(adam_prior_, &zero, sizeof zero);
   updates_ = 0;
 }
 
@@ -338,6 +403,8 @@ float* WorldModel::params(ParamSet set) {
       return params_model_;
     case ParamSet::pi:
       return params_pi_;
+    case ParamSet::prior:
+      return params_prior_;
     default:
       return params_target_;
   }
@@ -349,30 +416,32 @@ size_t WorldModel::param_count(ParamSet set) const {
       return n_model_;
     case ParamSet::pi:
       return n_pi_;
+    case ParamSet::prior:
+      return n_prior_;
     default:
       return n_q_;
   }
 }
 
 size_t WorldModel::trainable_param_count() const {
-  return n_model_ + n_pi_;
+  return n_model_ + n_pi_ + n_prior_;
 }
 
+namespace {
+template <typename P>
+P pick_trained(ParamSet set, P model, P pi, P prior) {
+  POMPC_REQUIRE(set != ParamSet::target_q, "the target Qs have no gradients or optimizer");
+  return set == ParamSet::model ? model : set == ParamSet::pi ? pi : prior;
+}
+}  // namespace
+
 float* WorldModel::grads(ParamSet set) {
-  POMPC_REQUIRE(set != ParamSet::target_q, "the target Qs have no gradients");
-  return set == ParamSet::model ? grads_model_ : grads_pi_;
+  return pick_trained(set, grads_model_, grads_pi_, grads_prior_);
 }
-float* WorldModel::adam_m(ParamSet set) {
-  POMPC_REQUIRE(set != ParamSet::target_q, "the target Qs have no optimizer");
-  return set == ParamSet::model ? m_model_ : m_pi_;
-}
-float* WorldModel::adam_v(ParamSet set) {
-  POMPC_REQUIRE(set != ParamSet::target_q, "the target Qs have no optimizer");
-  return set == ParamSet::model ? v_model_ : v_pi_;
-}
+float* WorldModel::adam_m(ParamSet set) { return pick_trained(set, m_model_, m_pi_, m_prior_); }
+float* WorldModel::adam_v(ParamSet set) { return pick_trained(set, v_model_, v_pi_, v_prior_); }
 AdamScalars* WorldModel::adam_scalars(ParamSet set) {
-  POMPC_REQUIRE(set != ParamSet::target_q, "the target Qs have no optimizer");
-  return set == ParamSet::model ? adam_model_ : adam_pi_;
+  return pick_trained(set, adam_model_, adam_pi_, adam_prior_);
 }
 
 Dropout WorldModel::q_dropout(bool on, int purpose) const {
@@ -415,12 +484,13 @@ void WorldModel::pi(float* action, float* mu, float* log_std, float* log_pi, con
   check_rows("pi", rows, max_rows_);
   mlp_forward(ops_, pi_, params_pi_, z, rows, pi_inf_, nullptr, Dropout{});
   ops_.policy_head_forward(action, mu, log_std, log_pi, nullptr, pi_inf_.out.back(), rows, A_,
-                           cfg_.policy_head(), seed, offset);
+                           cfg_.policy_head(explore_head_), seed, offset);
 }
 
 void WorldModel::Q(float* out, const float* z, const float* a, int rows, QMode mode, bool target,
                    uint64_t seed, uint64_t offset) {
   check_rows("Q", rows, max_rows_);
+  POMPC_REQUIRE(cfg_.critic == Critic::q, "Q: this model has a V critic (critic=v); call V");
   const float* params = target ? params_target_ : params_model_ + q_offset_;
   ops_.concat_forward(inf_za_, z, a, rows, Z_, A_);
   if (mode == QMode::all) {
@@ -433,16 +503,36 @@ void WorldModel::Q(float* out, const float* z, const float* a, int rows, QMode m
                            mode == QMode::min ? PairMode::min : PairMode::avg, seed, offset);
 }
 
+void WorldModel::V(float* out, const float* z, int rows, QMode mode, bool target, uint64_t seed,
+                   uint64_t offset) {
+  check_rows("V", rows, max_rows_);
+  POMPC_REQUIRE(cfg_.critic == Critic::v, "V: this model has a Q critic (critic=q); call Q");
+  const float* params = target ? params_target_ : params_model_ + q_offset_;
+  if (mode == QMode::all) {
+    mlp_forward(ops_, qs_, params, z, rows, q_inf_, out, Dropout{});
+    return;
+  }
+  mlp_forward(ops_, qs_, params, z, rows, q_inf_, nullptr, Dropout{});
+  ops_.two_hot_inv_forward(inf_qval_, q_inf_.out.back(), Qn_ * rows, cfg_.bins());
+  ops_.pair_select_forward(out, inf_qval_, Qn_, rows,
+                           mode == QMode::min ? PairMode::min : PairMode::avg, seed, offset);
+}
+
 // ---- update ------------------------------------------------------------------------------------
 
 void WorldModel::zero_grads() {
   ops_.fill(grads_model_, static_cast<int64_t>(n_model_), 0.0f);
   ops_.fill(grads_pi_, static_cast<int64_t>(n_pi_), 0.0f);
+  if (n_prior_) ops_.fill(grads_prior_, static_cast<int64_t>(n_prior_), 0.0f);
   ops_.fill(grad_block_, static_cast<int64_t>(grad_block_floats_), 0.0f);
 }
 
 void WorldModel::td_target(const Batch& batch) {
   NvtxRange range("update/td_target");
+  if (cfg_.critic == Critic::v) {
+    td_target_v(batch);
+    return;
+  }
   const int RH = H_ * B_;
   const size_t BO = static_cast<size_t>(B_) * O_;
   const float* next_z = next_z_;
@@ -457,6 +547,30 @@ void WorldModel::td_target(const Batch& batch) {
                            update_offset(updates_, kTdPair));
   ops_.scale_add(td_, batch.reward, RH, 1.0f, nullptr, 0.0f);    // td = reward
   ops_.scale_add(td_, qmin_, RH, cfg_.discount, nullptr, 1.0f);  // td += gamma min2
+}
+
+// BMPC's _td_target_V with td_horizon 1: z_t = encoder(obs[t]), a ~ pi(z_t),
+// td_t = two_hot_inv(reward(z_t, a)) + gamma avg2(target Vs(dynamics(z_t, a))), t = 0..H-1.
+void WorldModel::td_target_v(const Batch& batch) {
+  const int RH = H_ * B_, RH1 = (H_ + 1) * B_;
+  const size_t dyn_off = n_encoder_, rew_off = n_encoder_ + dynamics_.param_count();
+  mlp_forward(ops_, encoder_, params_model_, batch.obs, RH1, enc_td_acts_, true_z_, Dropout{});
+  const float* z = true_z_;  // z_0..z_{H-1}
+  mlp_forward(ops_, pi_, params_pi_, z, RH, pi_td_acts_, raw_td_, Dropout{});
+  ops_.policy_head_forward(a_td_, nullptr, nullptr, nullptr, nullptr, raw_td_, RH, A_,
+                           cfg_.policy_head(), cfg_.seed, update_offset(updates_, kTdNoise));
+  ops_.concat_forward(tq_in_, z, a_td_, RH, Z_, A_);
+  mlp_forward(ops_, reward_, params_model_ + rew_off, tq_in_, RH, rew_td_acts_, nullptr,
+              Dropout{});
+  ops_.two_hot_inv_forward(rhat_, rew_td_acts_.out.back(), RH, cfg_.bins());
+  mlp_forward(ops_, dynamics_, params_model_ + dyn_off, tq_in_, RH, dyn_td_acts_, zn_td_,
+              Dropout{});
+  mlp_forward(ops_, qs_, params_target_, zn_td_, RH, tq_acts_, tq_logits_, Dropout{});
+  ops_.two_hot_inv_forward(tq_val_, tq_logits_, Qn_ * RH, cfg_.bins());
+  ops_.pair_select_forward(qmin_, tq_val_, Qn_, RH, PairMode::avg, cfg_.seed,
+                           update_offset(updates_, kTdPair));
+  ops_.scale_add(td_, rhat_, RH, 1.0f, nullptr, 0.0f);           // td = rhat
+  ops_.scale_add(td_, qmin_, RH, cfg_.discount, nullptr, 1.0f);  // td += gamma avg2 V
 }
 
 void WorldModel::model_forward(const Batch& batch, UpdateStats* stats, bool dropout) {
@@ -476,7 +590,8 @@ void WorldModel::model_forward(const Batch& batch, UpdateStats* stats, bool drop
   }
   mlp_forward(ops_, reward_, params_model_ + rew_off, dyn_in_, RH, rew_acts_, rlogits_, Dropout{});
   ops_.soft_ce_forward(ce_r_, rlogits_, batch.reward, RH, cfg_.bins());
-  mlp_forward(ops_, qs_, params_model_ + q_offset_, dyn_in_, RH, q_acts_, qlogits_,
+  const float* critic_in = cfg_.critic == Critic::q ? dyn_in_ : zs_;  // [z, a] or z[0..H-1]
+  mlp_forward(ops_, qs_, params_model_ + q_offset_, critic_in, RH, q_acts_, qlogits_,
               q_dropout(dropout, kValueDropout));
   for (int q = 0; q < Qn_; ++q)
     ops_.soft_ce_forward(ce_v_ + static_cast<size_t>(q) * RH,
@@ -501,8 +616,12 @@ void WorldModel::model_backward(const Batch& batch, bool dropout) {
                           qlogits_ + static_cast<size_t>(q) * RH * K_, td_, RH, cfg_.bins());
   mlp_backward(ops_, reward_, params_model_ + rew_off, grads_model_ + rew_off, dyn_in_, RH,
                rew_acts_, d_rlogits_, rew_g_, d_rq_in_, Dropout{});
-  mlp_backward(ops_, qs_, params_model_ + q_offset_, grads_model_ + q_offset_, dyn_in_, RH, q_acts_,
-               d_qlogits_, q_g_, d_rq_in_, q_dropout(dropout, kValueDropout));
+  if (cfg_.critic == Critic::q)
+    mlp_backward(ops_, qs_, params_model_ + q_offset_, grads_model_ + q_offset_, dyn_in_, RH,
+                 q_acts_, d_qlogits_, q_g_, d_rq_in_, q_dropout(dropout, kValueDropout));
+  else  // V heads read z[0..H-1] directly: their input gradient lands in dz[0..H-1]
+    mlp_backward(ops_, qs_, params_model_ + q_offset_, grads_model_ + q_offset_, zs_, RH, q_acts_,
+                 d_qlogits_, q_g_, dzs_, q_dropout(dropout, kValueDropout));
   ops_.concat_backward(dzs_, nullptr, d_rq_in_, RH, Z_, A_);  // actions get no gradient
   // Consistency: d z[t+1] += consistency_coef rho^t / H * 2 (z[t+1] - next_z[t]) / (B Z).
   for (int t = 0; t < H_; ++t) {
@@ -530,58 +649,19 @@ void WorldModel::model_step(UpdateStats* stats) {
                    adam_model_);
 }
 
-void WorldModel::pi_forward(UpdateStats* stats, bool update_scale, bool dropout) {
-  NvtxRange range("update/pi_forward");
-  const int RH1 = (H_ + 1) * B_;
-  mlp_forward(ops_, pi_, params_pi_, zs_, RH1, pi_acts_, raw_pi_, Dropout{});
-  ops_.policy_head_forward(a_pi_, nullptr, nullptr, log_pi_, nullptr, raw_pi_, RH1, A_,
-                           cfg_.policy_head(), cfg_.seed, update_offset(updates_, kPiNoise));
-  ops_.concat_forward(pq_in_, zs_, a_pi_, RH1, Z_, A_);
-  mlp_forward(ops_, qs_, params_model_ + q_offset_, pq_in_, RH1, pq_acts_, pq_logits_,
-              q_dropout(dropout, kPiDropout));
-  ops_.two_hot_inv_forward(pq_val_, pq_logits_, Qn_ * RH1, cfg_.bins());
-  ops_.pair_select_forward(qavg_, pq_val_, Qn_, RH1, PairMode::avg, cfg_.seed,
-                           update_offset(updates_, kPiPair));
-  if (update_scale) ops_.running_scale_update(q_scale_, qavg_, B_, cfg_.tau);
-  // pi_loss = sum_t rho^t / (H+1) mean_b (alpha log_pi - Qbar / S_Q)
-  ops_.weighted_sum(&stats->pi_loss, log_pi_, w_pi_, RH1, cfg_.entropy_coef, nullptr, 0.0f);
-  ops_.weighted_sum(&stats->pi_loss, qavg_, w_pi_, RH1, -1.0f, q_scale_, 1.0f);
-  ops_.scale_add(&stats->pi_scale, q_scale_, 1, 1.0f, nullptr, 0.0f);
-}
-
-void WorldModel::pi_backward(bool dropout) {
-  NvtxRange range("update/pi_backward");
-  const int RH1 = (H_ + 1) * B_;
-  // dL/dQbar = -rho^t / (B (H+1)) / S_Q; the Q heads are frozen (no parameter gradients).
-  ops_.scale_add(d_qavg_, w_pi_, RH1, -1.0f, q_scale_, 0.0f);
-  ops_.pair_select_backward(d_pq_val_, d_qavg_, pq_val_, Qn_, RH1, PairMode::avg, cfg_.seed,
-                            update_offset(updates_, kPiPair));
-  ops_.two_hot_inv_backward(d_pq_logits_, d_pq_val_, pq_logits_, Qn_ * RH1, cfg_.bins());
-  mlp_backward(ops_, qs_, params_model_ + q_offset_, nullptr, pq_in_, RH1, pq_acts_, d_pq_logits_,
-               pq_g_, d_pq_in_, q_dropout(dropout, kPiDropout));
-  ops_.concat_backward(nullptr, d_a_pi_, d_pq_in_, RH1, Z_, A_);  // z is detached
-  ops_.policy_head_backward(d_raw_pi_, d_a_pi_, nullptr, nullptr, g_logpi_, raw_pi_, RH1, A_,
-                            cfg_.policy_head(), cfg_.seed, update_offset(updates_, kPiNoise));
-  mlp_backward(ops_, pi_, params_pi_, grads_pi_, zs_, RH1, pi_acts_, d_raw_pi_, pi_g_, nullptr,
-               Dropout{});
-}
-
-void WorldModel::pi_step(UpdateStats* stats) {
-  NvtxRange range("update/pi_step");
-  ops_.clip_grad_norm(grads_pi_, n_pi_, cfg_.grad_clip_norm, &stats->pi_grad_norm);
-  AdamSettings s;
-  s.eps = kPiAdamEps;
-  ops_.adam_update(s, groups_pi_, params_pi_, grads_pi_, m_pi_, v_pi_, adam_pi_);
-}
-
 void WorldModel::target_update() {
   ops_.polyak(params_target_, params_model_ + q_offset_, n_q_, cfg_.tau);
 }
 
-void WorldModel::update(const Batch& batch, UpdateStats* stats) {
+void WorldModel::update(const Batch& batch, UpdateStats* stats, bool policy) {
   NvtxRange range("update");
   POMPC_REQUIRE(batch.obs && batch.action && batch.reward && stats,
                 "update: batch.obs, batch.action, batch.reward and stats must all be set");
+  POMPC_REQUIRE(cfg_.prior == Prior::none || (batch.mu_p && batch.sigma_p),
+                "update: prior=%s needs the batch's planner targets (batch.mu_p, batch.sigma_p)",
+                cfg_.prior == Prior::planner ? "planner"
+                : cfg_.prior == Prior::learned ? "learned"
+                                               : "intermediate");
   zero_grads();
   td_target(batch);
   {
@@ -590,10 +670,11 @@ void WorldModel::update(const Batch& batch, UpdateStats* stats) {
     model_backward(batch);
     model_step(stats);
   }
-  {
+  if (policy) {
     NvtxRange pi("update/pi");
-    pi_forward(stats);
-    pi_backward();
+    if (cfg_.prior == Prior::learned) prior_fit(batch, stats);
+    pi_forward(batch, stats);
+    pi_backward(batch);
     pi_step(stats);
   }
   target_update();

@@ -43,22 +43,48 @@
 //                                                       whole batch; all: out = the logits
 //                                                       [Qn, rows, K] (seed, offset unused)
 //
-// Update (update(batch, stats)): batch in backend memory, time-major:
-//   obs [H+1, B, O], action [H, B, A], reward [H, B] (row b of step t at t * B + b).
-//   1. td_target: next_z = encoder(obs[1..H]); a' ~ pi(next_z);
-//      td = reward + gamma * min2(target Qs(next_z, a'))                (no dropout, no grads)
+// Update (update(batch, stats, policy)): batch in backend memory, time-major:
+//   obs [H+1, B, O], action [H, B, A], reward [H, B] (row b of step t at t * B + b), and with a
+//   prior the planner targets mu_p, sigma_p [H, B, A] (sentinels already replaced by N(0, 1)).
+//   1. td_target (no dropout, no grads):
+//      critic q: next_z = encoder(obs[1..H]); a' ~ pi(next_z);
+//                td = reward + gamma * min2(target Qs(next_z, a'))
+//      critic v: z_t = encoder(obs[t]) for t = 0..H (next_z = z_1..H); a ~ pi(z_t), t < H;
+//                td = two_hot_inv(reward(z_t, a)) + gamma * avg2(target Vs(dynamics(z_t, a)))
 //   2-3. model_forward: z[0] = encoder(obs[0]), z[t+1] = dynamics(z[t], action[t]);
 //      consistency = sum_t rho^t mean((z[t+1] - next_z[t])^2) / H
 //      reward      = sum_t rho^t mean_b soft_ce(reward(z[t], a[t]), reward[t]) / H
-//      value       = sum_t rho^t sum_q mean_b soft_ce(Q_q(z[t], a[t]), td[t]) / (H Qn)  (dropout)
+//      value       = sum_t rho^t sum_q mean_b soft_ce(Q_q(z[t], a[t]) | V_q(z[t]), td[t]) / (H Qn)
+//                    (dropout on)
 //      total = consistency_coef consistency + reward_coef reward + value_coef value
 //   4. model_backward + model_step: gradients of total (hand-written backward through every
 //      module), clip the global norm at grad_clip_norm, Adam.
-//   5. pi_forward / pi_backward / pi_step on the detached z[0..H] (H+1 steps): a ~ pi(z[t]);
-//      Qbar = avg2(Qs(z[t], a)) with the just-updated Qs frozen and their dropout on;
-//      S_Q <- RunningScale update with Qbar at t = 0;
-//      pi_loss = sum_t rho^t mean_b (entropy_coef log_pi - Qbar / S_Q) / (H + 1);
-//      gradients reach pi's parameters through a (and log_pi); clip; pi's Adam.
+//   5. the policy step (skipped with policy = false: BMPC's pretraining burst), on the detached
+//      latents z[t], t < T = cfg.pi_steps() (H + 1 without a prior, H with one), rows R = T B:
+//      a ~ pi(z[t]) with mu = tanh(mean), s = exp(log_std) (both policy forms);
+//      Qbar = avg2(Qs(z[t], a)) with the just-updated Qs frozen and their dropout on (computed when
+//        q_coef > 0 or the intermediate prior needs it); S_Q <- RunningScale(Qbar at t = 0);
+//      prior (mu_t, sigma_t) and D per row:
+//        planner       the batch's (mu_p, sigma_p)
+//        learned       pi_psi(z[t]) (its own MLP, same layout as pi, "_pi_prior.*"), after its own
+//                      step: prior_fit_loss = sum_t w_t mean_b D_I(pi_psi, planner), D_I =
+//                      prior_fit (gauss_kl forward | reverse), clip, Adam (lr, eps 1e-5)
+//        intermediate  S = prior_samples planner samples a_k = clamp(mu_p + sigma_p eps_k, -1, 1),
+//                      Qbar_k = avg2 Qs(z, a_k) (no dropout, no grads), w_k = softmax_k(Qbar_k /
+//                      beta), log_z = log mean_k exp(Qbar_k / beta)
+//        D: reverse  gauss_kl(N(mu, s) || prior), mean over action dims (BMPC's kl_div)
+//           forward  gauss_kl(prior || N(mu, s)); intermediate: the weighted negative
+//                    log-likelihood -sum_k w_k mean_j log N(a_kj; mu_j, s_j) (MPO projection)
+//           reverse, intermediate: KL(N(mu, s) || planner) - Qbar / beta + log_z, the exact
+//                    KL(pi_theta || pi_I) up to its Monte-Carlo estimates (pi_I = planner *
+//                    exp(Qbar / beta) / Z), reparameterised through a
+//           nll      -A (sum_j(-0.5 e_j^2 - log s_j) - 0.5 log 2 pi), e = (a - mu_p) / max(sigma_p,
+//                    min_std): TD-M(PC)^2's prior log-likelihood of the sampled action
+//      S_D: own RunningScale of D at t = 0 (prior_scale()), S_Q, or 1; the term is 0 while S_D <=
+//        prior_scale_threshold (scale_gate);
+//      pi_loss = sum_t w_t mean_b (alpha log_pi - q_coef Qbar / S_Q + prior_weight D / S_D),
+//        w_t = rho^t / T; gradients reach pi's parameters through a, mu, log_std and log_pi;
+//        clip; pi's Adam.
 //   6. target_update: target Qs += tau (Qs - target Qs).
 //   Stats (UpdateStats, backend memory) are written by the phases; nothing synchronises with the
 //   host, so the caller reads them (copy_to_host) when it wants. grad_norm / pi_grad_norm are the
@@ -66,9 +92,10 @@
 //
 // Randomness of one update (host counter u = updates(), advanced by update() at its end; the
 // key is cfg.seed): offset = 2^63 + 16 u + purpose, purpose
-//   0 policy noise of a' in the TD target      1 the min2 pair of target heads
+//   0 policy noise of a' in the TD target      1 the min2 / avg2 pair of target heads
 //   2 dropout of the Qs in the value loss      3 policy noise of the pi step
 //   4 dropout of the Qs in the pi step         5 the avg2 pair of heads in the pi step
+//   6 the intermediate prior's planner samples 7 the avg2 pair of its sample values
 // Inference callers (planner) choose their own (seed, offset) and keep offsets below 2^62.
 // The offsets are host values passed by value to the ops, so a captured CUDA graph would bake
 // them: replaying one capture of update() would repeat the first update's dropout masks, policy
@@ -95,7 +122,13 @@
 
 namespace pompc::model {
 
-enum class ParamSet { model, pi, target_q };
+// model: encoder, dynamics, reward, Qs; pi: the sampling policy; target_q: the Polyak Qs;
+// prior: the learned prior pi_psi (empty unless prior=learned).
+enum class ParamSet { model, pi, target_q, prior };
+constexpr ParamSet kParamSets[] = {ParamSet::model, ParamSet::pi, ParamSet::target_q,
+                                   ParamSet::prior};
+// The sets with an optimizer.
+constexpr ParamSet kTrainedSets[] = {ParamSet::model, ParamSet::pi, ParamSet::prior};
 enum class QMode { min, avg, all };
 
 // One named tensor of a parameter buffer (for checkpoints: src/io/safetensors).
@@ -109,9 +142,11 @@ struct NamedTensor {
 
 // The update's input, in backend memory (time-major, see the header comment).
 struct Batch {
-  const float* obs = nullptr;     // [H+1, B, O]
-  const float* action = nullptr;  // [H, B, A]
-  const float* reward = nullptr;  // [H, B]
+  const float* obs = nullptr;      // [H+1, B, O]
+  const float* action = nullptr;   // [H, B, A]
+  const float* reward = nullptr;   // [H, B]
+  const float* mu_p = nullptr;     // [H, B, A] planner targets (needed with a prior)
+  const float* sigma_p = nullptr;  // [H, B, A]
 };
 
 // What one update reports, in backend memory (allocate with ops.alloc<UpdateStats>(1)).
@@ -121,9 +156,13 @@ struct UpdateStats {
   float value_loss;        // sum_t rho^t sum_q mean_b soft_ce / (H Qn)
   float total_loss;        // the weighted sum that was differentiated
   float grad_norm;         // the model's global gradient norm before clipping
-  float pi_loss;           // sum_t rho^t mean_b (alpha log_pi - Qbar / S_Q) / (H + 1)
+  float pi_loss;           // the policy objective (see the header comment)
   float pi_grad_norm;      // pi's gradient norm before clipping
   float pi_scale;          // S_Q after this update's RunningScale step
+  float prior_loss;        // sum_t w_t mean_b D / S_D (without prior_weight); 0 without a prior
+  float prior_scale;       // S_D after this update (1 unless prior_scale=own)
+  float prior_fit_loss;    // the learned prior's fit loss; 0 unless prior=learned
+  float prior_grad_norm;   // the learned prior's gradient norm before clipping; 0 otherwise
 };
 
 class WorldModel {
@@ -149,11 +188,12 @@ class WorldModel {
   // Parameters trained by gradient (model + pi): TD-MPC2's printed total_params.
   size_t trainable_param_count() const;
   size_t q_offset() const { return q_offset_; }  // start of the Qs in the model buffer
-  float* grads(ParamSet set);                    // model or pi
-  float* adam_m(ParamSet set);                   // model or pi
-  float* adam_v(ParamSet set);                   // model or pi
-  AdamScalars* adam_scalars(ParamSet set);       // model or pi (backend memory)
+  float* grads(ParamSet set);                    // model, pi or prior
+  float* adam_m(ParamSet set);                   // model, pi or prior
+  float* adam_v(ParamSet set);                   // model, pi or prior
+  AdamScalars* adam_scalars(ParamSet set);       // model, pi or prior (backend memory)
   float* q_scale() { return q_scale_; }          // RunningScale S_Q (a backend scalar)
+  float* prior_scale() { return d_scale_; }      // RunningScale S_D (a backend scalar)
   uint64_t updates() const { return updates_; }  // updates taken (the Philox stream counter)
   // Backend memory held (parameters, optimizer state, constants and both workspaces).
   size_t allocated_bytes() const { return allocated_bytes_; }
@@ -167,10 +207,16 @@ class WorldModel {
           uint64_t seed, uint64_t offset);
   void Q(float* out, const float* z, const float* a, int rows, QMode mode, bool target,
          uint64_t seed, uint64_t offset);
+  // critic v: the state values (min / avg of a random pair, or all logits), as Q without a.
+  void V(float* out, const float* z, int rows, QMode mode, bool target, uint64_t seed,
+         uint64_t offset);
+  // The pi head inference uses: the regular log_std range, or reanalysis' (expl_log_std_*).
+  void set_explore_head(bool on) { explore_head_ = on; }
 
   // ---- update ----
-  // One full update (SPEC 2 steps 1-6); then updates() += 1.
-  void update(const Batch& batch, UpdateStats* stats);
+  // One full update (SPEC 2 steps 1-6; policy = false skips step 5, BMPC's pretraining burst);
+  // then updates() += 1.
+  void update(const Batch& batch, UpdateStats* stats, bool policy = true);
 
   // Its phases, in the order update() runs them (public for the agent's variants and the
   // gradient-check tests; `dropout = false` turns the Q heads' dropout off, `update_scale =
@@ -180,27 +226,47 @@ class WorldModel {
   void model_forward(const Batch& batch, UpdateStats* stats, bool dropout = true);
   void model_backward(const Batch& batch, bool dropout = true);
   void model_step(UpdateStats* stats);
-  void pi_forward(UpdateStats* stats, bool update_scale = true, bool dropout = true);
-  void pi_backward(bool dropout = true);
+  void prior_fit(const Batch& batch, UpdateStats* stats);  // prior=learned only
+  void pi_forward(const Batch& batch, UpdateStats* stats, bool update_scale = true,
+                  bool dropout = true);
+  void pi_backward(const Batch& batch, bool dropout = true);
   void pi_step(UpdateStats* stats);
   void target_update();
 
-  // The Philox offset of one purpose (0..5, see the header comment) of update u.
+  // The Philox offset of one purpose (see the header comment) of update u.
   static uint64_t update_offset(uint64_t u, int purpose);
+  enum Purpose : int {
+    kTdNoise = 0,
+    kTdPair = 1,
+    kValueDropout = 2,
+    kPiNoise = 3,
+    kPiDropout = 4,
+    kPiPair = 5,
+    kPriorSample = 6,
+    kPriorPair = 7
+  };
 
  private:
   void build_layout();
   void allocate();
   Dropout q_dropout(bool on, int purpose) const;
+  void td_target_v(const Batch& batch);
+  // Qbar_k of the intermediate prior's samples, weights w_k and log_z (pi_forward's helper).
+  void intermediate_weights(const Batch& batch);
+  // The prior term's divisor S_D (gated by prior_scale_threshold), or nullptr for 1.
+  const float* prior_divisor();
 
   Ops& ops_;
   ModelConfig cfg_;
   int max_rows_;
   int B_, H_, O_, A_, Z_, K_, Qn_;
 
-  Mlp encoder_, dynamics_, reward_, pi_, qs_;
+  Mlp encoder_, dynamics_, reward_, pi_, qs_, prior_;
+  int critic_in_ = 0;         // the critic heads' input width: Z + A (q) or Z (v)
+  int T_pi_ = 0;              // cfg.pi_steps()
+  bool explore_head_ = false;
   std::vector<NamedTensor> tensors_;
-  size_t n_model_ = 0, n_pi_ = 0, n_q_ = 0, n_encoder_ = 0, q_offset_ = 0;
+  size_t n_model_ = 0, n_pi_ = 0, n_q_ = 0, n_prior_ = 0, n_encoder_ = 0, q_offset_ = 0;
   uint64_t updates_ = 0;
 
   // Persistent state.
@@ -213,10 +279,16 @@ class WorldModel {
   float* m_pi_ = nullptr;
   float* v_pi_ = nullptr;
   float* params_target_ = nullptr;
+  float* params_prior_ = nullptr;
+  float* grads_prior_ = nullptr;
+  float* m_prior_ = nullptr;
+  float* v_prior_ = nullptr;
   float* q_scale_ = nullptr;
+  float* d_scale_ = nullptr;
   AdamScalars* adam_model_ = nullptr;
   AdamScalars* adam_pi_ = nullptr;
-  AdamGroups groups_model_, groups_pi_;
+  AdamScalars* adam_prior_ = nullptr;
+  AdamGroups groups_model_, groups_pi_, groups_prior_;
 
   // Loss weights (constants, filled at construction).
   float* w_cons_ = nullptr;   // [H]        rho^t / H
@@ -225,12 +297,13 @@ class WorldModel {
   float* w_val_ = nullptr;    // [Qn H B]   rho^t / (B H Qn)
   float* g_val_ = nullptr;    // [H B]      value_coef rho^t / (B H Qn)
   float* coef3_ = nullptr;    // [3]        consistency_coef, reward_coef, value_coef
-  float* w_pi_ = nullptr;     // [(H+1) B]  rho^t / (B (H+1))
-  float* g_logpi_ = nullptr;  // [(H+1) B]  entropy_coef rho^t / (B (H+1))
+  float* w_pi_ = nullptr;     // [T B]      rho^t / (B T), T = pi_steps()
+  float* g_logpi_ = nullptr;  // [T B]      entropy_coef rho^t / (B T)
 
   // Update workspace: forward activations (overwritten).
   MlpActs enc_td_acts_, enc_acts_, pi_td_acts_, tq_acts_, rew_acts_, q_acts_, pi_acts_, pq_acts_;
   std::vector<MlpActs> dyn_acts_;  // one per step t
+  float* true_z_ = nullptr;        // [(H+1) B, Z] encoder(obs[0..H]) (critic v)
   float* next_z_ = nullptr;        // [H B, Z] encoder(obs[1..H]) (the consistency targets)
   float* raw_td_ = nullptr;        // [H B, 2A]
   float* a_td_ = nullptr;          // [H B, A]
@@ -253,6 +326,27 @@ class WorldModel {
   float* pq_logits_ = nullptr;     // [Qn, (H+1) B, K]
   float* pq_val_ = nullptr;        // [Qn (H+1) B]
   float* qavg_ = nullptr;          // [(H+1) B]
+  float* mu_pi_ = nullptr;         // [(H+1) B, A] tanh(mean) of pi
+  float* log_std_pi_ = nullptr;    // [(H+1) B, A]
+  float* div_ = nullptr;           // [(H+1) B] D per row
+  float* gate_ = nullptr;          // [1] the gated S_D (scale_gate)
+  // Value-target (critic v) and prior workspace (allocated when used).
+  MlpActs rew_td_acts_, dyn_td_acts_, psi_acts_, qk_acts_;
+  float* rhat_ = nullptr;          // [H B] two_hot_inv of the reward head (critic v)
+  float* zn_td_ = nullptr;         // [H B, Z] dynamics(z_t, a) (critic v)
+  float* raw_psi_ = nullptr;       // [H B, 2A] pi_psi's head input
+  float* a_psi_ = nullptr;         // [H B, A] (unused sample of pi_psi's head)
+  float* mu_psi_ = nullptr;        // [H B, A]
+  float* log_std_psi_ = nullptr;   // [H B, A]
+  float* sigma_psi_ = nullptr;     // [H B, A] exp(log_std_psi)
+  float* fit_div_ = nullptr;       // [H B] D_I per row
+  float* a_k_ = nullptr;           // [S, H B, A] planner samples (intermediate)
+  float* zk_in_ = nullptr;         // [S H B, Z+A]
+  float* qk_logits_ = nullptr;     // [Qn, S H B, K]
+  float* qk_val_ = nullptr;        // [Qn S H B]
+  float* qk_avg_ = nullptr;        // [S H B]
+  float* w_k_ = nullptr;           // [S H B] softmax weights
+  float* log_z_ = nullptr;         // [H B]
   // Update workspace: gradients (zeroed by zero_grads(), then accumulated).
   MlpGrads enc_g_, rew_g_, q_g_, pi_g_, pq_g_;
   std::vector<MlpGrads> dyn_g_;
@@ -267,6 +361,14 @@ class WorldModel {
   float* d_pq_in_ = nullptr;      // [(H+1) B, Z+A]
   float* d_a_pi_ = nullptr;       // [(H+1) B, A]
   float* d_raw_pi_ = nullptr;     // [(H+1) B, 2A]
+  float* d_mu_pi_ = nullptr;      // [(H+1) B, A]
+  float* d_log_std_pi_ = nullptr; // [(H+1) B, A]
+  float* d_div_ = nullptr;        // [(H+1) B]
+  MlpGrads psi_g_;
+  float* d_fit_div_ = nullptr;    // [H B]
+  float* d_mu_psi_ = nullptr;     // [H B, A]
+  float* d_log_std_psi_ = nullptr;  // [H B, A]
+  float* d_raw_psi_ = nullptr;    // [H B, 2A]
   // Inference workspace (max_rows rows).
   MlpActs enc_inf_, dyn_inf_, rew_inf_, pi_inf_, q_inf_;
   float* inf_za_ = nullptr;    // [rows, Z+A]

@@ -293,6 +293,19 @@ void ReplayBuffer::write_targets(const int64_t* index, const float* mu, const fl
   }
 }
 
+void ReplayBuffer::write_batch_targets(const SliceBatch& b, int slices) {
+  POMPC_REQUIRE(b.index && b.mu && b.sigma,
+                "replay buffer: write_batch_targets() needs the batch's index, mu and sigma");
+  POMPC_REQUIRE(slices >= 0 && slices <= b.batch,
+                "replay buffer: write_batch_targets(): slices (%d) must be in [0, B = %d]", slices,
+                b.batch);
+  const size_t A = static_cast<size_t>(A_), B = static_cast<size_t>(b.batch);
+  for (int t = 0; t < s_.horizon; ++t) {
+    const size_t row = static_cast<size_t>(t) * B;
+    write_targets(b.index + row, b.mu + row * A, b.sigma + row * A, static_cast<size_t>(slices));
+  }
+}
+
 // ---- record access -----------------------------------------------------------------------------
 
 void ReplayBuffer::check_index(int64_t i, const char* what) const {

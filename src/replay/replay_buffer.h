@@ -113,6 +113,10 @@ class ReplayBuffer {
   // ---- sampling and write-back
   void sample(const SliceBatch& out);
   void write_targets(const int64_t* index, const float* mu, const float* sigma, size_t n);
+  // Writes back the planner targets of the first `slices` slices of a sampled batch (records
+  // index[t, b] for t < H, b < slices, from the batch's mu / sigma): what lazy reanalysis
+  // re-planned. The batch needs index, mu and sigma.
+  void write_batch_targets(const SliceBatch& batch, int slices);
 
   // ---- state
   const ReplaySettings& settings() const { return s_; }

@@ -27,7 +27,8 @@ using io::ConfigKey;
 io::Config train_config() {
   std::vector<ConfigKey> t = {
       ConfigKey::String("task", "dog-run", "DMC task, TD-MPC2 name (pompc tasks lists them)"),
-      ConfigKey::Enum("preset", "tdmpc2", {"tdmpc2"}, "algorithm preset"),
+      ConfigKey::Enum("preset", "tdmpc2", {"tdmpc2", "bmpc", "tdmpc2sq", "pompc"},
+                      "algorithm preset (SPEC 4): tdmpc2 | bmpc | tdmpc2sq (TD-M(PC)^2) | pompc"),
       ConfigKey::Int("steps", 10'000'000, 1, int64_t(1) << 40,
                      "env steps to train (action repeat counted)"),
       ConfigKey::Int("seed_steps", 0, 0, int64_t(1) << 40,
@@ -58,8 +59,62 @@ io::Config train_config() {
       ConfigKey::Float("min_std", 0.05, 0, 10, "lower clamp of the planner std"),
       ConfigKey::Float("max_std", 2, 0, 10, "initial planner std and its upper clamp"),
       ConfigKey::Float("temperature", 0.5, 0, 1e6, "multiplies values in the elite scores"),
+      // The policy parameterisation, the critic and the policy objective (SPEC 1, 4, 6).
+      ConfigKey::Enum("policy_form", "squashed", {"squashed", "clamped"},
+                      "pi's action: tanh(u) (TD-MPC2) or clamp(tanh(mean) + std eps) (BMPC)"),
+      ConfigKey::Float("log_std_min", -10, -20, 10, "lower end of pi's log_std squash"),
+      ConfigKey::Float("log_std_max", 2, -20, 10, "upper end of pi's log_std squash"),
+      ConfigKey::Float("expl_log_std_min", -10, -20, 10, "log_std_min of pi inside reanalysis"),
+      ConfigKey::Float("expl_log_std_max", 2, -20, 10, "log_std_max of pi inside reanalysis"),
+      ConfigKey::Enum("entropy_form", "paper", {"paper", "current"},
+                      "TD-MPC2's log_pi form: first release (published curves) or current code"),
+      ConfigKey::Float("entropy_coef", 1e-4, 0, 10, "alpha: weight of log_pi in the pi loss"),
+      ConfigKey::Enum("critic", "q", {"q", "v"},
+                      "q: Q(z, a) heads, TD target r + gamma min2 Q'; v: BMPC's V(z) heads"),
+      ConfigKey::Float("q_coef", 1, 0, 1e6, "weight of -Qbar / S_Q in the pi loss"),
+      ConfigKey::Float("prior_coef", 0, 0, 1e6, "weight of D(pi, prior) / S_D in the pi loss"),
+      ConfigKey::Float("lambda", -1, -1, 1,
+                       "PO-MPC trade-off in [0, 1]: q_coef = 1 - lambda, prior_coef = lambda "
+                       "(-1: unset, use q_coef / prior_coef)"),
+      ConfigKey::Bool("prior_coef_per_action", false,
+                      "multiply prior_coef by A / 61 (TD-M(PC)^2)"),
+      ConfigKey::Enum("prior", "none", {"none", "planner", "intermediate", "learned"},
+                      "the policy prior: planner targets, PO-MPC's intermediate or learned prior"),
+      ConfigKey::Enum("divergence", "reverse", {"reverse", "forward", "nll"},
+                      "D: KL(pi || prior), KL(prior || pi), or -log prior(a) (TD-M(PC)^2)"),
+      ConfigKey::Enum("prior_scale", "own", {"none", "own", "q"},
+                      "S_D: 1, D's own RunningScale (BMPC), or S_Q (TD-M(PC)^2)"),
+      ConfigKey::Float("prior_scale_threshold", 0, 0, 1e6,
+                       "the prior term is 0 while S_D <= this (TD-M(PC)^2: 2)"),
+      ConfigKey::Float("beta", 1, 1e-6, 1e9, "intermediate prior temperature: w = softmax(Q / beta)"),
+      ConfigKey::Int("prior_samples", 8, 1, 256, "planner samples per latent (intermediate prior)"),
+      ConfigKey::Enum("prior_fit", "forward", {"forward", "reverse"},
+                      "the learned prior's divergence to the planner targets"),
+      ConfigKey::Int("reanalyze_interval", 0, 0, 1 << 20,
+                     "updates between lazy reanalyses (BMPC: 10); 0 = never"),
+      ConfigKey::Int("reanalyze_batch", 20, 1, 1 << 16, "slices re-planned per reanalysis"),
+      ConfigKey::Bool("pretrain_policy", true,
+                      "take the policy step in the seed_steps burst (BMPC: false)"),
   };
-  return io::Config(std::move(t), {io::Preset{"tdmpc2", {}}});
+  // SPEC section 4's table; each reproduces its published method.
+  const std::vector<std::string> bmpc_base = {
+      "policy_form=clamped",    "log_std_min=-3",      "log_std_max=1",
+      "expl_log_std_min=-2",    "expl_log_std_max=1",  "reanalyze_interval=10",
+      "reanalyze_batch=20",     "pretrain_policy=false"};
+  std::vector<std::string> bmpc = bmpc_base, pompc = bmpc_base;
+  for (const char* kv : {"critic=v", "num_q=2", "q_coef=0", "prior_coef=1", "prior=planner",
+                         "divergence=reverse", "prior_scale=own"})
+    bmpc.push_back(kv);
+  for (const char* kv : {"critic=q", "lambda=0.5", "prior=intermediate", "divergence=forward",
+                         "prior_scale=own", "beta=1"})
+    pompc.push_back(kv);
+  return io::Config(std::move(t),
+                    {io::Preset{"tdmpc2", {}}, io::Preset{"bmpc", bmpc},
+                     io::Preset{"tdmpc2sq",
+                                {"prior=planner", "divergence=nll", "q_coef=1", "prior_coef=1",
+                                 "prior_coef_per_action=true", "prior_scale=q",
+                                 "prior_scale_threshold=2"}},
+                     io::Preset{"pompc", pompc}});
 }
 
 TrainSettings settings_from(const io::Config& c) {
@@ -99,6 +154,20 @@ TrainSettings settings_from(const io::Config& c) {
   p.max_std = float(c.get_float("max_std"));
   p.temperature = float(c.get_float("temperature"));
   p.horizon = m.horizon;
+  auto set = [&](const char* key) { m.set(key, c.value_text(key)); };
+  for (const char* key :
+       {"policy_form", "log_std_min", "log_std_max", "expl_log_std_min", "expl_log_std_max",
+        "entropy_form", "entropy_coef", "critic", "q_coef", "prior_coef", "prior_coef_per_action",
+        "prior", "divergence", "prior_scale", "prior_scale_threshold", "beta", "prior_samples",
+        "prior_fit", "min_std"})
+    set(key);
+  if (c.get_float("lambda") >= 0) {
+    m.q_coef = float(1.0 - c.get_float("lambda"));
+    m.prior_coef = float(c.get_float("lambda"));
+  }
+  s.agent.reanalyze_interval = int(c.get_int("reanalyze_interval"));
+  s.agent.reanalyze_batch = int(c.get_int("reanalyze_batch"));
+  s.agent.pretrain_policy = c.get_bool("pretrain_policy");
   return s;
 }
 
@@ -127,6 +196,8 @@ struct RunState {
   int64_t next_checkpoint = 0;    // env step of the next checkpoint
   bool pretrained = false;        // the seed_steps burst has run
   double elapsed_s = 0;           // wall time of all processes of this run before this one
+  uint64_t policy_updates = 0;    // the agent's updates outside the burst (reanalysis clock)
+  uint64_t reanalyses = 0;        // the agent's reanalyses (their planner steps)
 };
 
 uint64_t fnv1a(uint64_t h, const void* data, size_t n) {
@@ -135,19 +206,23 @@ uint64_t fnv1a(uint64_t h, const void* data, size_t n) {
   return h;
 }
 
-// Host mirror of every checkpointed buffer of the world model, with the safetensors table.
+// Host mirror of every checkpointed buffer of the world model, with the safetensors table: the
+// parameter sets (model, pi, target Qs, the learned prior when there is one), the Adam state of
+// each trained set ("optim.<model|pi|prior>.*") and the running scales S_Q and S_D.
 struct ModelState {
-  std::vector<float> params[3], m[2], v[2];
-  AdamScalars scalars[2]{};
-  uint32_t step[2]{};
-  float bias[2][2]{};
-  float q_scale = 1;
+  static constexpr int kSets = 4, kTrained = 3;
+  std::vector<float> params[kSets], m[kTrained], v[kTrained];
+  AdamScalars scalars[kTrained]{};
+  uint32_t step[kTrained]{};
+  float bias[kTrained][2]{};
+  float q_scale = 1, prior_scale = 1;
 
   explicit ModelState(model::WorldModel& wm) {
-    for (int s = 0; s < 3; ++s) params[s].resize(wm.param_count(model::ParamSet(s)));
-    for (int s = 0; s < 2; ++s) {
-      m[s].resize(wm.param_count(model::ParamSet(s)));
-      v[s].resize(m[s].size());
+    for (model::ParamSet set : model::kParamSets)
+      params[int(set)].resize(wm.param_count(set));
+    for (int k = 0; k < kTrained; ++k) {
+      m[k].resize(wm.param_count(model::kTrainedSets[k]));
+      v[k].resize(m[k].size());
     }
   }
   // (name, dtype, shape, pointer) of every tensor, sorted by name.
@@ -155,15 +230,17 @@ struct ModelState {
     std::vector<io::TensorDest> t;
     for (const model::NamedTensor& nt : wm.tensors())
       t.push_back({nt.name, io::DType::F32, nt.shape, params[int(nt.set)].data() + nt.offset});
-    const char* set_name[2] = {"model", "pi"};
-    for (int s = 0; s < 2; ++s) {
-      const std::string p = std::string("optim.") + set_name[s] + ".";
-      t.push_back({p + "exp_avg", io::DType::F32, {int64_t(m[s].size())}, m[s].data()});
-      t.push_back({p + "exp_avg_sq", io::DType::F32, {int64_t(v[s].size())}, v[s].data()});
-      t.push_back({p + "step", io::DType::U32, {}, &step[s]});
-      t.push_back({p + "bias_correction", io::DType::F32, {2}, bias[s]});
+    const char* set_name[kTrained] = {"model", "pi", "prior"};
+    for (int k = 0; k < kTrained; ++k) {
+      if (m[k].empty()) continue;  // no learned prior
+      const std::string p = std::string("optim.") + set_name[k] + ".";
+      t.push_back({p + "exp_avg", io::DType::F32, {int64_t(m[k].size())}, m[k].data()});
+      t.push_back({p + "exp_avg_sq", io::DType::F32, {int64_t(v[k].size())}, v[k].data()});
+      t.push_back({p + "step", io::DType::U32, {}, &step[k]});
+      t.push_back({p + "bias_correction", io::DType::F32, {2}, bias[k]});
     }
     t.push_back({"q_scale", io::DType::F32, {}, &q_scale});
+    t.push_back({"prior_scale", io::DType::F32, {}, &prior_scale});
     std::sort(t.begin(), t.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
     return t;
   }
@@ -177,31 +254,37 @@ struct ModelState {
   }
   void download(model::WorldModel& wm) {
     Ops& o = wm.ops();
-    for (int s = 0; s < 3; ++s)
-      o.copy_to_host(params[s].data(), wm.params(model::ParamSet(s)), params[s].size() * 4);
-    for (int s = 0; s < 2; ++s) {
-      const auto set = model::ParamSet(s);
-      o.copy_to_host(m[s].data(), wm.adam_m(set), m[s].size() * 4);
-      o.copy_to_host(v[s].data(), wm.adam_v(set), v[s].size() * 4);
-      o.copy_to_host(&scalars[s], wm.adam_scalars(set), sizeof(AdamScalars));
-      step[s] = scalars[s].step;
-      bias[s][0] = scalars[s].bias1;
-      bias[s][1] = scalars[s].bias2;
+    for (model::ParamSet set : model::kParamSets)
+      if (!params[int(set)].empty())
+        o.copy_to_host(params[int(set)].data(), wm.params(set), params[int(set)].size() * 4);
+    for (int k = 0; k < kTrained; ++k) {
+      if (m[k].empty()) continue;
+      const model::ParamSet set = model::kTrainedSets[k];
+      o.copy_to_host(m[k].data(), wm.adam_m(set), m[k].size() * 4);
+      o.copy_to_host(v[k].data(), wm.adam_v(set), v[k].size() * 4);
+      o.copy_to_host(&scalars[k], wm.adam_scalars(set), sizeof(AdamScalars));
+      step[k] = scalars[k].step;
+      bias[k][0] = scalars[k].bias1;
+      bias[k][1] = scalars[k].bias2;
     }
     o.copy_to_host(&q_scale, wm.q_scale(), sizeof(float));
+    o.copy_to_host(&prior_scale, wm.prior_scale(), sizeof(float));
   }
   void upload(model::WorldModel& wm) {
     Ops& o = wm.ops();
-    for (int s = 0; s < 3; ++s)
-      o.copy_to_backend(wm.params(model::ParamSet(s)), params[s].data(), params[s].size() * 4);
-    for (int s = 0; s < 2; ++s) {
-      const auto set = model::ParamSet(s);
-      o.copy_to_backend(wm.adam_m(set), m[s].data(), m[s].size() * 4);
-      o.copy_to_backend(wm.adam_v(set), v[s].data(), v[s].size() * 4);
-      scalars[s] = AdamScalars{step[s], bias[s][0], bias[s][1]};
-      o.copy_to_backend(wm.adam_scalars(set), &scalars[s], sizeof(AdamScalars));
+    for (model::ParamSet set : model::kParamSets)
+      if (!params[int(set)].empty())
+        o.copy_to_backend(wm.params(set), params[int(set)].data(), params[int(set)].size() * 4);
+    for (int k = 0; k < kTrained; ++k) {
+      if (m[k].empty()) continue;
+      const model::ParamSet set = model::kTrainedSets[k];
+      o.copy_to_backend(wm.adam_m(set), m[k].data(), m[k].size() * 4);
+      o.copy_to_backend(wm.adam_v(set), v[k].data(), v[k].size() * 4);
+      scalars[k] = AdamScalars{step[k], bias[k][0], bias[k][1]};
+      o.copy_to_backend(wm.adam_scalars(set), &scalars[k], sizeof(AdamScalars));
     }
     o.copy_to_backend(wm.q_scale(), &q_scale, sizeof(float));
+    o.copy_to_backend(wm.prior_scale(), &prior_scale, sizeof(float));
   }
 };
 
@@ -226,6 +309,8 @@ void save_checkpoint(const std::string& path, model::WorldModel& wm, const io::C
   meta["pretrained"] = st.pretrained ? "1" : "0";
   meta["elapsed_s"] = io::format_double(st.elapsed_s);
   meta["replay_episodes"] = std::to_string(replay_episodes);
+  meta["policy_updates"] = std::to_string(st.policy_updates);
+  meta["reanalyses"] = std::to_string(st.reanalyses);
   io::save_safetensors(path, views, meta);
 }
 
@@ -278,6 +363,8 @@ RunState load_checkpoint(const io::SafetensorsFile& f, model::WorldModel& wm) {
   st.next_checkpoint = meta_int(f, "next_checkpoint");
   st.pretrained = meta_int(f, "pretrained") != 0;
   st.elapsed_s = std::strtod(f.meta("elapsed_s").c_str(), nullptr);
+  st.policy_updates = uint64_t(meta_int(f, "policy_updates"));
+  st.reanalyses = uint64_t(meta_int(f, "reanalyses"));
   return st;
 }
 
@@ -319,7 +406,9 @@ void check_losses_finite(const model::UpdateStats& st, int64_t env_step, uint64_
       {"consistency_loss", st.consistency_loss}, {"reward_loss", st.reward_loss},
       {"value_loss", st.value_loss},             {"total_loss", st.total_loss},
       {"grad_norm", st.grad_norm},               {"pi_loss", st.pi_loss},
-      {"pi_grad_norm", st.pi_grad_norm},         {"pi_scale", st.pi_scale}};
+      {"pi_grad_norm", st.pi_grad_norm},         {"pi_scale", st.pi_scale},
+      {"prior_loss", st.prior_loss},             {"prior_scale", st.prior_scale},
+      {"prior_fit_loss", st.prior_fit_loss},     {"prior_grad_norm", st.prior_grad_norm}};
   for (const auto& [name, v] : losses)
     POMPC_REQUIRE(std::isfinite(v),
                   "%s is %s at env step %lld (update %llu): the run stops here; the last "
@@ -365,14 +454,15 @@ TrainResult train(const std::vector<std::string>& args) {
   const int64_t seed_steps = s.seed_steps > 0 ? s.seed_steps : std::max<int64_t>(1000, 5 * L);
 
   auto ops = make_ops(s.device);
-  agent::Agent ag(*ops, s.model, s.planner, 1);
+  agent::Agent ag(*ops, s.model, s.planner, s.agent);
   model::WorldModel& wm = ag.world_model();
+  const bool targets = s.model.prior != model::Prior::none;
   replay::ReplaySettings rs;
   rs.capacity = s.buffer_size;
   rs.obs_dim = O;
   rs.action_dim = A;
   rs.horizon = s.model.horizon;
-  rs.planner_targets = true;
+  rs.planner_targets = targets;
   rs.seed = s.seed;
   replay::ReplayBuffer replay(rs);
   const std::string replay_path = s.run_dir + "/replay.safetensors";
@@ -382,6 +472,7 @@ TrainResult train(const std::vector<std::string>& args) {
   st.next_checkpoint = s.checkpoint_freq;
   if (ckpt) {
     st = load_checkpoint(*ckpt, wm);
+    ag.set_counters(st.policy_updates, st.reanalyses);
     const int64_t want = meta_int(*ckpt, "replay_episodes");
     if (s.save_buffer && io::path_exists(replay_path)) {
       replay.load(replay_path);
@@ -412,7 +503,8 @@ TrainResult train(const std::vector<std::string>& args) {
   io::CsvLogger train_log(s.run_dir + "/train.csv",
                           {"env_step", "episode", "episode_return", "episode_length", "updates",
                            "consistency_loss", "reward_loss", "value_loss", "total_loss",
-                           "grad_norm", "pi_loss", "pi_grad_norm", "pi_scale", "steps_per_s",
+                           "grad_norm", "pi_loss", "pi_grad_norm", "pi_scale", "prior_loss",
+                           "prior_scale", "prior_fit_loss", "reanalyses", "steps_per_s",
                            "elapsed_s"},
                           resume_rows);
   io::CsvLogger eval_log(s.run_dir + "/eval.csv",
@@ -425,14 +517,23 @@ TrainResult train(const std::vector<std::string>& args) {
   const int B = s.model.batch_size, H = s.model.horizon;
   std::vector<float> obs(O), next_obs(O), action(A), mu(A), sigma(A);
   std::vector<float> b_obs(size_t(H + 1) * B * O), b_act(size_t(H) * B * A), b_rew(size_t(H) * B);
+  std::vector<float> b_mu(targets ? size_t(H) * B * A : 0), b_sigma(b_mu.size());
+  std::vector<int64_t> b_index(size_t(H + 1) * B);
   replay::SliceBatch sb;
   sb.batch = B;
   sb.obs = b_obs.data();
   sb.action = b_act.data();
   sb.reward = b_rew.data();
-  auto one_update = [&] {
+  if (targets) {
+    sb.mu = b_mu.data();
+    sb.sigma = b_sigma.data();
+  }
+  sb.index = b_index.data();
+  // One update; lazy reanalysis (bmpc, pompc) rewrites the first slices' targets, written back.
+  auto one_update = [&](bool burst) {
     replay.sample(sb);
-    ag.update(b_obs.data(), b_act.data(), b_rew.data());
+    const int reanalysed = ag.update(sb, burst);
+    if (reanalysed) replay.write_batch_targets(sb, reanalysed);
   };
 
   TrainResult result;
@@ -474,7 +575,7 @@ TrainResult train(const std::vector<std::string>& args) {
       done = r.done;
       if (k >= seed_steps && replay.valid_starts() > 0) {
         const int64_t n = st.pretrained ? 1 : seed_steps;
-        for (int64_t i = 0; i < n; ++i) one_update();
+        for (int64_t i = 0; i < n; ++i) one_update(/*burst=*/!st.pretrained);
         st.pretrained = true;
       }
     }
@@ -485,7 +586,7 @@ TrainResult train(const std::vector<std::string>& args) {
     // Losses: the episode's last update, copied once; a non-finite one stops the run here.
     model::UpdateStats us{};
     const float nan = std::nanf("");
-    us = {nan, nan, nan, nan, nan, nan, nan, nan};
+    us = {nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan};
     if (wm.updates() > 0) {
       us = ag.read_stats();
       check_losses_finite(us, st.env_step, wm.updates());
@@ -497,7 +598,9 @@ TrainResult train(const std::vector<std::string>& args) {
     train_log.row({st.env_step, st.episodes, ep_return, ep_len,
                    static_cast<unsigned long long>(wm.updates()), us.consistency_loss,
                    us.reward_loss, us.value_loss, us.total_loss, us.grad_norm, us.pi_loss,
-                   us.pi_grad_norm, us.pi_scale, sps, elapsed()});
+                   us.pi_grad_norm, us.pi_scale, us.prior_loss, us.prior_scale,
+                   us.prior_fit_loss, static_cast<unsigned long long>(ag.reanalyses()), sps,
+                   elapsed()});
 
     if (st.env_step >= st.next_eval || finished) {
       const uint64_t base = kEvalPlanStep + uint64_t(st.eval_episodes_run) * uint64_t(L + 1);
@@ -524,6 +627,8 @@ TrainResult train(const std::vector<std::string>& args) {
     if (st.env_step >= st.next_checkpoint || finished) {
       while (st.next_checkpoint <= st.env_step) st.next_checkpoint += s.checkpoint_freq;
       st.elapsed_s = elapsed();
+      st.policy_updates = ag.policy_updates();
+      st.reanalyses = ag.reanalyses();
       if (s.save_buffer) replay.save(replay_path);
       save_checkpoint(ckpt_path, wm, cfg, st, replay.episodes_added());
     }
@@ -552,7 +657,9 @@ EvalResult evaluate_checkpoint(const std::string& path, int episodes, const std:
   env::Env env(s.task, uint32_t(env_seed), s.action_repeat);
   resolve_model(s, env.obs_dim(), env.act_dim(), env.episode_length());
   auto ops = make_ops(s.device);
-  agent::Agent ag(*ops, s.model, s.planner, 1);
+  agent::AgentSettings as = s.agent;
+  as.reanalyze_interval = 0;  // evaluation only acts
+  agent::Agent ag(*ops, s.model, s.planner, as);
   load_checkpoint(*f, ag.world_model());
   EvalResult r;
   r.returns = run_eval(ag, env, episodes, s.seed, kEvalPlanStep);

@@ -45,6 +45,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/agent.h"
 #include "agent/planner.h"
 #include "io/config.h"
 #include "model/config.h"
@@ -54,7 +55,7 @@ namespace pompc::train {
 
 struct TrainSettings {
   std::string task = "dog-run";    // TD-MPC2 task name (pompc tasks)
-  std::string preset = "tdmpc2";   // algorithm preset (only tdmpc2 so far)
+  std::string preset = "tdmpc2";   // algorithm preset: tdmpc2 | bmpc | tdmpc2sq | pompc
   int64_t steps = 10'000'000;      // env steps to train (action repeat counted)
   int64_t seed_steps = 0;          // random-action agent steps; 0 = max(1000, 5 episode_length)
   int64_t eval_freq = 50'000;      // env steps between evaluations
@@ -69,6 +70,7 @@ struct TrainSettings {
   bool resume = false;             // continue from run_dir/checkpoint.safetensors
   model::ModelConfig model;        // sizes and update settings (model_size, mlp_dim, ...)
   agent::PlannerSettings planner;  // iterations, num_samples, num_elites, ...
+  agent::AgentSettings agent;      // reanalysis and the burst's policy step (max_states: envs)
 };
 
 // The key table with presets.
