@@ -241,9 +241,13 @@ $(BUILD)/obj-cuda/%.cu.o: %.cu
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCC_FLAGS) -c $< -o $@
 
+# The reference ops carry every training step of the e2e tests: -O2 there (still under ASan and
+# UBSan) makes the learning test about twice as fast as -O1.
+EMU_OPT := -O1
+$(BUILD)/obj-emu/src/ref/%.o: EMU_OPT := -O2
 $(BUILD)/obj-emu/%.o: % | $(DEPS_STAMP)
 	@mkdir -p $(@D)
-	$(CXX) $(EMU_CXXFLAGS) -x c++ -c $< -o $@
+	$(CXX) $(EMU_CXXFLAGS) $(EMU_OPT) -x c++ -c $< -o $@
 
 $(BUILD)/obj-bench/%.o: % | $(DEPS_STAMP)
 	@mkdir -p $(@D)
