@@ -53,6 +53,8 @@
 //              With save_buffer=true the resumed run repeats the uninterrupted one bit for bit
 //              (tested, S = 1 and 2). Without it the buffer restarts empty.
 //   tests      build/test_emu -ts=e2e,agent
+//   bench      build/bench -ts=bench -tc='*train*' (env steps/s of make run's CPU configuration
+//              with num_envs 1 and 2; build/test_gpu adds the 5M dog-run model on a GPU)
 #pragma once
 
 #include <cstdint>
