@@ -144,6 +144,7 @@ TEST_SUITE("agent") {
     CHECK(s.planner.num_samples == 512);
     CHECK(s.model.batch_size == 256);
     CHECK(s.run_dir == "runs/dog-run/tdmpc2/1");
+    CHECK(s.num_envs == 1);
     pompc::train::resolve_model(s, 3, 1, 500);
     CHECK(s.model.discount == doctest::Approx(0.99));
     CHECK(s.planner.discount == s.model.discount);
@@ -343,5 +344,33 @@ TEST_SUITE("agent") {
       }
     }
     CHECK(changed >= 1);
+  }
+
+  TEST_CASE("train settings: num_envs is read and checked against 1..64") {
+    auto cfg = pompc::train::train_config();
+    cfg.apply({"num_envs=8"});
+    CHECK(pompc::train::settings_from(cfg).num_envs == 8);
+    for (const char* bad : {"num_envs=0", "num_envs=65"}) {
+      auto c = pompc::train::train_config();
+      CHECK_THROWS_WITH_AS(c.apply({bad}), doctest::Contains("out of range"), pompc::Error);
+    }
+  }
+
+  TEST_CASE("agent: acting for S = 2 states plans each as if alone") {
+    // State s's plan depends on its own observation and first flag only: planning obs[1] alone
+    // in slot 1 with slot 0 holding something else gives the same action for slot 1.
+    auto ops = pompc::make_ref_ops();
+    const int O = 5, A = 2, S = 2;
+    Agent ag(*ops, tiny_model(O, A), tiny_planner(), S);
+    const std::vector<float> obs = pompc::test::normals(size_t(S) * O, 3, 1.0f);
+    std::vector<float> other = obs;
+    for (int k = 0; k < O; ++k) other[k] = -obs[k];
+    const uint8_t first[S] = {1, 1};
+    std::vector<float> a1(S * A), a2(S * A);
+    ag.act(obs.data(), first, S, /*explore=*/true, 7, 0, a1.data(), nullptr, nullptr);
+    ag.act(other.data(), first, S, /*explore=*/true, 7, 0, a2.data(), nullptr, nullptr);
+    CHECK(a1[2] == a2[2]);
+    CHECK(a1[3] == a2[3]);
+    CHECK(a1[0] != a2[0]);
   }
 }

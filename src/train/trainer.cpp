@@ -39,6 +39,9 @@ io::Config train_config() {
                      "env steps between checkpoints (and one at the end)"),
       ConfigKey::Bool("save_buffer", true, "save the replay buffer with each checkpoint"),
       ConfigKey::Int("action_repeat", 2, 1, 1000, "control steps per agent step"),
+      ConfigKey::Int("num_envs", 1, 1, 64,
+                     "S: environments stepped in lockstep, planned for as one batch (env i "
+                     "seeded as VecEnv env i; S updates per vector step)"),
       ConfigKey::Int("buffer_size", 1'000'000, 16, int64_t(1) << 36, "replay capacity (records)"),
       ConfigKey::Enum("device", "auto", {"auto", "cpu", "cuda"}, "numeric backend"),
       ConfigKey::Int("seed", 1, 0, int64_t(1) << 31, "seed of env, init, planner, sampler"),
@@ -128,6 +131,7 @@ TrainSettings settings_from(const io::Config& c) {
   s.checkpoint_freq = c.get_int("checkpoint_freq");
   s.save_buffer = c.get_bool("save_buffer");
   s.action_repeat = int(c.get_int("action_repeat"));
+  s.num_envs = int(c.get_int("num_envs"));
   s.buffer_size = c.get_int("buffer_size");
   s.device = c.get_string("device");
   s.seed = uint64_t(c.get_int("seed"));
@@ -188,16 +192,17 @@ constexpr const char* kFormat = "pompc-checkpoint-1";
 
 // Counters a checkpoint carries (metadata, decimal text).
 struct RunState {
-  int64_t agent_step = 0;         // agent steps taken
-  int64_t env_step = 0;           // env steps taken (agent steps * action_repeat)
-  int64_t episodes = 0;           // training episodes finished
-  int64_t eval_episodes_run = 0;  // evaluation episodes run (the eval Env's resets)
-  int64_t next_eval = 0;          // env step of the next evaluation
-  int64_t next_checkpoint = 0;    // env step of the next checkpoint
-  bool pretrained = false;        // the seed_steps burst has run
-  double elapsed_s = 0;           // wall time of all processes of this run before this one
-  uint64_t policy_updates = 0;    // the agent's updates outside the burst (reanalysis clock)
-  uint64_t reanalyses = 0;        // the agent's reanalyses (their planner steps)
+  int64_t agent_step = 0;             // agent steps taken
+  int64_t env_step = 0;               // env steps taken (agent steps * action_repeat)
+  int64_t episodes = 0;               // training episodes finished (all envs)
+  std::vector<int64_t> env_episodes;  // episodes finished per env (its resets to replay)
+  int64_t eval_episodes_run = 0;      // evaluation episodes run (the eval Env's resets)
+  int64_t next_eval = 0;              // env step of the next evaluation
+  int64_t next_checkpoint = 0;        // env step of the next checkpoint
+  bool pretrained = false;            // the seed_steps burst has run
+  double elapsed_s = 0;               // wall time of all processes of this run before this one
+  uint64_t policy_updates = 0;        // the agent's updates outside the burst (reanalysis clock)
+  uint64_t reanalyses = 0;            // the agent's reanalyses (their planner steps)
 };
 
 uint64_t fnv1a(uint64_t h, const void* data, size_t n) {
@@ -303,6 +308,10 @@ void save_checkpoint(const std::string& path, model::WorldModel& wm, const io::C
   meta["agent_step"] = std::to_string(st.agent_step);
   meta["env_step"] = std::to_string(st.env_step);
   meta["episodes"] = std::to_string(st.episodes);
+  meta["num_envs"] = std::to_string(st.env_episodes.size());
+  std::string per_env;
+  for (int64_t n : st.env_episodes) per_env += (per_env.empty() ? "" : ",") + std::to_string(n);
+  meta["env_episodes"] = per_env;
   meta["eval_episodes_run"] = std::to_string(st.eval_episodes_run);
   meta["next_eval"] = std::to_string(st.next_eval);
   meta["next_checkpoint"] = std::to_string(st.next_checkpoint);
@@ -358,6 +367,29 @@ RunState load_checkpoint(const io::SafetensorsFile& f, model::WorldModel& wm) {
   st.agent_step = meta_int(f, "agent_step");
   st.env_step = meta_int(f, "env_step");
   st.episodes = meta_int(f, "episodes");
+  // Checkpoints from before num_envs: one env, all episodes its own.
+  const bool multi = f.metadata().count("num_envs") > 0;
+  const int64_t num_envs = multi ? meta_int(f, "num_envs") : 1;
+  if (multi) {
+    const std::string& list = f.meta("env_episodes");
+    size_t pos = 0;
+    while (pos <= list.size() && !list.empty()) {
+      const size_t comma = std::min(list.find(',', pos), list.size());
+      const std::string item = list.substr(pos, comma - pos);
+      char* end = nullptr;
+      const long long n = std::strtoll(item.c_str(), &end, 10);
+      POMPC_REQUIRE(!item.empty() && end && *end == '\0' && n >= 0,
+                    "checkpoint %s: metadata env_episodes='%s' is not a list of counts",
+                    f.path().c_str(), list.c_str());
+      st.env_episodes.push_back(n);
+      pos = comma + 1;
+    }
+  } else {
+    st.env_episodes = {st.episodes};
+  }
+  POMPC_REQUIRE(int64_t(st.env_episodes.size()) == num_envs,
+                "checkpoint %s: metadata env_episodes has %zu counts, num_envs is %lld",
+                f.path().c_str(), st.env_episodes.size(), static_cast<long long>(num_envs));
   st.eval_episodes_run = meta_int(f, "eval_episodes_run");
   st.next_eval = meta_int(f, "next_eval");
   st.next_checkpoint = meta_int(f, "next_checkpoint");
@@ -439,6 +471,13 @@ TrainResult train(const std::vector<std::string>& args) {
     s = settings_from(cfg);
     POMPC_REQUIRE(s.run_dir == run_dir, "resume: run_dir changed from %s to %s", run_dir.c_str(),
                   s.run_dir.c_str());
+    const int64_t ckpt_envs = ckpt->metadata().count("num_envs") ? meta_int(*ckpt, "num_envs") : 1;
+    POMPC_REQUIRE(ckpt_envs == s.num_envs,
+                  "resume: %s was written by a run with num_envs=%lld, this run asks for "
+                  "num_envs=%d: the replay buffer and the environments' streams are per env, so "
+                  "resume with num_envs=%lld, or start a new run in another run_dir=",
+                  ckpt_path.c_str(), static_cast<long long>(ckpt_envs), s.num_envs,
+                  static_cast<long long>(ckpt_envs));
   } else {
     POMPC_REQUIRE(!io::path_exists(ckpt_path),
                   "run_dir %s already holds a checkpoint: pass resume=true to continue that run, "
@@ -447,13 +486,15 @@ TrainResult train(const std::vector<std::string>& args) {
   }
   std::filesystem::create_directories(s.run_dir);
 
-  env::Env env(s.task, uint32_t(s.seed), s.action_repeat);
+  const int S = s.num_envs;
+  env::VecEnv envs(s.task, S, uint32_t(s.seed), s.action_repeat);
   env::Env eval_env(s.task, uint32_t(s.seed + kEvalSeedOffset), s.action_repeat);
-  const int O = env.obs_dim(), A = env.act_dim(), L = env.episode_length();
+  const int O = envs.spec().obs_dim, A = envs.spec().act_dim, L = envs.env(0).episode_length();
   resolve_model(s, O, A, L);
   const int64_t seed_steps = s.seed_steps > 0 ? s.seed_steps : std::max<int64_t>(1000, 5 * L);
 
   auto ops = make_ops(s.device);
+  s.agent.max_states = S;
   agent::Agent ag(*ops, s.model, s.planner, s.agent);
   model::WorldModel& wm = ag.world_model();
   const bool targets = s.model.prior != model::Prior::none;
@@ -463,6 +504,7 @@ TrainResult train(const std::vector<std::string>& args) {
   rs.action_dim = A;
   rs.horizon = s.model.horizon;
   rs.planner_targets = targets;
+  rs.num_envs = S;
   rs.seed = s.seed;
   replay::ReplayBuffer replay(rs);
   const std::string replay_path = s.run_dir + "/replay.safetensors";
@@ -470,6 +512,7 @@ TrainResult train(const std::vector<std::string>& args) {
   RunState st;
   st.next_eval = s.eval_freq;
   st.next_checkpoint = s.checkpoint_freq;
+  st.env_episodes.assign(size_t(S), 0);
   if (ckpt) {
     st = load_checkpoint(*ckpt, wm);
     ag.set_counters(st.policy_updates, st.reanalyses);
@@ -486,8 +529,11 @@ TrainResult train(const std::vector<std::string>& args) {
       std::printf("resume: no replay buffer restored (%s): the buffer starts empty\n",
                   s.save_buffer ? "no replay.safetensors" : "save_buffer=false");
     }
+    // Checkpoints fall between rounds: every env continues its initial-state stream after as
+    // many resets as it has finished episodes.
     std::vector<float> scratch(O);
-    for (int64_t i = 0; i < st.episodes; ++i) env.reset(scratch.data());
+    for (int i = 0; i < S; ++i)
+      for (int64_t n = 0; n < st.env_episodes[size_t(i)]; ++n) envs.env(i).reset(scratch.data());
     for (int64_t i = 0; i < st.eval_episodes_run; ++i) eval_env.reset(scratch.data());
     std::printf("resume: %s at env step %lld (%llu updates)\n", ckpt_path.c_str(),
                 static_cast<long long>(st.env_step), static_cast<unsigned long long>(wm.updates()));
@@ -509,13 +555,22 @@ TrainResult train(const std::vector<std::string>& args) {
                           resume_rows);
   io::CsvLogger eval_log(s.run_dir + "/eval.csv",
                          {"env_step", "return_mean", "return_std", "episodes"}, resume_rows);
-  std::printf("train: %s, preset %s, %s, %zu parameters, run_dir %s, seed_steps %lld\n",
+  std::printf("train: %s, preset %s, %s, %zu parameters, run_dir %s, seed_steps %lld, "
+              "num_envs %d\n",
               s.task.c_str(), s.preset.c_str(), ops->description().c_str(),
-              wm.trainable_param_count(), s.run_dir.c_str(), static_cast<long long>(seed_steps));
+              wm.trainable_param_count(), s.run_dir.c_str(), static_cast<long long>(seed_steps),
+              S);
   std::fflush(stdout);
 
   const int B = s.model.batch_size, H = s.model.horizon;
-  std::vector<float> obs(O), next_obs(O), action(A), mu(A), sigma(A);
+  const size_t SO = size_t(S) * O, SA = size_t(S) * A;
+  std::vector<float> obs(SO), next_obs(SO), action(SA), mu(SA), sigma(SA);
+  std::vector<uint8_t> first(S), active(S);
+  std::vector<env::StepResult> res(S);
+  std::vector<int64_t> step_of(S), ep_len(S);  // agent step of env i's action; episode length
+  std::vector<double> ep_return(S);
+  std::vector<int> ended;
+  ended.reserve(size_t(S));
   std::vector<float> b_obs(size_t(H + 1) * B * O), b_act(size_t(H) * B * A), b_rew(size_t(H) * B);
   std::vector<float> b_mu(targets ? size_t(H) * B * A : 0), b_sigma(b_mu.size());
   std::vector<int64_t> b_index(size_t(H + 1) * B);
@@ -540,67 +595,124 @@ TrainResult train(const std::vector<std::string>& args) {
   result.run_dir = s.run_dir;
   std::optional<double> last_eval;
   int64_t last_eval_step = 0;
-  int64_t steps_this_process = 0;
-  double seconds_this_process = 0;
+  int64_t steps_this_process = 0, planned_steps = 0;
+  double seconds_this_process = 0, planned_seconds = 0;
   const double elapsed_before = st.elapsed_s;
   auto elapsed = [&] {
     return elapsed_before + std::chrono::duration<double>(Clock::now() - t_start).count();
   };
+  auto seconds_since = [](Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+  };
 
+  // One round per iteration: every env plays one episode, in lockstep while all are running.
   for (bool finished = st.env_step >= s.steps; !finished;) {
-    const auto t_ep = Clock::now();
-    env.reset(obs.data());
-    uint8_t first = 1;
-    double ep_return = 0;
-    int64_t ep_len = 0;
-    for (bool done = false; !done;) {
+    const auto t_round = Clock::now();
+    envs.reset_all(obs.data());
+    std::fill(first.begin(), first.end(), uint8_t(1));
+    std::fill(active.begin(), active.end(), uint8_t(1));
+    std::fill(ep_return.begin(), ep_return.end(), 0.0);
+    std::fill(ep_len.begin(), ep_len.end(), int64_t(0));
+    int64_t round_steps = 0;  // env steps of this round, all envs
+    double round_s = 0;
+    for (int n_active = S; n_active > 0;) {
+      const auto t_step = Clock::now();
+      // The active envs' actions are agent steps k, k + 1, ... in env order.
       const int64_t k = st.agent_step;
-      const bool planned = k >= seed_steps;
-      if (planned) {
-        ag.act(obs.data(), &first, 1, /*explore=*/true, s.seed, uint64_t(k), action.data(),
+      bool any_planned = false;
+      for (int i = 0, rank = 0; i < S; ++i)
+        if (active[i]) {
+          step_of[i] = k + rank++;
+          any_planned |= step_of[i] >= seed_steps;
+        }
+      if (any_planned)
+        ag.act(obs.data(), first.data(), S, /*explore=*/true, s.seed, uint64_t(k), action.data(),
                mu.data(), sigma.data());
-      } else {
-        for (int j = 0; j < A; ++j)
-          action[j] = 2.0f * philox_uniform(s.seed, kUniformOffset, uint64_t(k) * A + j) - 1.0f;
+      for (int i = 0; i < S; ++i)
+        if (active[i] && step_of[i] < seed_steps)
+          for (int j = 0; j < A; ++j)
+            action[size_t(i) * A + j] =
+                2.0f * philox_uniform(s.seed, kUniformOffset, uint64_t(step_of[i]) * A + j) - 1.0f;
+      std::fill(first.begin(), first.end(), uint8_t(0));
+      if (n_active == S) {
+        envs.step_all(action.data(), next_obs.data(), res.data());
+      } else {  // only after an episode ended early (a physics error): step the others alone
+        for (int i = 0; i < S; ++i) {
+          if (active[i])
+            res[i] = envs.env(i).step(&action[size_t(i) * A], &next_obs[size_t(i) * O]);
+          else
+            std::copy_n(&obs[size_t(i) * O], O, &next_obs[size_t(i) * O]);
+        }
       }
-      first = 0;
-      const env::StepResult r = env.step(action.data(), next_obs.data());
-      replay.add(0, obs.data(), action.data(), r.reward, planned ? mu.data() : nullptr,
-                 planned ? sigma.data() : nullptr);
+      int64_t planned = 0;  // planned agent steps of this vector step
+      for (int i = 0; i < S; ++i) {
+        if (!active[i]) continue;
+        const bool p = step_of[i] >= seed_steps;
+        replay.add(i, &obs[size_t(i) * O], &action[size_t(i) * A], res[i].reward,
+                   p ? &mu[size_t(i) * A] : nullptr, p ? &sigma[size_t(i) * A] : nullptr);
+        ep_return[i] += res[i].reward;
+        ++ep_len[i];
+        planned += p;
+      }
       obs.swap(next_obs);
-      ep_return += r.reward;
-      ++ep_len;
-      ++st.agent_step;
-      st.env_step += s.action_repeat;
-      done = r.done;
-      if (k >= seed_steps && replay.valid_starts() > 0) {
-        const int64_t n = st.pretrained ? 1 : seed_steps;
-        for (int64_t i = 0; i < n; ++i) one_update(/*burst=*/!st.pretrained);
-        st.pretrained = true;
+      st.agent_step += n_active;
+      st.env_step += int64_t(n_active) * s.action_repeat;
+      round_steps += int64_t(n_active) * s.action_repeat;
+      // One update per planned agent step; the first time a slice can be sampled, the
+      // pretraining burst of seed_steps updates takes the place of one of them.
+      double burst_s = 0;
+      if (planned > 0 && replay.valid_starts() > 0) {
+        if (!st.pretrained) {
+          const auto t_burst = Clock::now();
+          for (int64_t i = 0; i < seed_steps; ++i) one_update(/*burst=*/true);
+          burst_s = seconds_since(t_burst);
+          result.burst_updates = uint64_t(seed_steps);
+          result.burst_s = burst_s;
+          st.pretrained = true;
+          --planned;
+        }
+        for (int64_t i = 0; i < planned; ++i) one_update(/*burst=*/false);
+      }
+      if (any_planned) {
+        planned_steps += int64_t(n_active) * s.action_repeat;
+        planned_seconds += seconds_since(t_step) - burst_s;
+      }
+
+      // Episode ends (DMC: all envs at once, episodes have a fixed length).
+      ended.clear();
+      for (int i = 0; i < S; ++i)
+        if (active[i] && res[i].done) {
+          active[i] = 0;
+          --n_active;
+          replay.end_episode(i, &obs[size_t(i) * O]);
+          ++st.env_episodes[size_t(i)];
+          ended.push_back(i);
+        }
+      if (ended.empty()) continue;
+      // Losses: the last update's, copied once; a non-finite one stops the run here.
+      const float nan = std::nanf("");
+      model::UpdateStats us{nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan};
+      if (wm.updates() > 0) {
+        us = ag.read_stats();
+        check_losses_finite(us, st.env_step, wm.updates());
+      }
+      round_s = seconds_since(t_round);
+      const double sps = double(round_steps) / std::max(round_s, 1e-9);
+      for (int i : ended) {
+        ++st.episodes;
+        train_log.row({st.env_step, st.episodes, ep_return[i], ep_len[i],
+                       static_cast<unsigned long long>(wm.updates()), us.consistency_loss,
+                       us.reward_loss, us.value_loss, us.total_loss, us.grad_norm, us.pi_loss,
+                       us.pi_grad_norm, us.pi_scale, us.prior_loss, us.prior_scale,
+                       us.prior_fit_loss, static_cast<unsigned long long>(ag.reanalyses()), sps,
+                       elapsed()});
       }
     }
-    replay.end_episode(0, obs.data());
-    ++st.episodes;
     finished = st.env_step >= s.steps;
-
-    // Losses: the episode's last update, copied once; a non-finite one stops the run here.
-    model::UpdateStats us{};
-    const float nan = std::nanf("");
-    us = {nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan};
-    if (wm.updates() > 0) {
-      us = ag.read_stats();
-      check_losses_finite(us, st.env_step, wm.updates());
-    }
-    const double ep_s = std::chrono::duration<double>(Clock::now() - t_ep).count();
-    const double sps = double(ep_len * s.action_repeat) / std::max(ep_s, 1e-9);
-    steps_this_process += ep_len * s.action_repeat;
-    seconds_this_process += ep_s;
-    train_log.row({st.env_step, st.episodes, ep_return, ep_len,
-                   static_cast<unsigned long long>(wm.updates()), us.consistency_loss,
-                   us.reward_loss, us.value_loss, us.total_loss, us.grad_norm, us.pi_loss,
-                   us.pi_grad_norm, us.pi_scale, us.prior_loss, us.prior_scale,
-                   us.prior_fit_loss, static_cast<unsigned long long>(ag.reanalyses()), sps,
-                   elapsed()});
+    const double sps = double(round_steps) / std::max(round_s, 1e-9);
+    result.last_steps_per_s = sps;
+    steps_this_process += round_steps;
+    seconds_this_process += round_s;
 
     if (st.env_step >= st.next_eval || finished) {
       const uint64_t base = kEvalPlanStep + uint64_t(st.eval_episodes_run) * uint64_t(L + 1);
@@ -620,8 +732,16 @@ TrainResult train(const std::vector<std::string>& args) {
     p.steps_per_s = sps;
     p.last_eval_return = last_eval;
     p.last_eval_step = last_eval_step;
-    std::printf("%s | episode %lld return %.1f\n", io::format_progress(p).c_str(),
-                static_cast<long long>(st.episodes), ep_return);
+    if (S == 1) {
+      std::printf("%s | episode %lld return %.1f\n", io::format_progress(p).c_str(),
+                  static_cast<long long>(st.episodes), ep_return[0]);
+    } else {
+      double mean_return = 0;
+      for (double r : ep_return) mean_return += r / S;
+      std::printf("%s | episodes %lld-%lld mean return %.1f\n", io::format_progress(p).c_str(),
+                  static_cast<long long>(st.episodes - S + 1), static_cast<long long>(st.episodes),
+                  mean_return);
+    }
     std::fflush(stdout);
 
     if (st.env_step >= st.next_checkpoint || finished) {
@@ -638,6 +758,7 @@ TrainResult train(const std::vector<std::string>& args) {
   result.updates = wm.updates();
   result.last_eval_mean = last_eval.value_or(std::nan(""));
   result.steps_per_s = seconds_this_process > 0 ? steps_this_process / seconds_this_process : 0;
+  result.planned_steps_per_s = planned_seconds > 0 ? planned_steps / planned_seconds : 0;
   std::printf("train: done at env step %lld, %.1f env steps/s, last eval %.1f; %s\n",
               static_cast<long long>(st.env_step), result.steps_per_s, result.last_eval_mean,
               ckpt_path.c_str());

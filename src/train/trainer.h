@@ -3,42 +3,67 @@
 //
 // Run book
 //   settings   TrainSettings: one commented default per field; train_config() is the key table
-//              (src/io/config.h, keys named as TD-MPC2's config.yaml) with the presets (tdmpc2
-//              only for now), so `pompc train key=value ...` rejects an unknown key with the list
-//              of valid ones. model dims left at 0 come from model_size.
-//   loop       one environment (action_repeat 2: an agent step is two control steps; `steps`,
-//              eval_freq and checkpoint_freq count env steps = agent steps * action_repeat,
-//              seed_steps counts agent steps, 0 = max(1000, 5 L)). Per agent step:
-//                action = uniform in [-1, 1] (Philox(seed, kUniformOffset, step * A + j)) while
-//                  step < seed_steps, else the planner's (explore = true, warm start except at
-//                  an episode's first step, first flag = 1 there)
-//                env step; replay.add(obs, action, reward, planner target or sentinel)
-//                step == seed_steps: seed_steps updates in a row (the pretraining burst; deferred
-//                  to the first step with a sampleable slice if no episode has ended yet);
-//                  step > seed_steps: one update
-//              At an episode's end: replay.end_episode; the last update's UpdateStats copied to
-//              the host (NaN / inf in a loss stops the run, naming the loss and the step, before
-//              anything is written, so the last checkpoint stays good); one train.csv row (the
-//              episode's return and length, that last update's losses, nan before the first
-//              update, the episode's env steps/s) and one progress line on stdout; evaluation when env_step has reached the next multiple of
-//              eval_freq; a checkpoint when it has reached the next multiple of checkpoint_freq.
-//              The run ends at the first episode end with env_step >= steps (final eval and
-//              checkpoint there).
+//              (src/io/config.h, keys named as TD-MPC2's config.yaml) with the presets of SPEC
+//              section 4 (tdmpc2, bmpc, tdmpc2sq, pompc: the key=value lists in train_config()),
+//              so `pompc train key=value ...` rejects an unknown key with the list of valid ones.
+//              model dims left at 0 come from model_size; lambda >= 0 sets q_coef = 1 - lambda
+//              and prior_coef = lambda.
+//   loop       num_envs = S environments of the task (env::VecEnv, stepped on its thread pool;
+//              env i seeded VecEnv::env_seed(seed, i), so env 0 is the S = 1 run's env) and one
+//              Agent built for S states (action_repeat 2: an agent step is two control steps;
+//              `steps`, eval_freq and checkpoint_freq count env steps = agent steps *
+//              action_repeat over all envs, seed_steps counts agent steps over all envs, 0 =
+//              max(1000, 5 L)). The run goes in rounds: all envs reset, then vector steps until
+//              every env's episode is over (DMC episodes have a fixed length, so all end at the
+//              same step; an env that ends early, e.g. on a physics error, is ended alone and
+//              sits out the rest of the round). Per vector step, the active envs' actions are
+//              agent steps k, k + 1, ... in env order (k = agent steps so far):
+//                env i's action = uniform in [-1, 1] (Philox(seed, kUniformOffset, k_i * A + j))
+//                  while k_i < seed_steps, else the planner's: one Agent::act for all S states
+//                  (explore = true, plan step k, warm start except at a round's first step,
+//                  first[i] = 1 there)
+//                VecEnv step; replay.add(i, obs, action, reward, planner target or sentinel)
+//                one update per planned agent step (k_i >= seed_steps), S per vector step; the
+//                  first time a slice can be sampled (an episode has ended), the pretraining
+//                  burst of seed_steps updates in a row takes the place of one of them (so
+//                  after the seed phase, updates = agent steps - 1 when seed_steps >= S L:
+//                  an episode has ended by then). An update samples a batch (with the planner
+//                  targets and ring indices when the objective has a prior), runs
+//                  Agent::update (burst = true inside the burst: no reanalysis, and no policy
+//                  step when pretrain_policy=false) and writes the slices lazy reanalysis
+//                  re-planned back into the buffer (ReplayBuffer::write_batch_targets)
+//              At an env's episode end: replay.end_episode(i); the last update's UpdateStats
+//              copied to the host (NaN / inf in a loss stops the run, naming the loss and the
+//              step, before anything is written, so the last checkpoint stays good); one
+//              train.csv row per ended episode, in env order (the episode's return and length,
+//              that last update's losses, nan before the first update, the round's env steps/s
+//              over all envs so far). At a round's end: one progress line on stdout;
+//              evaluation when env_step has reached the next multiple of eval_freq; a
+//              checkpoint when it has reached the next multiple of checkpoint_freq. The run
+//              ends at the first round end with env_step >= steps (final eval and checkpoint
+//              there). With S = 1 this is the one-env loop exactly (same draws, same updates).
 //   eval       eval_episodes episodes on a second Env (seed + kEvalSeedOffset), planner with
 //              explore = false; eval.csv rows: env_step, return_mean, return_std, episodes.
 //   run dir    run_dir (default runs/<task>/<preset>/<seed>): config.txt (key=value lines),
 //              train.csv, eval.csv, checkpoint.safetensors, replay.safetensors (save_buffer).
 //   checkpoint safetensors, atomic: every WorldModel tensor by its state_dict name (model, pi,
-//              target Qs), Adam moments "optim.<model|pi>.exp_avg|exp_avg_sq", Adam step and bias
-//              corrections, "q_scale"; metadata: config lines, counters (agent/env steps,
-//              episodes, eval episodes run, updates, next eval / checkpoint step, elapsed time),
-//              the replay buffer's episode count. resume=true loads it (its config, then the
-//              command line's key=value on top, e.g. a larger steps=), the replay buffer
-//              (replay.safetensors, when saved) and replays the environments' reset draws so
-//              their initial-state streams continue where they stopped; the CSV logs drop rows
-//              after the checkpoint's env_step. With save_buffer=true the resumed run repeats the
-//              uninterrupted one bit for bit (tested). Without it the buffer restarts empty.
+//              target Qs, the learned prior "_pi_prior.*"), Adam moments
+//              "optim.<model|pi|prior>.exp_avg|exp_avg_sq", Adam step and bias corrections,
+//              "q_scale", "prior_scale"; metadata: config lines, counters (agent/env steps,
+//              episodes, num_envs and episodes per env, eval episodes run, updates, the agent's
+//              policy updates and reanalyses, next eval / checkpoint step, elapsed time), the
+//              replay buffer's episode count. Checkpoints
+//              fall between rounds. resume=true loads it (its config, then the command line's
+//              key=value on top, e.g. a larger steps=; a num_envs unlike the checkpoint's is
+//              refused), the replay buffer (replay.safetensors, when saved) and replays each
+//              env's reset draws (its own episode count) so the initial-state streams continue
+//              where they stopped; the CSV logs drop rows after the checkpoint's env_step.
+//              With save_buffer=true the resumed run repeats the uninterrupted one bit for bit
+//              (tested, S = 1 and 2, and bmpc across reanalyses). Without it the buffer restarts
+//              empty.
 //   tests      build/test_emu -ts=e2e,agent
+//   bench      build/bench -ts=bench -tc='*train*' (env steps/s of make run's CPU configuration
+//              with num_envs 1 and 2; build/test_gpu adds the 5M dog-run model on a GPU)
 #pragma once
 
 #include <cstdint>
@@ -63,6 +88,7 @@ struct TrainSettings {
   int64_t checkpoint_freq = 100'000;  // env steps between checkpoints (and one at the end)
   bool save_buffer = true;         // also save the replay buffer at each checkpoint (resume)
   int action_repeat = 2;           // control steps per agent step (TD-MPC2 DMC: 2)
+  int num_envs = 1;                // S: envs stepped in lockstep and planned for as one batch
   int64_t buffer_size = 1'000'000; // replay capacity in records
   std::string device = "auto";     // auto | cpu | cuda
   uint64_t seed = 1;               // seeds the env, model init, planner, sampler
@@ -82,11 +108,16 @@ TrainSettings settings_from(const io::Config& cfg);
 void resolve_model(TrainSettings& s, int obs_dim, int action_dim, int episode_length);
 
 struct TrainResult {
-  int64_t env_steps = 0;       // env steps done when the run ended
-  int64_t episodes = 0;        // training episodes done
-  uint64_t updates = 0;        // model updates taken
-  double last_eval_mean = 0;   // mean return of the last evaluation
-  double steps_per_s = 0;      // env steps per second over this process's episodes
+  int64_t env_steps = 0;           // env steps done when the run ended
+  int64_t episodes = 0;            // training episodes done
+  uint64_t updates = 0;            // model updates taken
+  double last_eval_mean = 0;       // mean return of the last evaluation
+  double steps_per_s = 0;          // env steps per second over this process's episodes
+  double last_steps_per_s = 0;     // the last round's env steps/s (its train.csv steps_per_s)
+  double planned_steps_per_s = 0;  // env steps/s of this process's vector steps with planning,
+                                   // the burst's time left out (0: none)
+  uint64_t burst_updates = 0;      // updates of the pretraining burst if this process ran it
+  double burst_s = 0;              // its wall time
   std::string run_dir;
 };
 
