@@ -361,7 +361,9 @@ TEST_SUITE("agent") {
     // in slot 1 with slot 0 holding something else gives the same action for slot 1.
     auto ops = pompc::make_ref_ops();
     const int O = 5, A = 2, S = 2;
-    Agent ag(*ops, tiny_model(O, A), tiny_planner(), S);
+    pompc::agent::AgentSettings as;
+    as.max_states = S;
+    Agent ag(*ops, tiny_model(O, A), tiny_planner(), as);
     const std::vector<float> obs = pompc::test::normals(size_t(S) * O, 3, 1.0f);
     std::vector<float> other = obs;
     for (int k = 0; k < O; ++k) other[k] = -obs[k];

@@ -20,6 +20,7 @@
 #include "ref/policy.h"
 #include "ref/scale.h"
 #include "ref/two_hot.h"
+#include "test_dev.h"
 #include "test_util.h"
 
 namespace {
@@ -27,25 +28,7 @@ namespace {
 using pompc::test::check_close;
 using pompc::test::normals;
 
-// Device copy of a host vector (cudaMalloc'd: real device memory on a GPU).
-struct Dev {
-  float* p = nullptr;
-  size_t n;
-  explicit Dev(const std::vector<float>& h) : n(h.size()) {
-    CUDA_CHECK(cudaMalloc(&p, (n ? n : 1) * sizeof(float)));
-    if (n) CUDA_CHECK(cudaMemcpy(p, h.data(), n * sizeof(float), cudaMemcpyHostToDevice));
-  }
-  explicit Dev(size_t count) : Dev(std::vector<float>(count, 0.0f)) {}
-  ~Dev() { cudaFree(p); }
-  Dev(const Dev&) = delete;
-  Dev& operator=(const Dev&) = delete;
-  std::vector<float> host() const {
-    std::vector<float> h(n);
-    CUDA_CHECK(cudaDeviceSynchronize());
-    if (n) CUDA_CHECK(cudaMemcpy(h.data(), p, n * sizeof(float), cudaMemcpyDeviceToHost));
-    return h;
-  }
-};
+using pompc::test::Dev;
 
 void layernorm_case(bool simnorm, int rows, int C, int groups, float p) {
   CAPTURE(simnorm);

@@ -20,6 +20,7 @@
 #include "philox.cuh"
 #include "ref/policy.h"
 #include "test_ref_fd.h"
+#include "test_dev.h"
 #include "test_util.h"
 
 using namespace pompc::test::fd;
@@ -94,25 +95,7 @@ void keep_off_clamp(std::vector<double>& raw, int B, int A, const PolicyHead& h,
   }
 }
 
-// Device copy of a host vector for the kernel parity case (cudaMalloc'd: device memory on a GPU).
-struct Dev {
-  float* p = nullptr;
-  size_t n;
-  explicit Dev(const std::vector<float>& h) : n(h.size()) {
-    CUDA_CHECK(cudaMalloc(&p, (n ? n : 1) * sizeof(float)));
-    if (n) CUDA_CHECK(cudaMemcpy(p, h.data(), n * sizeof(float), cudaMemcpyHostToDevice));
-  }
-  explicit Dev(size_t count) : Dev(std::vector<float>(count, 0.0f)) {}
-  ~Dev() { cudaFree(p); }
-  Dev(const Dev&) = delete;
-  Dev& operator=(const Dev&) = delete;
-  std::vector<float> host() const {
-    std::vector<float> h(n);
-    CUDA_CHECK(cudaDeviceSynchronize());
-    if (n) CUDA_CHECK(cudaMemcpy(h.data(), p, n * sizeof(float), cudaMemcpyDeviceToHost));
-    return h;
-  }
-};
+using pompc::test::Dev;
 
 }  // namespace
 

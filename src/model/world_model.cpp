@@ -491,28 +491,25 @@ void WorldModel::Q(float* out, const float* z, const float* a, int rows, QMode m
                    uint64_t seed, uint64_t offset) {
   check_rows("Q", rows, max_rows_);
   POMPC_REQUIRE(cfg_.critic == Critic::q, "Q: this model has a V critic (critic=v); call V");
-  const float* params = target ? params_target_ : params_model_ + q_offset_;
   ops_.concat_forward(inf_za_, z, a, rows, Z_, A_);
-  if (mode == QMode::all) {
-    mlp_forward(ops_, qs_, params, inf_za_, rows, q_inf_, out, Dropout{});
-    return;
-  }
-  mlp_forward(ops_, qs_, params, inf_za_, rows, q_inf_, nullptr, Dropout{});
-  ops_.two_hot_inv_forward(inf_qval_, q_inf_.out.back(), Qn_ * rows, cfg_.bins());
-  ops_.pair_select_forward(out, inf_qval_, Qn_, rows,
-                           mode == QMode::min ? PairMode::min : PairMode::avg, seed, offset);
+  critic_heads(out, inf_za_, rows, mode, target, seed, offset);
 }
 
 void WorldModel::V(float* out, const float* z, int rows, QMode mode, bool target, uint64_t seed,
                    uint64_t offset) {
   check_rows("V", rows, max_rows_);
   POMPC_REQUIRE(cfg_.critic == Critic::v, "V: this model has a Q critic (critic=q); call Q");
+  critic_heads(out, z, rows, mode, target, seed, offset);
+}
+
+void WorldModel::critic_heads(float* out, const float* in, int rows, QMode mode, bool target,
+                              uint64_t seed, uint64_t offset) {
   const float* params = target ? params_target_ : params_model_ + q_offset_;
   if (mode == QMode::all) {
-    mlp_forward(ops_, qs_, params, z, rows, q_inf_, out, Dropout{});
+    mlp_forward(ops_, qs_, params, in, rows, q_inf_, out, Dropout{});
     return;
   }
-  mlp_forward(ops_, qs_, params, z, rows, q_inf_, nullptr, Dropout{});
+  mlp_forward(ops_, qs_, params, in, rows, q_inf_, nullptr, Dropout{});
   ops_.two_hot_inv_forward(inf_qval_, q_inf_.out.back(), Qn_ * rows, cfg_.bins());
   ops_.pair_select_forward(out, inf_qval_, Qn_, rows,
                            mode == QMode::min ? PairMode::min : PairMode::avg, seed, offset);

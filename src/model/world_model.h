@@ -251,6 +251,11 @@ class WorldModel {
   void allocate();
   Dropout q_dropout(bool on, int purpose) const;
   void td_target_v(const Batch& batch);
+  // Q / V inference on the heads' input rows ([z, a] or z).
+  void critic_heads(float* out, const float* in, int rows, QMode mode, bool target, uint64_t seed,
+                    uint64_t offset);
+  // The pi step evaluates Qbar(z, a): for the Q term, or the intermediate prior's reverse KL.
+  bool pi_needs_qbar() const;
   // Qbar_k of the intermediate prior's samples, weights w_k and log_z (pi_forward's helper).
   void intermediate_weights(const Batch& batch);
   // The prior term's divisor S_D (gated by prior_scale_threshold), or nullptr for 1.

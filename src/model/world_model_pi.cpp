@@ -12,6 +12,11 @@ namespace {
 constexpr float kPiAdamEps = 1e-5f;  // TD-MPC2's pi_optim eps (also the learned prior's)
 }  // namespace
 
+bool WorldModel::pi_needs_qbar() const {
+  return cfg_.q_coef > 0.0f ||
+         (cfg_.prior == Prior::intermediate && cfg_.divergence == Divergence::reverse);
+}
+
 const float* WorldModel::prior_divisor() {
   const float* s = cfg_.prior_scale == PriorScale::own ? d_scale_
                    : cfg_.prior_scale == PriorScale::q ? q_scale_
@@ -70,9 +75,7 @@ void WorldModel::pi_forward(const Batch& batch, UpdateStats* stats, bool update_
   const int R = T_pi_ * B_;
   const Prior prior = cfg_.prior;
   const Divergence div = cfg_.divergence;
-  const bool use_q = cfg_.q_coef > 0.0f;
-  const bool need_q =
-      use_q || (prior == Prior::intermediate && div == Divergence::reverse);
+  const bool use_q = cfg_.q_coef > 0.0f, need_q = pi_needs_qbar();
   mlp_forward(ops_, pi_, params_pi_, zs_, R, pi_acts_, raw_pi_, Dropout{});
   ops_.policy_head_forward(a_pi_, mu_pi_, log_std_pi_, log_pi_, nullptr, raw_pi_, R, A_,
                            cfg_.policy_head(), cfg_.seed, update_offset(updates_, kPiNoise));
@@ -144,9 +147,7 @@ void WorldModel::pi_backward(const Batch& batch, bool dropout) {
   const int R = T_pi_ * B_;
   const Prior prior = cfg_.prior;
   const Divergence div = cfg_.divergence;
-  const bool use_q = cfg_.q_coef > 0.0f;
-  const bool need_q =
-      use_q || (prior == Prior::intermediate && div == Divergence::reverse);
+  const bool use_q = cfg_.q_coef > 0.0f, need_q = pi_needs_qbar();
   // dL/dQbar = -q_coef rho^t / (B T) / S_Q
   if (need_q) ops_.scale_add(d_qavg_, w_pi_, R, -cfg_.q_coef, use_q ? q_scale_ : nullptr, 0.0f);
   if (prior != Prior::none) {
