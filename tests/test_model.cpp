@@ -290,7 +290,7 @@ void fd_case(float dropout, const char* label = "tdmpc2",
 
 // Every buffer of the model, read back: parameters, target, moments, grads, S_Q, Adam scalars.
 struct Snapshot {
-  std::vector<float> model, pi, target, m_model, v_model, m_pi, v_pi, scale;
+  std::vector<float> model, pi, target, prior, m_model, v_model, m_pi, v_pi, scale, dscale;
   pompc::AdamScalars adam_model{}, adam_pi{};
   UpdateStats stats{};
 };
@@ -305,7 +305,9 @@ Snapshot snapshot(WorldModel& wm, const UpdateStats* st) {
   s.v_model = host(ops, wm.adam_v(ParamSet::model), wm.param_count(ParamSet::model));
   s.m_pi = host(ops, wm.adam_m(ParamSet::pi), wm.param_count(ParamSet::pi));
   s.v_pi = host(ops, wm.adam_v(ParamSet::pi), wm.param_count(ParamSet::pi));
+  s.prior = host(ops, wm.params(ParamSet::prior), wm.param_count(ParamSet::prior));
   s.scale = host(ops, wm.q_scale(), 1);
+  s.dscale = host(ops, wm.prior_scale(), 1);
   ops.copy_to_host(&s.adam_model, wm.adam_scalars(ParamSet::model), sizeof s.adam_model);
   ops.copy_to_host(&s.adam_pi, wm.adam_scalars(ParamSet::pi), sizeof s.adam_pi);
   if (st) s.stats = read_stats(ops, st);
@@ -343,6 +345,7 @@ void parity_case(const ModelConfig& c, bool randomized) {
   const float* gs = &g.stats.consistency_loss;
   CHECK(check_close("stats", gs, rs, sizeof(UpdateStats) / sizeof(float), 1e-6, 2e-5));
   CHECK(check_close("S_Q", g.scale, r.scale, 1e-6, 1e-6));
+  CHECK(check_close("S_D", g.dscale, r.dscale, 1e-6, 1e-5));
   // Parameters: Adam's first steps move each parameter by ~lr whatever |grad| is
   // (m / sqrt(v) ~ sign(g)), so a gradient that is mostly rounding noise (a sum that cancels) moves
   // its parameter by a different fraction of lr on each backend; the bulk agrees to float
@@ -362,6 +365,7 @@ void parity_case(const ModelConfig& c, bool randomized) {
   params_close("model params", g.model, r.model);
   params_close("pi params", g.pi, r.pi);
   params_close("target Qs", g.target, r.target);
+  if (!r.prior.empty()) params_close("learned prior params", g.prior, r.prior);
   // Moments: m ~ 0.19 g after two steps, v ~ 0.002 g^2; relative agreement of the gradients
   // (~1e-5 where they are not rounding noise), absolute floors at the scale of noise gradients.
   CHECK(check_close("adam m (model)", g.m_model, r.m_model, 1e-6, 1e-3));
@@ -1053,6 +1057,42 @@ TEST_SUITE("model") {
     ModelConfig c = tiny(17, 6, 64, 64, 16, 3, 5);
     c.enc_dim = 64;
     parity_case(c, true);
+  }
+
+  TEST_CASE("parity: bmpc and pompc updates, reference vs CUDA kernels (O=5 A=3 Z=16 M=24)") {
+    using pompc::model::Divergence;
+    using pompc::model::Prior;
+    auto bmpc_head = [](ModelConfig& c) {
+      c.policy_form = pompc::PolicyForm::clamped;
+      c.log_std_min = -3.0f;
+      c.log_std_max = 1.0f;
+    };
+    ModelConfig b = tiny(5, 3, 16, 24, 7, 3, 2);  // bmpc: V critic, reverse KL to the planner
+    bmpc_head(b);
+    b.critic = pompc::model::Critic::v;
+    b.q_coef = 0.0f;
+    b.prior_coef = 1.0f;
+    b.prior = Prior::planner;
+    parity_case(b, true);
+    ModelConfig p = tiny(5, 3, 16, 24, 7, 3, 5);  // pompc: intermediate prior, forward
+    bmpc_head(p);
+    p.q_coef = 0.5f;
+    p.prior_coef = 0.5f;
+    p.prior = Prior::intermediate;
+    p.divergence = Divergence::forward;
+    p.prior_samples = 4;
+    parity_case(p, true);
+    ModelConfig l = p;  // pompc: learned prior, reverse; tdmpc2sq's nll with S_Q
+    l.prior = Prior::learned;
+    l.divergence = Divergence::reverse;
+    parity_case(l, true);
+    ModelConfig q = tiny(5, 3, 16, 24, 7, 3, 5);
+    q.prior_coef = 1.0f;
+    q.prior_coef_per_action = true;
+    q.prior = Prior::planner;
+    q.divergence = Divergence::nll;
+    q.prior_scale = pompc::model::PriorScale::q;
+    parity_case(q, true);
   }
 }
 
