@@ -188,22 +188,6 @@ __global__ void scale_gate_kernel(float* __restrict__ out, const float* __restri
   *out = s > threshold ? s : INFINITY;
 }
 
-void check_dir(const char* who, ref::KlDir dir) {
-  POMPC_REQUIRE(dir == ref::KlDir::reverse || dir == ref::KlDir::forward,
-                "%s: dir must be KlDir::reverse or KlDir::forward", who);
-}
-
-void check_min_std(const char* who, float min_std) {
-  POMPC_REQUIRE(min_std >= 0.0f, "%s: min_std (%g) must be >= 0", who,
-                static_cast<double>(min_std));
-}
-
-// Upstream gradients and the gradients of the ops without optional ones must be given.
-void check_given(const char* who, const char* name, const float* p) {
-  POMPC_REQUIRE(p != nullptr, "%s: %s is null; pass a buffer (this op takes no null gradients)",
-                who, name);
-}
-
 }  // namespace
 
 namespace cuda {
@@ -211,7 +195,7 @@ namespace cuda {
 void gauss_kl_forward(float* out, const float* mu, const float* log_std, const float* mu_p,
                       const float* sigma_p, int rows, int A, ref::KlDir dir, cudaStream_t stream) {
   ref::check_prior_shape("gauss_kl_forward", rows, A, 1);
-  check_dir("gauss_kl_forward", dir);
+  ref::check_prior_dir("gauss_kl_forward", dir);
   LAUNCH(gauss_kl_forward_kernel, ceil_div(rows, kThreads), kThreads, 0, stream, out, mu, log_std,
          mu_p, sigma_p, rows, A, dir);
 }
@@ -220,8 +204,8 @@ void gauss_kl_backward(float* dmu, float* dlog_std, const float* dout, const flo
                        const float* log_std, const float* mu_p, const float* sigma_p, int rows,
                        int A, ref::KlDir dir, cudaStream_t stream) {
   ref::check_prior_shape("gauss_kl_backward", rows, A, 1);
-  check_dir("gauss_kl_backward", dir);
-  check_given("gauss_kl_backward", "dout", dout);
+  ref::check_prior_dir("gauss_kl_backward", dir);
+  ref::check_prior_given("gauss_kl_backward", "dout", dout);
   LAUNCH(gauss_kl_backward_kernel, ceil_div(rows, kThreads), kThreads, 0, stream, dmu, dlog_std,
          dout, mu, log_std, mu_p, sigma_p, rows, A, dir);
 }
@@ -229,7 +213,7 @@ void gauss_kl_backward(float* dmu, float* dlog_std, const float* dout, const flo
 void gauss_nll_forward(float* out, const float* a, const float* mu_p, const float* sigma_p,
                        int rows, int A, float min_std, cudaStream_t stream) {
   ref::check_prior_shape("gauss_nll_forward", rows, A, 1);
-  check_min_std("gauss_nll_forward", min_std);
+  ref::check_prior_min_std("gauss_nll_forward", min_std);
   LAUNCH(gauss_nll_forward_kernel, ceil_div(rows, kThreads), kThreads, 0, stream, out, a, mu_p,
          sigma_p, rows, A, min_std);
 }
@@ -237,9 +221,9 @@ void gauss_nll_forward(float* out, const float* a, const float* mu_p, const floa
 void gauss_nll_backward(float* da, const float* dout, const float* a, const float* mu_p,
                         const float* sigma_p, int rows, int A, float min_std, cudaStream_t stream) {
   ref::check_prior_shape("gauss_nll_backward", rows, A, 1);
-  check_min_std("gauss_nll_backward", min_std);
-  check_given("gauss_nll_backward", "da", da);
-  check_given("gauss_nll_backward", "dout", dout);
+  ref::check_prior_min_std("gauss_nll_backward", min_std);
+  ref::check_prior_given("gauss_nll_backward", "da", da);
+  ref::check_prior_given("gauss_nll_backward", "dout", dout);
   LAUNCH(gauss_nll_backward_kernel, ceil_div(rows, kThreads), kThreads, 0, stream, da, dout, a,
          mu_p, sigma_p, rows, A, min_std);
 }
@@ -272,9 +256,9 @@ void weighted_nll_backward(float* dmu, float* dlog_std, const float* dout, const
                            const float* w, const float* mu, const float* log_std, int S, int rows,
                            int A, cudaStream_t stream) {
   ref::check_prior_shape("weighted_nll_backward", rows, A, S);
-  check_given("weighted_nll_backward", "dmu", dmu);
-  check_given("weighted_nll_backward", "dlog_std", dlog_std);
-  check_given("weighted_nll_backward", "dout", dout);
+  ref::check_prior_given("weighted_nll_backward", "dmu", dmu);
+  ref::check_prior_given("weighted_nll_backward", "dlog_std", dlog_std);
+  ref::check_prior_given("weighted_nll_backward", "dout", dout);
   LAUNCH(weighted_nll_backward_kernel, ceil_div(rows, kThreads), kThreads, 0, stream, dmu, dlog_std,
          dout, a_k, w, mu, log_std, S, rows, A);
 }

@@ -13,22 +13,6 @@ namespace {
 
 constexpr double kHalfLog2Pi = 0.91893853320467274178;  // 0.5 * log(2 pi)
 
-void check_dir(const char* who, KlDir dir) {
-  POMPC_REQUIRE(dir == KlDir::reverse || dir == KlDir::forward,
-                "%s: dir must be KlDir::reverse or KlDir::forward", who);
-}
-
-void check_min_std(const char* who, float min_std) {
-  POMPC_REQUIRE(min_std >= 0.0f, "%s: min_std (%g) must be >= 0", who,
-                static_cast<double>(min_std));
-}
-
-// Upstream gradients and the gradients of the ops without optional ones must be given.
-void check_given(const char* who, const char* name, const void* p) {
-  POMPC_REQUIRE(p != nullptr, "%s: %s is null; pass a buffer (this op takes no null gradients)",
-                who, name);
-}
-
 // Parallel only when there is work enough to pay for the threads.
 bool big(int64_t elements) {
   return elements > 4096;
@@ -42,11 +26,27 @@ void check_prior_shape(const char* who, int rows, int A, int S) {
   POMPC_REQUIRE(S >= 1, "%s: S (%d) must be >= 1 (samples per row)", who, S);
 }
 
+void check_prior_dir(const char* who, KlDir dir) {
+  POMPC_REQUIRE(dir == KlDir::reverse || dir == KlDir::forward,
+                "%s: dir must be KlDir::reverse or KlDir::forward", who);
+}
+
+void check_prior_min_std(const char* who, float min_std) {
+  POMPC_REQUIRE(min_std >= 0.0f, "%s: min_std (%g) must be >= 0", who,
+                static_cast<double>(min_std));
+}
+
+// Upstream gradients and the gradients of the ops without optional ones must be given.
+void check_prior_given(const char* who, const char* name, const void* p) {
+  POMPC_REQUIRE(p != nullptr, "%s: %s is null; pass a buffer (this op takes no null gradients)",
+                who, name);
+}
+
 template <typename T>
 void gauss_kl_forward(T* out, const T* mu, const T* log_std, const T* mu_p, const T* sigma_p,
                       int rows, int A, KlDir dir) {
   check_prior_shape("gauss_kl_forward", rows, A, 1);
-  check_dir("gauss_kl_forward", dir);
+  check_prior_dir("gauss_kl_forward", dir);
 #pragma omp parallel for schedule(static) if (big(int64_t{rows} * A))
   for (int r = 0; r < rows; ++r) {
     T sum = 0;
@@ -67,8 +67,8 @@ template <typename T>
 void gauss_kl_backward(T* dmu, T* dlog_std, const T* dout, const T* mu, const T* log_std,
                        const T* mu_p, const T* sigma_p, int rows, int A, KlDir dir) {
   check_prior_shape("gauss_kl_backward", rows, A, 1);
-  check_dir("gauss_kl_backward", dir);
-  check_given("gauss_kl_backward", "dout", dout);
+  check_prior_dir("gauss_kl_backward", dir);
+  check_prior_given("gauss_kl_backward", "dout", dout);
 #pragma omp parallel for schedule(static) if (big(int64_t{rows} * A))
   for (int r = 0; r < rows; ++r) {
     const T g = dout[r] / static_cast<T>(A);
@@ -91,7 +91,7 @@ template <typename T>
 void gauss_nll_forward(T* out, const T* a, const T* mu_p, const T* sigma_p, int rows, int A,
                        float min_std) {
   check_prior_shape("gauss_nll_forward", rows, A, 1);
-  check_min_std("gauss_nll_forward", min_std);
+  check_prior_min_std("gauss_nll_forward", min_std);
   const T lo = static_cast<T>(min_std), c = static_cast<T>(kHalfLog2Pi), nA = static_cast<T>(A);
 #pragma omp parallel for schedule(static) if (big(int64_t{rows} * A))
   for (int r = 0; r < rows; ++r) {
@@ -110,9 +110,9 @@ template <typename T>
 void gauss_nll_backward(T* da, const T* dout, const T* a, const T* mu_p, const T* sigma_p, int rows,
                         int A, float min_std) {
   check_prior_shape("gauss_nll_backward", rows, A, 1);
-  check_min_std("gauss_nll_backward", min_std);
-  check_given("gauss_nll_backward", "da", da);
-  check_given("gauss_nll_backward", "dout", dout);
+  check_prior_min_std("gauss_nll_backward", min_std);
+  check_prior_given("gauss_nll_backward", "da", da);
+  check_prior_given("gauss_nll_backward", "dout", dout);
   const T lo = static_cast<T>(min_std), nA = static_cast<T>(A);
 #pragma omp parallel for schedule(static) if (big(int64_t{rows} * A))
   for (int r = 0; r < rows; ++r) {
@@ -192,9 +192,9 @@ template <typename T>
 void weighted_nll_backward(T* dmu, T* dlog_std, const T* dout, const T* a_k, const T* w,
                            const T* mu, const T* log_std, int S, int rows, int A) {
   check_prior_shape("weighted_nll_backward", rows, A, S);
-  check_given("weighted_nll_backward", "dmu", dmu);
-  check_given("weighted_nll_backward", "dlog_std", dlog_std);
-  check_given("weighted_nll_backward", "dout", dout);
+  check_prior_given("weighted_nll_backward", "dmu", dmu);
+  check_prior_given("weighted_nll_backward", "dlog_std", dlog_std);
+  check_prior_given("weighted_nll_backward", "dout", dout);
 #pragma omp parallel for schedule(static) if (big(int64_t{rows} * A * S))
   for (int r = 0; r < rows; ++r) {
     const T g = -dout[r] / static_cast<T>(A);
