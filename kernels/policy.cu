@@ -27,17 +27,27 @@ constexpr float kHalfLog2Pi = 0.91893853320467274178f;
 constexpr float kSquashEps = 1e-6f;
 constexpr float kScaleEps = 1e-8f;
 
-struct Elem {
-  float ts, ls, sd, e, a, om, corr;  // tanh(s), log_std, std, eps, action, 1 - a^2, log term
+// What both forms share per element: the squashed log_std, its std and the noise.
+struct StdNoise {
+  float ts, ls, sd, e;  // tanh(s), log_std, std, eps
+};
+
+__device__ __forceinline__ void std_noise(StdNoise* el, const float* row, int A, int b, int j,
+                                          float lo, float dif, uint64_t seed, uint64_t offset) {
+  el->ts = tanhf(row[A + j]);
+  el->ls = lo + 0.5f * dif * (el->ts + 1.0f);
+  el->sd = expf(el->ls);
+  el->e = philox_normal(seed, offset, static_cast<uint64_t>(b) * A + j);
+}
+
+struct Elem : StdNoise {
+  float a, om, corr;  // action, 1 - a^2, log term
 };
 
 __device__ __forceinline__ Elem element(const float* row, int A, int b, int j, float lo,
                                         float dif, uint64_t seed, uint64_t offset) {
   Elem el;
-  el.ts = tanhf(row[A + j]);
-  el.ls = lo + 0.5f * dif * (el.ts + 1.0f);
-  el.sd = expf(el.ls);
-  el.e = philox_normal(seed, offset, static_cast<uint64_t>(b) * A + j);
+  std_noise(&el, row, A, b, j, lo, dif, seed, offset);
   el.a = tanhf(row[j] + el.e * el.sd);
   el.om = 1.0f - el.a * el.a;
   el.corr = logf((el.om > 0.0f ? el.om : 0.0f) + kSquashEps);
@@ -127,18 +137,15 @@ __global__ void policy_head_backward_kernel(float* __restrict__ draw,
 }
 
 // The clamped form's element: u = tanh(mean) + exp(log_std) eps.
-struct ClampedElem {
-  float ts, ls, sd, e, m, u;  // tanh(s), log_std, std, eps, mu, sample before the clamp
+struct ClampedElem : StdNoise {
+  float m, u;  // mu, the sample before the clamp
 };
 
 __device__ __forceinline__ ClampedElem clamped_element(const float* row, int A, int b, int j,
                                                        float lo, float dif, uint64_t seed,
                                                        uint64_t offset) {
   ClampedElem el;
-  el.ts = tanhf(row[A + j]);
-  el.ls = lo + 0.5f * dif * (el.ts + 1.0f);
-  el.sd = expf(el.ls);
-  el.e = philox_normal(seed, offset, static_cast<uint64_t>(b) * A + j);
+  std_noise(&el, row, A, b, j, lo, dif, seed, offset);
   el.m = tanhf(row[j]);
   el.u = el.m + el.e * el.sd;
   return el;

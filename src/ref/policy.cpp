@@ -24,13 +24,29 @@ void check_args(const char* who, int B, int A, const PolicyHead& h) {
                 "%s: form must be squashed or clamped", who);
 }
 
-// Everything the forward computes for one element.
+// What both forms compute first for one element: the squashed log_std, its std and the noise.
 template <typename T>
-struct Elem {
-  T ts;    // tanh(s)
-  T ls;    // log_std
-  T sd;    // exp(log_std)
-  T e;     // eps
+struct StdNoise {
+  T ts;  // tanh(s)
+  T ls;  // log_std
+  T sd;  // exp(log_std)
+  T e;   // eps
+};
+
+template <typename T>
+void std_noise(StdNoise<T>* el, const T* row, int A, int b, int j, const PolicyHead& h,
+               uint64_t seed, uint64_t offset) {
+  const T lo = static_cast<T>(h.log_std_min);
+  const T dif = static_cast<T>(h.log_std_max) - lo;
+  el->ts = std::tanh(row[A + j]);
+  el->ls = lo + T(0.5) * dif * (el->ts + T(1));
+  el->sd = std::exp(el->ls);
+  el->e = static_cast<T>(philox_normal(seed, offset, static_cast<uint64_t>(b) * A + j));
+}
+
+// Everything the squashed forward computes for one element.
+template <typename T>
+struct Elem : StdNoise<T> {
   T a;     // action = tanh(u)
   T om;    // 1 - action^2
   T corr;  // log(relu(1 - action^2) + 1e-6)
@@ -39,14 +55,9 @@ struct Elem {
 template <typename T>
 Elem<T> element(const T* raw, int A, int b, int j, const PolicyHead& h, uint64_t seed,
                 uint64_t offset) {
-  const T lo = static_cast<T>(h.log_std_min);
-  const T dif = static_cast<T>(h.log_std_max) - lo;
   const T* row = raw + static_cast<int64_t>(b) * 2 * A;
   Elem<T> el;
-  el.ts = std::tanh(row[A + j]);
-  el.ls = lo + T(0.5) * dif * (el.ts + T(1));
-  el.sd = std::exp(el.ls);
-  el.e = static_cast<T>(philox_normal(seed, offset, static_cast<uint64_t>(b) * A + j));
+  std_noise<T>(&el, row, A, b, j, h, seed, offset);
   const T u = row[j] + el.e * el.sd;
   el.a = std::tanh(u);
   el.om = T(1) - el.a * el.a;
@@ -62,26 +73,17 @@ struct RowSums {
 
 // The clamped form's element: u = tanh(mean) + exp(log_std) eps.
 template <typename T>
-struct ClampedElem {
-  T ts;  // tanh(s)
-  T ls;  // log_std
-  T sd;  // exp(log_std)
-  T e;   // eps
-  T m;   // mu = tanh(mean)
-  T u;   // the Gaussian sample before the clamp
+struct ClampedElem : StdNoise<T> {
+  T m;  // mu = tanh(mean)
+  T u;  // the Gaussian sample before the clamp
 };
 
 template <typename T>
 ClampedElem<T> clamped_element(const T* raw, int A, int b, int j, const PolicyHead& h,
                                uint64_t seed, uint64_t offset) {
-  const T lo = static_cast<T>(h.log_std_min);
-  const T dif = static_cast<T>(h.log_std_max) - lo;
   const T* row = raw + static_cast<int64_t>(b) * 2 * A;
   ClampedElem<T> el;
-  el.ts = std::tanh(row[A + j]);
-  el.ls = lo + T(0.5) * dif * (el.ts + T(1));
-  el.sd = std::exp(el.ls);
-  el.e = static_cast<T>(philox_normal(seed, offset, static_cast<uint64_t>(b) * A + j));
+  std_noise<T>(&el, row, A, b, j, h, seed, offset);
   el.m = std::tanh(row[j]);
   el.u = el.m + el.e * el.sd;
   return el;
