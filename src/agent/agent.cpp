@@ -2,7 +2,6 @@
 #include "agent/agent.h"
 
 #include <algorithm>
-#include <cstring>
 
 #include "common.h"
 #include "nvtx.h"
@@ -48,8 +47,6 @@ Agent::Agent(Ops& ops, const model::ModelConfig& model_cfg, const PlannerSetting
     batch_mu_ = ops.alloc<float>(size_t(H_) * B_ * A_);
     batch_sigma_ = ops.alloc<float>(size_t(H_) * B_ * A_);
   }
-  re_mu_.resize(size_t(re_states) * A_);
-  re_sigma_.resize(size_t(re_states) * A_);
   stats_ = ops.alloc<model::UpdateStats>(1);
 }
 
@@ -86,13 +83,11 @@ void Agent::reanalyze(const replay::SliceBatch& b, int n, uint64_t seed) {
   wm_->set_explore_head(true);
   planner_->plan(H_ * n, /*explore=*/false, /*warm=*/false, seed, kReanalyzeStep + reanalyses_);
   wm_->set_explore_head(false);
-  const size_t states = size_t(H_) * N;
-  ops_.copy_to_host(re_mu_.data(), planner_->mu_p(), states * A * sizeof(float));
-  ops_.copy_to_host(re_sigma_.data(), planner_->sigma_p(), states * A * sizeof(float));
+  // The new targets straight into the batch's rows (t, b < n).
   for (int t = 0; t < H_; ++t) {
-    std::memcpy(b.mu + size_t(t) * B * A, re_mu_.data() + size_t(t) * N * A, N * A * sizeof(float));
-    std::memcpy(b.sigma + size_t(t) * B * A, re_sigma_.data() + size_t(t) * N * A,
-                N * A * sizeof(float));
+    const size_t row = size_t(t) * B * A, state = size_t(t) * N * A, bytes = N * A * sizeof(float);
+    ops_.copy_to_host(b.mu + row, planner_->mu_p() + state, bytes);
+    ops_.copy_to_host(b.sigma + row, planner_->sigma_p() + state, bytes);
   }
   ++reanalyses_;
 }

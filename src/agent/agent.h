@@ -30,7 +30,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <vector>
 
 #include "agent/planner.h"
 #include "agent/world_model_latent.h"
@@ -94,7 +93,6 @@ class Agent {
   bool prior_;               // the objective reads planner targets
   uint64_t seed_;
   uint64_t policy_updates_ = 0, reanalyses_ = 0;
-  std::vector<float> re_mu_, re_sigma_;  // host scratch of reanalysis [H n, A]
   std::unique_ptr<model::WorldModel> wm_;
   std::unique_ptr<WorldModelLatent> latent_;
   std::unique_ptr<Planner> planner_;

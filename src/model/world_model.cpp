@@ -168,7 +168,7 @@ void WorldModel::allocate() {
   const int iB = B_, iRH = H_ * B_, iRH1 = (H_ + 1) * B_;
   const bool v_critic = cfg_.critic == Critic::v, learned = cfg_.prior == Prior::learned,
              intermediate = cfg_.prior == Prior::intermediate;
-  const size_t CI = static_cast<size_t>(critic_in_), S = static_cast<size_t>(cfg_.prior_samples);
+  const size_t S = static_cast<size_t>(cfg_.prior_samples);
 
   // Persistent state and constants.
   Arena state;
@@ -280,7 +280,6 @@ void WorldModel::allocate() {
   allocated_bytes_ += acts.floats() * sizeof(float);
   blocks_.push_back(acts.allocate(ops_));
   next_z_ = true_z_ + static_cast<size_t>(B_) * Z_;
-  (void)CI;
 
   // Activation gradients of the update (zeroed once per update).
   Arena grads;

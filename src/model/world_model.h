@@ -114,6 +114,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "model/config.h"
@@ -258,8 +259,12 @@ class WorldModel {
   bool pi_needs_qbar() const;
   // Qbar_k of the intermediate prior's samples, weights w_k and log_z (pi_forward's helper).
   void intermediate_weights(const Batch& batch);
+  // The prior's Gaussian (mean, std) per row: the batch's planner targets, or pi_psi's output
+  // (valid after pi_forward computed it).
+  std::pair<const float*, const float*> prior_gaussian(const Batch& batch) const;
   // The prior term's divisor S_D (gated by prior_scale_threshold), or nullptr for 1.
   const float* prior_divisor();
+  const float* pi_divisor_ = nullptr;  // prior_divisor() as the last pi_forward took it
 
   Ops& ops_;
   ModelConfig cfg_;

@@ -2,6 +2,7 @@
 // policy objectives (SPEC section 4) and the learned prior's fit. Maths, shapes and the Philox
 // purposes: the run book in world_model.h.
 #include <cmath>
+#include <utility>
 
 #include "common.h"
 #include "model/world_model.h"
@@ -10,11 +11,20 @@
 namespace pompc::model {
 namespace {
 constexpr float kPiAdamEps = 1e-5f;  // TD-MPC2's pi_optim eps (also the learned prior's)
+
+KlDir kl_dir(Divergence d) {
+  return d == Divergence::reverse ? KlDir::reverse : KlDir::forward;
+}
 }  // namespace
 
 bool WorldModel::pi_needs_qbar() const {
   return cfg_.q_coef > 0.0f ||
          (cfg_.prior == Prior::intermediate && cfg_.divergence == Divergence::reverse);
+}
+
+std::pair<const float*, const float*> WorldModel::prior_gaussian(const Batch& batch) const {
+  if (cfg_.prior == Prior::learned) return {mu_psi_, sigma_psi_};
+  return {batch.mu_p, batch.sigma_p};
 }
 
 const float* WorldModel::prior_divisor() {
@@ -34,8 +44,7 @@ const float* WorldModel::prior_divisor() {
 void WorldModel::prior_fit(const Batch& batch, UpdateStats* stats) {
   NvtxRange range("update/prior_fit");
   const int R = T_pi_ * B_;
-  const Divergence d = cfg_.prior_fit;
-  const KlDir dir = d == Divergence::reverse ? KlDir::reverse : KlDir::forward;
+  const KlDir dir = kl_dir(cfg_.prior_fit);
   mlp_forward(ops_, prior_, params_prior_, zs_, R, psi_acts_, raw_psi_, Dropout{});
   ops_.policy_head_forward(a_psi_, mu_psi_, log_std_psi_, nullptr, nullptr, raw_psi_, R, A_,
                            cfg_.policy_head(), cfg_.seed, update_offset(updates_, kPiNoise));
@@ -106,24 +115,20 @@ void WorldModel::pi_forward(const Batch& batch, UpdateStats* stats, bool update_
   }
 
   // The prior's Gaussian (mu_t, sigma_t) and D per row.
-  const float* pm = batch.mu_p;
-  const float* ps = batch.sigma_p;
   if (prior == Prior::learned) {  // pi_psi after its fit step (detached)
     mlp_forward(ops_, prior_, params_prior_, zs_, R, psi_acts_, raw_psi_, Dropout{});
     ops_.policy_head_forward(a_psi_, mu_psi_, log_std_psi_, nullptr, nullptr, raw_psi_, R, A_,
                              cfg_.policy_head(), cfg_.seed, update_offset(updates_, kPiNoise));
     ops_.exp_forward(sigma_psi_, log_std_psi_, static_cast<int64_t>(R) * A_);
-    pm = mu_psi_;
-    ps = sigma_psi_;
   }
+  const auto [pm, ps] = prior_gaussian(batch);
   if (prior == Prior::intermediate) intermediate_weights(batch);
   if (div == Divergence::nll) {
     ops_.gauss_nll_forward(div_, a_pi_, pm, ps, R, A_, cfg_.min_std);
   } else if (prior == Prior::intermediate && div == Divergence::forward) {
     ops_.weighted_nll_forward(div_, a_k_, w_k_, mu_pi_, log_std_pi_, cfg_.prior_samples, R, A_);
   } else {
-    ops_.gauss_kl_forward(div_, mu_pi_, log_std_pi_, pm, ps, R, A_,
-                          div == Divergence::reverse ? KlDir::reverse : KlDir::forward);
+    ops_.gauss_kl_forward(div_, mu_pi_, log_std_pi_, pm, ps, R, A_, kl_dir(div));
     if (prior == Prior::intermediate) {  // KL(pi || planner) - Qbar / beta + log_z
       ops_.scale_add(div_, qavg_, R, -1.0f / cfg_.beta, nullptr, 1.0f);
       ops_.scale_add(div_, log_z_, R, 1.0f, nullptr, 1.0f);
@@ -131,9 +136,9 @@ void WorldModel::pi_forward(const Batch& batch, UpdateStats* stats, bool update_
   }
   if (cfg_.prior_scale == PriorScale::own && update_scale)
     ops_.running_scale_update(d_scale_, div_, B_, cfg_.tau);
-  const float* divisor = prior_divisor();
-  ops_.weighted_sum(&stats->prior_loss, div_, w_pi_, R, 1.0f, divisor, 0.0f);
-  ops_.weighted_sum(&stats->pi_loss, div_, w_pi_, R, cfg_.prior_weight(), divisor, 1.0f);
+  pi_divisor_ = prior_divisor();  // pi_backward divides by the same S_D
+  ops_.weighted_sum(&stats->prior_loss, div_, w_pi_, R, 1.0f, pi_divisor_, 0.0f);
+  ops_.weighted_sum(&stats->pi_loss, div_, w_pi_, R, cfg_.prior_weight(), pi_divisor_, 1.0f);
   if (cfg_.prior_scale == PriorScale::none)
     ops_.fill(&stats->prior_scale, 1, 1.0f);
   else
@@ -151,11 +156,9 @@ void WorldModel::pi_backward(const Batch& batch, bool dropout) {
   // dL/dQbar = -q_coef rho^t / (B T) / S_Q
   if (need_q) ops_.scale_add(d_qavg_, w_pi_, R, -cfg_.q_coef, use_q ? q_scale_ : nullptr, 0.0f);
   if (prior != Prior::none) {
-    const float* divisor = prior_divisor();
-    // dL/dD = prior_weight rho^t / (B T) / S_D
-    ops_.scale_add(d_div_, w_pi_, R, cfg_.prior_weight(), divisor, 0.0f);
-    const float* pm = prior == Prior::learned ? mu_psi_ : batch.mu_p;
-    const float* ps = prior == Prior::learned ? sigma_psi_ : batch.sigma_p;
+    // dL/dD = prior_weight rho^t / (B T) / S_D, S_D as pi_forward used it
+    ops_.scale_add(d_div_, w_pi_, R, cfg_.prior_weight(), pi_divisor_, 0.0f);
+    const auto [pm, ps] = prior_gaussian(batch);
     if (div == Divergence::nll) {
       ops_.gauss_nll_backward(d_a_pi_, d_div_, a_pi_, pm, ps, R, A_, cfg_.min_std);
     } else if (prior == Prior::intermediate && div == Divergence::forward) {
@@ -163,7 +166,7 @@ void WorldModel::pi_backward(const Batch& batch, bool dropout) {
                                  cfg_.prior_samples, R, A_);
     } else {
       ops_.gauss_kl_backward(d_mu_pi_, d_log_std_pi_, d_div_, mu_pi_, log_std_pi_, pm, ps, R, A_,
-                             div == Divergence::reverse ? KlDir::reverse : KlDir::forward);
+                             kl_dir(div));
       if (prior == Prior::intermediate)  // D contains -Qbar / beta
         ops_.scale_add(d_qavg_, d_div_, R, -1.0f / cfg_.beta, nullptr, 1.0f);
     }

@@ -201,8 +201,6 @@ struct RunState {
   int64_t next_checkpoint = 0;        // env step of the next checkpoint
   bool pretrained = false;            // the seed_steps burst has run
   double elapsed_s = 0;               // wall time of all processes of this run before this one
-  uint64_t policy_updates = 0;        // the agent's updates outside the burst (reanalysis clock)
-  uint64_t reanalyses = 0;            // the agent's reanalyses (their planner steps)
 };
 
 uint64_t fnv1a(uint64_t h, const void* data, size_t n) {
@@ -293,8 +291,10 @@ struct ModelState {
   }
 };
 
-void save_checkpoint(const std::string& path, model::WorldModel& wm, const io::Config& cfg,
+// The agent's world model and its reanalysis clock (policy updates, reanalyses) with `st`.
+void save_checkpoint(const std::string& path, agent::Agent& ag, const io::Config& cfg,
                      const RunState& st, int64_t replay_episodes) {
+  model::WorldModel& wm = ag.world_model();
   ModelState ms(wm);
   ms.download(wm);
   const std::vector<io::TensorDest> table = ms.table(wm);
@@ -318,8 +318,8 @@ void save_checkpoint(const std::string& path, model::WorldModel& wm, const io::C
   meta["pretrained"] = st.pretrained ? "1" : "0";
   meta["elapsed_s"] = io::format_double(st.elapsed_s);
   meta["replay_episodes"] = std::to_string(replay_episodes);
-  meta["policy_updates"] = std::to_string(st.policy_updates);
-  meta["reanalyses"] = std::to_string(st.reanalyses);
+  meta["policy_updates"] = std::to_string(ag.policy_updates());
+  meta["reanalyses"] = std::to_string(ag.reanalyses());
   io::save_safetensors(path, views, meta);
 }
 
@@ -351,8 +351,10 @@ std::unique_ptr<io::SafetensorsFile> open_checkpoint(const std::string& path) {
   return f;
 }
 
-// Loads the model state (checksum verified) and returns the run counters.
-RunState load_checkpoint(const io::SafetensorsFile& f, model::WorldModel& wm) {
+// Loads the agent's world model (checksum verified) and reanalysis clock; returns the run
+// counters.
+RunState load_checkpoint(const io::SafetensorsFile& f, agent::Agent& ag) {
+  model::WorldModel& wm = ag.world_model();
   ModelState ms(wm);
   const std::vector<io::TensorDest> table = ms.table(wm);
   io::load_tensors(f, table);
@@ -395,8 +397,7 @@ RunState load_checkpoint(const io::SafetensorsFile& f, model::WorldModel& wm) {
   st.next_checkpoint = meta_int(f, "next_checkpoint");
   st.pretrained = meta_int(f, "pretrained") != 0;
   st.elapsed_s = std::strtod(f.meta("elapsed_s").c_str(), nullptr);
-  st.policy_updates = uint64_t(meta_int(f, "policy_updates"));
-  st.reanalyses = uint64_t(meta_int(f, "reanalyses"));
+  ag.set_counters(uint64_t(meta_int(f, "policy_updates")), uint64_t(meta_int(f, "reanalyses")));
   return st;
 }
 
@@ -514,8 +515,7 @@ TrainResult train(const std::vector<std::string>& args) {
   st.next_checkpoint = s.checkpoint_freq;
   st.env_episodes.assign(size_t(S), 0);
   if (ckpt) {
-    st = load_checkpoint(*ckpt, wm);
-    ag.set_counters(st.policy_updates, st.reanalyses);
+    st = load_checkpoint(*ckpt, ag);
     const int64_t want = meta_int(*ckpt, "replay_episodes");
     if (s.save_buffer && io::path_exists(replay_path)) {
       replay.load(replay_path);
@@ -747,10 +747,8 @@ TrainResult train(const std::vector<std::string>& args) {
     if (st.env_step >= st.next_checkpoint || finished) {
       while (st.next_checkpoint <= st.env_step) st.next_checkpoint += s.checkpoint_freq;
       st.elapsed_s = elapsed();
-      st.policy_updates = ag.policy_updates();
-      st.reanalyses = ag.reanalyses();
       if (s.save_buffer) replay.save(replay_path);
-      save_checkpoint(ckpt_path, wm, cfg, st, replay.episodes_added());
+      save_checkpoint(ckpt_path, ag, cfg, st, replay.episodes_added());
     }
   }
   result.env_steps = st.env_step;
@@ -781,7 +779,7 @@ EvalResult evaluate_checkpoint(const std::string& path, int episodes, const std:
   agent::AgentSettings as = s.agent;
   as.reanalyze_interval = 0;  // evaluation only acts
   agent::Agent ag(*ops, s.model, s.planner, as);
-  load_checkpoint(*f, ag.world_model());
+  load_checkpoint(*f, ag);
   EvalResult r;
   r.returns = run_eval(ag, env, episodes, s.seed, kEvalPlanStep);
   mean_std(r.returns, &r.mean, &r.std);
