@@ -71,6 +71,18 @@ void bmpc_form(ModelConfig& c) {
   c.log_std_max = 1.0f;
 }
 
+// PO-MPC at lambda = 0.5 with BMPC's policy form, the given prior and divergence, 3 samples.
+ModelConfig pompc_example(pompc::model::Prior prior, pompc::model::Divergence div) {
+  ModelConfig c = tiny();
+  bmpc_form(c);
+  c.q_coef = 0.5f;
+  c.prior_coef = 0.5f;
+  c.prior = prior;
+  c.divergence = div;
+  c.prior_samples = 3;
+  return c;
+}
+
 const NamedTensor& tensor(const WorldModel& wm, const std::string& name) {
   for (const NamedTensor& t : wm.tensors())
     if (t.name == name) return t;
@@ -199,25 +211,15 @@ TEST_SUITE("agent") {
   }
 
   TEST_CASE("objective: pompc, intermediate prior, reverse: KL - Qbar/beta + log_z (hand value)") {
-    ModelConfig c = tiny();
-    bmpc_form(c);
-    c.q_coef = 0.5f;
-    c.prior_coef = 0.5f;
-    c.prior = pompc::model::Prior::intermediate;
-    c.divergence = pompc::model::Divergence::reverse;
-    c.prior_samples = 3;
+    const ModelConfig c =
+        pompc_example(pompc::model::Prior::intermediate, pompc::model::Divergence::reverse);
     const UpdateStats s = run_example(c);
     CHECK(s.pi_loss == doctest::Approx(-0.7616443764).epsilon(1e-5));
   }
 
   TEST_CASE("objective: pompc, intermediate prior, forward: weighted nll of planner samples") {
-    ModelConfig c = tiny();
-    bmpc_form(c);
-    c.q_coef = 0.5f;
-    c.prior_coef = 0.5f;
-    c.prior = pompc::model::Prior::intermediate;
-    c.divergence = pompc::model::Divergence::forward;
-    c.prior_samples = 3;
+    const ModelConfig c =
+        pompc_example(pompc::model::Prior::intermediate, pompc::model::Divergence::forward);
     const UpdateStats s = run_example(c);
     // Equal sample values: w_k = 1/3. pi = N(tanh 0.5, e^-1).
     const double mu = std::tanh(0.5), ls = -1.0, sd = std::exp(ls);
@@ -238,12 +240,8 @@ TEST_SUITE("agent") {
   }
 
   TEST_CASE("objective: pompc, learned prior, forward KL(pi_psi || pi) (hand value)") {
-    ModelConfig c = tiny();
-    bmpc_form(c);
-    c.q_coef = 0.5f;
-    c.prior_coef = 0.5f;
-    c.prior = pompc::model::Prior::learned;
-    c.divergence = pompc::model::Divergence::forward;
+    const ModelConfig c =
+        pompc_example(pompc::model::Prior::learned, pompc::model::Divergence::forward);
     const UpdateStats s = run_example(c);
     CHECK(s.prior_loss == doctest::Approx(1.1180787343).epsilon(1e-5));
     CHECK(s.pi_loss == doctest::Approx(-0.3367316488).epsilon(1e-5));
