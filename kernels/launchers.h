@@ -89,6 +89,9 @@ void policy_head_backward(float* draw, const float* daction, const float* dmu,
                           const float* dlog_std, const float* dlog_pi, const float* raw, int B,
                           int A, const ref::PolicyHead& head, uint64_t seed, uint64_t offset,
                           cudaStream_t stream);
+void policy_log_ratio(float* out, const float* raw, const float* raw_prior, int B, int A,
+                      const ref::PolicyHead& head, uint64_t seed, uint64_t offset,
+                      cudaStream_t stream);
 
 // kernels/prior.cu (twins of src/ref/prior.h)
 void gauss_kl_forward(float* out, const float* mu, const float* log_std, const float* mu_p,

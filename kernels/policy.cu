@@ -11,6 +11,9 @@
 //     backward: g_u = g_action [-1 <= u <= 1], draw[mean] += (g_u + g_mu)(1 - mu^2),
 //     draw[s] += (g_u exp(log_std) eps - A g_log_pi + g_log_std) 0.5 (hi - lo)(1 - tanh(s)^2).
 //   One kernel pair per form, chosen by the launcher on head.form.
+//   policy_log_ratio (forward only): out_b = sum_j [(-0.5 eps_j^2 - log_std_j) - (-0.5 y_j^2 -
+//     log_std'_j)], y = (c + exp(log_std) eps - c') / exp(log_std'), c = mean (squashed) or
+//     tanh(mean) (clamped), ' = the prior head raw_prior [B, 2A] (src/ref/policy.h).
 // Shapes: raw / draw [B, 2A]; action, mu, log_std [B, A]; log_pi, log_prob, dlog_pi [B].
 // One thread per row b (A <= 38 on the DMC tasks: the row sums stay in registers), 128 threads per
 // block. Forward outputs overwritten (mu, log_std, log_pi, log_prob may be null); draw
@@ -195,6 +198,28 @@ __global__ void policy_head_clamped_backward_kernel(
   }
 }
 
+__global__ void policy_log_ratio_kernel(float* __restrict__ out, const float* __restrict__ raw,
+                                        const float* __restrict__ raw_prior, int B, int A,
+                                        ref::PolicyHead h, uint64_t seed, uint64_t offset) {
+  const int b = blockIdx.x * blockDim.x + threadIdx.x;
+  if (b >= B) return;
+  const float lo = h.log_std_min, dif = h.log_std_max - h.log_std_min;
+  const bool clamped = h.form == ref::PolicyForm::clamped;
+  const float* row = raw + static_cast<int64_t>(b) * 2 * A;
+  const float* prow = raw_prior + static_cast<int64_t>(b) * 2 * A;
+  float sum = 0.0f;
+  for (int j = 0; j < A; ++j) {
+    StdNoise p, q;  // pi's noise and std; the prior's std (its eps unused)
+    std_noise(&p, row, A, b, j, lo, dif, seed, offset);
+    std_noise(&q, prow, A, b, j, lo, dif, seed, offset);
+    const float c = clamped ? tanhf(row[j]) : row[j];
+    const float cq = clamped ? tanhf(prow[j]) : prow[j];
+    const float y = (c + p.sd * p.e - cq) / q.sd;
+    sum += (-0.5f * p.e * p.e - p.ls) - (-0.5f * y * y - q.ls);
+  }
+  out[b] = sum;
+}
+
 void check(const char* who, int B, int A, const ref::PolicyHead& h) {
   POMPC_REQUIRE(B >= 0 && A >= 1, "%s: B (%d) must be >= 0 and A (%d) >= 1", who, B, A);
   POMPC_REQUIRE(h.log_std_min < h.log_std_max, "%s: log_std_min (%g) must be < log_std_max (%g)",
@@ -233,6 +258,14 @@ void policy_head_backward(float* draw, const float* daction, const float* dmu,
   }
   LAUNCH(policy_head_backward_kernel, ceil_div(B, 128), 128, 0, stream, draw, daction, dmu,
          dlog_std, dlog_pi, raw, B, A, head, seed, offset);
+}
+
+void policy_log_ratio(float* out, const float* raw, const float* raw_prior, int B, int A,
+                      const ref::PolicyHead& head, uint64_t seed, uint64_t offset,
+                      cudaStream_t stream) {
+  check("policy_log_ratio", B, A, head);
+  LAUNCH(policy_log_ratio_kernel, ceil_div(B, 128), 128, 0, stream, out, raw, raw_prior, B, A,
+         head, seed, offset);
 }
 
 }  // namespace cuda

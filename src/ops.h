@@ -178,6 +178,9 @@ class Ops {
                                     const float* dlog_std, const float* dlog_pi, const float* raw,
                                     int B, int A, const PolicyHead& head, uint64_t seed,
                                     uint64_t offset) = 0;
+  // out_b = log pi(a_b) - log pi_prior(a_b), a_b pi's sample (seed, offset) of row b; forward only.
+  virtual void policy_log_ratio(float* out, const float* raw, const float* raw_prior, int B, int A,
+                                const PolicyHead& head, uint64_t seed, uint64_t offset) = 0;
   // src/ref/prior.h | kernels/prior.cu: the policy-prior divergences of the PO-MPC family.
   // Rows of [rows, A] (mu, log_std of pi_theta; mu_p, sigma_p of the prior, sigma_p a std);
   // samples a_k [S, rows, A] and their values q / weights w [S, rows]. out / log_z [rows] are

@@ -192,21 +192,43 @@ TEST_SUITE("agent") {
     CHECK(sq.model.prior_scale_threshold == 2.0f);
     CHECK(sq.agent.reanalyze_interval == 0);
 
+    // PO-MPC as published: learned prior (forward fit), lambda = 1 unbounded, reverse KL, S_D,
+    // the KL-regularised Q target, lazy reanalysis.
     const auto po = settings({"preset=pompc"});
-    CHECK(po.model.q_coef == 0.5f);
-    CHECK(po.model.prior_coef == 0.5f);
-    CHECK(po.model.prior == Prior::intermediate);
+    CHECK(po.model.q_coef == 1.0f);
+    CHECK(po.model.prior_coef == 1.0f);
+    CHECK(po.model.prior == Prior::learned);
+    CHECK(po.model.prior_fit == Divergence::forward);
+    CHECK(po.model.divergence == Divergence::reverse);
+    CHECK(po.model.prior_scale == PriorScale::own);
+    CHECK(po.model.kl_critic);
+    CHECK(po.model.kl_lambda() == 1.0f);
     CHECK(po.model.critic == Critic::q);
     CHECK(po.model.num_q == 5);
+    CHECK(po.model.pi_steps() == 4);  // H + 1: pi_psi is defined at every latent
     CHECK(po.agent.reanalyze_interval == 10);
-    const auto po2 = settings({"preset=pompc", "lambda=0.2", "prior=learned", "divergence=reverse"});
-    CHECK(po2.model.q_coef == doctest::Approx(0.8));
-    CHECK(po2.model.prior_coef == doctest::Approx(0.2));
-    CHECK(po2.model.prior == Prior::learned);
+    CHECK_FALSE(po.agent.pretrain_policy);
+    const auto po2 = settings({"preset=pompc", "lambda=9", "prior_fit=reverse"});
+    CHECK(po2.model.q_coef == 1.0f);
+    CHECK(po2.model.prior_coef == 9.0f);
+    CHECK(po2.model.kl_lambda() == 9.0f);
+    CHECK(po2.model.prior_fit == Divergence::reverse);
     CHECK(po2.run_dir == "runs/dog-run/pompc/1");
+    // The [0, 1] split is the same objective up to scale: the critic's lambda is the ratio.
+    const auto po3 = settings({"preset=pompc", "q_coef=0.25", "prior_coef=0.75"});
+    CHECK(po3.model.kl_lambda() == 3.0f);
+    const auto pi = settings({"preset=pompc", "prior=intermediate", "kl_critic=false"});
+    CHECK(pi.model.pi_steps() == 3);
 
-    CHECK_THROWS_WITH_AS(settings({"preset=pompc", "lambda=2"}),
-                         doctest::Contains("must be in [-1, 1]"), pompc::Error);
+    CHECK_THROWS_WITH_AS(settings({"preset=pompc", "lambda=-0.5"}),
+                         doctest::Contains("lambda=-0.5: PO-MPC's KL weight must be >= 0"),
+                         pompc::Error);
+    CHECK_THROWS_WITH_AS(settings({"preset=pompc", "prior=planner"}),
+                         doctest::Contains("kl_critic=true regularises the Q target"),
+                         pompc::Error);
+    CHECK_THROWS_WITH_AS(settings({"preset=pompc", "q_coef=0"}),
+                         doctest::Contains("needs prior=learned, critic=q and q_coef > 0"),
+                         pompc::Error);
     CHECK_THROWS_WITH_AS(settings({"prior=prior"}), doctest::Contains("planner, intermediate"),
                          pompc::Error);
     CHECK_THROWS_WITH_AS(settings({"preset=bmpc", "q_coef=1"}),

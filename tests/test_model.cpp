@@ -280,6 +280,22 @@ void fd_case(float dropout, const char* label = "tdmpc2",
     if (t.set == ParamSet::pi)
       fd_check(t.name.c_str(), *ops, wm.params(ParamSet::pi), g_pi,
                sample(g_pi, t.offset, t.offset + t.numel(), seed++), pi_loss, &fs);
+  if (c.prior == pompc::model::Prior::learned) {
+    // The learned prior's fit loss (D_I to the planner targets over z[0..H-1]) against pi_psi's
+    // parameters, z[0..H] as the rollout above left them.
+    wm.zero_grads();
+    wm.prior_fit_forward(b, st);
+    wm.prior_fit_backward(b);
+    const auto g_psi = host(*ops, wm.grads(ParamSet::prior), wm.param_count(ParamSet::prior));
+    auto fit_loss = [&] {
+      wm.prior_fit_forward(b, st);
+      return read_stats(*ops, st).prior_fit_loss;
+    };
+    for (const NamedTensor& t : wm.tensors())
+      if (t.set == ParamSet::prior)
+        fd_check(t.name.c_str(), *ops, wm.params(ParamSet::prior), g_psi,
+                 sample(g_psi, t.offset, t.offset + t.numel(), seed++), fit_loss, &fs);
+  }
   std::printf(
       "fd %s (dropout %g): %d gradients checked, %d outside tolerance, max abs err %.2g, "
       "max rel err %.2g (|g| > 1e-2)\n",
@@ -809,13 +825,112 @@ TEST_SUITE("model") {
       c.divergence = Divergence::reverse;
       c.prior_samples = 4;
     });
-    fd_case(0.0f, "pompc: learned prior, reverse", [&](ModelConfig& c) {
-      bmpc_head(c);
+    // The learned prior regularises z[0..H]: with BMPC's clamped head and a Q term, some of the
+    // extra rows' actions sit within a difference step of the clamp's kink, so the Q term runs
+    // with the smooth squashed head and the clamped head without a Q term (no action gradient).
+    // The KLs divide by pi_psi's variance: log_std >= -1, as the forward cases above.
+    fd_case(0.0f, "pompc: learned prior, reverse, reverse fit", [&](ModelConfig& c) {
+      c.log_std_min = -1.0f;
+      c.log_std_max = 1.0f;
       c.q_coef = 0.5f;
       c.prior_coef = 0.5f;
       c.prior = Prior::learned;
       c.divergence = Divergence::reverse;
+      c.prior_fit = Divergence::reverse;
     });
+    fd_case(0.25f, "pompc: learned prior, clamped pi, imitation (q_coef 0)", [&](ModelConfig& c) {
+      bmpc_head(c);
+      c.q_coef = 0.0f;
+      c.prior_coef = 1.0f;
+      c.prior = Prior::learned;
+      c.divergence = Divergence::reverse;
+      c.prior_fit = Divergence::reverse;
+    });
+    // As published: lambda = 1, forward fit, the KL-regularised TD target (held fixed, as every
+    // target: the model loss's gradient does not flow into it). The forward fit divides by
+    // pi_psi's variance: the smooth squashed head with log_std >= -1, as the forward cases above.
+    fd_case(0.25f, "pompc as published: learned prior, forward fit, kl_critic", [](ModelConfig& c) {
+      c.log_std_min = -1.0f;
+      c.log_std_max = 1.0f;
+      c.prior_coef = 1.0f;
+      c.prior = Prior::learned;
+      c.divergence = Divergence::reverse;
+      c.prior_fit = Divergence::forward;
+      c.kl_critic = true;
+    });
+  }
+
+  TEST_CASE("update: prior=learned at lambda = 0 is the TD-MPC2 update bit for bit (2 backends)") {
+    // The prior is fitted (its own parameters), nothing else reads it; kl_critic at lambda 0
+    // subtracts exactly 0 from the TD target.
+    auto ref = pompc::make_ref_ops();
+    auto gpu = pompc::make_cuda_ops();
+    for (Ops* ops : {ref.get(), gpu.get()})
+      for (const bool kl : {false, true}) {
+        CAPTURE(ops->description());
+        CAPTURE(kl);
+        ModelConfig c = tiny(5, 3, 16, 24, 7, 3, 5);
+        const Snapshot a = run_updates(*ops, c, 3, true);
+        c.prior = pompc::model::Prior::learned;
+        c.prior_coef = 0.0f;
+        c.kl_critic = kl;
+        const Snapshot b = run_updates(*ops, c, 3, true);
+        CHECK(a.model == b.model);
+        CHECK(a.pi == b.pi);
+        CHECK(a.target == b.target);
+        CHECK(a.m_pi == b.m_pi);
+        CHECK(a.scale == b.scale);
+        CHECK(a.stats.pi_loss == b.stats.pi_loss);
+        CHECK(a.stats.value_loss == b.stats.value_loss);
+        CHECK(b.prior != std::vector<float>(b.prior.size(), 0.0f));
+      }
+  }
+
+  TEST_CASE("update: as lambda grows the pi gradient turns into the imitation gradient") {
+    // L_pi / lambda = D / S_D - Qbar / (S_Q lambda) (entropy off): the pi gradient of lambda,
+    // divided by lambda, approaches that of q_coef = 0, prior_coef = 1 as 1 / lambda.
+    auto ops = pompc::make_ref_ops();
+    auto pi_grad = [&](float q_coef, float prior_coef) {
+      ModelConfig c = tiny(5, 3, 16, 24, 7, 3, 5);
+      c.policy_form = pompc::PolicyForm::clamped;
+      c.log_std_min = -3.0f;
+      c.log_std_max = 1.0f;
+      c.entropy_coef = 0.0f;
+      c.prior = pompc::model::Prior::learned;
+      c.q_coef = q_coef;
+      c.prior_coef = prior_coef;
+      WorldModel wm(*ops, c, 4);
+      randomize(wm, 3);
+      BatchData data(*ops, c, 5);
+      const Batch b = data.batch();
+      UpdateStats* st = ops->alloc<UpdateStats>(1);
+      wm.zero_grads();
+      wm.td_target(b);
+      wm.model_forward(b, st, false);
+      wm.pi_forward(b, st, false, false);
+      wm.pi_backward(b, false);
+      auto g = host(*ops, wm.grads(ParamSet::pi), wm.param_count(ParamSet::pi));
+      for (float& x : g) x /= prior_coef;
+      ops->free_bytes(st);
+      return g;
+    };
+    const auto imitation = pi_grad(0.0f, 1.0f);
+    double norm = 0;
+    for (float x : imitation) norm += double(x) * x;
+    norm = std::sqrt(norm);
+    REQUIRE(norm > 0);
+    std::vector<double> err;
+    for (const float lambda : {1.0f, 1e2f, 1e4f}) {
+      const auto g = pi_grad(1.0f, lambda);
+      double e = 0;
+      for (size_t i = 0; i < g.size(); ++i) e += std::pow(double(g[i]) - imitation[i], 2);
+      err.push_back(std::sqrt(e) / norm);
+      std::printf("lambda %g: |g / lambda - g_imitation| / |g_imitation| = %.3g\n",
+                  double(lambda), err.back());
+    }
+    CHECK(err[0] > 1e-2);                                      // lambda 1: the Q term matters
+    CHECK(err[1] == doctest::Approx(err[0] / 1e2).epsilon(0.05));  // exactly 1 / lambda
+    CHECK(err[2] < 1e-3 * err[0] + 1e-6);
   }
 
   TEST_CASE("update: the losses equal SPEC's formulas recomputed through the inference API") {
@@ -1082,9 +1197,12 @@ TEST_SUITE("model") {
     p.divergence = Divergence::forward;
     p.prior_samples = 4;
     parity_case(p, true);
-    ModelConfig l = p;  // pompc: learned prior, reverse; tdmpc2sq's nll with S_Q
+    ModelConfig l = p;  // pompc as published: learned prior, reverse, kl_critic; tdmpc2sq's nll
+    l.q_coef = 1.0f;
+    l.prior_coef = 1.0f;
     l.prior = Prior::learned;
     l.divergence = Divergence::reverse;
+    l.kl_critic = true;
     parity_case(l, true);
     ModelConfig q = tiny(5, 3, 16, 24, 7, 3, 5);
     q.prior_coef = 1.0f;

@@ -14,8 +14,10 @@
 //                           (rows: 0.2149341942, 0.8580789223; log_std = -3 + 2 (tanh 0 + 1))
 //   pompc intermediate,     D = KL_rev - Qbar / beta + log_z = KL_rev (equal sample values);
 //     reverse, lambda .5    -0.5 Qbar / S_Q + 0.5 mean_b KL_rev / S_D = -0.7616443764
-//   pompc learned, forward  -0.5 Qbar / S_Q + 0.5 KL(pi_psi || pi) / S_D = -0.3367316488
-//                           (pi_psi: tanh 0.1, log_std -3 + 2 (tanh 0.5 + 1); KL/S_D = 1.1180787343)
+//   pompc learned, forward  over H + 1 latents (pi_psi is defined at each), sum_t rho^t / (H+1) =
+//                           0.75: -0.5 0.75 Qbar / S_Q + 0.5 0.75 KL(pi_psi || pi) / S_D
+//                           = -0.2525487366 (pi_psi: tanh 0.1, log_std -3 + 2 (tanh 0.5 + 1);
+//                           KL / S_D = 1.1180787343 per row, prior_loss 0.75 of it = 0.8385590507)
 // The presets whose loss reads the noise (tdmpc2sq's nll of the sampled action, pompc's weighted
 // nll of planner samples, every entropy term) are checked against the same formulas evaluated in
 // double here, with the noise drawn from the Philox streams the model uses.
@@ -27,6 +29,7 @@
 #include <cstdio>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "model/config.h"
@@ -96,8 +99,9 @@ void put(WorldModel& wm, const std::string& name, const std::vector<float>& v) {
   wm.ops().copy_to_backend(wm.params(t.set) + t.offset, v.data(), v.size() * sizeof(float));
 }
 
-// Builds the fixed example for `c`, runs pi_forward once, returns the stats.
-UpdateStats run_example(const ModelConfig& c) {
+// Builds the fixed example for `c`, runs pi_forward once, returns the stats (and the TD targets
+// of td_target, when asked).
+UpdateStats run_example(const ModelConfig& c, std::vector<float>* td = nullptr) {
   auto ops = pompc::make_ref_ops();
   WorldModel wm(*ops, c, 4);
   const int A = c.action_dim, M = c.mlp_dim, K = c.num_bins, Qn = c.num_q;
@@ -107,6 +111,8 @@ UpdateStats run_example(const ModelConfig& c) {
   for (int q = 0; q < Qn; ++q) qb[size_t(q) * K + 60] = qb[size_t(q) * K + 61] = 20.0f;
   put(wm, "_Qs.params.2.weight", std::vector<float>(size_t(Qn) * K * M, 0.0f));
   put(wm, "_Qs.params.2.bias", qb);
+  put(wm, "_target_Qs_params.2.weight", std::vector<float>(size_t(Qn) * K * M, 0.0f));
+  put(wm, "_target_Qs_params.2.bias", qb);
   if (c.prior == pompc::model::Prior::learned) {
     put(wm, "_pi_prior.2.weight", std::vector<float>(size_t(2 * A) * M, 0.0f));
     put(wm, "_pi_prior.2.bias", {0.1f, 0.5f});
@@ -124,6 +130,10 @@ UpdateStats run_example(const ModelConfig& c) {
   Batch b{up(obs), up(act), up(rew), up(mu), up(sigma)};
   UpdateStats* st = ops->alloc<UpdateStats>(1);
   wm.td_target(b);
+  if (td) {
+    td->resize(size_t(H) * B);
+    ops->copy_to_host(td->data(), wm.td(), td->size() * sizeof(float));
+  }
   wm.model_forward(b, st, false);
   const float sq = float(kSQ), sd = float(kSD);
   ops->copy_to_backend(wm.q_scale(), &sq, sizeof sq);
@@ -139,6 +149,23 @@ UpdateStats run_example(const ModelConfig& c) {
 double eps_pi(const ModelConfig& c, int row) {  // the pi step's noise of row `row` (A = 1)
   return pompc::philox_normal(c.seed, WorldModel::update_offset(0, WorldModel::kPiNoise),
                               uint64_t(row));
+}
+
+// PO-MPC's KL-regularised TD target on the example (H = 1, A = 1, reward 0.5, every target head
+// Qbar): td_b = 0.5 + 0.99 (Qbar - lambda (log pi(a'_b) - log pi_psi(a'_b))), a'_b ~ pi with the
+// TD noise; pi's head (0.5, 0), pi_psi's (0.1, 0.5); the sample space is u = mean + std eps
+// (squashed: the tanh Jacobian cancels) or u = tanh(mean) + std eps (clamped).
+double td_kl_expected(const ModelConfig& c, int b, double lambda) {
+  const bool clamped = c.policy_form == pompc::PolicyForm::clamped;
+  const double lo = c.log_std_min, dif = c.log_std_max - c.log_std_min;
+  const double ls = lo + 0.5 * dif * (std::tanh(0.0) + 1);
+  const double lsp = lo + 0.5 * dif * (std::tanh(0.5) + 1);
+  const double m = clamped ? std::tanh(0.5) : 0.5, mp = clamped ? std::tanh(0.1) : 0.1;
+  const double eps =
+      pompc::philox_normal(c.seed, WorldModel::update_offset(0, WorldModel::kTdNoise), uint64_t(b));
+  const double u = m + std::exp(ls) * eps, y = (u - mp) / std::exp(lsp);
+  const double log_ratio = (-0.5 * eps * eps - ls) - (-0.5 * y * y - lsp);
+  return 0.5 + 0.99 * (kQbar - lambda * log_ratio);
 }
 
 }  // namespace
@@ -243,8 +270,39 @@ TEST_SUITE("agent") {
     const ModelConfig c =
         pompc_example(pompc::model::Prior::learned, pompc::model::Divergence::forward);
     const UpdateStats s = run_example(c);
-    CHECK(s.prior_loss == doctest::Approx(1.1180787343).epsilon(1e-5));
-    CHECK(s.pi_loss == doctest::Approx(-0.3367316488).epsilon(1e-5));
+    CHECK(s.prior_loss == doctest::Approx(0.8385590507).epsilon(1e-5));
+    CHECK(s.pi_loss == doctest::Approx(-0.2525487366).epsilon(1e-5));
+  }
+
+  TEST_CASE("critic: kl_critic's TD target subtracts lambda log pi / pi_psi (hand formula)") {
+    for (const bool clamped : {true, false}) {
+      CAPTURE(clamped);
+      ModelConfig c =
+          pompc_example(pompc::model::Prior::learned, pompc::model::Divergence::reverse);
+      if (!clamped) {
+        c.policy_form = pompc::PolicyForm::squashed;
+        c.log_std_min = -10.0f;
+        c.log_std_max = 2.0f;
+      }
+      std::vector<float> td_plain, td_kl;
+      run_example(c, &td_plain);
+      for (int b = 0; b < 2; ++b) CHECK(td_plain[b] == doctest::Approx(0.5 + 0.99 * kQbar));
+      // PO-MPC's lambda = 9 (q_coef 1, prior_coef 9), and the [0, 1] split with the same ratio.
+      for (const auto& [q, p] : {std::pair{1.0f, 9.0f}, std::pair{0.1f, 0.9f}}) {
+        c.kl_critic = true;
+        c.q_coef = q;
+        c.prior_coef = p;
+        run_example(c, &td_kl);
+        for (int b = 0; b < 2; ++b)
+          CHECK(td_kl[b] == doctest::Approx(td_kl_expected(c, b, 9.0)).epsilon(1e-5));
+      }
+      CHECK(td_kl[0] != td_plain[0]);
+      // lambda = 0 leaves the TD-MPC2 target, bit for bit.
+      c.q_coef = 1.0f;
+      c.prior_coef = 0.0f;
+      run_example(c, &td_kl);
+      CHECK(td_kl == td_plain);
+    }
   }
 
   TEST_CASE("objective: tdmpc2sq's prior term is 0 while S_Q <= 2") {

@@ -538,3 +538,92 @@ TEST_SUITE("ops") {
         }
   }
 }
+
+// policy_log_ratio (PO-MPC's KL-regularised TD target): the op against the two densities of the
+// same action computed independently in double, for both forms; identical heads give exactly 0;
+// float vs double; kernels/policy.cu against the reference.
+namespace {
+
+// log N(x; c, e^ls) summed over a row, without the constant (it cancels in the ratio).
+double gauss_row(const std::vector<double>& x, const std::vector<double>& c,
+                 const std::vector<double>& ls) {
+  double s = 0;
+  for (size_t j = 0; j < x.size(); ++j) {
+    const double y = (x[j] - c[j]) / std::exp(ls[j]);
+    s += -0.5 * y * y - ls[j];
+  }
+  return s;
+}
+
+}  // namespace
+
+TEST_SUITE("ops") {
+  TEST_CASE("policy_log_ratio: log pi(a) - log pi_prior(a) of pi's own sample, both forms") {
+    Rng rng(17);
+    for (const PolicyHead& h : {PolicyHead{}, clamped_head(-3.0f, 1.0f)})
+      for (int A : {1, 6, 38}) {
+        CAPTURE(A);
+        const bool clamped = h.form == PolicyForm::clamped;
+        CAPTURE(clamped);
+        const int B = 5;
+        // Means in [-1, 1], s in [0.3, 1] (TD-MPC2 range: log_std in [-2.2, 0.6]) keep |u| small
+        // enough that atanh(tanh(u)) recovers u to ~1e-11 and the prior's stds away from 0.
+        std::vector<double> raw(static_cast<size_t>(B) * 2 * A), rawp(raw.size());
+        for (std::vector<double>* r : {&raw, &rawp})
+          for (size_t i = 0; i < r->size(); ++i)
+            (*r)[i] = int(i % (2 * A)) < A ? rng.uniform(-1.0, 1.0) : rng.uniform(0.3, 1.0);
+        const uint64_t seed = 3, offset = 8;
+        const Outputs o = run_forward(raw, B, A, h, seed, offset);
+        const Outputs op = run_forward(rawp, B, A, h, seed, offset);
+        std::vector<double> got(B);
+        pompc::ref::policy_log_ratio<double>(got.data(), raw.data(), rawp.data(), B, A, h, seed,
+                                             offset);
+        for (int b = 0; b < B; ++b) {
+          std::vector<double> x(A), c(A), cp(A), ls(A), lsp(A);
+          for (int j = 0; j < A; ++j) {
+            const size_t i = static_cast<size_t>(b) * A + j;
+            ls[j] = o.log_std[i];
+            lsp[j] = op.log_std[i];
+            // The sample space: squashed, u = atanh(action) (the density of a = tanh(u) is the
+            // density of u over the same Jacobian for both heads); clamped, the pre-clamp u.
+            const double eps = pompc::philox_normal(seed, offset, i);
+            c[j] = clamped ? o.mu[i] : raw[static_cast<size_t>(b) * 2 * A + j];
+            cp[j] = clamped ? op.mu[i] : rawp[static_cast<size_t>(b) * 2 * A + j];
+            x[j] = clamped ? o.mu[i] + std::exp(ls[j]) * eps : std::atanh(o.action[i]);
+          }
+          const double want = gauss_row(x, c, ls) - gauss_row(x, cp, lsp);
+          CHECK(got[b] == doctest::Approx(want).epsilon(1e-9).scale(1.0));
+        }
+        // The same head on both sides: 0 up to the rounding of (c + std eps - c) / std.
+        pompc::ref::policy_log_ratio<double>(got.data(), raw.data(), raw.data(), B, A, h, seed,
+                                             offset);
+        for (double g : got) CHECK(std::fabs(g) < 1e-12);
+      }
+  }
+
+  TEST_CASE("policy_log_ratio: cuda matches the reference; float equals double") {
+    for (const PolicyHead& h : {PolicyHead{}, clamped_head(-3.0f, 1.0f)})
+      for (int A : {1, 6, 38})
+        for (int B : {1, 33, 257}) {
+          CAPTURE(A);
+          CAPTURE(B);
+          const size_t nA = static_cast<size_t>(B) * A;
+          const auto raw = pompc::test::normals(2 * nA, 1, 1.0f);
+          const auto rawp = pompc::test::normals(2 * nA, 2, 1.0f);
+          std::vector<float> out(B);
+          pompc::ref::policy_log_ratio(out.data(), raw.data(), rawp.data(), B, A, h, 9, 2);
+          std::vector<double> rawd(raw.begin(), raw.end()), rawpd(rawp.begin(), rawp.end()),
+              outd(B);
+          pompc::ref::policy_log_ratio<double>(outd.data(), rawd.data(), rawpd.data(), B, A, h, 9,
+                                               2);
+          // A sum of A terms (-0.5 y^2 can reach ~1e4 for the squashed head's small prior stds):
+          // float rounding of a few ulps of the largest term.
+          using pompc::test::check_close;
+          CHECK(check_close("log_ratio float", std::vector<float>(outd.begin(), outd.end()), out,
+                            1e-2, 1e-4));
+          Dev d_raw(raw), d_rawp(rawp), d_out(static_cast<size_t>(B));
+          pompc::cuda::policy_log_ratio(d_out.p, d_raw.p, d_rawp.p, B, A, h, 9, 2, nullptr);
+          CHECK(check_close("log_ratio cuda", d_out.host(), out, 1e-2, 1e-4));
+        }
+  }
+}

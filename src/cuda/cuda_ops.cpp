@@ -202,6 +202,10 @@ class CudaOps final : public Ops {
     cuda::policy_head_backward(draw, daction, dmu, dlog_std, dlog_pi, raw, B, A, head, seed,
                                offset, stream_);
   }
+  void policy_log_ratio(float* out, const float* raw, const float* raw_prior, int B, int A,
+                        const PolicyHead& head, uint64_t seed, uint64_t offset) override {
+    cuda::policy_log_ratio(out, raw, raw_prior, B, A, head, seed, offset, stream_);
+  }
   void gauss_kl_forward(float* out, const float* mu, const float* log_std, const float* mu_p,
                         const float* sigma_p, int rows, int A, KlDir dir) override {
     cuda::gauss_kl_forward(out, mu, log_std, mu_p, sigma_p, rows, A, dir, stream_);

@@ -137,6 +137,7 @@ const std::vector<Key>& keys() {
       int_key("prior_samples", &ModelConfig::prior_samples),
       enum_key("prior_fit", &ModelConfig::prior_fit, {"reverse", "forward", "nll"}),
       float_key("min_std", &ModelConfig::min_std),
+      bool_key("kl_critic", &ModelConfig::kl_critic),
       float_key("rho", &ModelConfig::rho),
       float_key("lr", &ModelConfig::lr),
       float_key("enc_lr_scale", &ModelConfig::enc_lr_scale),
@@ -287,10 +288,14 @@ void ModelConfig::validate() const {
                 "prior_scale=own|none");
   POMPC_REQUIRE(prior_fit != Divergence::nll,
                 "prior_fit=nll is not a divergence between Gaussians: use forward or reverse");
+  POMPC_REQUIRE(!kl_critic || (prior == Prior::learned && critic == Critic::q && q_coef > 0.0f),
+                "kl_critic=true regularises the Q target with log pi / pi_psi: it needs "
+                "prior=learned, critic=q and q_coef > 0 (or set kl_critic=false)");
   POMPC_REQUIRE(prior_scale_threshold >= 0.0f, "prior_scale_threshold (%g) must be >= 0",
                 static_cast<double>(prior_scale_threshold));
   POMPC_REQUIRE(min_std > 0.0f, "min_std (%g) must be > 0", static_cast<double>(min_std));
-  POMPC_REQUIRE(beta > 0.0f, "beta (%g) must be > 0 (large beta: the planner itself)",
+  POMPC_REQUIRE(beta > 0.0f,
+                "beta (%g) must be > 0 (it divides Qbar / S_Q; large beta: the planner itself)",
                 static_cast<double>(beta));
   POMPC_REQUIRE(prior_samples >= 1 && prior_samples <= 256, "prior_samples (%d) must be in [1, 256]",
                 prior_samples);

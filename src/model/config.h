@@ -23,9 +23,11 @@
 //                L_pi = mean_t rho^t mean_b [ -q_coef Qbar / S_Q + alpha log_pi
 //                                             + prior_coef' D(pi_theta, prior_t) / S_D ]
 //              prior_coef' = prior_coef (* A / 61 with prior_coef_per_action); t runs over
-//              pi_steps() = H + 1 latents without a prior (TD-MPC2), H with one (the planner
-//              targets exist for steps 0..H-1: BMPC, TD-M(PC)^2, PO-MPC). The maths of each
-//              prior / divergence / scale is in world_model.h.
+//              pi_steps() = H + 1 latents without a prior (TD-MPC2) and with the learned prior
+//              (PO-MPC), H with the planner's targets (they exist for steps 0..H-1: BMPC,
+//              TD-M(PC)^2). The maths of each prior / divergence / scale is in world_model.h.
+//   critic     kl_critic=true (PO-MPC, SPEC 6): the Q target subtracts kl_lambda() times pi's
+//              log-ratio to the learned prior at a' ~ pi(z').
 //
 // Test: build-wm/test_emu -ts=model -tc='*config*'
 #pragma once
@@ -78,10 +80,13 @@ struct ModelConfig {
   Divergence divergence = Divergence::reverse;  // reverse | forward | nll (nll: planner prior)
   PriorScale prior_scale = PriorScale::own;     // S_D: none (1) | own RunningScale | q (S_Q)
   float prior_scale_threshold = 0.0f;   // the prior term is 0 while S_D <= this (TD-M(PC)^2: 2)
-  float beta = 1.0f;                    // intermediate prior: weights softmax_k(Qbar_k / beta)
+  float beta = 1.0f;                    // intermediate prior: w_k = softmax_k(Qbar_k / (beta S_Q))
   int prior_samples = 8;                // intermediate prior: planner samples per latent
   Divergence prior_fit = Divergence::forward;  // learned prior pi_psi's D_I: forward | reverse
   float min_std = 0.05f;                // nll: floor of sigma_p (the planner's min_std)
+  bool kl_critic = false;               // PO-MPC's KL-regularised TD target (SPEC 6): td = r +
+                                        // gamma (min2 Q' - kl_lambda() log pi / pi_psi), needs
+                                        // prior=learned, critic=q and q_coef > 0
   // ---- update (SPEC 2, 4) ----
   float rho = 0.5f;                // temporal weight rho^t of every loss term
   float lr = 3e-4f;                // Adam learning rate of the model and of pi
@@ -102,13 +107,22 @@ struct ModelConfig {
   Bins bins() const { return Bins{num_bins, vmin, vmax}; }
   // The policy head as the ops take it; explore = the reanalysis range expl_log_std_min/max.
   PolicyHead policy_head(bool explore = false) const;
-  // Latents the policy objective averages over: H + 1 without a prior, H with one.
-  int pi_steps() const { return prior == Prior::none ? horizon + 1 : horizon; }
+  // Latents the policy objective averages over: H + 1 without a prior (TD-MPC2) and with the
+  // learned prior (pi_psi is a function of z, defined at every latent, so lambda = 0 is TD-MPC2
+  // exactly); H with the planner's targets (they exist for steps 0..H-1: BMPC, TD-M(PC)^2).
+  int pi_steps() const {
+    return prior == Prior::none || prior == Prior::learned ? horizon + 1 : horizon;
+  }
   // prior_coef with the per-action scaling applied.
   float prior_weight() const {
     return prior_coef_per_action ? prior_coef * static_cast<float>(action_dim) / 61.0f
                                  : prior_coef;
   }
+
+  // lambda of the KL-regularised TD target: the policy objective's KL weight per unit of Q
+  // weight, prior_weight() / q_coef (= lambda for PO-MPC's q_coef = 1; the same objective for the
+  // [0, 1] split q_coef = 1 - l, prior_coef = l).
+  float kl_lambda() const { return prior_weight() / q_coef; }
 
   void set(const std::string& key, const std::string& value);
   std::vector<std::pair<std::string, std::string>> items() const;

@@ -197,6 +197,7 @@ void WorldModel::allocate() {
   state.add(&coef3_, 3);
   state.add(&w_pi_, RH1);
   state.add(&g_logpi_, RH1);
+  if (learned) state.add(&w_fit_, RH);
   allocated_bytes_ += state.floats() * sizeof(float) + 3 * sizeof(AdamScalars);
   blocks_.push_back(state.allocate(ops_));
   adam_model_ = ops_.alloc<AdamScalars>(1);
@@ -252,13 +253,18 @@ void WorldModel::allocate() {
     acts.add(&zn_td_, RH * Z);
   }
   if (learned) {
-    reserve_acts(acts, prior_, iRH, true, &psi_acts_);
-    acts.add(&raw_psi_, RH * 2 * A);
-    acts.add(&a_psi_, RH * A);
-    acts.add(&mu_psi_, RH * A);
-    acts.add(&log_std_psi_, RH * A);
-    acts.add(&sigma_psi_, RH * A);
+    reserve_acts(acts, prior_, iRH1, true, &psi_acts_);
+    acts.add(&raw_psi_, RH1 * 2 * A);
+    acts.add(&a_psi_, RH1 * A);
+    acts.add(&mu_psi_, RH1 * A);
+    acts.add(&log_std_psi_, RH1 * A);
+    acts.add(&sigma_psi_, RH1 * A);
     acts.add(&fit_div_, RH);
+  }
+  if (cfg_.kl_critic) {
+    reserve_acts(acts, prior_, iRH, false, &psi_td_acts_);
+    acts.add(&raw_psi_td_, RH * 2 * A);
+    acts.add(&log_ratio_td_, RH);
   }
   if (intermediate) {
     reserve_acts(acts, qs_, static_cast<int>(S) * iRH, false, &qk_acts_);
@@ -305,7 +311,7 @@ void WorldModel::allocate() {
   grads.add(&d_log_std_pi_, RH1 * A);
   grads.add(&d_div_, RH1);
   if (learned) {
-    reserve_grads(grads, prior_, iRH, &psi_g_);
+    reserve_grads(grads, prior_, iRH, &psi_g_);  // the fit's rows (planner targets: t < H)
     grads.add(&d_fit_div_, RH);
     grads.add(&d_mu_psi_, RH * A);
     grads.add(&d_log_std_psi_, RH * A);
@@ -318,7 +324,7 @@ void WorldModel::allocate() {
 
   // Loss weights: rho^t over the steps, computed in double and rounded once.
   std::vector<float> w_cons(H_), w_rew(RH), g_rew(RH), w_val(Qn * RH), g_val(RH), w_pi(RH1),
-      g_logpi(RH1);
+      g_logpi(RH1), w_fit(RH);
   const double H = H_, Bd = B_, Qd = Qn_, T = T_pi_;
   for (int t = 0; t <= H_; ++t) {
     const double rt = std::pow(static_cast<double>(cfg_.rho), t);
@@ -328,6 +334,7 @@ void WorldModel::allocate() {
       g_logpi[i] = t < T_pi_ ? static_cast<float>(cfg_.entropy_coef * rt / (Bd * T)) : 0.0f;
       if (t == H_) continue;
       w_rew[i] = static_cast<float>(rt / (Bd * H));
+      w_fit[i] = w_rew[i];
       g_rew[i] = static_cast<float>(cfg_.reward_coef * rt / (Bd * H));
       g_val[i] = static_cast<float>(cfg_.value_coef * rt / (Bd * H * Qd));
       for (size_t q = 0; q < Qn; ++q) w_val[q * RH + i] = static_cast<float>(rt / (Bd * H * Qd));
@@ -343,6 +350,7 @@ void WorldModel::allocate() {
   ops_.copy_to_backend(coef3_, coef3, sizeof coef3);
   ops_.copy_to_backend(w_pi_, w_pi.data(), w_pi.size() * sizeof(float));
   ops_.copy_to_backend(g_logpi_, g_logpi.data(), g_logpi.size() * sizeof(float));
+  if (w_fit_) ops_.copy_to_backend(w_fit_, w_fit.data(), w_fit.size() * sizeof(float));
 }
 
 void WorldModel::init() {
@@ -541,6 +549,13 @@ void WorldModel::td_target(const Batch& batch) {
   ops_.two_hot_inv_forward(tq_val_, tq_logits_, Qn_ * RH, cfg_.bins());
   ops_.pair_select_forward(qmin_, tq_val_, Qn_, RH, PairMode::min, cfg_.seed,
                            update_offset(updates_, kTdPair));
+  if (cfg_.kl_critic) {
+    // PO-MPC: min2 -= lambda (log pi(a') - log pi_psi(a')), pi_psi as the last update left it.
+    mlp_forward(ops_, prior_, params_prior_, next_z, RH, psi_td_acts_, raw_psi_td_, Dropout{});
+    ops_.policy_log_ratio(log_ratio_td_, raw_td_, raw_psi_td_, RH, A_, cfg_.policy_head(),
+                          cfg_.seed, update_offset(updates_, kTdNoise));
+    ops_.scale_add(qmin_, log_ratio_td_, RH, -cfg_.kl_lambda(), nullptr, 1.0f);
+  }
   ops_.scale_add(td_, batch.reward, RH, 1.0f, nullptr, 0.0f);    // td = reward
   ops_.scale_add(td_, qmin_, RH, cfg_.discount, nullptr, 1.0f);  // td += gamma min2
 }
@@ -668,7 +683,11 @@ void WorldModel::update(const Batch& batch, UpdateStats* stats, bool policy) {
   }
   if (policy) {
     NvtxRange pi("update/pi");
-    if (cfg_.prior == Prior::learned) prior_fit(batch, stats);
+    if (cfg_.prior == Prior::learned) {
+      prior_fit_forward(batch, stats);
+      prior_fit_backward(batch);
+      prior_fit_step(stats);
+    }
     pi_forward(batch, stats);
     pi_backward(batch);
     pi_step(stats);

@@ -49,6 +49,9 @@
 //   1. td_target (no dropout, no grads):
 //      critic q: next_z = encoder(obs[1..H]); a' ~ pi(next_z);
 //                td = reward + gamma * min2(target Qs(next_z, a'))
+//                kl_critic (PO-MPC): td = reward + gamma * (min2(target Qs(next_z, a'))
+//                  - kl_lambda (log pi(a'|next_z) - log pi_psi(a'|next_z))), both densities of
+//                  the same a' (policy_log_ratio), pi_psi as the previous update left it
 //      critic v: z_t = encoder(obs[t]) for t = 0..H (next_z = z_1..H); a ~ pi(z_t), t < H;
 //                td = two_hot_inv(reward(z_t, a)) + gamma * avg2(target Vs(dynamics(z_t, a)))
 //   2-3. model_forward: z[0] = encoder(obs[0]), z[t+1] = dynamics(z[t], action[t]);
@@ -60,24 +63,27 @@
 //   4. model_backward + model_step: gradients of total (hand-written backward through every
 //      module), clip the global norm at grad_clip_norm, Adam.
 //   5. the policy step (skipped with policy = false: BMPC's pretraining burst), on the detached
-//      latents z[t], t < T = cfg.pi_steps() (H + 1 without a prior, H with one), rows R = T B:
+//      latents z[t], t < T = cfg.pi_steps() (H + 1 without a prior or with the learned one, H
+//      with the planner's targets), rows R = T B:
 //      a ~ pi(z[t]) with mu = tanh(mean), s = exp(log_std) (both policy forms);
 //      Qbar = avg2(Qs(z[t], a)) with the just-updated Qs frozen and their dropout on (computed when
-//        q_coef > 0 or the intermediate prior needs it); S_Q <- RunningScale(Qbar at t = 0);
+//        q_coef > 0 or with the intermediate prior); S_Q <- RunningScale(Qbar at t = 0);
 //      prior (mu_t, sigma_t) and D per row:
 //        planner       the batch's (mu_p, sigma_p)
 //        learned       pi_psi(z[t]) (its own MLP, same layout as pi, "_pi_prior.*"), after its own
-//                      step: prior_fit_loss = sum_t w_t mean_b D_I(pi_psi, planner), D_I =
-//                      prior_fit (gauss_kl forward | reverse), clip, Adam (lr, eps 1e-5)
+//                      step on the H latents with planner targets: prior_fit_loss = sum_{t<H}
+//                      rho^t / H mean_b D_I(pi_psi, planner), D_I = prior_fit (gauss_kl forward |
+//                      reverse), clip, Adam (lr, eps 1e-5)
 //        intermediate  S = prior_samples planner samples a_k = clamp(mu_p + sigma_p eps_k, -1, 1),
 //                      Qbar_k = avg2 Qs(z, a_k) (no dropout, no grads), w_k = softmax_k(Qbar_k /
-//                      beta), log_z = log mean_k exp(Qbar_k / beta)
+//                      (beta S_Q)), log_z = log mean_k exp(Qbar_k / (beta S_Q)) (an extension,
+//                      not in the PO-MPC paper; S_Q makes beta task-independent)
 //        D: reverse  gauss_kl(N(mu, s) || prior), mean over action dims (BMPC's kl_div)
 //           forward  gauss_kl(prior || N(mu, s)); intermediate: the weighted negative
 //                    log-likelihood -sum_k w_k mean_j log N(a_kj; mu_j, s_j) (MPO projection)
-//           reverse, intermediate: KL(N(mu, s) || planner) - Qbar / beta + log_z, the exact
-//                    KL(pi_theta || pi_I) up to its Monte-Carlo estimates (pi_I = planner *
-//                    exp(Qbar / beta) / Z), reparameterised through a
+//           reverse, intermediate: KL(N(mu, s) || planner) - Qbar / (beta S_Q) + log_z, the
+//                    exact KL(pi_theta || pi_I) up to its Monte-Carlo estimates (pi_I = planner *
+//                    exp(Qbar / (beta S_Q)) / Z), reparameterised through a
 //           nll      -A (sum_j(-0.5 e_j^2 - log s_j) - 0.5 log 2 pi), e = (a - mu_p) / max(sigma_p,
 //                    min_std): TD-M(PC)^2's prior log-likelihood of the sampled action
 //      S_D: own RunningScale of D at t = 0 (prior_scale()), S_Q, or 1; the term is 0 while S_D <=
@@ -92,7 +98,8 @@
 //
 // Randomness of one update (host counter u = updates(), advanced by update() at its end; the
 // key is cfg.seed): offset = 2^63 + 16 u + purpose, purpose
-//   0 policy noise of a' in the TD target      1 the min2 / avg2 pair of target heads
+//   0 policy noise of a' in the TD target (kl_critic's log-ratio scores the same a')
+//                                               1 the min2 / avg2 pair of target heads
 //   2 dropout of the Qs in the value loss      3 policy noise of the pi step
 //   4 dropout of the Qs in the pi step         5 the avg2 pair of heads in the pi step
 //   6 the intermediate prior's planner samples 7 the avg2 pair of its sample values
@@ -108,7 +115,7 @@
 // size a little scratch of their own on an op's first call: the reference RunningScale's sort
 // buffer, the CUDA LayerNorm backward's row statistics).
 //
-// Test: build-wm/test_emu -ts=model      Bench: build-wm/bench -ts=bench -tc='*update*'
+// Test: build/test_emu -ts=model      Bench: build/bench -ts=bench -tc='*update*'
 #pragma once
 
 #include <cstddef>
@@ -211,6 +218,8 @@ class WorldModel {
   // critic v: the state values (min / avg of a random pair, or all logits), as Q without a.
   void V(float* out, const float* z, int rows, QMode mode, bool target, uint64_t seed,
          uint64_t offset);
+  // The TD targets of the last td_target() call, [H B] in backend memory (read by tests).
+  const float* td() const { return td_; }
   // The pi head inference uses: the regular log_std range, or reanalysis' (expl_log_std_*).
   void set_explore_head(bool on) { explore_head_ = on; }
 
@@ -227,7 +236,9 @@ class WorldModel {
   void model_forward(const Batch& batch, UpdateStats* stats, bool dropout = true);
   void model_backward(const Batch& batch, bool dropout = true);
   void model_step(UpdateStats* stats);
-  void prior_fit(const Batch& batch, UpdateStats* stats);  // prior=learned only
+  void prior_fit_forward(const Batch& batch, UpdateStats* stats);  // prior=learned only
+  void prior_fit_backward(const Batch& batch);
+  void prior_fit_step(UpdateStats* stats);
   void pi_forward(const Batch& batch, UpdateStats* stats, bool update_scale = true,
                   bool dropout = true);
   void pi_backward(const Batch& batch, bool dropout = true);
@@ -255,8 +266,12 @@ class WorldModel {
   // Q / V inference on the heads' input rows ([z, a] or z).
   void critic_heads(float* out, const float* in, int rows, QMode mode, bool target, uint64_t seed,
                     uint64_t offset);
-  // The pi step evaluates Qbar(z, a): for the Q term, or the intermediate prior's reverse KL.
+  // The pi step evaluates Qbar(z, a): for the Q term, or for the intermediate prior (S_Q scales
+  // beta); its gradient reaches a through the Q term and the intermediate prior's reverse KL.
   bool pi_needs_qbar() const;
+  bool pi_grad_through_q() const;
+  // The objective has a prior term: a prior and prior_coef > 0 (0 leaves TD-MPC2's objective).
+  bool pi_has_prior_term() const;
   // Qbar_k of the intermediate prior's samples, weights w_k and log_z (pi_forward's helper).
   void intermediate_weights(const Batch& batch);
   // The prior's Gaussian (mean, std) per row: the batch's planner targets, or pi_psi's output
@@ -309,6 +324,7 @@ class WorldModel {
   float* coef3_ = nullptr;    // [3]        consistency_coef, reward_coef, value_coef
   float* w_pi_ = nullptr;     // [T B]      rho^t / (B T), T = pi_steps()
   float* g_logpi_ = nullptr;  // [T B]      entropy_coef rho^t / (B T)
+  float* w_fit_ = nullptr;    // [H B]      rho^t / (B H): the learned prior's fit
 
   // Update workspace: forward activations (overwritten).
   MlpActs enc_td_acts_, enc_acts_, pi_td_acts_, tq_acts_, rew_acts_, q_acts_, pi_acts_, pq_acts_;
@@ -341,15 +357,17 @@ class WorldModel {
   float* div_ = nullptr;           // [(H+1) B] D per row
   float* gate_ = nullptr;          // [1] the gated S_D (scale_gate)
   // Value-target (critic v) and prior workspace (allocated when used).
-  MlpActs rew_td_acts_, dyn_td_acts_, psi_acts_, qk_acts_;
+  MlpActs rew_td_acts_, dyn_td_acts_, psi_acts_, qk_acts_, psi_td_acts_;
   float* rhat_ = nullptr;          // [H B] two_hot_inv of the reward head (critic v)
   float* zn_td_ = nullptr;         // [H B, Z] dynamics(z_t, a) (critic v)
-  float* raw_psi_ = nullptr;       // [H B, 2A] pi_psi's head input
-  float* a_psi_ = nullptr;         // [H B, A] (unused sample of pi_psi's head)
-  float* mu_psi_ = nullptr;        // [H B, A]
-  float* log_std_psi_ = nullptr;   // [H B, A]
-  float* sigma_psi_ = nullptr;     // [H B, A] exp(log_std_psi)
+  float* raw_psi_ = nullptr;       // [T B, 2A] pi_psi's head input (the fit reads rows t < H)
+  float* a_psi_ = nullptr;         // [T B, A] (unused sample of pi_psi's head)
+  float* mu_psi_ = nullptr;        // [T B, A]
+  float* log_std_psi_ = nullptr;   // [T B, A]
+  float* sigma_psi_ = nullptr;     // [T B, A] exp(log_std_psi)
   float* fit_div_ = nullptr;       // [H B] D_I per row
+  float* raw_psi_td_ = nullptr;    // [H B, 2A] pi_psi(next_z) (kl_critic)
+  float* log_ratio_td_ = nullptr;  // [H B] log pi(a') - log pi_psi(a') (kl_critic)
   float* a_k_ = nullptr;           // [S, H B, A] planner samples (intermediate)
   float* zk_in_ = nullptr;         // [S H B, Z+A]
   float* qk_logits_ = nullptr;     // [Qn, S H B, K]

@@ -18,6 +18,14 @@ KlDir kl_dir(Divergence d) {
 }  // namespace
 
 bool WorldModel::pi_needs_qbar() const {
+  return cfg_.q_coef > 0.0f || cfg_.prior == Prior::intermediate;  // (S_Q scales beta)
+}
+
+bool WorldModel::pi_has_prior_term() const {
+  return cfg_.prior != Prior::none && cfg_.prior_weight() > 0.0f;
+}
+
+bool WorldModel::pi_grad_through_q() const {
   return cfg_.q_coef > 0.0f ||
          (cfg_.prior == Prior::intermediate && cfg_.divergence == Divergence::reverse);
 }
@@ -41,22 +49,33 @@ const float* WorldModel::prior_divisor() {
   return gate_;
 }
 
-void WorldModel::prior_fit(const Batch& batch, UpdateStats* stats) {
-  NvtxRange range("update/prior_fit");
-  const int R = T_pi_ * B_;
-  const KlDir dir = kl_dir(cfg_.prior_fit);
+void WorldModel::prior_fit_forward(const Batch& batch, UpdateStats* stats) {
+  NvtxRange range("update/prior_fit_forward");
+  const int R = H_ * B_;  // the latents z[0..H-1] that have planner targets
   mlp_forward(ops_, prior_, params_prior_, zs_, R, psi_acts_, raw_psi_, Dropout{});
   ops_.policy_head_forward(a_psi_, mu_psi_, log_std_psi_, nullptr, nullptr, raw_psi_, R, A_,
                            cfg_.policy_head(), cfg_.seed, update_offset(updates_, kPiNoise));
-  ops_.gauss_kl_forward(fit_div_, mu_psi_, log_std_psi_, batch.mu_p, batch.sigma_p, R, A_, dir);
-  ops_.weighted_sum(&stats->prior_fit_loss, fit_div_, w_pi_, R, 1.0f, nullptr, 0.0f);
-  ops_.scale_add(d_fit_div_, w_pi_, R, 1.0f, nullptr, 0.0f);
+  ops_.gauss_kl_forward(fit_div_, mu_psi_, log_std_psi_, batch.mu_p, batch.sigma_p, R, A_,
+                        kl_dir(cfg_.prior_fit));
+  // prior_fit_loss = sum_{t<H} rho^t / (B H) D_I
+  ops_.weighted_sum(&stats->prior_fit_loss, fit_div_, w_fit_, R, 1.0f, nullptr, 0.0f);
+}
+
+void WorldModel::prior_fit_backward(const Batch& batch) {
+  NvtxRange range("update/prior_fit_backward");
+  const int R = H_ * B_;
+  const KlDir dir = kl_dir(cfg_.prior_fit);
+  ops_.scale_add(d_fit_div_, w_fit_, R, 1.0f, nullptr, 0.0f);
   ops_.gauss_kl_backward(d_mu_psi_, d_log_std_psi_, d_fit_div_, mu_psi_, log_std_psi_, batch.mu_p,
                          batch.sigma_p, R, A_, dir);
   ops_.policy_head_backward(d_raw_psi_, nullptr, d_mu_psi_, d_log_std_psi_, nullptr, raw_psi_, R,
                             A_, cfg_.policy_head(), cfg_.seed, update_offset(updates_, kPiNoise));
   mlp_backward(ops_, prior_, params_prior_, grads_prior_, zs_, R, psi_acts_, d_raw_psi_, psi_g_,
                nullptr, Dropout{});
+}
+
+void WorldModel::prior_fit_step(UpdateStats* stats) {
+  NvtxRange range("update/prior_fit_step");
   ops_.clip_grad_norm(grads_prior_, n_prior_, cfg_.grad_clip_norm, &stats->prior_grad_norm);
   AdamSettings s;
   s.eps = kPiAdamEps;
@@ -75,6 +94,8 @@ void WorldModel::intermediate_weights(const Batch& batch) {
   ops_.two_hot_inv_forward(qk_val_, qk_logits_, Qn_ * S * R, cfg_.bins());
   ops_.pair_select_forward(qk_avg_, qk_val_, Qn_, S * R, PairMode::avg, cfg_.seed,
                            update_offset(updates_, kPriorPair));
+  // beta acts on Qbar / S_Q (S_Q of this pi step), so its scale does not depend on the task.
+  ops_.scale_add(qk_avg_, qk_avg_, static_cast<int64_t>(S) * R, 1.0f, q_scale_, 0.0f);
   ops_.sample_weights(w_k_, log_z_, qk_avg_, S, R, cfg_.beta);
 }
 
@@ -98,8 +119,8 @@ void WorldModel::pi_forward(const Batch& batch, UpdateStats* stats, bool update_
     ops_.pair_select_forward(qavg_, pq_val_, Qn_, R, PairMode::avg, cfg_.seed,
                              update_offset(updates_, kPiPair));
   }
+  if (need_q && update_scale) ops_.running_scale_update(q_scale_, qavg_, B_, cfg_.tau);
   if (use_q) {
-    if (update_scale) ops_.running_scale_update(q_scale_, qavg_, B_, cfg_.tau);
     // pi_loss -= q_coef sum w Qbar / S_Q
     ops_.weighted_sum(&stats->pi_loss, qavg_, w_pi_, R, -cfg_.q_coef, q_scale_, 1.0f);
   }
@@ -108,7 +129,7 @@ void WorldModel::pi_forward(const Batch& batch, UpdateStats* stats, bool update_
     ops_.fill(&stats->prior_fit_loss, 1, 0.0f);
     ops_.fill(&stats->prior_grad_norm, 1, 0.0f);
   }
-  if (prior == Prior::none) {
+  if (!pi_has_prior_term()) {  // no prior, or prior_coef = 0: the objective is TD-MPC2's
     ops_.fill(&stats->prior_loss, 1, 0.0f);
     ops_.fill(&stats->prior_scale, 1, 1.0f);
     return;
@@ -129,8 +150,8 @@ void WorldModel::pi_forward(const Batch& batch, UpdateStats* stats, bool update_
     ops_.weighted_nll_forward(div_, a_k_, w_k_, mu_pi_, log_std_pi_, cfg_.prior_samples, R, A_);
   } else {
     ops_.gauss_kl_forward(div_, mu_pi_, log_std_pi_, pm, ps, R, A_, kl_dir(div));
-    if (prior == Prior::intermediate) {  // KL(pi || planner) - Qbar / beta + log_z
-      ops_.scale_add(div_, qavg_, R, -1.0f / cfg_.beta, nullptr, 1.0f);
+    if (prior == Prior::intermediate) {  // KL(pi || planner) - Qbar / (beta S_Q) + log_z
+      ops_.scale_add(div_, qavg_, R, -1.0f / cfg_.beta, q_scale_, 1.0f);
       ops_.scale_add(div_, log_z_, R, 1.0f, nullptr, 1.0f);
     }
   }
@@ -152,10 +173,11 @@ void WorldModel::pi_backward(const Batch& batch, bool dropout) {
   const int R = T_pi_ * B_;
   const Prior prior = cfg_.prior;
   const Divergence div = cfg_.divergence;
-  const bool use_q = cfg_.q_coef > 0.0f, need_q = pi_needs_qbar();
+  const bool grad_q = pi_grad_through_q();
   // dL/dQbar = -q_coef rho^t / (B T) / S_Q
-  if (need_q) ops_.scale_add(d_qavg_, w_pi_, R, -cfg_.q_coef, use_q ? q_scale_ : nullptr, 0.0f);
-  if (prior != Prior::none) {
+  if (grad_q) ops_.scale_add(d_qavg_, w_pi_, R, -cfg_.q_coef, q_scale_, 0.0f);
+  const bool prior_term = pi_has_prior_term();
+  if (prior_term) {
     // dL/dD = prior_weight rho^t / (B T) / S_D, S_D as pi_forward used it
     ops_.scale_add(d_div_, w_pi_, R, cfg_.prior_weight(), pi_divisor_, 0.0f);
     const auto [pm, ps] = prior_gaussian(batch);
@@ -167,11 +189,11 @@ void WorldModel::pi_backward(const Batch& batch, bool dropout) {
     } else {
       ops_.gauss_kl_backward(d_mu_pi_, d_log_std_pi_, d_div_, mu_pi_, log_std_pi_, pm, ps, R, A_,
                              kl_dir(div));
-      if (prior == Prior::intermediate)  // D contains -Qbar / beta
-        ops_.scale_add(d_qavg_, d_div_, R, -1.0f / cfg_.beta, nullptr, 1.0f);
+      if (prior == Prior::intermediate)  // D contains -Qbar / (beta S_Q)
+        ops_.scale_add(d_qavg_, d_div_, R, -1.0f / cfg_.beta, q_scale_, 1.0f);
     }
   }
-  if (need_q) {
+  if (grad_q) {
     // Through the frozen Q heads (no parameter gradients) to the action.
     ops_.pair_select_backward(d_pq_val_, d_qavg_, pq_val_, Qn_, R, PairMode::avg, cfg_.seed,
                               update_offset(updates_, kPiPair));
@@ -180,7 +202,7 @@ void WorldModel::pi_backward(const Batch& batch, bool dropout) {
                  pq_g_, d_pq_in_, q_dropout(dropout, kPiDropout));
     ops_.concat_backward(nullptr, d_a_pi_, d_pq_in_, R, Z_, A_);  // z is detached
   }
-  const bool kl = prior != Prior::none && div != Divergence::nll;  // D reads mu and log_std
+  const bool kl = prior_term && div != Divergence::nll;  // D reads mu and log_std
   ops_.policy_head_backward(d_raw_pi_, d_a_pi_, kl ? d_mu_pi_ : nullptr,
                             kl ? d_log_std_pi_ : nullptr, g_logpi_, raw_pi_, R, A_,
                             cfg_.policy_head(), cfg_.seed, update_offset(updates_, kPiNoise));

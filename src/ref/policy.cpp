@@ -226,11 +226,36 @@ void policy_head_backward(T* draw, const T* daction, const T* dmu, const T* dlog
   }
 }
 
+template <typename T>
+void policy_log_ratio(T* out, const T* raw, const T* raw_prior, int B, int A,
+                      const PolicyHead& head, uint64_t seed, uint64_t offset) {
+  check_args("policy_log_ratio", B, A, head);
+  const bool clamped = head.form == PolicyForm::clamped;
+#pragma omp parallel for schedule(static) if (int64_t{B} * A > 4096)
+  for (int b = 0; b < B; ++b) {
+    const T* row = raw + static_cast<int64_t>(b) * 2 * A;
+    const T* prow = raw_prior + static_cast<int64_t>(b) * 2 * A;
+    T sum = 0;
+    for (int j = 0; j < A; ++j) {
+      StdNoise<T> p, q;  // pi's noise and std; the prior's std (its eps unused)
+      std_noise<T>(&p, row, A, b, j, head, seed, offset);
+      std_noise<T>(&q, prow, A, b, j, head, seed, offset);
+      const T c = clamped ? std::tanh(row[j]) : row[j];
+      const T cq = clamped ? std::tanh(prow[j]) : prow[j];
+      const T y = (c + p.sd * p.e - cq) / q.sd;
+      sum += (T(-0.5) * p.e * p.e - p.ls) - (T(-0.5) * y * y - q.ls);
+    }
+    out[b] = sum;
+  }
+}
+
 #define POMPC_INSTANTIATE_POLICY(T)                                                                \
   template void policy_head_forward<T>(T*, T*, T*, T*, T*, const T*, int, int, const PolicyHead&,  \
                                        uint64_t, uint64_t);                                        \
   template void policy_head_backward<T>(T*, const T*, const T*, const T*, const T*, const T*, int, \
-                                        int, const PolicyHead&, uint64_t, uint64_t);
+                                        int, const PolicyHead&, uint64_t, uint64_t);        \
+  template void policy_log_ratio<T>(T*, const T*, const T*, int, int, const PolicyHead&, uint64_t, \
+                                    uint64_t);
 POMPC_INSTANTIATE_POLICY(float)
 POMPC_INSTANTIATE_POLICY(double)
 #undef POMPC_INSTANTIATE_POLICY

@@ -48,6 +48,17 @@
 //     draw[b, j]     += (g_u_j + g_mu_j) (1 - mu_j^2)
 //     draw[b, A + j] += g_logstd_j * 0.5 (hi - lo) (1 - tanh(s_j)^2)
 //
+// Log-ratio of two heads (PO-MPC's KL-regularised TD target, SPEC 6 kl_critic): pi's sample of
+//   each row (the forward's eps, the same (seed, offset)) scored by both heads, raw and
+//   raw_prior [B, 2A] of the same layout and PolicyHead:
+//     x_j = c_j + exp(log_std_j) eps_j  (c = mean: squashed; c = tanh(mean): clamped)
+//     log_ratio_b = sum_j [(-0.5 eps_j^2 - log_std_j) - (-0.5 y_j^2 - log_std'_j)],
+//     y_j = (x_j - c'_j) / exp(log_std'_j)      (' = the prior head; the 0.5 log(2 pi) cancel)
+//   squashed: log pi(a) - log pi_prior(a) of a = tanh(x) exactly (the tanh Jacobian is the same for
+//   both densities and cancels); clamped: the ratio of the two Gaussian densities of the sample
+//   before the clamp (exact for actions inside the box; BMPC's own log_pi ignores the clamp
+//   too). Forward only (the target has no gradient); out [B] overwritten.
+//
 // Shapes: raw / draw [B, 2A]; action, mu, log_std (and their gradients) [B, A];
 //   log_pi, log_prob, dlog_pi [B]. B is any row count (batch B, B * (H+1), planner P, ...);
 //   A in {1, 6, 21, 38} on the DMC tasks.
@@ -84,5 +95,9 @@ template <typename T>
 void policy_head_backward(T* draw, const T* daction, const T* dmu, const T* dlog_std,
                           const T* dlog_pi, const T* raw, int B, int A, const PolicyHead& head,
                           uint64_t seed, uint64_t offset);
+
+template <typename T>
+void policy_log_ratio(T* out, const T* raw, const T* raw_prior, int B, int A,
+                      const PolicyHead& head, uint64_t seed, uint64_t offset);
 
 }  // namespace pompc::ref

@@ -158,6 +158,10 @@ class RefOps final : public Ops {
     ref::policy_head_backward(draw, daction, dmu, dlog_std, dlog_pi, raw, B, A, head, seed,
                               offset);
   }
+  void policy_log_ratio(float* out, const float* raw, const float* raw_prior, int B, int A,
+                        const PolicyHead& head, uint64_t seed, uint64_t offset) override {
+    ref::policy_log_ratio(out, raw, raw_prior, B, A, head, seed, offset);
+  }
   void gauss_kl_forward(float* out, const float* mu, const float* log_std, const float* mu_p,
                         const float* sigma_p, int rows, int A, KlDir dir) override {
     ref::gauss_kl_forward(out, mu, log_std, mu_p, sigma_p, rows, A, dir);

@@ -76,9 +76,9 @@ io::Config train_config() {
                       "q: Q(z, a) heads, TD target r + gamma min2 Q'; v: BMPC's V(z) heads"),
       ConfigKey::Float("q_coef", 1, 0, 1e6, "weight of -Qbar / S_Q in the pi loss"),
       ConfigKey::Float("prior_coef", 0, 0, 1e6, "weight of D(pi, prior) / S_D in the pi loss"),
-      ConfigKey::Float("lambda", -1, -1, 1,
-                       "PO-MPC trade-off in [0, 1]: q_coef = 1 - lambda, prior_coef = lambda "
-                       "(-1: unset, use q_coef / prior_coef)"),
+      ConfigKey::Float("lambda", -1, -1, 1e6,
+                       "PO-MPC's KL weight, unbounded >= 0: prior_coef = lambda, q_coef = 1 (the "
+                       "paper's grid: 0.1, 1, 9; -1: unset, use q_coef / prior_coef)"),
       ConfigKey::Bool("prior_coef_per_action", false,
                       "multiply prior_coef by A / 61 (TD-M(PC)^2)"),
       ConfigKey::Enum("prior", "none", {"none", "planner", "intermediate", "learned"},
@@ -89,10 +89,13 @@ io::Config train_config() {
                       "S_D: 1, D's own RunningScale (BMPC), or S_Q (TD-M(PC)^2)"),
       ConfigKey::Float("prior_scale_threshold", 0, 0, 1e6,
                        "the prior term is 0 while S_D <= this (TD-M(PC)^2: 2)"),
-      ConfigKey::Float("beta", 1, 1e-6, 1e9, "intermediate prior temperature: w = softmax(Q / beta)"),
+      ConfigKey::Float("beta", 1, 1e-6, 1e9,
+                       "intermediate prior temperature: w = softmax(Qbar / (beta S_Q))"),
       ConfigKey::Int("prior_samples", 8, 1, 256, "planner samples per latent (intermediate prior)"),
       ConfigKey::Enum("prior_fit", "forward", {"forward", "reverse"},
                       "the learned prior's divergence to the planner targets"),
+      ConfigKey::Bool("kl_critic", false,
+                      "PO-MPC's TD target r + gamma (min2 Q' - lambda log pi / pi_psi)"),
       ConfigKey::Int("reanalyze_interval", 0, 0, 1 << 20,
                      "updates between lazy reanalyses (BMPC: 10); 0 = never"),
       ConfigKey::Int("reanalyze_batch", 20, 1, 1 << 16, "slices re-planned per reanalysis"),
@@ -108,8 +111,11 @@ io::Config train_config() {
   for (const char* kv : {"critic=v", "num_q=2", "q_coef=0", "prior_coef=1", "prior=planner",
                          "divergence=reverse", "prior_scale=own"})
     bmpc.push_back(kv);
-  for (const char* kv : {"critic=q", "lambda=0.5", "prior=intermediate", "divergence=forward",
-                         "prior_scale=own", "beta=1"})
+  // PO-MPC as published: the learned adaptive prior fitted to the (reanalysed) planner targets,
+  // pi regularised towards it by lambda (reverse KL, S_D), the KL-regularised Q target.
+  for (const char* kv : {"critic=q", "q_coef=1", "prior_coef=1", "prior=learned",
+                         "prior_fit=forward", "divergence=reverse", "prior_scale=own",
+                         "kl_critic=true"})
     pompc.push_back(kv);
   return io::Config(std::move(t),
                     {io::Preset{"tdmpc2", {}}, io::Preset{"bmpc", bmpc},
@@ -163,11 +169,16 @@ TrainSettings settings_from(const io::Config& c) {
        {"policy_form", "log_std_min", "log_std_max", "expl_log_std_min", "expl_log_std_max",
         "entropy_form", "entropy_coef", "critic", "q_coef", "prior_coef", "prior_coef_per_action",
         "prior", "divergence", "prior_scale", "prior_scale_threshold", "beta", "prior_samples",
-        "prior_fit", "min_std"})
+        "prior_fit", "min_std", "kl_critic"})
     set(key);
-  if (c.get_float("lambda") >= 0) {
-    m.q_coef = float(1.0 - c.get_float("lambda"));
-    m.prior_coef = float(c.get_float("lambda"));
+  const double lambda = c.get_float("lambda");
+  POMPC_REQUIRE(lambda == -1 || lambda >= 0,
+                "lambda=%g: PO-MPC's KL weight must be >= 0 (or -1: unset, q_coef / prior_coef "
+                "apply)",
+                lambda);
+  if (lambda >= 0) {
+    m.q_coef = 1.0f;
+    m.prior_coef = float(lambda);
   }
   s.agent.reanalyze_interval = int(c.get_int("reanalyze_interval"));
   s.agent.reanalyze_batch = int(c.get_int("reanalyze_batch"));

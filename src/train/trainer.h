@@ -6,8 +6,8 @@
 //              (src/io/config.h, keys named as TD-MPC2's config.yaml) with the presets of SPEC
 //              section 4 (tdmpc2, bmpc, tdmpc2sq, pompc: the key=value lists in train_config()),
 //              so `pompc train key=value ...` rejects an unknown key with the list of valid ones.
-//              model dims left at 0 come from model_size; lambda >= 0 sets q_coef = 1 - lambda
-//              and prior_coef = lambda.
+//              model dims left at 0 come from model_size; lambda >= 0 (unbounded, PO-MPC's
+//              KL weight) sets q_coef = 1 and prior_coef = lambda.
 //   loop       num_envs = S environments of the task (env::VecEnv, stepped on its thread pool;
 //              env i seeded VecEnv::env_seed(seed, i), so env 0 is the S = 1 run's env) and one
 //              Agent built for S states (action_repeat 2: an agent step is two control steps;
