@@ -106,7 +106,7 @@ else
 endif
 
 # ---- targets --------------------------------------------------------------------------------
-.PHONY: all deps test bench profile sass run clean print-config probe help
+.PHONY: all deps test bench bench-build profile sass run clean print-config probe help
 
 all: probe $(BUILD)/pompc
 
@@ -115,6 +115,7 @@ help:
 	@echo "make run        the main job (see README.md)"
 	@echo "make test       build and run $(BUILD)/test_emu (+ $(BUILD)/test_gpu on a GPU machine)"
 	@echo "make bench      the bench suite (-O3, no sanitizers; plus the GPU build on a GPU)"
+	@echo "make bench-build  build $(BUILD)/bench without running it (CI does, so it cannot rot)"
 	@echo "make profile    build with -lineinfo and NVTX ranges into build-profile/"
 	@echo "make sass       SASS of every kernel into $(BUILD)/sass/"
 	@echo "make deps       doctest (Debian), pinned mujoco + dm-control wheels into .deps/"
@@ -203,6 +204,8 @@ bench: probe $(BUILD)/bench $(if $(and $(HAVE_NVCC),$(HAVE_GPU)),$(BUILD)/test_g
 ifneq ($(and $(HAVE_NVCC),$(HAVE_GPU)),)
 	$(BUILD)/test_gpu -ts=bench $(TEST_ARGS)
 endif
+
+bench-build: probe $(BUILD)/bench
 
 profile:
 	$(MAKE) BUILD=build-profile PROFILE=1 all

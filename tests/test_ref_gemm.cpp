@@ -116,11 +116,21 @@ double cpuinfo_mhz() {
   return 0;
 }
 
-// Measured fp32 FMA peak (GFLOP/s): every OpenMP thread runs 16 independent chains of vector
-// FMAs (enough to cover latency x throughput on current cores) for a fixed count.
+// fp32 lanes of the widest vector unit this file is compiled for (-march=native).
+#if defined(__AVX512F__)
+constexpr int kLanes = 16;
+#elif defined(__AVX__)
+constexpr int kLanes = 8;
+#else
+constexpr int kLanes = 4;
+#endif
+
+// Measured fp32 FMA peak (GFLOP/s): every OpenMP thread runs independent chains of native-width
+// vector FMAs (enough to cover latency x throughput on current cores, few enough to stay in
+// registers: 16 of AVX-512's 32, 10 of AVX2's 16) for a fixed count.
 double measured_fma_peak() {
-  typedef float v16 __attribute__((vector_size(64)));
-  constexpr int kChains = 16;
+  typedef float vec __attribute__((vector_size(4 * kLanes)));
+  constexpr int kChains = kLanes == 16 ? 16 : 10;
   const long iters = 20'000'000;
   double best = 0;
   for (int rep = 0; rep < 3; ++rep) {
@@ -131,18 +141,19 @@ double measured_fma_peak() {
     {
 #pragma omp single
       threads = omp_get_num_threads();
-      v16 acc[kChains];
-      for (int c = 0; c < kChains; ++c) acc[c] = v16{} + 0.001f * static_cast<float>(c);
-      const v16 mul = v16{} + 0.999999f, add = v16{} + 1e-7f;
+      vec acc[kChains];
+      for (int c = 0; c < kChains; ++c) acc[c] = vec{} + 0.001f * static_cast<float>(c);
+      const vec mul = vec{} + 0.999999f, add = vec{} + 1e-7f;
       for (long it = 0; it < iters / kChains; ++it) {
 #pragma GCC unroll 16
         for (int c = 0; c < kChains; ++c) acc[c] = acc[c] * mul + add;
       }
       for (int c = 0; c < kChains; ++c)
-        for (int l = 0; l < 16; ++l) sink += acc[c][l];
+        for (int l = 0; l < kLanes; ++l) sink += acc[c][l];
     }
     const double s = omp_get_wtime() - t0;
-    const double flops = 2.0 * 16 * static_cast<double>(iters / kChains) * kChains * threads;
+    const double flops =
+        2.0 * kLanes * static_cast<double>(iters / kChains) * kChains * threads;
     best = std::max(best, flops / s * 1e-9);
     if (sink == 12345.0f) std::printf(" ");  // keep the chains alive
   }
@@ -301,13 +312,14 @@ TEST_SUITE("bench") {
     const double peak = measured_fma_peak();
     const double mhz = cpuinfo_mhz();
     const int threads = omp_get_max_threads();
-    // cpuinfo peak: threads x clock x 2 FMA pipes x 16 fp32 lanes x 2 FLOP (AVX-512 with two
-    // 512-bit FMA pipes, as on this AMD Zen 5 EPYC; the VM reports its base clock).
-    const double cpuinfo_peak = threads * mhz * 1e-3 * 2 * 16 * 2;
+    // cpuinfo peak: threads x clock x 2 FMA pipes x lanes x 2 FLOP (two FMA pipes of the native
+    // width, as on the AMD EPYCs seen here: Zen 5 with AVX-512, Zen 2/3 with AVX2; the VM
+    // reports its base clock).
+    const double cpuinfo_peak = threads * mhz * 1e-3 * 2 * kLanes * 2;
     std::printf(
         "bench: ref/fma_peak %d threads: %.1f GFLOP/s measured; %.1f GFLOP/s from "
-        "/proc/cpuinfo (%d x %.0f MHz x 64 FLOP/cycle)\n",
-        threads, peak, cpuinfo_peak, threads, mhz);
+        "/proc/cpuinfo (%d x %.0f MHz x %d FLOP/cycle)\n",
+        threads, peak, cpuinfo_peak, threads, mhz, 4 * kLanes);
     struct Shape {
       const char* name;
       bool ta, tb;

@@ -12,8 +12,11 @@
 //   For the model's sizes (k <= 2048, m <= 1024 rows, n <= 2048 per chunk) that is one pack
 //   phase and one barrier per call: cheap, and robust when the two cores are shared with other
 //   work (a barrier per depth block made a descheduled thread stall everyone).
-// The micro-kernel keeps a 14 x 32 tile of C in 28 vector registers (16 floats each) and does
-// one broadcast of A and two loads of B per 28 FMAs. C is scaled by beta only in the first depth
+// The micro-kernel keeps an MR x 2W tile of C in 2 MR vector registers of W floats (AVX-512:
+// 14 x 32 in 28 of the 32 zmm registers; AVX2: 6 x 16 in 12 of the 16 ymm registers; SSE or
+// other: 6 x 8) and does one broadcast of A and two loads of B per 2 MR FMAs. Each element of C
+// is the same sequence of fused multiply-adds over k whatever the tile, so the result does not
+// depend on the vector width (only on whether the machine has FMA). C is scaled by beta only in the first depth
 // block; later blocks add into it. Edge tiles are computed whole from zero-padded panels into a
 // scratch tile and only their valid part is stored.
 #include "ref/gemm.h"
@@ -26,7 +29,7 @@
 #include <memory>
 #include <type_traits>
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__FMA__)
 #include <immintrin.h>
 #endif
 
@@ -86,21 +89,35 @@ void gemm_simple(bool transa, bool transb, int m, int n, int k, T alpha, const T
 }
 
 // ---- float path ----------------------------------------------------------------------------
-typedef float v16 __attribute__((vector_size(64)));
-typedef float v16u __attribute__((vector_size(64), aligned(4)));  // unaligned access to C
+// Vector width W (floats) and tile rows MR follow the ISA the file is compiled for, so that the
+// 2 MR accumulators, two B vectors and the A broadcast fit the register file.
+#if defined(__AVX512F__)
+constexpr int kVW = 16, kMR = 14;
+#elif defined(__AVX__)
+constexpr int kVW = 8, kMR = 6;
+#else
+constexpr int kVW = 4, kMR = 6;
+#endif
+typedef float vec __attribute__((vector_size(4 * kVW)));
+typedef float vecu __attribute__((vector_size(4 * kVW), aligned(4)));  // unaligned access to C
 
-constexpr int kMR = 14;        // rows of the register tile
-constexpr int kNV = 2;         // vectors of 16 floats per tile row
-constexpr int kNR = 16 * kNV;  // columns of the register tile
+constexpr int kNV = 2;          // vectors per tile row
+constexpr int kNR = kVW * kNV;  // columns of the register tile
 constexpr int kKC = 512;       // max depth of a block (k is cut into equal blocks)
 constexpr int kKG = 4;         // depth blocks packed together (one barrier per group)
 constexpr int kMCP = 8;        // row tiles per L2 group (8 * 14 = 112 rows)
 constexpr int kNC = 2048;      // columns of packed B per chunk
 constexpr int kMCH = 1024;     // rows of packed A per chunk
 
-inline v16 fma16(v16 a, v16 b, v16 c) {
+// a * b + c, fused where the machine has FMA (the intrinsics keep it fused even where the
+// compiler is told not to contract, as in the emulation build).
+inline vec fma_vec(vec a, vec b, vec c) {
 #if defined(__AVX512F__)
   return _mm512_fmadd_ps(a, b, c);
+#elif defined(__AVX__) && defined(__FMA__)
+  return _mm256_fmadd_ps(a, b, c);
+#elif defined(__FMA__)
+  return _mm_fmadd_ps(a, b, c);
 #else
   return a * b + c;
 #endif
@@ -165,20 +182,20 @@ void pack_b_panel(bool transb, const float* B, int ldb, int p0, int kc, int j0, 
 // (beta == 0: C not read).
 void micro_kernel(int kc, const float* __restrict Ap, const float* __restrict Bp, float* C, int ldc,
                   int mr, int nr, float alpha, float beta) {
-  v16 acc[kMR][kNV];
+  vec acc[kMR][kNV];
 #pragma GCC unroll 16
   for (int r = 0; r < kMR; ++r)
 #pragma GCC unroll 4
-    for (int v = 0; v < kNV; ++v) acc[r][v] = v16{};
+    for (int v = 0; v < kNV; ++v) acc[r][v] = vec{};
   for (int p = 0; p < kc; ++p) {
-    v16 b[kNV];
+    vec b[kNV];
 #pragma GCC unroll 4
-    for (int v = 0; v < kNV; ++v) b[v] = *reinterpret_cast<const v16*>(Bp + p * kNR + 16 * v);
+    for (int v = 0; v < kNV; ++v) b[v] = *reinterpret_cast<const vec*>(Bp + p * kNR + kVW * v);
 #pragma GCC unroll 16
     for (int r = 0; r < kMR; ++r) {
-      const v16 a = v16{} + Ap[p * kMR + r];
+      const vec a = vec{} + Ap[p * kMR + r];
 #pragma GCC unroll 4
-      for (int v = 0; v < kNV; ++v) acc[r][v] = fma16(a, b[v], acc[r][v]);
+      for (int v = 0; v < kNV; ++v) acc[r][v] = fma_vec(a, b[v], acc[r][v]);
     }
   }
   if (mr == kMR && nr == kNR) {
@@ -186,8 +203,8 @@ void micro_kernel(int kc, const float* __restrict Ap, const float* __restrict Bp
     for (int r = 0; r < kMR; ++r)
 #pragma GCC unroll 4
       for (int v = 0; v < kNV; ++v) {
-        v16u* c = reinterpret_cast<v16u*>(C + static_cast<int64_t>(r) * ldc + 16 * v);
-        const v16 x = acc[r][v] * alpha;
+        vecu* c = reinterpret_cast<vecu*>(C + static_cast<int64_t>(r) * ldc + kVW * v);
+        const vec x = acc[r][v] * alpha;
         if (beta == 0.0f) {
           *c = x;
         } else if (beta == 1.0f) {
@@ -200,7 +217,7 @@ void micro_kernel(int kc, const float* __restrict Ap, const float* __restrict Bp
   }
   alignas(64) float tile[kMR][kNR];
   for (int r = 0; r < kMR; ++r)
-    for (int v = 0; v < kNV; ++v) *reinterpret_cast<v16*>(&tile[r][16 * v]) = acc[r][v];
+    for (int v = 0; v < kNV; ++v) *reinterpret_cast<vec*>(&tile[r][kVW * v]) = acc[r][v];
   for (int r = 0; r < mr; ++r) {
     float* c = C + static_cast<int64_t>(r) * ldc;
     for (int j = 0; j < nr; ++j) {

@@ -22,8 +22,8 @@
 //
 // Implementation: float uses a packed, cache-blocked GEMM (Goto/BLIS loop structure: pack a
 // KC x NC panel of op(B) and an MC x KC panel of op(A) into contiguous micro-panels, then a
-// 14 x 32 register-tiled micro-kernel written with GCC vector extensions, so it compiles to
-// AVX-512 FMAs with -march=native on this machine and to narrower vectors elsewhere), OpenMP over
+// register-tiled micro-kernel written with GCC vector extensions whose tile follows the ISA:
+// 14 x 32 with AVX-512 FMAs, 6 x 16 with AVX2 FMAs, 6 x 8 otherwise), OpenMP over
 // the micro-tiles. Packing buffers are per calling thread and grow once (no allocation per call
 // after the first of a given size). double (used by the finite-difference tests) takes a plain
 // row-parallel triple loop: correctness only.

@@ -321,7 +321,10 @@ void save_checkpoint(const std::string& path, agent::Agent& ag, const io::Config
   meta["episodes"] = std::to_string(st.episodes);
   meta["num_envs"] = std::to_string(st.env_episodes.size());
   std::string per_env;
-  for (int64_t n : st.env_episodes) per_env += (per_env.empty() ? "" : ",") + std::to_string(n);
+  for (int64_t n : st.env_episodes) {
+    if (!per_env.empty()) per_env += ',';
+    per_env += std::to_string(n);
+  }
   meta["env_episodes"] = per_env;
   meta["eval_episodes_run"] = std::to_string(st.eval_episodes_run);
   meta["next_eval"] = std::to_string(st.next_eval);
