@@ -5,6 +5,8 @@
 #                      nvcc + cuBLAS otherwise (CUDA backend, used when a GPU is present)
 #   $(BUILD)/test_emu  every test; kernels/*.cu compiled by g++ against tests/emu (host emulation
 #                      of CUDA), AddressSanitizer + UBSan
+#   $(BUILD)/test_race test_emu's objects with kernels/*.cu instrumented for the emulation's race
+#                      detector (tests/emu/internal.h)
 #   $(BUILD)/test_gpu  the same tests against the real kernels (only with nvcc; runs on a GPU)
 #   $(BUILD)/bench     the tests built -O3 without sanitizers, run with the bench suite
 
@@ -69,6 +71,10 @@ HOST_CXXFLAGS := $(CXXSTD) $(OPT) -g -march=native -fopenmp $(WARN) $(INCS) $(DE
 EMU_CXXFLAGS := $(CXXSTD) -O1 -g -march=native -fopenmp $(WARN) $(INCS) $(DEFS) -MMD -MP \
   -Itests/emu/include -DPOMPC_CUDA -DPOMPC_EMU -fno-omit-frame-pointer \
   -fsanitize=address,undefined -fno-sanitize-recover=undefined
+# test_race: kernels instrumented by GCC's ThreadSanitizer pass, whose calls tests/emu/race.cpp
+# answers (ThreadSanitizer's own runtime is not linked); everything else is test_emu's objects.
+RACE_CXXFLAGS := $(CXXSTD) -O1 -g -march=native -fopenmp $(WARN) $(INCS) $(DEFS) -MMD -MP \
+  -Itests/emu/include -DPOMPC_CUDA -DPOMPC_EMU -fno-omit-frame-pointer -fsanitize=thread
 BENCH_CXXFLAGS := $(CXXSTD) -O3 -g -march=native -fopenmp $(WARN) $(INCS) $(DEFS) -MMD -MP \
   -Itests/emu/include -DPOMPC_CUDA -DPOMPC_EMU
 # PROFILE=1 (make profile): NVTX ranges on, -lineinfo for Nsight Compute's source view.
@@ -77,9 +83,13 @@ ifdef PROFILE
   NVCC_PROFILE := -lineinfo -DPOMPC_NVTX
 endif
 CUDA_CXXFLAGS = $(HOST_CXXFLAGS) -DPOMPC_CUDA -I$(CUDA_HOME)/include
-NVCC_GENCODE = $(foreach a,$(NVCC_ARCHS),-gencode arch=compute_$(a),code=sm_$(a))
+# SASS for each arch, and PTX of the newest so that a newer GPU can JIT-compile the kernels.
+NVCC_PTX_ARCH := $(shell echo $(NVCC_ARCHS) | tr ' ' '\n' | sort -n | tail -1)
+NVCC_ARCHS_TEXT = sm_$(subst $() $(), + sm_,$(NVCC_ARCHS)) + PTX compute_$(NVCC_PTX_ARCH)
+NVCC_GENCODE = $(foreach a,$(NVCC_ARCHS),-gencode arch=compute_$(a),code=sm_$(a)) \
+  -gencode arch=compute_$(NVCC_PTX_ARCH),code=compute_$(NVCC_PTX_ARCH)
 NVCC_FLAGS = $(CXXSTD) -O3 $(NVCC_GENCODE) -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror \
-  -Isrc -Ikernels -DPOMPC_CUDA -MMD -MP $(NVCC_PROFILE)
+  -Isrc -Ikernels -DPOMPC_CUDA -DPOMPC_CUDA_ARCHS='"$(NVCC_ARCHS_TEXT)"' -MMD -MP $(NVCC_PROFILE)
 CUDA_LDFLAGS = -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart
 
 # ---- sources --------------------------------------------------------------------------------
@@ -90,13 +100,15 @@ SRC_HOST := $(filter-out src/cuda/%,$(SRC_HOST))
 SRC_CUDA := $(wildcard src/cuda/*.cpp)
 KERNELS := $(filter-out $(EXCLUDE),$(wildcard kernels/*.cu))
 TESTS := $(filter-out $(EXCLUDE),$(wildcard tests/*.cpp))
-EMU := $(filter-out $(EXCLUDE),$(wildcard tests/emu/*.cpp))
+EMU := $(filter-out $(EXCLUDE) tests/emu/race.cpp tests/emu/race_test.cpp,$(wildcard tests/emu/*.cpp))
 
 obj = $(patsubst %,$(BUILD)/obj-$(1)/%.o,$(2))
 
 HOST_OBJ := $(call obj,host,$(SRC_HOST))
 EMU_OBJ := $(call obj,emu,$(SRC_HOST) $(SRC_CUDA) $(KERNELS) $(TESTS) $(EMU))
 BENCH_OBJ := $(call obj,bench,$(SRC_HOST) $(SRC_CUDA) $(KERNELS) $(TESTS) $(EMU))
+RACE_OBJ := $(call obj,emu,$(SRC_HOST) $(SRC_CUDA) $(TESTS) $(EMU) tests/emu/race.cpp) \
+  $(call obj,race,$(KERNELS) tests/emu/race_test.cpp)
 ifdef HAVE_NVCC
   PROGRAM_OBJ := $(HOST_OBJ) $(call obj,cudahost,$(SRC_CUDA) src/main.cpp) $(call obj,cuda,$(KERNELS))
   PROGRAM_LD := $(CUDA_LDFLAGS)
@@ -113,7 +125,7 @@ all: probe $(BUILD)/pompc
 help:
 	@echo "make            build $(BUILD)/pompc (installs .deps/ first when missing)"
 	@echo "make run        the main job (see README.md)"
-	@echo "make test       build and run $(BUILD)/test_emu (+ $(BUILD)/test_gpu on a GPU machine)"
+	@echo "make test       build and run $(BUILD)/test_emu and $(BUILD)/test_race (+ $(BUILD)/test_gpu on a GPU machine)"
 	@echo "make bench      the bench suite (-O3, no sanitizers; plus the GPU build on a GPU)"
 	@echo "make bench-build  build $(BUILD)/bench without running it (CI does, so it cannot rot)"
 	@echo "make profile    build with -lineinfo and NVTX ranges into build-profile/"
@@ -125,7 +137,7 @@ help:
 probe:
 	@if [ -n "$(HAVE_NVCC)" ]; then echo "  [x] nvcc $(NVCC)"; else echo "  [ ] nvcc not found: CPU reference backend only"; fi
 	@if [ -n "$(HAVE_GPU)" ]; then echo "  [x] GPU present"; else echo "  [ ] no GPU (nvidia-smi)"; fi
-	@echo "  GPU arch: sm_$(subst $() $(), + sm_,$(NVCC_ARCHS)) -- from $(ARCH_FROM)"
+	@echo "  GPU arch: $(NVCC_ARCHS_TEXT) -- from $(ARCH_FROM)"
 
 print-config: probe
 	@echo "  CXX         $(CXX) ($$($(CXX) -dumpfullversion))"
@@ -180,23 +192,40 @@ run: all
 $(BUILD)/test_emu: $(EMU_OBJ)
 	$(CXX) $(CXXSTD) -fopenmp -fsanitize=address,undefined $^ -o $@ $(LDMUJOCO)
 
+$(BUILD)/test_race: $(RACE_OBJ)
+	$(CXX) $(CXXSTD) -fopenmp -fsanitize=address,undefined $^ -o $@ $(LDMUJOCO)
+
 $(BUILD)/test_gpu: $(GPU_OBJ)
 	$(CXX) $(CXXSTD) -fopenmp $^ -o $@ $(LDMUJOCO) $(CUDA_LDFLAGS)
 
 $(BUILD)/bench: $(BENCH_OBJ)
 	$(CXX) $(CXXSTD) -fopenmp $^ -o $@ $(LDMUJOCO)
 
+# make test = test-emu + test-race (+ test-gpu with nvcc); `make -j2 test` runs them side by side
+# (.ci/run does, with --output-sync so that each one's report stays in one piece). OpenMP threads
+# wait passively: the suites share the cores.
 TEST_ARGS ?=
-test: probe $(BUILD)/test_emu $(if $(HAVE_NVCC),$(BUILD)/test_gpu)
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
-	  $(BUILD)/test_emu $(TEST_ARGS)
-ifdef HAVE_NVCC
-	@echo "nvcc: every kernel compiled for sm_$(subst $() $(), + sm_,$(NVCC_ARCHS)) without warnings"
-  ifdef HAVE_GPU
+RACE_ARGS ?= -ts=race,ops,planner
+RACE_AGENT_ARGS ?= -ts=agent -tc='*lockstep: pompc*'
+TEST_ENV := OMP_WAIT_POLICY=passive ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+  UBSAN_OPTIONS=print_stacktrace=1
+.PHONY: test-emu test-race test-gpu
+test: probe test-emu test-race $(if $(HAVE_NVCC),test-gpu)
+
+test-emu: $(BUILD)/test_emu
+	$(TEST_ENV) $(BUILD)/test_emu $(TEST_ARGS)
+
+# The race detector over the kernel suites and one whole agent in lockstep (tests/emu/internal.h).
+test-race: $(BUILD)/test_race
+	$(TEST_ENV) $(BUILD)/test_race $(RACE_ARGS)
+	$(TEST_ENV) $(BUILD)/test_race $(RACE_AGENT_ARGS)
+
+test-gpu: $(BUILD)/test_gpu
+	@echo "nvcc: every kernel compiled for $(NVCC_ARCHS_TEXT) without warnings"
+ifdef HAVE_GPU
 	$(BUILD)/test_gpu $(TEST_ARGS)
-  else
-	@echo "test_gpu: skipped, no GPU"
-  endif
+else
+	@echo "test_gpu: built, not run: no GPU on this machine (on a GPU machine it runs, and fails if it cannot use the GPU)"
 endif
 
 bench: probe $(BUILD)/bench $(if $(and $(HAVE_NVCC),$(HAVE_GPU)),$(BUILD)/test_gpu)
@@ -254,6 +283,10 @@ $(BUILD)/obj-emu/src/ref/%.o: EMU_OPT := -O2 -fno-tree-vectorize -ffp-contract=o
 $(BUILD)/obj-emu/%.o: % | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(CXX) $(EMU_CXXFLAGS) $(EMU_OPT) -x c++ -c $< -o $@
+
+$(BUILD)/obj-race/%.o: % | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CXX) $(RACE_CXXFLAGS) -x c++ -c $< -o $@
 
 $(BUILD)/obj-bench/%.o: % | $(DEPS_STAMP)
 	@mkdir -p $(@D)

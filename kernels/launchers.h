@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "ops.h"
 #include "ref/layernorm.h"
@@ -18,6 +19,10 @@
 #include "ref/two_hot.h"
 
 namespace pompc::cuda {
+
+// Whether this build's kernels can run on the current device (an image for its architecture, or
+// PTX it can compile); otherwise false and *why names the GPU, the build's archs and the fix.
+bool kernels_loadable(std::string* why);
 
 // kernels/optim.cu
 void adam_update(const AdamSettings& cfg, const AdamGroups& groups, float* param,

@@ -104,6 +104,30 @@ void check_pair(const char* who, int Qn, int rows, ref::PairMode mode) {
 
 namespace cuda {
 
+#ifndef POMPC_CUDA_ARCHS
+#define POMPC_CUDA_ARCHS "sm_90 (emulated)"
+#endif
+
+bool kernels_loadable(std::string* why) {
+  cudaFuncAttributes attr{};
+  const cudaError_t e = cudaFuncGetAttributes(&attr, fill_kernel);
+  if (e == cudaSuccess) return true;
+  (void)cudaGetLastError();  // not sticky: leave no error behind for the next check
+  int dev = 0;
+  cudaDeviceProp prop{};
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess) {
+    (void)cudaGetLastError();
+    *why = strfmt("the kernels cannot be loaded: %s", cudaGetErrorString(e));
+    return false;
+  }
+  *why = strfmt(
+      "this build has no kernels the GPU (%s, sm_%d%d) can run (%s; built for %s): rebuild with "
+      "`make clean && make GPU_ARCH=sm_%d%d`",
+      prop.name, prop.major, prop.minor, cudaGetErrorString(e), POMPC_CUDA_ARCHS, prop.major,
+      prop.minor);
+  return false;
+}
+
 void fill(float* x, int64_t n, float value, cudaStream_t stream) {
   check_n("fill", n);
   LAUNCH(fill_kernel, grid_stride_blocks(n), 256, 0, stream, x, n, value);

@@ -46,9 +46,15 @@ std::unique_ptr<Ops> make_ops(const std::string& device) {
   if (device == "cuda") return make_cuda_ops();
   POMPC_REQUIRE(device == "auto", "device=%s is not one of cuda, cpu, auto", device.c_str());
   std::string why;
-  if (cuda_ops_available(&why)) return g_cuda_factory();
-  std::fprintf(stderr, "pompc: using the CPU reference backend (%s)\n", why.c_str());
-  return make_ref_ops();
+  if (cuda_ops_available(&why)) {
+    auto ops = g_cuda_factory();
+    std::fprintf(stderr, "pompc: device=auto chose %s\n", ops->description().c_str());
+    return ops;
+  }
+  auto ops = make_ref_ops();
+  std::fprintf(stderr, "pompc: device=auto chose %s: no CUDA backend (%s)\n",
+               ops->description().c_str(), why.c_str());
+  return ops;
 }
 
 }  // namespace pompc

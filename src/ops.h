@@ -252,7 +252,8 @@ std::unique_ptr<Ops> make_ref_ops();
 // Throws pompc::Error saying why when there is no CUDA backend (built without nvcc) or no GPU.
 std::unique_ptr<Ops> make_cuda_ops();
 bool cuda_ops_available(std::string* why_not = nullptr);
-// device = "cuda" | "cpu" | "auto" (cuda when available, else cpu with a one-line notice).
+// device = "cuda" | "cpu" | "auto" (cuda when available, else cpu); auto prints one line to
+// stderr naming the backend it chose and, for cpu, why CUDA was not usable.
 std::unique_ptr<Ops> make_ops(const std::string& device);
 
 // The CUDA backend registers its factory here at static-initialisation time (src/cuda/), so the

@@ -3,8 +3,10 @@
 //   build/test_emu                 every suite but bench, kernels run in the host emulation
 //   build/test_emu -ts=model       one suite (emu, ops, model, planner, env, io, agent, e2e)
 //   build/bench -ts=bench          the benchmarks (suite bench runs only when asked for)
-//   build/test_gpu                 the same tests against the real kernels; exits at once, saying
-//                                  so, when there is no GPU
+//   build/test_gpu                 the same tests against the real kernels; fails at once (exit
+//                                  1), saying why, when there is no GPU it can use
+//   build/test_race                test_emu with the kernels under the race detector (suite race
+//                                  and the kernel suites; tests/emu/internal.h)
 // Test cases whose name contains "[gpu-only]" run only in test_gpu. The decision is made here,
 // in main, because doctest's skip decorators are evaluated before main runs.
 // The last line is "<binary>: N passed, M failed" (test cases), the form CI reads.
@@ -15,6 +17,7 @@
 #include <cstring>
 #include <string>
 
+#include "ops.h"
 #include "test_util.h"
 
 #ifdef POMPC_CUDA
@@ -24,7 +27,7 @@
 namespace {
 
 #if defined(POMPC_EMU)
-const char* const kBinary = "test_emu";
+const char* const kBinary = "test_emu";  // test_race when the race detector is on (main)
 #elif defined(POMPC_CUDA)
 const char* const kBinary = "test_gpu";
 #else
@@ -90,13 +93,21 @@ int main(int argc, char** argv) {
     }
 
 #if defined(POMPC_CUDA) && !defined(POMPC_EMU)
-  int devices = 0;
-  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
-    std::printf("%s: skipped, no GPU\n", kBinary);
-    return 0;
+  // Asked to run the tests on a GPU and there is none it can use: a failure, not a skip.
+  std::string why;
+  if (!pompc::cuda_ops_available(&why)) {
+    std::printf("%s: FAILED: cannot run the tests on a GPU: %s (build/test_emu runs them in the "
+                "host emulation)\n",
+                kBinary, why.c_str());
+    return 1;
   }
 #endif
 
+#ifdef POMPC_EMU
+  const char* const binary = emu::race_detection() ? "test_race" : kBinary;
+#else
+  const char* const binary = kBinary;
+#endif
   doctest::Context context;
   if (!asks_for_suite(argc, argv, "bench")) context.addFilter("test-suite-exclude", "bench");
 #ifdef POMPC_EMU
@@ -107,9 +118,9 @@ int main(int argc, char** argv) {
   if (context.shouldExit()) return rc;
 
 #ifdef POMPC_EMU
-  std::printf("%s: %u test cases ran emulated CUDA kernels (%llu launches)\n", kBinary,
+  std::printf("%s: %u test cases ran emulated CUDA kernels (%llu launches)\n", binary,
               Counter::launched_kernels, Counter::launches);
 #endif
-  std::printf("%s: %u passed, %u failed\n", kBinary, Counter::passed, Counter::failed);
+  std::printf("%s: %u passed, %u failed\n", binary, Counter::passed, Counter::failed);
   return rc;
 }

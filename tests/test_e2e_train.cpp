@@ -382,3 +382,88 @@ TEST_SUITE("e2e") {
   }
 }
 
+
+// The trainer on the CUDA backend (emulated here; test_gpu runs the same on a GPU): every preset
+// trains through the seed phase, the burst and planned steps with reanalysis, evaluates,
+// checkpoints and resumes, with the same step, update and reanalysis counts as on the CPU. (How
+// close its numbers are to the CPU's, step by step: tests/test_agent_cuda.cpp.)
+namespace {
+// cartpole-balance with action_repeat 20: 50 agent steps per episode. S = 1: episode 1 random;
+// at step 50 (the first with a sampleable slice) the burst of 50 updates, then one update per
+// step: 99 updates and 4 reanalyses by the end of episode 2.
+std::vector<std::string> cuda_run(const std::string& run_dir, int64_t steps,
+                                  const std::string& device) {
+  return {"task=cartpole-balance", "action_repeat=20", "steps=" + std::to_string(steps),
+          "seed_steps=50", "eval_freq=1000", "eval_episodes=1", "checkpoint_freq=1000",
+          "model_size=1", "enc_dim=32", "mlp_dim=32", "latent_dim=16", "batch_size=16",
+          "buffer_size=10000", "iterations=2", "num_samples=32", "num_elites=8",
+          "num_pi_trajs=4", "seed=5", "device=" + device, "run_dir=" + run_dir};
+}
+}  // namespace
+
+TEST_SUITE("e2e") {
+  TEST_CASE("e2e: every preset trains, evaluates and resumes on the CUDA backend") {
+    pompc::test::TempDir tmp;
+    struct Case {
+      std::vector<std::string> args;
+      uint64_t updates;
+      int reanalyses;
+    };
+    // S = 2: 4 episodes (2 rounds); round 1 has no sampleable slice, round 2's first vector step
+    // runs the burst in place of one of its 2 updates: 50 + 1 + 49 * 2 = 149 updates.
+    const Case cases[] = {{{"preset=tdmpc2"}, 99, 0},
+                          {{"preset=bmpc"}, 99, 4},
+                          {{"preset=tdmpc2sq", "num_envs=2"}, 149, 0},
+                          {{"preset=pompc"}, 99, 4}};
+    int k = 0;
+    for (const Case& c : cases) {
+      CAPTURE(c.args[0]);
+      std::string name = "cuda";
+      name += std::to_string(k++);
+      const bool two_envs = c.updates == 149;
+      const int64_t steps = two_envs ? 4000 : 2000;
+      std::vector<std::string> args[2] = {cuda_run(tmp.file(name), steps, "cuda"),
+                                          cuda_run(tmp.file(name + "-cpu"), steps, "cpu")};
+      pompc::train::TrainResult r[2];
+      for (int b = 0; b < 2; ++b) {
+        args[b].insert(args[b].end(), c.args.begin(), c.args.end());
+        r[b] = pompc::train::train(args[b]);
+        CHECK(r[b].env_steps == steps);
+        CHECK(r[b].updates == c.updates);
+        CHECK(std::isfinite(r[b].last_eval_mean));
+      }
+      const auto tr = pompc::io::read_csv(tmp.file(name) + "/train.csv");
+      const auto tr_cpu = pompc::io::read_csv(tmp.file(name + "-cpu") + "/train.csv");
+      REQUIRE(tr.rows.size() == tr_cpu.rows.size());
+      const auto& last = tr.rows.back();
+      for (size_t i = 5; i < 16; ++i) {  // consistency_loss .. prior_fit_loss
+        CAPTURE(tr.header[i]);
+        CHECK(std::isfinite(std::stod(last[i])));
+      }
+      CHECK(std::stoi(last[16]) == c.reanalyses);
+      CHECK(tr_cpu.rows.back()[16] == last[16]);
+      // The seed-phase episode does not depend on the backend: the same return, bit for bit.
+      if (!two_envs) CHECK(tr.rows[0][2] == tr_cpu.rows[0][2]);
+      // Checkpoints load on either backend: the CUDA run's evaluates on the CPU and vice versa.
+      const auto e1 = pompc::train::evaluate_checkpoint(
+          tmp.file(name) + "/checkpoint.safetensors", 1, "cpu", 0);
+      const auto e2 = pompc::train::evaluate_checkpoint(
+          tmp.file(name + "-cpu") + "/checkpoint.safetensors", 1, "cuda", 0);
+      CHECK(std::isfinite(e1.mean));
+      CHECK(std::isfinite(e2.mean));
+    }
+    // pompc interrupted after the first episode (the burst) and resumed on the CUDA backend: the
+    // same tensors as the uninterrupted CUDA run (the learned prior, its Adam state, S_D and the
+    // reanalysis clock restored onto device memory).
+    const std::string b = tmp.file("cuda-resume");
+    auto first = cuda_run(b, 1000, "cuda");
+    first.push_back("preset=pompc");
+    pompc::train::train(first);
+    auto second = cuda_run(b, 2000, "cuda");
+    second.push_back("preset=pompc");
+    second.push_back("resume=true");
+    CHECK(pompc::train::train(second).updates == 99);
+    CHECK(count_differing(tensors_of(tmp.file("cuda3") + "/checkpoint.safetensors"),
+                          tensors_of(b + "/checkpoint.safetensors")) == 0);
+  }
+}

@@ -86,6 +86,12 @@ class Planner {
   const float* mean() const { return mean_; }        // [S, H, A] final MPPI mean
   const float* std() const { return std_; }          // [S, H, A] final MPPI std
   const float* value() const { return value_; }      // [S, N] last iteration's returns G
+  // The last iteration's samples [H, S, N, A] and elites [S, E] (indices into N), and the
+  // warm-start memory [max_states, H, A] (the final mean of each state's last acting plan): for
+  // tests that hold two planners in lockstep and for inspection.
+  const float* actions() const { return actions_; }
+  const int32_t* elite_index() const { return elite_idx_; }
+  float* warm_mean() { return prev_mean_; }
   const PlannerSettings& settings() const { return cfg_; }
 
  private:

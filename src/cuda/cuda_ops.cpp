@@ -314,16 +314,31 @@ class CudaOps final : public Ops {
   size_t rowstats_size_ = 0;
 };
 
+// A usable GPU: the driver is new enough for this build's CUDA runtime, a device is present, and
+// this build's kernels can run on it. Otherwise false and *why_not says what to change.
 bool probe(std::string* why_not) {
+  std::string why;
   int count = 0;
   const cudaError_t err = cudaGetDeviceCount(&count);
-  if (err != cudaSuccess || count == 0) {
-    if (why_not)
-      *why_not = err != cudaSuccess ? strfmt("no usable GPU: %s", cudaGetErrorString(err))
-                                    : std::string("no GPU found");
-    return false;
+  int driver = 0;
+  if (err == cudaErrorInsufficientDriver) (void)cudaDriverGetVersion(&driver);
+  if (err == cudaErrorInsufficientDriver && driver == 0) {
+    why = "no usable GPU: no NVIDIA driver is loaded on this machine";
+  } else if (err == cudaErrorInsufficientDriver) {
+    why = strfmt(
+        "the NVIDIA driver supports CUDA up to %d.%d, this build's runtime is CUDA %d.%d: update "
+        "the driver, or build with a CUDA toolkit no newer than the driver",
+        driver / 1000, driver % 1000 / 10, CUDART_VERSION / 1000, CUDART_VERSION % 1000 / 10);
+  } else if (err != cudaSuccess) {
+    why = strfmt("no usable GPU: %s", cudaGetErrorString(err));
+  } else if (count == 0) {
+    why = "no GPU found";
+  } else if (cuda::kernels_loadable(&why)) {
+    return true;
   }
-  return true;
+  (void)cudaGetLastError();
+  if (why_not) *why_not = why;
+  return false;
 }
 
 std::unique_ptr<Ops> create() { return std::make_unique<CudaOps>(); }

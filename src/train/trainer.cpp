@@ -44,6 +44,9 @@ io::Config train_config() {
                      "seeded as VecEnv env i; S updates per vector step)"),
       ConfigKey::Int("buffer_size", 1'000'000, 16, int64_t(1) << 36, "replay capacity (records)"),
       ConfigKey::Enum("device", "auto", {"auto", "cpu", "cuda"}, "numeric backend"),
+      ConfigKey::Bool("tf32", true,
+                      "TF32 tensor-core GEMMs on the CUDA backend (false: full fp32, as the "
+                      "reference)"),
       ConfigKey::Int("seed", 1, 0, int64_t(1) << 31, "seed of env, init, planner, sampler"),
       ConfigKey::String("run_dir", "", "run directory; empty = runs/<task>/<preset>/<seed>"),
       ConfigKey::Bool("resume", false, "continue from run_dir/checkpoint.safetensors"),
@@ -154,6 +157,7 @@ TrainSettings settings_from(const io::Config& c) {
   m.batch_size = int(c.get_int("batch_size"));
   m.horizon = int(c.get_int("horizon"));
   m.lr = float(c.get_float("lr"));
+  m.tf32 = c.get_bool("tf32");
   m.seed = s.seed;
   agent::PlannerSettings& p = s.planner;
   p.iterations = int(c.get_int("iterations"));

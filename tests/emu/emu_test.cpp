@@ -863,6 +863,54 @@ TEST_SUITE("emu") {
                    "invalid resource handle"));
   }
 
+  TEST_CASE("emu: a host pointer passed to a kernel or to cuBLAS is refused, naming the call") {
+    DeviceBuffer<float> x(16), y(16);
+    std::vector<float> host(16, 1.0f);
+    float* pinned = nullptr;
+    CUDA_CHECK(cudaMallocHost(&pinned, 16 * sizeof(float)));
+    // Argument 2 of axpb_kernel(x, y, n, a, b) is host memory: the grid does not run.
+    const std::string msg = error_of([&] {
+      LAUNCH(axpb_kernel, dim3(1), dim3(16), 0, nullptr, x.p, host.data(), 16, 1.0f, 0.0f);
+    });
+    CHECK(contains(msg, "kernel axpb_kernel: argument 2 of 5"));
+    CHECK(contains(msg, "not inside any cudaMalloc allocation"));
+    CHECK(host == std::vector<float>(16, 1.0f));
+    CHECK(contains(error_of([&] {
+                     LAUNCH(axpb_kernel, dim3(1), dim3(16), 0, nullptr, pinned, y.p, 16, 1.0f,
+                            0.0f);
+                   }),
+                   "argument 1 of 5 is 0x"));
+    CHECK(contains(emu::last_error_message(), "pinned host memory"));
+    // Null, interior and one-past-the-end device pointers are fine (an empty tail range).
+    LAUNCH(axpb_kernel, dim3(1), dim3(8), 0, nullptr, x.p + 8, y.p + 8, 8, 1.0f, 0.0f);
+    CUDA_CHECK(cudaDeviceSynchronize());
+    CUDA_CHECK(cudaFreeHost(pinned));
+    // Stream-ordered allocations are device memory too; once freed, a pointer into one is not.
+    cudaStream_t s = nullptr;
+    CUDA_CHECK(cudaStreamCreate(&s));
+    float* async = nullptr;
+    CUDA_CHECK(cudaMallocAsync(&async, 16 * sizeof(float), s));
+    LAUNCH(axpb_kernel, dim3(1), dim3(16), 0, s, x.p, async, 16, 2.0f, 1.0f);
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    CUDA_CHECK(cudaFreeAsync(async, s));
+    CHECK(contains(error_of([&] {
+                     LAUNCH(axpb_kernel, dim3(1), dim3(16), 0, s, x.p, async, 16, 2.0f, 1.0f);
+                   }),
+                   "argument 2 of 5"));
+    CUDA_CHECK(cudaStreamDestroy(s));
+    CHECK(cudaMallocAsync(&async, 16, s) == cudaErrorInvalidResourceHandle);
+    CHECK(contains(emu::last_error_message(), "cudaMallocAsync: stream"));
+    // cuBLAS: C in host memory.
+    cublasHandle_t h = nullptr;
+    CUBLAS_CHECK(cublasCreate(&h));
+    const float one = 1.0f, zero = 0.0f;
+    const cublasStatus_t st = cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 4, 4, 4, &one, x.p, 4, y.p,
+                                          4, &zero, host.data(), 4);
+    CHECK(st == CUBLAS_STATUS_EXECUTION_FAILED);
+    CHECK(contains(cublasGetStatusString(st), "C of batch entry 0 is not inside one cudaMalloc"));
+    CUBLAS_CHECK(cublasDestroy(h));
+  }
+
   TEST_CASE("emu: memory API checks pointers and directions") {
     float* d = nullptr;
     CUDA_CHECK(cudaMalloc(&d, 64 * sizeof(float)));

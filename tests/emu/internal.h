@@ -47,5 +47,28 @@ cudaError_t submit(cudaStream_t stream, const char* what, std::function<cudaErro
 
 // True when ptr..ptr+bytes lies inside one live cudaMalloc allocation.
 bool is_device_range(const void* ptr, size_t bytes);
+// The live cudaMalloc allocation holding ptr: true and its start and size, or false.
+bool device_allocation_of(const void* ptr, uintptr_t* base, size_t* bytes);
+
+// ---- race detection (build/test_race; scheduler.cpp) ---------------------------------------------
+// test_race compiles kernels with GCC's -fsanitize=thread instrumentation and links
+// tests/emu/race.cpp instead of ThreadSanitizer's runtime: every load and store of kernel code
+// calls race_access. For each 4-byte granule of device memory (per grid) and of any other
+// non-stack memory (static and dynamic shared memory; per block) it keeps the last write and up
+// to four reads since, each as (thread, block, barrier interval, warp clock), and reports a data
+// race (the launch fails with cudaErrorLaunchFailure and says who and where) when an access
+// conflicts with one that is not ordered before it: a write against any access, a read against a
+// write, by another thread, unless both are atomics. Ordered means the same thread, an earlier
+// barrier interval of the same block (a __syncthreads in between), or, within one warp, a
+// __syncwarp both lanes took part in after the earlier access (vector clocks over the lanes).
+// Nothing else orders memory: warp shuffles and votes exchange registers, not memory; blocks of
+// one grid are never ordered; a kernel boundary orders everything. The thread's own stack is not
+// tracked. race_enable also randomises the schedule: threads start in a random order, the ready
+// thread to resume is drawn at random, and about one access in 16 first yields to another ready
+// thread of the block (seeded: POMPC_EMU_SCHEDULE_SEED), so a missing barrier also changes the
+// result. Blocks run on one OS thread.
+void race_enable(uint64_t schedule_seed);
+bool race_enabled();
+void race_access(const void* p, size_t size, bool write, bool atomic);
 
 }  // namespace emu::detail

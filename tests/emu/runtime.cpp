@@ -88,6 +88,10 @@ const char* cuda_text(cudaError_t e) {
       return "out of memory";
     case cudaErrorInvalidConfiguration:
       return "invalid configuration argument";
+    case cudaErrorInsufficientDriver:
+      return "CUDA driver version is insufficient for CUDA runtime version";
+    case cudaErrorNoKernelImageForDevice:
+      return "no kernel image is available for execution on the device";
     case cudaErrorInvalidSymbol:
       return "invalid device symbol";
     case cudaErrorInvalidDevicePointer:
@@ -152,6 +156,8 @@ const char* cuda_name(cudaError_t e) {
     EMU_NAME(cudaErrorMemoryAllocation)
     EMU_NAME(cudaErrorInvalidConfiguration)
     EMU_NAME(cudaErrorInvalidSymbol)
+    EMU_NAME(cudaErrorInsufficientDriver)
+    EMU_NAME(cudaErrorNoKernelImageForDevice)
     EMU_NAME(cudaErrorInvalidDevicePointer)
     EMU_NAME(cudaErrorInvalidMemcpyDirection)
     EMU_NAME(cudaErrorInvalidDeviceFunction)
@@ -263,6 +269,15 @@ Capture* capture_by_id(uint64_t id) {
 
 Capture* capture_of(const CUstream_st* s) {
   return s ? capture_by_id(s->cap) : nullptr;
+}
+
+// cudaErrorInvalidResourceHandle naming `call` unless `stream` is live.
+cudaError_t check_stream(const char* call, cudaStream_t stream) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  if (resolve(stream)) return cudaSuccess;
+  return set_error(cudaErrorInvalidResourceHandle,
+                   "%s: stream %p is not a live stream (never created, or destroyed)", call,
+                   static_cast<void*>(stream));
 }
 
 const char* mode_name(cudaStreamCaptureMode m) {
@@ -446,9 +461,37 @@ cudaError_t submit(cudaStream_t stream, const char* what, std::function<cudaErro
   return work();
 }
 
+bool device_allocation_of(const void* ptr, uintptr_t* base, size_t* bytes) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  const uintptr_t a = reinterpret_cast<uintptr_t>(ptr);
+  auto it = g_allocs.upper_bound(a);
+  if (it == g_allocs.begin()) return false;
+  --it;
+  if (!it->second.device || a - it->first >= it->second.bytes) return false;
+  *base = it->first;
+  *bytes = it->second.bytes;
+  return true;
+}
+
 bool is_device_range(const void* ptr, size_t bytes) {
   std::lock_guard<std::mutex> lock(g_mu);
   return device_range_locked(ptr, bytes);
+}
+
+bool kernel_pointer_ok(const char* name, int index, int count, const void* p) {
+  if (p == nullptr) return true;
+  const Alloc* a = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(g_mu);
+    a = find_alloc(p, 0);
+    if (a && a->device) return true;
+  }
+  set_error(cudaErrorInvalidValue,
+            "kernel %s: argument %d of %d is %p, %s; a kernel reads and writes device memory "
+            "only (a GPU would fault or read garbage): allocate it with cudaMalloc and copy",
+            name, index + 1, count, p,
+            a ? "pinned host memory (cudaMallocHost)" : "not inside any cudaMalloc allocation");
+  return false;
 }
 
 void launch_erased(const char* name, const void* fn, std::shared_ptr<const KernelCall> call,
@@ -522,6 +565,24 @@ cudaError_t cudaPeekAtLastError() {
 }
 
 // ---- device -------------------------------------------------------------------------------------
+cudaError_t cudaDriverGetVersion(int* driverVersion) {
+  if (!driverVersion)
+    return set_error(cudaErrorInvalidValue, "cudaDriverGetVersion: driverVersion is null");
+  *driverVersion = CUDART_VERSION;
+  return cudaSuccess;
+}
+cudaError_t cudaRuntimeGetVersion(int* runtimeVersion) {
+  if (!runtimeVersion)
+    return set_error(cudaErrorInvalidValue, "cudaRuntimeGetVersion: runtimeVersion is null");
+  *runtimeVersion = CUDART_VERSION;
+  return cudaSuccess;
+}
+cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attr, const void* func) {
+  if (!attr) return set_error(cudaErrorInvalidValue, "cudaFuncGetAttributes: attr is null");
+  if (!func) return set_error(cudaErrorInvalidDeviceFunction, "cudaFuncGetAttributes: null kernel");
+  *attr = cudaFuncAttributes{0, 1024, 32, 90, 90};
+  return cudaSuccess;
+}
 cudaError_t cudaGetDeviceCount(int* count) {
   if (!count) return set_error(cudaErrorInvalidValue, "cudaGetDeviceCount: count is null");
   *count = 1;
@@ -628,6 +689,18 @@ cudaError_t cudaHostAlloc(void** pHost, size_t size, unsigned int flags) {
 }
 cudaError_t cudaFreeHost(void* ptr) {
   return emu::detail::host_free("cudaFreeHost", ptr, false);
+}
+
+cudaError_t cudaMallocAsync(void** devPtr, size_t size, cudaStream_t stream) {
+  // Stream-ordered in CUDA; here the stream's work has already run (in-order emulation), so
+  // allocating now is the same as allocating in stream order. A capture would need a memory node,
+  // which the emulation does not record: host_alloc refuses it with that explanation.
+  if (cudaError_t e = emu::detail::check_stream("cudaMallocAsync", stream)) return e;
+  return emu::detail::host_alloc("cudaMallocAsync", devPtr, size, true);
+}
+cudaError_t cudaFreeAsync(void* devPtr, cudaStream_t stream) {
+  if (cudaError_t e = emu::detail::check_stream("cudaFreeAsync", stream)) return e;
+  return emu::detail::host_free("cudaFreeAsync", devPtr, true);
 }
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t count, cudaMemcpyKind kind) {

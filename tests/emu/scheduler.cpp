@@ -25,11 +25,18 @@
 // in-flight mask per warp); the last lane to arrive releases the others, and each lane computes
 // its own result from the gathered values.
 //
-// ASAN: every swapcontext is bracketed by __sanitizer_start_switch_fiber /
+// SWITCH: on x86-64 a fiber switch is emu_switch (below): it saves the callee-saved registers,
+// MXCSR and the x87 control word on the running stack and moves the stack pointer, a few
+// nanoseconds. glibc's swapcontext also saves and restores the signal mask with a system call on
+// every switch, which made it most of the cost of a collective-heavy kernel; it remains the
+// fallback on other architectures (makecontext/swapcontext).
+//
+// ASAN: every switch is bracketed by __sanitizer_start_switch_fiber /
 // __sanitizer_finish_switch_fiber with the target stack's bounds (the scheduler's own stack bounds
-// are learnt from the first switch out of it). The glibc swapcontext is called directly, not
-// ASan's interceptor: the interceptor would print a warning on first use and clear the shadow of
-// the whole target stack on every switch, which the annotations make unnecessary.
+// are learnt from the first switch out of it). On the fallback path the glibc swapcontext is
+// called directly, not ASan's interceptor: the interceptor would print a warning on first use and
+// clear the shadow of the whole target stack on every switch, which the annotations make
+// unnecessary.
 #include "internal.h"
 
 #include <dlfcn.h>
@@ -38,6 +45,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdarg>
@@ -113,6 +121,52 @@ const Config& config() {
 }
 
 // ---- fibers -------------------------------------------------------------------------------------
+#if defined(__x86_64__)
+#define EMU_FAST_SWITCH 1
+}  // namespace
+}  // namespace emu::detail
+
+// emu_switch(&from_sp, to_sp): pushes rbp rbx r12-r15 and an 8-byte slot with MXCSR and the x87
+// control word (the System V callee-saved state) on the running stack, stores the stack pointer in
+// *from_sp, loads to_sp and pops the same frame from it. A fresh fiber's stack is laid out as such
+// a frame whose return address is fiber_entry (see prepare()).
+extern "C" void emu_switch(void** from_sp, void* to_sp);
+asm(R"(
+  .text
+  .p2align 4
+  .globl emu_switch
+  .type emu_switch, @function
+emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size emu_switch, .-emu_switch
+  .section .note.GNU-stack,"",@progbits
+  .text
+)");
+
+namespace emu::detail {
+namespace {
+#else
+#define EMU_FAST_SWITCH 0
 using SwapFn = int (*)(ucontext_t*, const ucontext_t*);
 
 SwapFn find_swapcontext() {
@@ -123,9 +177,14 @@ SwapFn find_swapcontext() {
 #endif
   return fn;
 }
+#endif
 
 struct Fiber {
+#if EMU_FAST_SWITCH
+  void* sp = nullptr;  // saved stack pointer while switched out
+#else
   ucontext_t ctx;
+#endif
   char* map = nullptr;  // guard page + stack
   size_t map_bytes = 0;
   char* stack = nullptr;  // lowest usable address
@@ -156,6 +215,7 @@ struct Group {  // one warp collective being gathered (or read) by the lanes of 
 
 struct Warp {
   std::vector<Group> groups;
+  unsigned done = 0;  // lanes that have exited
 };
 
 struct Block {
@@ -169,6 +229,11 @@ struct Block {
   unsigned bar_arrived = 0, bar_true = 0, bar_last_true = 0;
   std::vector<unsigned> bar_waiters;
   std::vector<Warp> warps;
+  // Race detection (test_race): barrier intervals completed, each thread's view of its warp's
+  // lane clocks (advanced by __syncwarp), the start order of the threads.
+  uint32_t epoch = 0;
+  std::vector<std::array<uint32_t, 32>> vc;
+  std::vector<unsigned> order;
   bool aborting = false;
   cudaError_t err = cudaSuccess;
   std::string msg;
@@ -178,8 +243,12 @@ struct Block {
 constexpr unsigned kMaxThreads = 1024;
 
 struct OsThread {
+#if EMU_FAST_SWITCH
+  void* sched_sp = nullptr;  // the scheduler's stack pointer while a fiber runs
+#else
   SwapFn swap = find_swapcontext();
   ucontext_t sched;
+#endif
   const void* sched_bottom = nullptr;  // the OS thread's stack, as ASan knows it
   size_t sched_size = 0;
   bool from_sched = false;
@@ -189,6 +258,7 @@ struct OsThread {
   std::vector<Fiber*> idle;
   Block block;
   void* dsmem = nullptr;
+  uint64_t rng = 0x9E3779B97F4A7C15ull;  // the randomised schedule's xorshift state (test_race)
 
   OsThread() {
     block.threads.reserve(kMaxThreads);
@@ -212,10 +282,84 @@ struct OsThread {
 thread_local std::unique_ptr<OsThread> tls_os_owner;
 __thread OsThread* tls_os;
 
+// ---- race detection state (test_race; see the run book in internal.h) -------------------------
+std::atomic<bool> g_race{false};
+std::atomic<bool> g_race_reports{true};
+uint64_t g_schedule_seed = 1;
+
+struct Rec {  // one access, who and when, in 8 bytes (block ids modulo 2^24, epochs 2^16)
+  uint64_t thread : 10, clock : 14, epoch : 16, block : 24;
+};
+struct Cell {  // a 4-byte granule's last write and up to four reads since (bit i: byte i)
+  Rec w{}, r[4]{};
+  uint8_t wmask = 0, rmask[4] = {}, nr = 0, next = 0, atomics = 0;  // bit 4: w, bit i: r[i]
+};
+
+// Shadow memory: an open-addressing hash table from granule address to Cell (linear probing,
+// load <= 1/2, no allocation per entry; clear() costs what was inserted).
+class Shadow {
+ public:
+  [[gnu::no_sanitize_address]] Cell& at(uintptr_t key) {  // key != 0
+    if (2 * (used_.size() + 1) > slots_.size()) grow();
+    size_t i = index(key);
+    while (slots_[i].key != 0 && slots_[i].key != key) i = (i + 1) & (slots_.size() - 1);
+    if (slots_[i].key == 0) {
+      slots_[i].key = key;
+      slots_[i].cell = Cell{};
+      used_.push_back(static_cast<uint32_t>(i));
+    }
+    return slots_[i].cell;
+  }
+  [[gnu::no_sanitize_address]] void clear() {
+    for (uint32_t i : used_) slots_[i].key = 0;
+    used_.clear();
+  }
+
+ private:
+  struct Slot {
+    uintptr_t key = 0;
+    Cell cell;
+  };
+  size_t index(uintptr_t key) const {
+    return static_cast<size_t>((key >> 2) * 0x9E3779B97F4A7C15ull >> 20) & (slots_.size() - 1);
+  }
+  void grow() {
+    std::vector<Slot> old(std::max<size_t>(1024, slots_.size() * 2));
+    old.swap(slots_);
+    std::vector<uint32_t> used;
+    used.swap(used_);
+    for (uint32_t i : used) {
+      size_t j = index(old[i].key);
+      while (slots_[j].key != 0) j = (j + 1) & (slots_.size() - 1);
+      slots_[j] = old[i];
+      used_.push_back(static_cast<uint32_t>(j));
+    }
+  }
+  std::vector<Slot> slots_;
+  std::vector<uint32_t> used_;
+};
+Shadow g_global_shadow;  // device memory, per grid
+Shadow g_block_shadow;   // everything else, per block
+struct Range {
+  uintptr_t lo = 0, hi = 0;
+};
+Range g_alloc_cache[8];  // recently hit device allocations (reset per grid)
+unsigned g_alloc_next = 0;
+constexpr size_t kHostCache = 4096;
+uintptr_t g_host_cache[kHostCache];  // addresses found outside device memory (reset per grid)
+
+uint64_t next_random(OsThread& os) {
+  os.rng ^= os.rng << 13;
+  os.rng ^= os.rng >> 7;
+  os.rng ^= os.rng << 17;
+  return os.rng;
+}
+
 OsThread& os_thread() {
   if (!tls_os) {
     tls_os_owner = std::make_unique<OsThread>();
     tls_os = tls_os_owner.get();
+    tls_os->rng ^= g_schedule_seed * 0xD1B54A32D192ED03ull;
   }
   return *tls_os;
 }
@@ -223,6 +367,23 @@ OsThread& os_thread() {
 [[noreturn]] void fiber_entry();
 
 void prepare(Fiber* f) {
+#if EMU_ASAN
+  // An abandoned fiber's stack still carries the shadow of the frames it held.
+  __asan_unpoison_memory_region(f->stack, f->stack_bytes);
+#endif
+#if EMU_FAST_SWITCH
+  // emu_switch's frame, top down: a null return address for fiber_entry (it never returns), the
+  // address emu_switch returns to (fiber_entry, entered with rsp = 8 mod 16 as after a call),
+  // six zero registers, then MXCSR and the x87 control word at their power-on values.
+  auto* top = reinterpret_cast<uint64_t*>(
+      (reinterpret_cast<uintptr_t>(f->stack + f->stack_bytes) & ~uintptr_t{15}));
+  uint64_t* sp = top - 9;
+  sp[8] = 0;
+  sp[7] = reinterpret_cast<uint64_t>(&fiber_entry);
+  for (int i = 1; i <= 6; ++i) sp[i] = 0;
+  sp[0] = 0x1F80u | (uint64_t{0x037Fu} << 32);
+  f->sp = sp;
+#else
   getcontext(&f->ctx);
   f->ctx.uc_stack.ss_sp = f->stack;
   f->ctx.uc_stack.ss_size = f->stack_bytes;
@@ -231,8 +392,6 @@ void prepare(Fiber* f) {
   // Only makecontext reads uc_stack. A zero size keeps ASan's swapcontext interceptor (used if
   // libc's symbol could not be found) from clearing the whole stack's shadow on every switch.
   f->ctx.uc_stack.ss_size = 0;
-#if EMU_ASAN
-  __asan_unpoison_memory_region(f->stack, f->stack_bytes);
 #endif
   f->fresh = false;
 }
@@ -268,7 +427,11 @@ void switch_to(OsThread& os, Fiber* to) {
   __sanitizer_start_switch_fiber(&fake, to ? to->stack : os.sched_bottom,
                                  to ? to->stack_bytes : os.sched_size);
 #endif
+#if EMU_FAST_SWITCH
+  emu_switch(from ? &from->sp : &os.sched_sp, to ? to->sp : os.sched_sp);
+#else
   os.swap(from ? &from->ctx : &os.sched, to ? &to->ctx : &os.sched);
+#endif
 #if EMU_ASAN
   __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
 #endif
@@ -307,6 +470,9 @@ void switch_next(OsThread& os) {
   Fiber* to = nullptr;
   if (!b.aborting) {
     if (b.ring_count > 0) {
+      if (!b.order.empty() && b.ring_count > 1)  // randomised schedule: any ready thread next
+        std::swap(b.ring[b.ring_head],
+                  b.ring[(b.ring_head + next_random(os) % b.ring_count) % kMaxThreads]);
       const unsigned id = b.ring[b.ring_head];
       b.ring_head = (b.ring_head + 1) % kMaxThreads;
       --b.ring_count;
@@ -519,12 +685,13 @@ void run_body(OsThread& os, Block& b, Thread& t) {
   for (;;) {
     Block& b = os.block;
     while (!b.aborting && b.next_unstarted < b.n) {
-      Thread& t = b.threads[b.next_unstarted++];
+      Thread& t = b.threads[b.order.empty() ? b.next_unstarted++ : b.order[b.next_unstarted++]];
       t.fiber = self;
       resume(os, t);
       run_body(os, b, t);
       check_exit_in_collective(os, b, t);
       t.st = St::Done;
+      b.warps[t.linear >> 5].done |= 1u << (t.linear & 31);
       t.fiber = nullptr;
       ++b.ndone;
     }
@@ -566,11 +733,23 @@ void run_block(OsThread& os, const Grid& g, uint64_t linear_block) {
   }
   b.ring_head = b.ring_count = 0;
   b.next_unstarted = b.ndone = 0;
+  if (g_race.load(std::memory_order_relaxed)) {
+    b.epoch = 0;
+    b.vc.assign(b.n, std::array<uint32_t, 32>{});
+    b.order.resize(b.n);
+    for (unsigned i = 0; i < b.n; ++i) b.order[i] = i;
+    for (unsigned i = b.n; i > 1; --i) std::swap(b.order[i - 1], b.order[next_random(os) % i]);
+    g_block_shadow.clear();
+  } else {
+    b.order.clear();
+  }
   b.bar_arrived = b.bar_true = b.bar_last_true = 0;
   b.bar_waiters.clear();
   b.warps.resize((b.n + 31) / 32);
-  for (Warp& w : b.warps)
+  for (Warp& w : b.warps) {
     for (Group& gr : w.groups) gr.in_use = false;
+    w.done = 0;
+  }
   b.aborting = false;
   b.err = cudaSuccess;
   b.msg.clear();
@@ -693,7 +872,8 @@ class Pool {
 };
 
 Pool& pool() {
-  static Pool p(config().threads);
+  // Race detection keeps one shadow of device memory per grid: one OS thread runs the blocks.
+  static Pool p(g_race.load() ? 1 : config().threads);
   return p;
 }
 
@@ -704,13 +884,18 @@ std::mutex g_exec_mutex;
 }  // namespace
 
 // ---- device-side entry points (emu/device.h) ----------------------------------------------------
-int sync_block(SyncKind kind, int predicate, const char* file, int line) {
+[[gnu::no_sanitize_address]] int sync_block(SyncKind kind, int predicate, const char* file,
+                                            int line) {
   OsThread& os = *tls_os;
   Block& b = os.block;
   Thread& me = *os.cur;
   ++b.bar_arrived;
   b.bar_true += predicate != 0;
   if (b.bar_arrived == b.n) {
+    if (!b.vc.empty()) {  // race detection: a new barrier interval, warp clocks restart
+      ++b.epoch;
+      std::fill(b.vc.begin(), b.vc.end(), std::array<uint32_t, 32>{});
+    }
     b.bar_last_true = b.bar_true;
     b.bar_arrived = b.bar_true = 0;
     for (unsigned id : b.bar_waiters) push_ready(b, id);
@@ -736,17 +921,19 @@ int sync_block(SyncKind kind, int predicate, const char* file, int line) {
   return 0;
 }
 
-unsigned long long warp_op(WarpOp op, unsigned mask, unsigned long long value, int arg, int width,
-                           const char* file, int line, int* pred) {
-  OsThread& os = *tls_os;
+namespace {
+// The failure path of warp_op's argument checks, out of line so that the hot path's frame holds
+// no strings.
+[[noreturn, gnu::noinline, gnu::cold]] void invalid_collective(OsThread& os, WarpOp op,
+                                                               unsigned mask, int width,
+                                                               const char* file, int line) {
   Block& b = os.block;
-  Thread& me = *os.cur;
+  const Thread& me = *os.cur;
   const unsigned lane = me.linear & 31, warp = me.linear >> 5, base = warp * 32;
   const unsigned lanes = std::min(32u, b.n - base);
   const unsigned exist = lanes == 32 ? ~0u : (1u << lanes) - 1;
-  const unsigned bit = 1u << lane;
   std::string why;
-  if (!(mask & bit)) {
+  if (!(mask & (1u << lane))) {
     why = format("mask 0x%08x does not include the calling lane %u", mask, lane);
   } else if (mask & ~exist) {
     why = format(
@@ -756,20 +943,37 @@ unsigned long long warp_op(WarpOp op, unsigned mask, unsigned long long value, i
   } else if (is_shuffle(op) && (width < 1 || width > 32 || (width & (width - 1)) != 0)) {
     why = format("width %d must be a power of 2 in [1, 32]", width);
   } else {
-    for (unsigned l = 0; l < 32 && why.empty(); ++l)
-      if ((mask >> l & 1u) && b.threads[base + l].st == St::Done)
-        why = format("lane %u of mask 0x%08x has exited", l, mask);
+    why = format("lane %d of mask 0x%08x has exited", __builtin_ctz(mask & b.warps[warp].done),
+                 mask);
   }
-  if (!why.empty()) {
-    std::string msg =
-        format("invalid warp collective (host emulation: %s: %s at %s (%s:%d): ", where(b).c_str(),
-               who(me).c_str(), op_name(op), file, line) +
-        why + ")";
-    std::string().swap(why);
-    fail(os, cudaErrorIllegalInstruction, std::move(msg));
-  }
+  std::string msg =
+      format("invalid warp collective (host emulation: %s: %s at %s (%s:%d): ", where(b).c_str(),
+             who(me).c_str(), op_name(op), file, line) +
+      why + ")";
+  std::string().swap(why);
+  fail(os, cudaErrorIllegalInstruction, std::move(msg));
+}
+}  // namespace
 
+// Not instrumented by AddressSanitizer (like sync_block): the emulation's own bookkeeping, run
+// once per lane per collective; ASan's frame poisoning was a third of an emulated training step.
+// Kernel code stays instrumented.
+[[gnu::no_sanitize_address]] unsigned long long warp_op(WarpOp op, unsigned mask,
+                                                        unsigned long long value, int arg,
+                                                        int width, const char* file, int line,
+                                                        int* pred) {
+  OsThread& os = *tls_os;
+  Block& b = os.block;
+  Thread& me = *os.cur;
+  const unsigned lane = me.linear & 31, warp = me.linear >> 5, base = warp * 32;
+  const unsigned lanes = std::min(32u, b.n - base);
+  const unsigned exist = lanes == 32 ? ~0u : (1u << lanes) - 1;
+  const unsigned bit = 1u << lane;
   Warp& w = b.warps[warp];
+  if (!(mask & bit) || (mask & ~exist) || (mask & w.done) ||
+      (is_shuffle(op) && (width < 1 || width > 32 || (width & (width - 1)) != 0)))
+    invalid_collective(os, op, mask, width, file, line);
+
   int gi = -1, free_gi = -1;
   for (int i = 0; i < static_cast<int>(w.groups.size()); ++i) {
     const Group& g = w.groups[i];
@@ -820,6 +1024,17 @@ unsigned long long warp_op(WarpOp op, unsigned mask, unsigned long long value, i
     } else {
       for (unsigned l = 0; l < 32; ++l)
         if ((mask >> l & 1u) && l != lane) push_ready(b, base + l);
+      if (op == WarpOp::SyncWarp && !b.vc.empty()) {
+        // Race detection: each lane ends its interval, then all take the merged clocks.
+        std::array<uint32_t, 32> merged{};
+        for (unsigned l = 0; l < 32; ++l)
+          if (mask >> l & 1u) {
+            ++b.vc[base + l][l];
+            for (unsigned k = 0; k < 32; ++k) merged[k] = std::max(merged[k], b.vc[base + l][k]);
+          }
+        for (unsigned l = 0; l < 32; ++l)
+          if (mask >> l & 1u) b.vc[base + l] = merged;
+      }
     }
   }
 
@@ -914,14 +1129,158 @@ unsigned long long warp_op(WarpOp op, unsigned mask, unsigned long long value, i
   return r;
 }
 
+// ---- race detection ---------------------------------------------------------------------------
+namespace {
+
+[[gnu::no_sanitize_address]] bool in_device_memory(uintptr_t a) {
+  for (const Range& r : g_alloc_cache)
+    if (a >= r.lo && a < r.hi) return true;
+  // Host memory seen before in this grid (kernel arguments, constants): by exact address.
+  uintptr_t& host = g_host_cache[(a >> 3) % kHostCache];
+  if (host == a) return false;
+  uintptr_t base = 0;
+  size_t bytes = 0;
+  if (!device_allocation_of(reinterpret_cast<const void*>(a), &base, &bytes)) {
+    host = a;
+    return false;
+  }
+  g_alloc_cache[g_alloc_next++ % 8] = Range{base, base + bytes};
+  return true;
+}
+
+// Whether the access `p` happened before the current thread's present point.
+[[gnu::no_sanitize_address]] bool ordered(const Block& b, const Rec& p, const Rec& cur) {
+  if (p.block != cur.block) return false;  // blocks of one grid are never ordered
+  if (p.thread == cur.thread || p.epoch != cur.epoch) return true;
+  if (p.thread >> 5 != cur.thread >> 5) return false;
+  return b.vc[cur.thread][p.thread & 31] > p.clock;
+}
+
+std::string who_rec(const Block& b, const Rec& r) {
+  const Grid& g = *b.grid;
+  const unsigned bx = g.block.x, by = g.block.y;
+  const unsigned th = static_cast<unsigned>(r.thread);
+  std::string t = format("thread (%u,%u,%u) (warp %u lane %u)", th % bx, th / bx % by,
+                         th / bx / by, th >> 5, th & 31);
+  const unsigned blk = static_cast<unsigned>(r.block);
+  Rec self{};
+  self.block = b.idx.x + g.grid.x * (b.idx.y + g.grid.y * b.idx.z);
+  if (r.block == self.block) return t + " of the same block";
+  const unsigned gx = g.grid.x, gy = g.grid.y;
+  return t + format(" of block (%u,%u,%u)", blk % gx, blk / gx % gy, blk / gx / gy);
+}
+
+[[noreturn, gnu::noinline, gnu::cold]] void report_race(OsThread& os, uintptr_t addr, bool global,
+                                                        bool write, const Rec& other,
+                                                        bool other_write) {
+  Block& b = os.block;
+  std::string space;
+  if (global) {
+    uintptr_t base = 0;
+    size_t bytes = 0;
+    device_allocation_of(reinterpret_cast<const void*>(addr), &base, &bytes);
+    space = format("global memory at %p (byte %zu of a %zu-byte cudaMalloc block)",
+                   reinterpret_cast<void*>(addr), size_t(addr - base), bytes);
+  } else {
+    space = format("shared memory at %p", reinterpret_cast<void*>(addr));
+  }
+  std::string msg = format(
+      "data race (host emulation: %s: %s %s %s that %s %s in the same barrier interval; no "
+      "__syncthreads (or __syncwarp, between lanes of one warp) orders the two accesses, so "
+      "on a GPU either may come first)",
+      where(b).c_str(), who(*os.cur).c_str(), write ? "writes" : "reads", space.c_str(),
+      who_rec(b, other).c_str(), other_write ? "wrote" : "read");
+  std::string().swap(space);
+  fail(os, cudaErrorLaunchFailure, std::move(msg));
+}
+
+}  // namespace
+
+void race_enable(uint64_t schedule_seed) {
+  g_schedule_seed = schedule_seed ? schedule_seed : 1;
+  g_race = true;
+}
+
+bool race_enabled() {
+  return g_race.load(std::memory_order_relaxed);
+}
+
+// Not instrumented by AddressSanitizer: it runs on every access of every emulated thread.
+[[gnu::no_sanitize_address]] void race_access(const void* p, size_t size, bool write,
+                                              bool atomic) {
+  OsThread* osp = tls_os;
+  if (!osp || !osp->cur || size == 0) return;  // host code of a kernel's translation unit
+  OsThread& os = *osp;
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  const Fiber* f = os.running;
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(f->stack);
+  if (a >= lo && a < lo + f->stack_bytes) return;  // the thread's own locals
+  Block& b = os.block;
+  Thread& me = *os.cur;
+  // The emulation's builtins (threadIdx points into b.threads; blockIdx/blockDim/gridDim are
+  // tls_block): read-only for kernels, never shared data.
+  const uintptr_t th = reinterpret_cast<uintptr_t>(b.threads.data());
+  if ((a >= th && a < th + b.n * sizeof(Thread)) ||
+      (a >= reinterpret_cast<uintptr_t>(&tls_block) &&
+       a < reinterpret_cast<uintptr_t>(&tls_block) + sizeof tls_block) ||
+      (a >= reinterpret_cast<uintptr_t>(&tls_thread_idx) &&
+       a < reinterpret_cast<uintptr_t>(&tls_thread_idx) + sizeof tls_thread_idx))
+    return;
+  const bool global = in_device_memory(a);
+  auto& shadow = global ? g_global_shadow : g_block_shadow;
+  Rec cur{};
+  cur.thread = me.linear;
+  cur.block = b.idx.x + b.grid->grid.x * (b.idx.y + b.grid->grid.y * b.idx.z);
+  cur.epoch = b.epoch;
+  cur.clock = b.vc[me.linear][me.linear & 31];
+  for (uintptr_t g = a & ~uintptr_t{3}; g < a + size; g += 4) {
+    const uintptr_t from = std::max(g, a), to = std::min(g + 4, a + size);
+    const uint8_t mask = static_cast<uint8_t>(((1u << (to - from)) - 1) << (from - g));
+    Cell& c = shadow.at(g);
+    const bool report = g_race_reports.load(std::memory_order_relaxed);
+    if (report && (c.wmask & mask) && !(atomic && (c.atomics & 16)) && !ordered(b, c.w, cur))
+      report_race(os, g, global, write, c.w, true);
+    if (write) {
+      for (unsigned i = 0; report && i < c.nr; ++i)
+        if ((c.rmask[i] & mask) && !(atomic && (c.atomics >> i & 1)) && !ordered(b, c.r[i], cur))
+          report_race(os, g, global, true, c.r[i], false);
+      c.w = cur;
+      c.wmask = mask;
+      c.atomics = atomic ? 16 : 0;
+      c.nr = 0;
+      c.next = 0;
+    } else {
+      unsigned slot = c.nr;
+      for (unsigned i = 0; i < c.nr; ++i)
+        if (c.r[i].thread == cur.thread && c.r[i].block == cur.block) slot = i;
+      if (slot == c.nr) {
+        if (c.nr < 4) {
+          ++c.nr;
+        } else {
+          slot = c.next;
+          c.next = static_cast<uint8_t>((c.next + 1) % 4);
+        }
+      }
+      c.r[slot] = cur;
+      c.rmask[slot] = mask;
+      c.atomics = static_cast<uint8_t>((c.atomics & ~(1u << slot)) | (atomic ? 1u << slot : 0u));
+    }
+  }
+  // The randomised schedule: now and then another ready thread of the block runs first.
+  if ((next_random(os) & 15) == 0 && (b.ring_count > 0 || b.next_unstarted < b.n)) {
+    push_ready(b, me.linear);
+    switch_next(os);
+    resume(os, me);
+  }
+}
+
 unsigned active_mask() {
   const OsThread& os = *tls_os;
   const Block& b = os.block;
   const unsigned base = os.cur->linear & ~31u;
-  unsigned m = 0;
-  for (unsigned l = 0; l < 32 && base + l < b.n; ++l)
-    if (b.threads[base + l].st != St::Done) m |= 1u << l;
-  return m;
+  const unsigned lanes = std::min(32u, b.n - base);
+  const unsigned exist = lanes == 32 ? ~0u : (1u << lanes) - 1;
+  return exist & ~b.warps[base >> 5].done;
 }
 
 void trap(const char* file, int line) {
@@ -938,6 +1297,11 @@ GridResult execute_grid(const Grid& g) {
     return GridResult{cudaErrorInvalidValue,
                       "invalid argument (host emulation: " + config().problem + ")"};
   std::lock_guard<std::mutex> lock(g_exec_mutex);
+  if (g_race.load(std::memory_order_relaxed)) {  // a kernel boundary orders every access
+    g_global_shadow.clear();
+    for (Range& r : g_alloc_cache) r = Range{};
+    std::fill(std::begin(g_host_cache), std::end(g_host_cache), uintptr_t{0});
+  }
   Job job;
   job.grid = &g;
   job.nblocks = static_cast<uint64_t>(g.grid.x) * g.grid.y * g.grid.z;
@@ -962,6 +1326,12 @@ int os_threads() {
 }
 int last_launch_os_threads() {
   return detail::g_last_os_threads.load();
+}
+bool race_detection() {
+  return detail::race_enabled();
+}
+bool set_race_reports(bool on) {
+  return detail::g_race_reports.exchange(on);
 }
 
 }  // namespace emu

@@ -10,12 +10,13 @@
 // (tests/emu/emu_test.cpp).
 //
 // DESIGN
-// - Threads are fibers. Each CUDA thread of a block is a cooperative fiber (ucontext: makecontext
-//   + swapcontext) on one OS thread. A fiber runs its thread until it blocks (__syncthreads, a warp
+// - Threads are fibers. Each CUDA thread of a block is a cooperative fiber (on x86-64 a
+//   hand-written register switch, elsewhere makecontext + swapcontext) on one OS thread. A fiber runs its thread until it blocks (__syncthreads, a warp
 //   collective) or exits, and an exiting fiber goes straight on with the next not-yet-started
 //   thread on the same stack, so a kernel without barriers costs no context switch per thread.
 //   Blocked threads resume in arrival order (round robin): the schedule of a block is
-//   deterministic. Fiber stacks (256 KiB, POMPC_EMU_STACK_KB; mmap with a guard page below) are
+//   deterministic. build/test_race randomises it instead and checks every access of kernel code
+//   for data races (run book: tests/emu/internal.h). Fiber stacks (256 KiB, POMPC_EMU_STACK_KB; mmap with a guard page below) are
 //   pooled per OS thread and reused across blocks and launches. Every switch is announced to
 //   AddressSanitizer (__sanitizer_start/finish_switch_fiber).
 // - Blocks run on OS threads: POMPC_EMU_THREADS of them (default max(2, min(cores, 4))): the
@@ -54,7 +55,10 @@
 //   work on the legacy stream) fail and invalidate the capture as they do on a GPU.
 // - Memory: cudaMalloc and cudaMallocHost are posix_memalign(256) of the exact size, so ASan sees
 //   every out-of-bounds access and use after free; memcpy/memset check that the device side lies
-//   inside one cudaMalloc allocation. Kernels can still read host memory (a GPU would fault).
+//   inside one cudaMalloc allocation. A pointer argument of a kernel (or of a cuBLAS call) must be
+//   null or point into a live cudaMalloc/cudaMallocAsync allocation: host memory, pinned or not,
+//   is refused before the grid runs, naming the kernel and the argument (a GPU would fault or read
+//   garbage).
 // - Launch checks as on a GPU: block <= 1024 threads (x, y <= 1024, z <= 64), grid y, z <= 65535,
 //   dynamic shared memory <= 48 KiB unless raised with cudaFuncSetAttribute (<= 227 KiB).
 //

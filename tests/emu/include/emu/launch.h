@@ -4,7 +4,8 @@
 // kernels/common.cuh's pompc::launch calls emu::launch(name, kernel, grid, block, smem, stream,
 // args...) with the arguments already converted to the kernel's parameter types; emu::launch copies
 // them into a kernel call object (so a capture bakes them, exactly as a GPU graph does), then runs
-// the grid now or records it into the stream's capture. Errors are reported like CUDA's: through
+// the grid now or records it into the stream's capture. Every pointer argument must be null or
+// point into device memory (cudaMalloc): a host pointer is refused before the grid runs. Errors are reported like CUDA's: through
 // cudaGetLastError(), with the emulation's explanation in cudaGetErrorString's text and in
 // emu::last_error_message().
 #pragma once
@@ -40,12 +41,29 @@ struct KernelCallOf final : KernelCall {
 void launch_erased(const char* name, const void* fn, std::shared_ptr<const KernelCall> call,
                    dim3 grid, dim3 block, size_t smem, cudaStream_t stream);
 
+// Argument `index` (0-based, of `count`) of kernel `name` is a pointer: null, or inside (or one
+// past the end of) a live cudaMalloc allocation. Anything else, host memory above all (a GPU
+// faults on it or reads garbage), records cudaErrorInvalidValue naming the kernel and argument
+// and returns false.
+bool kernel_pointer_ok(const char* name, int index, int count, const void* p);
+
+template <class P>
+bool pointer_arg_ok(const char* name, int index, int count, const P& arg) {
+  if constexpr (std::is_pointer_v<P>)
+    return kernel_pointer_ok(name, index, count, static_cast<const void*>(arg));
+  else
+    return true;
+}
+
 }  // namespace detail
 
 // Runs (or, on a capturing stream, records) kernel<<<grid, block, smem, stream>>>(args...).
 template <class... P>
 void launch(const char* name, void (*kernel)(P...), dim3 grid, dim3 block, size_t smem,
             cudaStream_t stream, std::type_identity_t<P>... args) {
+  int index = 0;
+  const bool ok = (detail::pointer_arg_ok<P>(name, index++, sizeof...(P), args) && ...);
+  if (!ok) return;
   detail::launch_erased(name, reinterpret_cast<const void*>(kernel),
                         std::make_shared<const detail::KernelCallOf<P...>>(
                             kernel, std::tuple<P...>(std::move(args)...)),
@@ -69,5 +87,12 @@ int os_threads();
 
 // How many distinct OS threads ran at least one block of the most recent grid.
 int last_launch_os_threads();
+
+// Race detection (build/test_race only; tests/emu/internal.h has the run book): on when kernels
+// were compiled with -fsanitize=thread against tests/emu/race.cpp. set_race_reports(false) keeps
+// the randomised schedule but stops reporting races, so that a test can show what a race does to
+// a result; it returns the previous setting.
+bool race_detection();
+bool set_race_reports(bool on);
 
 }  // namespace emu

@@ -105,11 +105,13 @@ enum cudaError {
   cudaErrorMemoryAllocation = 2,
   cudaErrorInvalidConfiguration = 9,
   cudaErrorInvalidSymbol = 13,
+  cudaErrorInsufficientDriver = 35,
   cudaErrorInvalidDevicePointer = 17,
   cudaErrorInvalidMemcpyDirection = 21,
   cudaErrorInvalidDeviceFunction = 98,
   cudaErrorNoDevice = 100,
   cudaErrorInvalidDevice = 101,
+  cudaErrorNoKernelImageForDevice = 209,
   cudaErrorInvalidResourceHandle = 400,
   cudaErrorIllegalState = 401,
   cudaErrorNotReady = 600,
@@ -176,6 +178,15 @@ typedef struct CUgraphNode_st* cudaGraphNode_t;
 // The fields that describe the execution model and limits; the emulation fills them with the
 // values of an sm_90 part, except multiProcessorCount (the emulation's OS threads) and
 // totalGlobalMem (half the host's RAM, the emulation's allocation limit).
+// The subset of cudaFuncAttributes the project reads (CUDA's names and meanings).
+struct cudaFuncAttributes {
+  size_t sharedSizeBytes;
+  int maxThreadsPerBlock;
+  int numRegs;
+  int ptxVersion;     // 10 * major + minor of the PTX the kernel came from
+  int binaryVersion;  // 10 * major + minor of the kernel image that runs
+};
+
 struct cudaDeviceProp {
   char name[256];
   size_t totalGlobalMem;
