@@ -28,6 +28,7 @@ ifdef MUJOCO_DIR
   MUJOCO_FROM := MUJOCO_DIR
   MUJOCO_INC := $(MUJOCO_DIR)/include
   MUJOCO_LIBDIR := $(MUJOCO_DIR)/lib
+  DEPS_STAMP :=  # the caller provides MuJoCo (and DMC_DIR, DOCTEST_INC): nothing to fetch
 else
   MUJOCO_FROM := pinned wheel mujoco==$(MUJOCO_VERSION) in $(DEPS)/py
   MUJOCO_INC := $(DEPS)/py/mujoco/include
@@ -37,6 +38,8 @@ MUJOCO_LIB = $(notdir $(firstword $(wildcard $(MUJOCO_LIBDIR)/libmujoco.so.*.*.*
 DMC_DIR ?= $(DEPS)/py/dm_control/suite
 
 DOCTEST_INC ?= $(firstword $(wildcard /usr/include/doctest /usr/local/include/doctest))
+# A doctest outside the system include path (DOCTEST_INC=<dir>/doctest): its parent joins -I.
+DOCTEST_FLAG := $(if $(filter /usr/%,$(abspath $(DOCTEST_INC))),,$(if $(DOCTEST_INC),-I$(patsubst %/,%,$(dir $(abspath $(DOCTEST_INC))))))
 
 # ---- CUDA probe -----------------------------------------------------------------------------
 NVCC ?= $(shell command -v nvcc 2>/dev/null)
@@ -62,7 +65,7 @@ HAVE_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 # ---- flags ----------------------------------------------------------------------------------
 WARN := -Wall -Wextra -Werror
 CXXSTD := -std=c++20
-INCS := -Isrc -Ikernels -I$(MUJOCO_INC)
+INCS := -Isrc -Ikernels -I$(MUJOCO_INC) $(DOCTEST_FLAG)
 DEFS := -DPOMPC_DMC_DIR='"$(abspath $(DMC_DIR))"' -DPOMPC_DATA_DIR='"$(abspath data)"'
 LDMUJOCO = -L$(MUJOCO_LIBDIR) -l:$(MUJOCO_LIB) -Wl,-rpath,$(abspath $(MUJOCO_LIBDIR))
 OPT ?= -O2
@@ -118,7 +121,8 @@ else
 endif
 
 # ---- targets --------------------------------------------------------------------------------
-.PHONY: all deps test bench bench-build profile sass run clean print-config probe help
+.PHONY: all deps test bench bench-build profile sass run clean print-config probe help \
+  gpu-bundle gpu-check
 
 all: probe $(BUILD)/pompc
 
@@ -130,6 +134,8 @@ help:
 	@echo "make bench-build  build $(BUILD)/bench without running it (CI does, so it cannot rot)"
 	@echo "make profile    build with -lineinfo and NVTX ranges into build-profile/"
 	@echo "make sass       SASS of every kernel into $(BUILD)/sass/"
+	@echo "make gpu-check  on a GPU machine: build, GPU tests, pompc check, GPU benchmarks, a dog-run run; one report"
+	@echo "make gpu-bundle .deps/gpu-bundle: the dependencies gpu-check needs on a machine without network"
 	@echo "make deps       doctest (Debian), pinned mujoco + dm-control wheels into .deps/"
 	@echo "make print-config  what was found where"
 	@echo "make clean      remove build directories"
@@ -250,6 +256,25 @@ $(CUDA_TOOLS_DIR)/cuobjdump:
 	@rm -rf $(DEPS)/cuda-tools && $(PYTHON) -m pip install -q --disable-pip-version-check \
 	  --root-user-action=ignore --no-deps --target $(DEPS)/cuda-tools \
 	  nvidia-cuda-cuobjdump==$(CUDA_TOOLS_VERSION) nvidia-cuda-nvdisasm==$(CUDA_TOOLS_VERSION)
+
+# make gpu-bundle: what a machine without network needs to build and test pompc, in
+# .deps/gpu-bundle (about 30 MB): MuJoCo's headers and library, the DMC suite's model files, the
+# doctest header. make gpu-check uses it when it is there (the device tool carries it).
+GPU_BUNDLE := $(DEPS)/gpu-bundle
+gpu-bundle: | $(DEPS_STAMP)
+	@rm -rf $(GPU_BUNDLE).tmp && mkdir -p $(GPU_BUNDLE).tmp/mujoco/lib $(GPU_BUNDLE).tmp/include/doctest
+	@cp -r $(MUJOCO_INC) $(GPU_BUNDLE).tmp/mujoco/include
+	@cp $(MUJOCO_LIBDIR)/$(MUJOCO_LIB) $(GPU_BUNDLE).tmp/mujoco/lib/
+	@cp -r $(DMC_DIR) $(GPU_BUNDLE).tmp/suite
+	@rm -rf $(GPU_BUNDLE).tmp/suite/all_domains.png $(GPU_BUNDLE).tmp/suite/demos
+	@cp $(DOCTEST_INC)/doctest.h $(GPU_BUNDLE).tmp/include/doctest/
+	@rm -rf $(GPU_BUNDLE) && mv $(GPU_BUNDLE).tmp $(GPU_BUNDLE)
+	@echo "gpu-bundle: $(GPU_BUNDLE) ($$(du -sh $(GPU_BUNDLE) | cut -f1))"
+
+# make gpu-check: the one script for a GPU machine (tests/gpu_check.sh): build, the GPU tests,
+# pompc check, the GPU benchmarks, a short dog-run training run; one report file.
+gpu-check:
+	bash tests/gpu_check.sh
 
 sass: $(call obj,cuda,$(KERNELS)) $(CUOBJDUMP_BIN)
 	@mkdir -p $(BUILD)/sass

@@ -1214,22 +1214,34 @@ TEST_SUITE("model") {
   }
 }
 
+namespace {
+// One world-model update at dog 5M and 1M on a backend (TF32 on, as trained, on CUDA).
+void bench_update(Ops& ops, int reps) {
+  for (int size : {5, 1}) {
+    ModelConfig c = dog(size);
+    WorldModel wm(ops, c, 1);
+    BatchData data(ops, c, 1);
+    UpdateStats* st = ops.alloc<UpdateStats>(1);
+    const double ms = pompc::test::time_ms([&] { wm.update(data.batch(), st); }, reps,
+                                           [&] { ops.synchronize(); });
+    const double gflop = update_gflop(c);
+    std::printf(
+        "bench: model/update dog %dM B=%d H=%d (%s): %.2f ms, %.1f GFLOP of GEMMs, "
+        "%.1f GFLOP/s; %.0f MiB of parameters, optimizer state and workspace\n",
+        size, c.batch_size, c.horizon, ops.description().c_str(), ms, gflop, gflop / (ms * 1e-3),
+        static_cast<double>(wm.allocated_bytes()) / (1 << 20));
+    ops.free_bytes(st);
+  }
+}
+}  // namespace
+
 TEST_SUITE("bench") {
+  TEST_CASE("bench update: world-model update step, dog 5M and 1M, CUDA backend [gpu-only]") {
+    auto ops = pompc::make_cuda_ops();
+    bench_update(*ops, 20);
+  }
   TEST_CASE("bench update: world-model update step, dog 5M and 1M, reference backend") {
     auto ops = pompc::make_ref_ops();
-    for (int size : {5, 1}) {
-      ModelConfig c = dog(size);
-      WorldModel wm(*ops, c, 1);
-      BatchData data(*ops, c, 1);
-      UpdateStats* st = ops->alloc<UpdateStats>(1);
-      const double ms = pompc::test::time_ms([&] { wm.update(data.batch(), st); }, 1);
-      const double gflop = update_gflop(c);
-      std::printf(
-          "bench: model/update dog %dM B=%d H=%d (%s): %.1f ms, %.1f GFLOP of GEMMs, "
-          "%.1f GFLOP/s; %.0f MiB of parameters, optimizer state and workspace\n",
-          size, c.batch_size, c.horizon, ops->description().c_str(), ms, gflop, gflop / (ms * 1e-3),
-          static_cast<double>(wm.allocated_bytes()) / (1 << 20));
-      ops->free_bytes(st);
-    }
+    bench_update(*ops, 1);
   }
 }

@@ -310,28 +310,39 @@ TEST_SUITE("planner") {
   }
 }
 
+namespace {
+// Plan steps at dog 5M (default planner) for 1 and 8 states on a backend.
+void bench_plan(pompc::Ops* o, int reps) {
+  for (int S : {1, 8}) {
+    ModelConfig c;
+    pompc::model::set_model_size(c, "5");
+    c.obs_dim = 223;
+    c.action_dim = 38;
+    PlannerSettings cfg;
+    WorldModel wm(*o, c, S * cfg.num_samples);
+    pompc::agent::WorldModelLatent latent(wm, S * cfg.num_samples);
+    Planner p(*o, latent, cfg, S);
+    std::vector<uint8_t> first(S, 0);
+    o->copy_to_backend(p.first_buffer(), first.data(), S);
+    uint64_t step = 0;
+    const double ms = pompc::test::time_ms([&] { p.plan(S, true, true, 1, step++); }, reps,
+                                           [&] { o->synchronize(); });
+    std::printf(
+        "bench: planner/plan dog 5M N=%d iterations=%d S=%d (%s): %.1f ms per plan step, "
+        "%.1f ms per state\n",
+        cfg.num_samples, cfg.iterations_for(c.action_dim), S, o->description().c_str(), ms,
+        ms / S);
+  }
+}
+}  // namespace
+
 TEST_SUITE("bench") {
   TEST_CASE("bench plan: dog 5M, 512 samples, 8 iterations, 1 and 8 states") {
     auto o = pompc::make_ref_ops();
-    for (int S : {1, 8}) {
-      ModelConfig c;
-      pompc::model::set_model_size(c, "5");
-      c.obs_dim = 223;
-      c.action_dim = 38;
-      PlannerSettings cfg;
-      WorldModel wm(*o, c, S * cfg.num_samples);
-      pompc::agent::WorldModelLatent latent(wm, S * cfg.num_samples);
-      Planner p(*o, latent, cfg, S);
-      std::vector<uint8_t> first(S, 0);
-      o->copy_to_backend(p.first_buffer(), first.data(), S);
-      uint64_t step = 0;
-      const double ms = pompc::test::time_ms([&] { p.plan(S, true, true, 1, step++); }, 1,
-                                             [&] { o->synchronize(); });
-      std::printf(
-          "bench: planner/plan dog 5M N=%d iterations=%d S=%d (%s): %.1f ms per plan step, "
-          "%.1f ms per state\n",
-          cfg.num_samples, cfg.iterations_for(c.action_dim), S, o->description().c_str(), ms,
-          ms / S);
-    }
+    bench_plan(o.get(), 1);
+  }
+  TEST_CASE("bench plan: dog 5M, 512 samples, 8 iterations, 1 and 8 states, CUDA [gpu-only]") {
+    auto o = pompc::make_cuda_ops();
+    bench_plan(o.get(), 20);
   }
 }
