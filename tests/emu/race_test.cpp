@@ -27,15 +27,7 @@ bool contains(const std::string& s, const char* part) {
   return s.find(part) != std::string::npos;
 }
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const pompc::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using pompc::test::error_of;
 
 struct Buf {
   float* p = nullptr;
