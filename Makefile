@@ -109,7 +109,10 @@ obj = $(patsubst %,$(BUILD)/obj-$(1)/%.o,$(2))
 
 HOST_OBJ := $(call obj,host,$(SRC_HOST))
 EMU_OBJ := $(call obj,emu,$(SRC_HOST) $(SRC_CUDA) $(KERNELS) $(TESTS) $(EMU))
-BENCH_OBJ := $(call obj,bench,$(SRC_HOST) $(SRC_CUDA) $(KERNELS) $(TESTS) $(EMU))
+# The bench binary holds the test files with a bench suite (and the runner and helpers) only.
+BENCH_TESTS := $(filter-out $(EXCLUDE),$(shell grep -l 'TEST_SUITE("bench")' tests/*.cpp) \
+  tests/main.cpp tests/test_util.cpp tests/bench_util.cpp)
+BENCH_OBJ := $(call obj,bench,$(SRC_HOST) $(SRC_CUDA) $(KERNELS) $(BENCH_TESTS) $(EMU))
 RACE_OBJ := $(call obj,emu,$(SRC_HOST) $(SRC_CUDA) $(TESTS) $(EMU) tests/emu/race.cpp) \
   $(call obj,race,$(KERNELS) tests/emu/race_test.cpp)
 ifdef HAVE_NVCC
@@ -226,12 +229,16 @@ test-race: $(BUILD)/test_race
 	$(TEST_ENV) $(BUILD)/test_race $(RACE_ARGS)
 	$(TEST_ENV) $(BUILD)/test_race $(RACE_AGENT_ARGS)
 
+# Without a GPU only the kernels are compiled with nvcc (the program links them); test_gpu itself
+# is built and run where there is a GPU.
+ifdef HAVE_GPU
 test-gpu: $(BUILD)/test_gpu
 	@echo "nvcc: every kernel compiled for $(NVCC_ARCHS_TEXT) without warnings"
-ifdef HAVE_GPU
 	$(BUILD)/test_gpu $(TEST_ARGS)
 else
-	@echo "test_gpu: built, not run: no GPU on this machine (on a GPU machine it runs, and fails if it cannot use the GPU)"
+test-gpu: $(call obj,cuda,$(KERNELS))
+	@echo "nvcc: every kernel compiled for $(NVCC_ARCHS_TEXT) without warnings"
+	@echo "test_gpu: not built: no GPU on this machine (on a GPU machine make test builds and runs it, and it fails if it cannot use the GPU)"
 endif
 
 bench: probe $(BUILD)/bench $(if $(and $(HAVE_NVCC),$(HAVE_GPU)),$(BUILD)/test_gpu)

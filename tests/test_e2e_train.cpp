@@ -394,7 +394,8 @@ namespace {
 std::vector<std::string> cuda_run(const std::string& run_dir, int64_t steps,
                                   const std::string& device) {
   return {"task=cartpole-balance", "action_repeat=20", "steps=" + std::to_string(steps),
-          "seed_steps=50", "eval_freq=1000", "eval_episodes=1", "checkpoint_freq=1000",
+          "seed_steps=50", "eval_freq=" + std::to_string(steps), "eval_episodes=1",
+          "checkpoint_freq=1000",
           "model_size=1", "enc_dim=32", "mlp_dim=32", "latent_dim=16", "batch_size=16",
           "buffer_size=10000", "iterations=2", "num_samples=32", "num_elites=8",
           "num_pi_trajs=4", "seed=5", "device=" + device, "run_dir=" + run_dir};
