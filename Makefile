@@ -124,7 +124,7 @@ else
 endif
 
 # ---- targets --------------------------------------------------------------------------------
-.PHONY: all deps test bench bench-build profile sass run clean print-config probe help \
+.PHONY: all deps test bench bench-build check-docs profile sass run clean print-config probe help \
   gpu-bundle gpu-check
 
 all: probe $(BUILD)/pompc
@@ -135,6 +135,7 @@ help:
 	@echo "make test       build and run $(BUILD)/test_emu and $(BUILD)/test_race (+ $(BUILD)/test_gpu on a GPU machine)"
 	@echo "make bench      the bench suite (-O3, no sanitizers; plus the GPU build on a GPU)"
 	@echo "make bench-build  build $(BUILD)/bench without running it (CI does, so it cannot rot)"
+	@echo "make check-docs the run-book commands in comments and README select tests (and the cheap ones pass)"
 	@echo "make profile    build with -lineinfo and NVTX ranges into build-profile/"
 	@echo "make sass       SASS of every kernel into $(BUILD)/sass/"
 	@echo "make gpu-check  on a GPU machine: build, GPU tests, pompc check, GPU benchmarks, a dog-run run; one report"
@@ -248,6 +249,10 @@ ifneq ($(and $(HAVE_NVCC),$(HAVE_GPU)),)
 endif
 
 bench-build: probe $(BUILD)/bench
+
+# The run-book commands written in comments and README select tests and run (tests/check_docs.sh).
+check-docs: probe $(BUILD)/test_emu $(BUILD)/test_race $(BUILD)/bench $(BUILD)/pompc
+	tests/check_docs.sh
 
 profile:
 	$(MAKE) BUILD=build-profile PROFILE=1 all

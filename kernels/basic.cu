@@ -1,11 +1,10 @@
-// kernels/basic.cu: small row-wise ops: concat [z, a] and its split, MSE, softmax, log-softmax.
+// kernels/basic.cu: small row-wise ops: row copies, concat [z, a] and its split, MSE.
 //
 // Maths: exactly src/ref/basic.h (same names).
 //   copy_rows / repeat_rows: strided row copies and row repetition (no gradients)
 //   concat: out[r] = [x1[r], x2[r]]; backward dx1 += dout[:, :n1], dx2 += dout[:, n1:]
 //   mse: loss = mean (pred - target)^2 (the consistency loss, n = B Z); dpred += 2 dloss (p - t) / n
-//   softmax / log_softmax over rows of C (one warp per row, 8 rows per 256-thread block)
-// Shapes: x1 [rows, n1], x2 [rows, n2], out [rows, n1 + n2]; pred / target [n]; rows x C.
+// Shapes: x1 [rows, n1], x2 [rows, n2], out [rows, n1 + n2]; pred / target [n].
 // mse_forward: kMsePartials blocks of double partial sums, then one block sums them in order
 //   (deterministic); *loss is a device scalar. Forward outputs overwritten, gradients ACCUMULATED.
 // mse_backward takes dloss as a host float (a loss weight, fixed for a captured graph).
@@ -19,8 +18,6 @@
 
 namespace pompc {
 namespace {
-
-constexpr int kWarps = 8;
 
 __global__ void copy_rows_kernel(float* __restrict__ dst, int64_t ldd, const float* __restrict__ src,
                                  int64_t lds, int rows, int cols) {
@@ -88,41 +85,6 @@ __global__ void mse_backward_kernel(float* __restrict__ dpred, const float* __re
   POMPC_GRID_STRIDE(i, n) dpred[i] += k * (pred[i] - target[i]);
 }
 
-template <bool kLog>
-__global__ void softmax_forward_kernel(float* __restrict__ out, const float* __restrict__ inp,
-                                       int rows, int C) {
-  const int r = blockIdx.x * kWarps + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-  if (r >= rows) return;
-  const float* x = inp + static_cast<int64_t>(r) * C;
-  float* y = out + static_cast<int64_t>(r) * C;
-  float mx = -INFINITY;
-  for (int c = lane; c < C; c += 32) mx = fmaxf(mx, x[c]);
-  mx = warp_allreduce_max(mx);
-  float s = 0.0f;
-  for (int c = lane; c < C; c += 32) s += expf(x[c] - mx);
-  const float lse = logf(warp_allreduce_sum(s));
-  for (int c = lane; c < C; c += 32) y[c] = kLog ? x[c] - mx - lse : expf(x[c] - mx - lse);
-}
-
-template <bool kLog>
-__global__ void softmax_backward_kernel(float* __restrict__ dinp, const float* __restrict__ dout,
-                                        const float* __restrict__ out, int rows, int C) {
-  const int r = blockIdx.x * kWarps + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-  if (r >= rows) return;
-  const int64_t base = static_cast<int64_t>(r) * C;
-  float s = 0.0f;
-  for (int c = lane; c < C; c += 32) s += kLog ? dout[base + c] : dout[base + c] * out[base + c];
-  s = warp_allreduce_sum(s);
-  for (int c = lane; c < C; c += 32) {
-    const float y = out[base + c];
-    dinp[base + c] += kLog ? dout[base + c] - expf(y) * s : y * (dout[base + c] - s);
-  }
-}
-
-void check_rows(const char* who, int rows, int C) {
-  POMPC_REQUIRE(rows >= 0 && C >= 1, "%s: rows (%d) must be >= 0 and C (%d) >= 1", who, rows, C);
-}
-
 }  // namespace
 
 namespace cuda {
@@ -169,32 +131,6 @@ void mse_backward(float* dpred, const float* pred, const float* target, float dl
   POMPC_REQUIRE(n >= 1, "mse_backward: n (%lld) must be >= 1", static_cast<long long>(n));
   const float k = static_cast<float>(2.0 * dloss / static_cast<double>(n));
   LAUNCH(mse_backward_kernel, grid_stride_blocks(n), 256, 0, stream, dpred, pred, target, k, n);
-}
-
-void softmax_forward(float* out, const float* inp, int rows, int C, cudaStream_t stream) {
-  check_rows("softmax_forward", rows, C);
-  LAUNCH(softmax_forward_kernel<false>, ceil_div(rows, kWarps), 32 * kWarps, 0, stream, out, inp,
-         rows, C);
-}
-
-void softmax_backward(float* dinp, const float* dout, const float* out, int rows, int C,
-                      cudaStream_t stream) {
-  check_rows("softmax_backward", rows, C);
-  LAUNCH(softmax_backward_kernel<false>, ceil_div(rows, kWarps), 32 * kWarps, 0, stream, dinp,
-         dout, out, rows, C);
-}
-
-void log_softmax_forward(float* out, const float* inp, int rows, int C, cudaStream_t stream) {
-  check_rows("log_softmax_forward", rows, C);
-  LAUNCH(softmax_forward_kernel<true>, ceil_div(rows, kWarps), 32 * kWarps, 0, stream, out, inp,
-         rows, C);
-}
-
-void log_softmax_backward(float* dinp, const float* dout, const float* out, int rows, int C,
-                          cudaStream_t stream) {
-  check_rows("log_softmax_backward", rows, C);
-  LAUNCH(softmax_backward_kernel<true>, ceil_div(rows, kWarps), 32 * kWarps, 0, stream, dinp, dout,
-         out, rows, C);
 }
 
 }  // namespace cuda

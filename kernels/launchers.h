@@ -133,12 +133,6 @@ void mse_forward(float* loss, const float* pred, const float* target, int64_t n,
                  cudaStream_t stream);
 void mse_backward(float* dpred, const float* pred, const float* target, float dloss, int64_t n,
                   cudaStream_t stream);
-void softmax_forward(float* out, const float* inp, int rows, int C, cudaStream_t stream);
-void softmax_backward(float* dinp, const float* dout, const float* out, int rows, int C,
-                      cudaStream_t stream);
-void log_softmax_forward(float* out, const float* inp, int rows, int C, cudaStream_t stream);
-void log_softmax_backward(float* dinp, const float* dout, const float* out, int rows, int C,
-                          cudaStream_t stream);
 
 // kernels/scale.cu (twin of src/ref/scale.h running_scale_update; the batch must fit one block)
 constexpr int kScaleMaxN = 4096;

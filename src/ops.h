@@ -118,9 +118,7 @@ class Ops {
 
   // ---- the world model's ops: maths, shapes and accumulation rules in the src/ref/ header of
   // the same name (every gradient is ACCUMULATED; forward outputs overwritten). ----
-  // src/ref/gemm.h, src/ref/linear.h | kernels/linear.cu
-  virtual void gemm(bool transa, bool transb, int m, int n, int k, float alpha, const float* A,
-                    int lda, const float* B, int ldb, float beta, float* C, int ldc) = 0;
+  // src/ref/linear.h | kernels/linear.cu
   virtual void linear_forward(float* out, const float* inp, const float* weight, const float* bias,
                               int B, int in, int out_features) = 0;
   virtual void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,

@@ -173,15 +173,6 @@ void check_optim(Ops& g, Ops& r, const Sizes& z, std::vector<OpCheckRow>& rows) 
 
 void check_nn(Ops& g, Ops& r, const Sizes& z, std::vector<OpCheckRow>& rows) {
   const int rows_bh = z.B * (z.H + 1);
-  {  // gemm: the shapes of a Linear forward and its weight gradient
-    Checker c(g, r, rows);
-    const int m = rows_bh, n = z.M, k = z.Z + z.A;
-    const int a = c.f32(size_t(m) * k), b = c.f32(size_t(n) * k), out = c.f32(size_t(m) * n);
-    c.run([&](Ops& o, int s) {
-      o.gemm(false, true, m, n, k, 1.0f, c.f(a, s), k, c.f(b, s), k, 0.5f, c.f(out, s), n);
-    });
-    c.expect("gemm (N,T)", dims("%d x %d x %d", m, n, k), out, size_t(m) * n, k);
-  }
   {  // linear forward/backward: encoder's first layer (O -> M)
     Checker c(g, r, rows);
     const int B = rows_bh, in = z.O, out = z.M;
@@ -466,7 +457,8 @@ std::vector<OpCheckRow> check_ops(Ops& backend, Ops& reference, const std::strin
     for (size_t i = first; i < rows.size(); ++i) rows[i].shape = std::string(z.name) + ": " + rows[i].shape;
   }
   // TF32: how far the CUDA backend's default GEMMs are from fp32 (informational tolerance:
-  // 10-bit mantissas, 2^-11 relative per product, sqrt(K) growth).
+  // 10-bit mantissas, 2^-11 relative per product, sqrt(K) growth): a Linear forward without a
+  // bias, i.e. one GEMM (N,T) of [m, k] by [n, k].
   if (backend.backend() == Backend::cuda) {
     const Sizes& z = sizes.back();
     backend.set_tf32(true);
@@ -474,10 +466,10 @@ std::vector<OpCheckRow> check_ops(Ops& backend, Ops& reference, const std::strin
     const int m = z.B * (z.H + 1), n = z.M, k = z.Z + z.A;
     const int a = c.f32(size_t(m) * k), b = c.f32(size_t(n) * k), out = c.f32(size_t(m) * n);
     c.run([&](Ops& o, int s) {
-      o.gemm(false, true, m, n, k, 1.0f, c.f(a, s), k, c.f(b, s), k, 0.0f, c.f(out, s), n);
+      o.linear_forward(c.f(out, s), c.f(a, s), c.f(b, s), nullptr, m, k, n);
     });
-    c.expect("gemm (N,T), TF32", std::string(z.name) + dims(": %d x %d x %d", m, n, k), out,
-             size_t(m) * n, k);
+    c.expect("linear_forward (no bias), TF32",
+             std::string(z.name) + dims(": %d x %d x %d", m, n, k), out, size_t(m) * n, k);
     rows.back().tol = 4 * std::sqrt(double(k)) * 0x1p-11;
     rows.back().ok = rows.back().max_err <= rows.back().tol;
     backend.set_tf32(true);

@@ -4,8 +4,8 @@
 // tests/fixtures/gen_golden.py), parity of the whole update between the reference and the CUDA
 // backend (emulated in test_emu), determinism, and the update-step benchmark (suite bench).
 //
-//   build-wm/test_emu -ts=model                       everything here but the benchmark
-//   build-wm/bench -ts=bench -tc='*update*'           the update step, dog 5M and 1M
+//   build/test_emu -ts=model                       everything here but the benchmark
+//   build/bench -ts=bench -tc='*update*'           the update step, dog 5M and 1M
 //
 // Finite differences run on the reference backend, whose ops are float only (the world model is
 // written against the float Ops interface), so the step size and tolerances are chosen for float:

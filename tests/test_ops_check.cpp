@@ -26,7 +26,7 @@ TEST_SUITE("ops") {
     }
     // Every op of the interface but the memory and graph plumbing (exercised everywhere else).
     for (const char* op :
-         {"adam_update", "clip_grad_norm", "polyak", "gemm", "linear_forward", "linear_backward",
+         {"adam_update", "clip_grad_norm", "polyak", "linear_forward", "linear_backward",
           "linear_ensemble_forward", "linear_ensemble_backward", "layernorm_mish_forward",
           "layernorm_mish_backward", "layernorm_simnorm_forward", "layernorm_simnorm_backward",
           "copy_rows", "repeat_rows", "concat_forward", "concat_backward", "mse_forward",

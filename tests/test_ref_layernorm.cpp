@@ -2,7 +2,7 @@
 // formulas written out directly, every backward against double central differences (also
 // proving accumulation), dropout mask statistics and determinism, Mish values, float vs double at
 // the real sizes (B = 256 rows of M = Z = 512, and the Qn = 5 ensemble).
-//   build-ref/test_emu -ts=ops -tc='layernorm*,dropout*,mish*'
+//   build/test_emu -ts=ops -tc='layernorm*,dropout*,mish*'
 #include <doctest/doctest.h>
 
 #include <algorithm>

@@ -1,7 +1,7 @@
 // Reference Linear and ensemble Linear (src/ref/linear.h): forward against a naive loop, every
 // backward against double central differences (and proven to accumulate), the float path against
 // the double path at the real layer sizes (B = 256, Z + A = 550 -> M = 512, Qn = 5).
-//   build-ref/test_emu -ts=ops -tc='linear*'
+//   build/test_emu -ts=ops -tc='linear*'
 #include <doctest/doctest.h>
 
 #include <cmath>

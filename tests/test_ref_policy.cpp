@@ -6,7 +6,7 @@
 // A = 1 case, the clamp (actions in [-1, 1], no gradient through the action where |u| > 1, full
 // gradient at |u| = 1 exactly), the backward against finite differences away from the clamp for
 // each upstream gradient alone and all together, and kernels/policy.cu against the reference.
-//   build-ref/test_emu -ts=ops -tc='policy*'
+//   build/test_emu -ts=ops -tc='policy*'
 #include <cuda_runtime.h>
 #include <doctest/doctest.h>
 

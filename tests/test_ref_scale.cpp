@@ -1,6 +1,6 @@
 // RunningScale (src/ref/scale.h): P5 / P95 linear-interpolated percentiles against hand-computed
 // values, the clamp at 1, the lerp towards the batch value, NaN ordering as torch.sort.
-//   build-ref/test_emu -ts=ops -tc='percentile*,running_scale*'
+//   build/test_emu -ts=ops -tc='percentile*,running_scale*'
 #include <doctest/doctest.h>
 
 #include <algorithm>

@@ -1,15 +1,16 @@
-// Discrete regression (src/ref/two_hot.h): symlog / symexp, two_hot targets (bins, clamping,
-// the modulo-K wrap), the two_hot -> two_hot_inv round trip, soft_ce of a two-hot target, and
-// the soft_ce / two_hot_inv backward against double central differences. K = 101 over [-10, 10].
-//   build-ref/test_emu -ts=ops -tc='sym*,two_hot*,soft_ce*'
+// Discrete regression (src/ref/two_hot.h): symlog / symexp, the two-hot targets soft_ce trains
+// towards (bins, clamping, the modulo-K wrap), the two_hot -> two_hot_inv round trip, soft_ce of
+// a two-hot target, and the soft_ce / two_hot_inv backward against double central differences.
+// K = 101 over [-10, 10].
+//   build/test_emu -ts=ops -tc='sym*,two_hot*,soft_ce*'
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
 
 #include "common.h"
-#include "ref/basic.h"
 #include "ref/two_hot.h"
 #include "test_ref_fd.h"
 
@@ -17,6 +18,59 @@ using namespace pompc::test::fd;
 using pompc::ref::Bins;
 
 namespace {
+
+// two_hot(x) of src/ref/two_hot.h as rows of K, computed in T as soft_ce computes its two
+// non-zero entries (the tests' oracle: the product never materialises the rows).
+template <typename T>
+std::vector<T> two_hot(const std::vector<T>& x, const Bins& b) {
+  const int K = b.num_bins;
+  const T lo = static_cast<T>(b.vmin), hi = static_cast<T>(b.vmax);
+  const T bin_size =
+      static_cast<T>((static_cast<double>(b.vmax) - static_cast<double>(b.vmin)) / (K - 1));
+  std::vector<T> t(x.size() * K, T(0));
+  for (size_t r = 0; r < x.size(); ++r) {
+    const T y = std::min(std::max(pompc::ref::symlog(x[r]), lo), hi);
+    const T pos = (y - lo) / bin_size, k = std::floor(pos);
+    const int k0 = std::min(std::max(static_cast<int>(k), 0), K - 1);
+    t[r * K + k0] = T(1) - (pos - k);
+    t[r * K + (k0 + 1) % K] = pos - k;  // the second write wins (y = vmax: f = 0 on bin 0)
+  }
+  return t;
+}
+
+// soft_ce's gradient at uniform logits (p_k = 1 / K) with dloss = 1 is p sum_j t_j - t_k for its
+// target t: the largest |dlogits_k - (p sum_j t_j - t_k)| with the oracle's t says whether
+// soft_ce trains towards exactly that target, entry by entry.
+template <typename T>
+double soft_ce_target_err(const std::vector<T>& x, const std::vector<T>& t, const Bins& b) {
+  const int K = b.num_bins, rows = static_cast<int>(x.size());
+  const std::vector<T> logits(t.size(), T(0)), ones(x.size(), T(1));
+  std::vector<T> d(t.size(), T(0));
+  pompc::ref::soft_ce_backward<T>(d.data(), ones.data(), logits.data(), x.data(), rows, b);
+  double worst = 0;
+  for (int r = 0; r < rows; ++r) {
+    double tsum = 0;
+    for (int k = 0; k < K; ++k) tsum += t[static_cast<size_t>(r) * K + k];
+    for (int k = 0; k < K; ++k) {
+      const size_t i = static_cast<size_t>(r) * K + k;
+      worst = std::max(worst, std::fabs(double(d[i]) - (tsum / K - double(t[i]))));
+    }
+  }
+  return worst;
+}
+
+// log_softmax of rows of C, in double: the oracle of soft_ce's composition.
+std::vector<double> log_softmax(const std::vector<double>& x, int C) {
+  std::vector<double> y(x.size());
+  for (size_t r = 0; r < x.size() / C; ++r) {
+    const double* xr = x.data() + r * C;
+    const double mx = *std::max_element(xr, xr + C);
+    double s = 0;
+    for (int c = 0; c < C; ++c) s += std::exp(xr[c] - mx);
+    for (int c = 0; c < C; ++c) y[r * C + c] = xr[c] - mx - std::log(s);
+  }
+  return y;
+}
 
 // log of a two-hot target with zeros floored at 1e-300 (double) or mapped to -inf (float):
 // logits whose softmax is exactly that target.
@@ -33,7 +87,7 @@ std::vector<T> log_target(const std::vector<T>& t) {
 }  // namespace
 
 TEST_SUITE("ops") {
-  TEST_CASE("symlog / symexp: values, inverse pair, derivatives (0 at x == 0)") {
+  TEST_CASE("symlog / symexp: values and the inverse pair") {
     using pompc::ref::symexp;
     using pompc::ref::symlog;
     CHECK(symlog(std::exp(1.0) - 1) == doctest::Approx(1.0).epsilon(1e-15));
@@ -41,51 +95,23 @@ TEST_SUITE("ops") {
     CHECK(symexp(1.0) == doctest::Approx(std::exp(1.0) - 1).epsilon(1e-15));
     CHECK(symlog(0.0) == 0.0);
     CHECK(symexp(0.0) == 0.0);
-    Rng rng(41);
     std::vector<double> x = {-2e4, -3.0, -0.01, 0.02, 0.7, 150.0, 9.5};
     int off = 0;
     for (double v : x) off += std::fabs(symexp(symlog(v)) - v) > 1e-12 * (1 + std::fabs(v));
     CHECK(off == 0);  // double round trip: a few ulp
-    const std::vector<double> w = rng.vec(x.size(), -1, 1);
-    std::vector<double> y(x.size());
-    for (bool exp_form : {false, true}) {
-      std::vector<double> xin = exp_form ? std::vector<double>{-3.0, -0.01, 0.02, 0.7, 5.0} : x;
-      const std::vector<double> ww(w.begin(), w.begin() + static_cast<long>(xin.size()));
-      y.resize(xin.size());
-      auto f = [&] {
-        if (exp_form)
-          pompc::ref::symexp_forward<double>(y.data(), xin.data(),
-                                             static_cast<int64_t>(xin.size()));
-        else
-          pompc::ref::symlog_forward<double>(y.data(), xin.data(),
-                                             static_cast<int64_t>(xin.size()));
-        return dot(ww, y);
-      };
-      const std::vector<double> d0 = rng.vec(xin.size(), -1, 1);
-      std::vector<double> d = d0;
-      if (exp_form)
-        pompc::ref::symexp_backward<double>(d.data(), ww.data(), xin.data(),
-                                            static_cast<int64_t>(xin.size()));
-      else
-        pompc::ref::symlog_backward<double>(d.data(), ww.data(), xin.data(),
-                                            static_cast<int64_t>(xin.size()));
-      CHECK(check_gradient(exp_form ? "symexp" : "symlog", xin, added(d, d0), f, rng));
-    }
-    double zero = 0, dz = 0, one = 1;
-    pompc::ref::symlog_backward<double>(&dz, &one, &zero, 1);
-    pompc::ref::symexp_backward<double>(&dz, &one, &zero, 1);
-    CHECK(dz == 0.0);  // PyTorch's autograd of sign(x) * f(|x|) at exactly 0
   }
 
-  TEST_CASE("two_hot: two neighbouring bins, weights sum to 1, interpolation, clamp and modulo") {
+  TEST_CASE(
+      "two_hot: two neighbouring bins, weights sum to 1, interpolation, clamp and modulo; "
+      "soft_ce's own targets") {
     const Bins bins;  // K = 101, [-10, 10]
     const int K = bins.num_bins;
     Rng rng(42);
     std::vector<double> x = rng.vec(200, -3e4, 3e4);
     for (double& v : rng.vec(200, -3, 3)) x.push_back(v);
     x.push_back(0.0);
-    std::vector<double> t(x.size() * K);
-    pompc::ref::two_hot_forward<double>(t.data(), x.data(), static_cast<int>(x.size()), bins);
+    const std::vector<double> t = two_hot(x, bins);
+    CHECK(soft_ce_target_err(x, t, bins) < 1e-15);  // double roundings of p sum_j t_j - t_k
     int bad = 0;
     for (size_t r = 0; r < x.size(); ++r) {
       const double* tr = t.data() + r * K;
@@ -107,8 +133,8 @@ TEST_SUITE("ops") {
     CHECK(bad == 0);
     // Clamping: far above vmax -> all mass on bin K-1 (bin 0 gets the modulo write of f = 0);
     // far below vmin -> all on bin 0. symlog(x) = 0.3 exactly between bins 51 and 52.
-    std::vector<float> xs = {1e6f, -1e6f, std::expm1(0.3f)}, ts(3 * K);
-    pompc::ref::two_hot_forward<float>(ts.data(), xs.data(), 3, bins);
+    const std::vector<float> xs = {1e6f, -1e6f, std::expm1(0.3f)}, ts = two_hot(xs, bins);
+    CHECK(soft_ce_target_err(xs, ts, bins) < 1e-6);  // fp32 roundings of values <= 1
     CHECK(ts[K - 1] == 1.0f);
     CHECK(ts[0] == 0.0f);
     CHECK(ts[K] == 1.0f);
@@ -117,28 +143,25 @@ TEST_SUITE("ops") {
     // The same wrap with other bins (K = 5 over [-1, 1]): the top bin gets 1 - f = 1 and the
     // write of f = 0 lands on bin (4 + 1) mod 5 = 0, not past the end.
     const Bins small{5, -1.0f, 1.0f};
-    std::vector<double> top = {1e9}, tt(5);
-    pompc::ref::two_hot_forward<double>(tt.data(), top.data(), 1, small);
+    const std::vector<double> top = {1e9}, tt = two_hot(top, small);
     CHECK(tt == std::vector<double>{0, 0, 0, 0, 1});
+    CHECK(soft_ce_target_err(top, tt, small) < 1e-15);
   }
 
   TEST_CASE("two_hot_inv: round trip with two_hot (double exact, float to fp32 precision)") {
     const Bins bins;
-    const int K = bins.num_bins;
     std::vector<double> x = {-2e4, -100, -3, -0.5, -1e-3, 0.0, 1e-3, 0.5, 3, 100, 2e4};
     Rng rng(43);
     for (double v : rng.vec(50, -5e3, 5e3)) x.push_back(v);
     const int n = static_cast<int>(x.size());
-    std::vector<double> t(static_cast<size_t>(n) * K), back(n);
-    pompc::ref::two_hot_forward<double>(t.data(), x.data(), n, bins);
-    const std::vector<double> l = log_target(t);
+    std::vector<double> back(n);
+    const std::vector<double> l = log_target(two_hot(x, bins));
     pompc::ref::two_hot_inv_forward<double>(back.data(), l.data(), n, bins);
     // double: floor 1e-300 leaks nothing measurable; rounding of y ~1e-15, times (1 + |x|)
     CHECK(close("two_hot_inv(two_hot(x)) double", back, x, 1e-12, 1e-11));
     const std::vector<float> xf = to_float(x);
-    std::vector<float> tf(t.size()), backf(n);
-    pompc::ref::two_hot_forward<float>(tf.data(), xf.data(), n, bins);
-    const std::vector<float> lf = log_target(tf);
+    std::vector<float> backf(n);
+    const std::vector<float> lf = log_target(two_hot(xf, bins));
     pompc::ref::two_hot_inv_forward<float>(backf.data(), lf.data(), n, bins);
     // fp32 bin centres and weights near |y| <= 10 carry a few ulp(10) ~ 4e-6 of absolute error
     // in symlog space, which symexp scales by (1 + |x|): tolerance 5e-6 (1 + |x|).
@@ -148,10 +171,9 @@ TEST_SUITE("ops") {
         std::printf("float round trip: x %.8g -> %.8g\n", xf[i], backf[i]);
     CHECK(bad == 0);
     // Outside the bins the value saturates at symexp(vmax).
-    double big = 1e9, inv = 0;
-    std::vector<double> tb(K);
-    pompc::ref::two_hot_forward<double>(tb.data(), &big, 1, bins);
-    pompc::ref::two_hot_inv_forward<double>(&inv, log_target(tb).data(), 1, bins);
+    double inv = 0;
+    const std::vector<double> lb = log_target(two_hot<double>({1e9}, bins));
+    pompc::ref::two_hot_inv_forward<double>(&inv, lb.data(), 1, bins);
     CHECK(inv == doctest::Approx(std::expm1(10.0)).epsilon(1e-12));
   }
 
@@ -161,10 +183,9 @@ TEST_SUITE("ops") {
     Rng rng(44);
     const std::vector<double> logits = rng.vec(static_cast<size_t>(rows) * K, -4, 4),
                               x = rng.vec(rows, -500, 500);
-    std::vector<double> loss(rows), t(logits.size()), ls(logits.size()), want(rows, 0);
+    std::vector<double> loss(rows), want(rows, 0);
     pompc::ref::soft_ce_forward<double>(loss.data(), logits.data(), x.data(), rows, bins);
-    pompc::ref::two_hot_forward<double>(t.data(), x.data(), rows, bins);
-    pompc::ref::log_softmax_forward<double>(ls.data(), logits.data(), rows, K);
+    const std::vector<double> t = two_hot(x, bins), ls = log_softmax(logits, K);
     for (int r = 0; r < rows; ++r)
       for (int k = 0; k < K; ++k)
         want[r] -= t[static_cast<size_t>(r) * K + k] * ls[static_cast<size_t>(r) * K + k];
@@ -251,6 +272,9 @@ TEST_SUITE("ops") {
     CHECK_THROWS_WITH_AS(
         pompc::ref::soft_ce_forward<float>(loss.data(), l.data(), x.data(), 2, bins),
         doctest::Contains("x[1] is NaN"), pompc::Error);
-    CHECK_THROWS_AS(pompc::ref::two_hot_forward<float>(l.data(), x.data(), 2, bins), pompc::Error);
+    std::vector<float> dl(l.size(), 0.0f), dloss(2, 1.0f);
+    CHECK_THROWS_WITH_AS(
+        pompc::ref::soft_ce_backward<float>(dl.data(), dloss.data(), l.data(), x.data(), 2, bins),
+        doctest::Contains("x[1] is NaN"), pompc::Error);
   }
 }

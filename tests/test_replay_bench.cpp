@@ -1,7 +1,7 @@
 // Replay buffer benchmark (suite bench): a full 1M-record dog buffer (O = 223, A = 38, planner
 // targets on), wrapped once.
 //
-//   make BUILD=build-io build-io/bench && build-io/bench -ts=bench -tc='*replay*'
+//   build/bench -ts=bench -tc='*replay*'
 //
 // Prints the memory figure, µs per sample() of B = 256 slices of H + 1 = 4 records (time-major
 // gather into host arrays, the batch one update copies to the device), the effective gather

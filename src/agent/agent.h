@@ -60,7 +60,6 @@ class Agent {
   int obs_dim() const { return O_; }
   int action_dim() const { return A_; }
   int max_states() const { return settings_.max_states; }
-  const AgentSettings& settings() const { return settings_; }
   // Updates taken outside the burst and reanalyses run (checkpointed: they time reanalysis).
   uint64_t policy_updates() const { return policy_updates_; }
   uint64_t reanalyses() const { return reanalyses_; }

@@ -102,10 +102,6 @@ class CudaOps final : public Ops {
     cuda::polyak(target, online, n, tau, stream_);
   }
 
-  void gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* A, int lda,
-            const float* B, int ldb, float beta, float* C, int ldc) override {
-    cuda::gemm(cublas_, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-  }
   void linear_forward(float* out, const float* inp, const float* w, const float* b, int B, int in,
                       int out_features) override {
     cuda::linear_forward(cublas_, out, inp, w, b, B, in, out_features, stream_);

@@ -35,10 +35,6 @@ class AtomicWriter {
   void write(std::string_view s) { write(s.data(), s.size()); }
   void commit();  // fsync, rename over path, fsync the directory
 
-  const std::string& path() const { return path_; }
-  const std::string& temp_path() const { return tmp_; }
-  uint64_t bytes_written() const { return written_; }
-
  private:
   void fail(const std::string& what);  // cleans up and throws
   std::string path_, tmp_;

@@ -74,9 +74,6 @@ class Config {
   std::string value_text(std::string_view key) const;         // canonical text of any key
   bool has(std::string_view key) const;
 
-  const std::vector<ConfigKey>& table() const { return table_; }
-  const std::vector<Preset>& presets() const { return presets_; }
-
   std::string to_lines() const;   // "key=value\n" for every key, table order
   std::string help_text() const;  // one line per key: name, type, default, range, help
 

@@ -67,8 +67,6 @@ class CsvLogger {
   // One row, one cell per column (throws if the count differs).
   void row(const std::vector<CsvCell>& cells);
 
-  const std::string& path() const { return path_; }
-  const std::vector<std::string>& columns() const { return columns_; }
   uint64_t dropped_tail_bytes() const { return dropped_tail_; }
   uint64_t dropped_rows() const { return dropped_rows_; }
 

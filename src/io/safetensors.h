@@ -119,7 +119,6 @@ class SafetensorsFile {
   const TensorInfo& at(std::string_view name) const;                   // throws when absent
   const std::string& meta(const std::string& key) const;               // throws when absent
   uint64_t data_start() const { return data_start_; }                  // 8 + N
-  uint64_t file_size() const { return file_size_; }
 
   // Copies one tensor's bytes into dst, which must hold exactly info.nbytes() bytes.
   void read(const TensorInfo& info, void* dst, size_t dst_bytes) const;

@@ -29,7 +29,7 @@
 //   critic     kl_critic=true (PO-MPC, SPEC 6): the Q target subtracts kl_lambda() times pi's
 //              log-ratio to the learned prior at a' ~ pi(z').
 //
-// Test: build-wm/test_emu -ts=model -tc='*config*'
+// Test: build/test_emu -ts=model -tc='*config*'
 #pragma once
 
 #include <cstdint>

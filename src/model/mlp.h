@@ -23,7 +23,7 @@
 //   the pi step) and dx (null: no input gradient, e.g. observations).
 //   A backward pass runs at the rows of the forward it follows (the layout [G, R, C] depends on R).
 //
-// Test: build-wm/test_emu -ts=model (through the world model's gradient checks).
+// Test: build/test_emu -ts=model (through the world model's gradient checks).
 #pragma once
 
 #include <cstddef>
@@ -48,8 +48,6 @@ struct Mlp {
   int groups = 1;    // G: 1, or Qn for the ensemble
   std::vector<Layer> layers;
 
-  int in_dim() const { return layers.front().in; }
-  int out_dim() const { return layers.back().out; }
   // Number of floats of all its parameters.
   size_t param_count() const;
 };
@@ -88,7 +86,7 @@ void reserve_grads(Arena& arena, const Mlp& mlp, int rows, MlpGrads* grads);
 void mlp_forward(Ops& ops, const Mlp& mlp, const float* params, const float* x, int rows,
                  const MlpActs& acts, float* final_out, const Dropout& drop);
 
-// Backward of the forward above (same x, params and drop); dfinal [G, rows, out_dim].
+// Backward of the forward above (same x, params and drop); dfinal [G, rows, layers.back().out].
 void mlp_backward(Ops& ops, const Mlp& mlp, const float* params, float* grads, const float* x,
                   int rows, const MlpActs& acts, const float* dfinal, const MlpGrads& g, float* dx,
                   const Dropout& drop);

@@ -1,30 +1,11 @@
-// src/ref/basic.cpp: concat / split, MSE, softmax and log-softmax rows. Run book: basic.h.
+// src/ref/basic.cpp: row copies, concat / split, MSE. Run book: basic.h.
 #include "ref/basic.h"
 
 #include <algorithm>
-#include <cmath>
 
 #include "common.h"
 
 namespace pompc::ref {
-namespace {
-
-void check_rows(const char* who, int rows, int C) {
-  POMPC_REQUIRE(rows >= 0 && C >= 1, "%s: rows (%d) must be >= 0 and C (%d) >= 1", who, rows, C);
-}
-
-// Row maximum and log-sum-exp of a row (shifted by the max), summed in double.
-template <typename T>
-void row_max_lse(const T* x, int C, T* mx, T* lse) {
-  T m = x[0];
-  for (int c = 1; c < C; ++c) m = std::max(m, x[c]);
-  double s = 0;
-  for (int c = 0; c < C; ++c) s += std::exp(static_cast<double>(x[c] - m));
-  *mx = m;
-  *lse = static_cast<T>(std::log(s));
-}
-
-}  // namespace
 
 void copy_rows(float* dst, int64_t ldd, const float* src, int64_t lds, int rows, int cols) {
   POMPC_REQUIRE(rows >= 0 && cols >= 0 && ldd >= cols && lds >= cols,
@@ -99,70 +80,11 @@ void mse_backward(T* dpred, const T* pred, const T* target, T dloss, int64_t n) 
   for (int64_t i = 0; i < n; ++i) dpred[i] += k * (pred[i] - target[i]);
 }
 
-template <typename T>
-void softmax_forward(T* out, const T* inp, int rows, int C) {
-  check_rows("softmax_forward", rows, C);
-#pragma omp parallel for schedule(static) if (int64_t{rows} * C > (1 << 14))
-  for (int r = 0; r < rows; ++r) {
-    const T* x = inp + static_cast<int64_t>(r) * C;
-    T* y = out + static_cast<int64_t>(r) * C;
-    T mx, lse;
-    row_max_lse(x, C, &mx, &lse);
-    for (int c = 0; c < C; ++c) y[c] = std::exp(x[c] - mx - lse);
-  }
-}
-
-template <typename T>
-void softmax_backward(T* dinp, const T* dout, const T* out, int rows, int C) {
-  check_rows("softmax_backward", rows, C);
-#pragma omp parallel for schedule(static) if (int64_t{rows} * C > (1 << 14))
-  for (int r = 0; r < rows; ++r) {
-    const T* dy = dout + static_cast<int64_t>(r) * C;
-    const T* y = out + static_cast<int64_t>(r) * C;
-    double dot = 0;
-    for (int c = 0; c < C; ++c) dot += static_cast<double>(dy[c]) * y[c];
-    const T d = static_cast<T>(dot);
-    for (int c = 0; c < C; ++c) dinp[static_cast<int64_t>(r) * C + c] += y[c] * (dy[c] - d);
-  }
-}
-
-template <typename T>
-void log_softmax_forward(T* out, const T* inp, int rows, int C) {
-  check_rows("log_softmax_forward", rows, C);
-#pragma omp parallel for schedule(static) if (int64_t{rows} * C > (1 << 14))
-  for (int r = 0; r < rows; ++r) {
-    const T* x = inp + static_cast<int64_t>(r) * C;
-    T* y = out + static_cast<int64_t>(r) * C;
-    T mx, lse;
-    row_max_lse(x, C, &mx, &lse);
-    for (int c = 0; c < C; ++c) y[c] = x[c] - mx - lse;
-  }
-}
-
-template <typename T>
-void log_softmax_backward(T* dinp, const T* dout, const T* out, int rows, int C) {
-  check_rows("log_softmax_backward", rows, C);
-#pragma omp parallel for schedule(static) if (int64_t{rows} * C > (1 << 14))
-  for (int r = 0; r < rows; ++r) {
-    const T* dy = dout + static_cast<int64_t>(r) * C;
-    const T* y = out + static_cast<int64_t>(r) * C;
-    double s = 0;
-    for (int c = 0; c < C; ++c) s += dy[c];
-    const T st = static_cast<T>(s);
-    for (int c = 0; c < C; ++c)
-      dinp[static_cast<int64_t>(r) * C + c] += dy[c] - std::exp(y[c]) * st;
-  }
-}
-
 #define POMPC_INSTANTIATE_BASIC(T)                                        \
   template void concat_forward<T>(T*, const T*, const T*, int, int, int); \
   template void concat_backward<T>(T*, T*, const T*, int, int, int);      \
   template void mse_forward<T>(T*, const T*, const T*, int64_t);          \
-  template void mse_backward<T>(T*, const T*, const T*, T, int64_t);      \
-  template void softmax_forward<T>(T*, const T*, int, int);               \
-  template void softmax_backward<T>(T*, const T*, const T*, int, int);    \
-  template void log_softmax_forward<T>(T*, const T*, int, int);           \
-  template void log_softmax_backward<T>(T*, const T*, const T*, int, int);
+  template void mse_backward<T>(T*, const T*, const T*, T, int64_t);
 POMPC_INSTANTIATE_BASIC(float)
 POMPC_INSTANTIATE_BASIC(double)
 #undef POMPC_INSTANTIATE_BASIC

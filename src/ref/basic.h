@@ -1,4 +1,4 @@
-// src/ref/basic.h: small row-wise ops: concat [z, a] and its split, MSE, softmax, log-softmax.
+// src/ref/basic.h: small row-wise ops: row copies, concat [z, a] and its split, MSE.
 //
 // Maths
 //   concat:       out[b] = [x1[b], x2[b]]   (n1 + n2 features; [z, a] feeding dynamics, reward, Q)
@@ -6,18 +6,14 @@
 //   mse:          loss = mean_i (pred_i - target_i)^2 over all n elements (consistency loss:
 //                 n = B * Z, target = next_z, detached)
 //   mse back:     dpred_i += dloss * 2 (pred_i - target_i) / n
-//   softmax:      out[r, c] = exp(x_c - max x) / sum_c' exp(x_c' - max x)
-//   softmax back: dinp_c += y_c (dout_c - sum_c' dout_c' y_c')           (y = forward output)
-//   log_softmax:  out[r, c] = x_c - max x - log sum_c' exp(x_c' - max x)
-//   its back:     dinp_c += dout_c - exp(y_c) sum_c' dout_c'              (y = forward output)
 //
 // Shapes: x1 [rows, n1] (z: [B, Z]), x2 [rows, n2] (a: [B, A]), out [rows, n1 + n2];
-//   pred / target [n]; softmax rows [rows, C] (e.g. C = K = 101 logits).
+//   pred / target [n].
 //
 // Overwritten / accumulated: forward outputs (out, *loss) overwritten; every gradient
 //   ACCUMULATED (+=). dx1 / dx2 may be nullptr (no gradient for that part, e.g. a replayed action).
 //
-// Test: build-ref/test_emu -ts=ops -tc='concat*,mse*,softmax*,log_softmax*'
+// Test: build/test_emu -ts=ops -tc='concat*,mse*'
 #pragma once
 
 #include <cstdint>
@@ -41,15 +37,5 @@ template <typename T>
 void mse_forward(T* loss, const T* pred, const T* target, int64_t n);
 template <typename T>
 void mse_backward(T* dpred, const T* pred, const T* target, T dloss, int64_t n);
-
-template <typename T>
-void softmax_forward(T* out, const T* inp, int rows, int C);
-template <typename T>
-void softmax_backward(T* dinp, const T* dout, const T* out, int rows, int C);
-
-template <typename T>
-void log_softmax_forward(T* out, const T* inp, int rows, int C);
-template <typename T>
-void log_softmax_backward(T* dinp, const T* dout, const T* out, int rows, int C);
 
 }  // namespace pompc::ref

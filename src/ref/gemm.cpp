@@ -387,28 +387,12 @@ void gemm_colmajor(char transa, char transb, int m, int n, int k, T alpha, const
   gemm(tb, ta, n, m, k, alpha, B, ldb, A, lda, beta, C, ldc);
 }
 
-template <typename T>
-void gemm_colmajor_strided_batched(char transa, char transb, int m, int n, int k, T alpha,
-                                   const T* A, int lda, int64_t strideA, const T* B, int ldb,
-                                   int64_t strideB, T beta, T* C, int ldc, int64_t strideC,
-                                   int batch) {
-  const char* who = "gemm_colmajor_strided_batched";
-  const bool ta = parse_op(who, "transa", transa);
-  const bool tb = parse_op(who, "transb", transb);
-  check_colmajor(who, ta, tb, m, n, k, lda, ldb, ldc);
-  gemm_strided_batched(tb, ta, n, m, k, alpha, B, ldb, strideB, A, lda, strideA, beta, C, ldc,
-                       strideC, batch);
-}
-
 #define POMPC_INSTANTIATE_GEMM(T)                                                                \
   template void gemm<T>(bool, bool, int, int, int, T, const T*, int, const T*, int, T, T*, int); \
   template void gemm_strided_batched<T>(bool, bool, int, int, int, T, const T*, int, int64_t,    \
                                         const T*, int, int64_t, T, T*, int, int64_t, int);       \
   template void gemm_colmajor<T>(char, char, int, int, int, T, const T*, int, const T*, int, T,  \
-                                 T*, int);                                                       \
-  template void gemm_colmajor_strided_batched<T>(char, char, int, int, int, T, const T*, int,    \
-                                                 int64_t, const T*, int, int64_t, T, T*, int,    \
-                                                 int64_t, int);
+                                 T*, int);
 POMPC_INSTANTIATE_GEMM(float)
 POMPC_INSTANTIATE_GEMM(double)
 #undef POMPC_INSTANTIATE_GEMM

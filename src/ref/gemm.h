@@ -4,8 +4,8 @@
 //   gemm:            C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C       (row-major)
 //   gemm_colmajor:   the same in BLAS / cuBLAS column-major convention (Sgemm semantics); the CUDA
 //                    host emulation's cublasSgemm calls it, so its argument checks mirror cuBLAS.
-//   *_strided_batched: `batch` independent products, operand i at base + i * stride (a stride of
-//                    0 shares an operand; C may not overlap between batch entries, as in cuBLAS).
+//   gemm_strided_batched: `batch` independent products, operand i at base + i * stride (a stride
+//                    of 0 shares an operand; C may not overlap between batch entries, as in cuBLAS).
 //   op(X) = X, or X^T when trans is set ('N' / 'T' in the column-major entry points; 'C' means 'T'
 //   for real data).
 //
@@ -28,8 +28,8 @@
 // after the first of a given size). double (used by the finite-difference tests) takes a plain
 // row-parallel triple loop: correctness only.
 //
-// Test:  make BUILD=build-ref build-ref/test_emu && build-ref/test_emu -ts=ops -tc='gemm*'
-// Bench: make BUILD=build-ref build-ref/bench && build-ref/bench -ts=bench -tc='gemm*'
+// Test:  build/test_emu -ts=ops -tc='gemm*'
+// Bench: build/bench -ts=bench -tc='*gemm*'
 //        prints GFLOP/s at 512x512x1024 against the FMA peak measured on the machine and the peak
 //        from /proc/cpuinfo's clock.
 #pragma once
@@ -56,12 +56,5 @@ void gemm_strided_batched(bool transa, bool transb, int m, int n, int k, T alpha
 template <typename T>
 void gemm_colmajor(char transa, char transb, int m, int n, int k, T alpha, const T* A, int lda,
                    const T* B, int ldb, T beta, T* C, int ldc);
-
-// Column-major strided-batched (cublasSgemmStridedBatched semantics).
-template <typename T>
-void gemm_colmajor_strided_batched(char transa, char transb, int m, int n, int k, T alpha,
-                                   const T* A, int lda, int64_t strideA, const T* B, int ldb,
-                                   int64_t strideB, T beta, T* C, int ldc, int64_t strideC,
-                                   int batch);
 
 }  // namespace pompc::ref

@@ -33,7 +33,7 @@
 //   backward: dinp, dbias, dgamma, dbeta ACCUMULATED (+=); each may be nullptr to skip. It
 //   recomputes xhat, h and the dropout mask from inp, bias and the saved mean / rstd.
 //
-// Test: build-ref/test_emu -ts=ops -tc='layernorm*,dropout*,mish*'
+// Test: build/test_emu -ts=ops -tc='layernorm*,dropout*,mish*'
 #pragma once
 
 #include <cstdint>

@@ -23,7 +23,7 @@
 //   naturally; zero the buffers before the backward pass. Any of dinp / dweight / dbias may be
 //   nullptr to skip that gradient.
 //
-// Test: build-ref/test_emu -ts=ops -tc='linear*'
+// Test: build/test_emu -ts=ops -tc='linear*'
 #pragma once
 
 namespace pompc::ref {

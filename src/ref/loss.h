@@ -29,7 +29,7 @@
 //   pair_select_forward overwrite their output; pair_select_backward ACCUMULATES into dq (the
 //   heads not picked are left untouched). Nothing here has parameters.
 //
-// Test: build-ref/test_emu -ts=ops -tc='loss*'
+// Test: build/test_emu -ts=ops -tc='loss*'
 #pragma once
 
 #include <cstdint>

@@ -68,7 +68,7 @@
 //   dlog_pi may each be nullptr (treated as zero). The backward recomputes eps from (seed,
 //   offset): pass the values the forward used.
 //
-// Test: build-ref/test_emu -ts=ops -tc='policy*'
+// Test: build/test_emu -ts=ops -tc='policy*'
 #pragma once
 
 #include <cstdint>

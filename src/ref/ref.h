@@ -11,11 +11,11 @@
 //   - randomness (dropout masks, policy noise) comes from Philox (kernels/philox.cuh) indexed by
 //     (seed, offset, flat element index), so the CUDA ops draw the same numbers.
 //
-//   gemm.h       gemm, gemm_strided_batched, gemm_colmajor(_strided_batched)  (cuBLAS semantics)
+//   gemm.h       gemm, gemm_strided_batched, gemm_colmajor  (cuBLAS semantics)
 //   linear.h     linear_*, linear_ensemble_* (Qn heads), add_column_sums
 //   layernorm.h  layernorm_mish_* (bias + dropout + LN + Mish), layernorm_simnorm_*
-//   basic.h      concat_*, mse_*, softmax_*, log_softmax_*
-//   two_hot.h    symlog / symexp, two_hot, soft_ce_*, two_hot_inv_*
+//   basic.h      copy_rows, repeat_rows, concat_*, mse_*
+//   two_hot.h    symlog / symexp, bin_center, soft_ce_* (on two-hot targets), two_hot_inv_*
 //   policy.h     policy_head_* (log_std squash, sample, tanh or clamp, log-probs, entropy forms)
 //   prior.h      gauss_kl_*, gauss_nll_*, prior_sample, sample_weights, weighted_nll_*,
 //                exp_forward, scale_gate (the PO-MPC family's policy-prior divergences)

@@ -63,10 +63,6 @@ class RefOps final : public Ops {
     ref::polyak(target, online, n, tau);
   }
 
-  void gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* A, int lda,
-            const float* B, int ldb, float beta, float* C, int ldc) override {
-    ref::gemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-  }
   void linear_forward(float* out, const float* inp, const float* w, const float* b, int B, int in,
                       int out_features) override {
     ref::linear_forward(out, inp, w, b, B, in, out_features);

@@ -16,7 +16,7 @@
 // Overwritten / accumulated: *value is updated in place (read, then overwritten); scratch
 //   overwritten with the sorted batch. x is read only. No gradients (S is a statistic).
 //
-// Test: build-ref/test_emu -ts=ops -tc='running_scale*,percentile*'
+// Test: build/test_emu -ts=ops -tc='running_scale*,percentile*'
 #pragma once
 
 namespace pompc::ref {

@@ -92,43 +92,6 @@ T softmax_bin_mean(const T* logits, const Bins& bins, T* p) {
 }  // namespace
 
 template <typename T>
-void symlog_forward(T* out, const T* inp, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) out[i] = symlog(inp[i]);
-}
-
-template <typename T>
-void symlog_backward(T* dinp, const T* dout, const T* inp, int64_t n) {
-  for (int64_t i = 0; i < n; ++i)
-    if (inp[i] != T(0)) dinp[i] += dout[i] / (T(1) + std::fabs(inp[i]));
-}
-
-template <typename T>
-void symexp_forward(T* out, const T* inp, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) out[i] = symexp(inp[i]);
-}
-
-template <typename T>
-void symexp_backward(T* dinp, const T* dout, const T* inp, int64_t n) {
-  for (int64_t i = 0; i < n; ++i)
-    if (inp[i] != T(0)) dinp[i] += dout[i] * std::exp(std::fabs(inp[i]));
-}
-
-template <typename T>
-void two_hot_forward(T* out, const T* x, int rows, const Bins& bins) {
-  check_bins("two_hot_forward", bins, rows);
-  const int K = bins.num_bins;
-  for (int r = 0; r < rows; ++r) {
-    int k0, k1;
-    T w0, w1;
-    if (!two_hot_entries(x[r], bins, &k0, &k1, &w0, &w1)) throw_nan("two_hot_forward", r);
-    T* o = out + static_cast<int64_t>(r) * K;
-    std::fill(o, o + K, T(0));
-    o[k0] = w0;
-    o[k1] = w1;
-  }
-}
-
-template <typename T>
 void soft_ce_forward(T* loss, const T* logits, const T* x, int rows, const Bins& bins) {
   check_bins("soft_ce_forward", bins, rows);
   const int K = bins.num_bins;
@@ -224,11 +187,6 @@ void two_hot_inv_backward(T* dlogits, const T* dout, const T* logits, int rows, 
   template T symlog<T>(T);                                                               \
   template T symexp<T>(T);                                                               \
   template T bin_center<T>(const Bins&, int);                                            \
-  template void symlog_forward<T>(T*, const T*, int64_t);                                \
-  template void symlog_backward<T>(T*, const T*, const T*, int64_t);                     \
-  template void symexp_forward<T>(T*, const T*, int64_t);                                \
-  template void symexp_backward<T>(T*, const T*, const T*, int64_t);                     \
-  template void two_hot_forward<T>(T*, const T*, int, const Bins&);                      \
   template void soft_ce_forward<T>(T*, const T*, const T*, int, const Bins&);            \
   template void soft_ce_backward<T>(T*, const T*, const T*, const T*, int, const Bins&); \
   template void two_hot_inv_forward<T>(T*, const T*, int, const Bins&);                  \

@@ -3,8 +3,8 @@
 // Maths (K = num_bins bins, centres linspace(vmin, vmax, K) in symlog space, bin_size
 // = (vmax - vmin) / (K - 1) = 0.2 by default)
 //   symlog(x) = sign(x) log(1 + |x|),  symexp(x) = sign(x) (exp(|x|) - 1)
-//     derivatives 1 / (1 + |x|) and exp(|x|), both taken as 0 at x == 0 exactly (what PyTorch's
-//     autograd gives for the sign(x) * f(|x|) form).
+//     symexp'(x) = exp(|x|), taken as 0 at x == 0 exactly (what PyTorch's autograd gives for the
+//     sign(x) * f(|x|) form).
 //   two_hot(x): y = clamp(symlog(x), vmin, vmax); k = floor((y - vmin) / bin_size);
 //     f = (y - vmin) / bin_size - k; target[k] = 1 - f, target[(k + 1) mod K] = f (the second
 //     write wins; the modulo only matters when y = vmax, where f = 0). Computed in T with
@@ -17,13 +17,13 @@
 //   Bin centres use torch.linspace's formula: start + step*i for i < K/2, end - step*(K-1-i) after.
 //
 // Shapes: x, loss, two_hot_inv out: [rows] (one scalar per row: rows = B, or B*H, or Qn*B...);
-//   logits and two_hot out: [rows, K] (K = 101).
+//   logits: [rows, K] (K = 101).
 //
-// Overwritten / accumulated: forward outputs overwritten; gradients (dinp, dlogits) ACCUMULATED
+// Overwritten / accumulated: forward outputs overwritten; gradients (dlogits) ACCUMULATED
 //   (+=). dloss / dout hold one upstream gradient per row (e.g. rho^t * 0.1 / (B * H)).
 //   Targets x get no gradient (they are detached in every TD-MPC2 loss).
 //
-// Test: build-ref/test_emu -ts=ops -tc='sym*,two_hot*,soft_ce*'
+// Test: build/test_emu -ts=ops -tc='sym*,two_hot*,soft_ce*'
 #pragma once
 
 #include <cstdint>
@@ -41,21 +41,9 @@ T symlog(T x);
 template <typename T>
 T symexp(T x);
 
-template <typename T>
-void symlog_forward(T* out, const T* inp, int64_t n);
-template <typename T>
-void symlog_backward(T* dinp, const T* dout, const T* inp, int64_t n);
-template <typename T>
-void symexp_forward(T* out, const T* inp, int64_t n);
-template <typename T>
-void symexp_backward(T* dinp, const T* dout, const T* inp, int64_t n);
-
 // Centre of bin k (the linspace value), in T.
 template <typename T>
 T bin_center(const Bins& bins, int k);
-
-template <typename T>
-void two_hot_forward(T* out, const T* x, int rows, const Bins& bins);
 
 template <typename T>
 void soft_ce_forward(T* loss, const T* logits, const T* x, int rows, const Bins& bins);

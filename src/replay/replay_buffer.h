@@ -119,7 +119,6 @@ class ReplayBuffer {
   void write_batch_targets(const SliceBatch& batch, int slices);
 
   // ---- state
-  const ReplaySettings& settings() const { return s_; }
   int64_t size() const { return size_; }  // records in the ring
   int64_t capacity() const { return s_.capacity; }
   int64_t num_episodes() const { return static_cast<int64_t>(episodes_.size()); }

@@ -469,317 +469,458 @@ void check_losses_finite(const model::UpdateStats& st, int64_t env_step, uint64_
                   static_cast<unsigned long long>(updates));
 }
 
-TrainResult train(const std::vector<std::string>& args) {
-  const auto t_start = Clock::now();
+namespace {
+
+// The run's config: the command line over the defaults or, with resume=true, over the
+// checkpoint's config (the checkpoint is returned open in *ckpt). Refuses a fresh run into a
+// run_dir that holds a checkpoint, and a resume that moves the run_dir or changes num_envs.
+io::Config run_config(const std::vector<std::string>& args,
+                      std::unique_ptr<io::SafetensorsFile>* ckpt) {
   io::Config cfg = train_config();
   cfg.apply(args);
-  TrainSettings s = settings_from(cfg);
-  std::string ckpt_path = s.run_dir + "/checkpoint.safetensors";
-  std::unique_ptr<io::SafetensorsFile> ckpt;
-  if (s.resume) {
-    POMPC_REQUIRE(io::path_exists(ckpt_path),
-                  "resume=true but %s does not exist: point run_dir= at a run with a checkpoint, "
-                  "or drop resume=true to start a new run",
-                  ckpt_path.c_str());
-    ckpt = open_checkpoint(ckpt_path);
-    std::vector<std::string> merged = io::Config::parse_lines(ckpt->meta("config"));
-    merged.insert(merged.end(), args.begin(), args.end());
-    cfg = train_config();
-    cfg.apply(merged);
-    const std::string run_dir = s.run_dir;
-    s = settings_from(cfg);
-    POMPC_REQUIRE(s.run_dir == run_dir, "resume: run_dir changed from %s to %s", run_dir.c_str(),
-                  s.run_dir.c_str());
-    const int64_t ckpt_envs = ckpt->metadata().count("num_envs") ? meta_int(*ckpt, "num_envs") : 1;
-    POMPC_REQUIRE(ckpt_envs == s.num_envs,
-                  "resume: %s was written by a run with num_envs=%lld, this run asks for "
-                  "num_envs=%d: the replay buffer and the environments' streams are per env, so "
-                  "resume with num_envs=%lld, or start a new run in another run_dir=",
-                  ckpt_path.c_str(), static_cast<long long>(ckpt_envs), s.num_envs,
-                  static_cast<long long>(ckpt_envs));
-  } else {
+  const TrainSettings s = settings_from(cfg);
+  const std::string ckpt_path = s.run_dir + "/checkpoint.safetensors";
+  if (!s.resume) {
     POMPC_REQUIRE(!io::path_exists(ckpt_path),
                   "run_dir %s already holds a checkpoint: pass resume=true to continue that run, "
                   "or choose another run_dir= / seed=",
                   s.run_dir.c_str());
+    return cfg;
   }
-  std::filesystem::create_directories(s.run_dir);
+  POMPC_REQUIRE(io::path_exists(ckpt_path),
+                "resume=true but %s does not exist: point run_dir= at a run with a checkpoint, "
+                "or drop resume=true to start a new run",
+                ckpt_path.c_str());
+  *ckpt = open_checkpoint(ckpt_path);
+  std::vector<std::string> merged = io::Config::parse_lines((*ckpt)->meta("config"));
+  merged.insert(merged.end(), args.begin(), args.end());
+  cfg = train_config();
+  cfg.apply(merged);
+  const TrainSettings r = settings_from(cfg);
+  POMPC_REQUIRE(r.run_dir == s.run_dir, "resume: run_dir changed from %s to %s",
+                s.run_dir.c_str(), r.run_dir.c_str());
+  const io::SafetensorsFile& f = **ckpt;
+  const int64_t ckpt_envs = f.metadata().count("num_envs") ? meta_int(f, "num_envs") : 1;
+  POMPC_REQUIRE(ckpt_envs == r.num_envs,
+                "resume: %s was written by a run with num_envs=%lld, this run asks for "
+                "num_envs=%d: the replay buffer and the environments' streams are per env, so "
+                "resume with num_envs=%lld, or start a new run in another run_dir=",
+                ckpt_path.c_str(), static_cast<long long>(ckpt_envs), r.num_envs,
+                static_cast<long long>(ckpt_envs));
+  return cfg;
+}
 
-  const int S = s.num_envs;
-  env::VecEnv envs(s.task, S, uint32_t(s.seed), s.action_repeat);
-  env::Env eval_env(s.task, uint32_t(s.seed + kEvalSeedOffset), s.action_repeat);
-  const int O = envs.spec().obs_dim, A = envs.spec().act_dim, L = envs.env(0).episode_length();
-  resolve_model(s, O, A, L);
-  const int64_t seed_steps = s.seed_steps > 0 ? s.seed_steps : std::max<int64_t>(1000, 5 * L);
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
-  auto ops = make_ops(s.device);
-  s.agent.max_states = S;
-  agent::Agent ag(*ops, s.model, s.planner, s.agent);
-  model::WorldModel& wm = ag.world_model();
-  const bool targets = s.model.prior != model::Prior::none;
+// One training run: the loop of trainer.h's run book, one named step per member function.
+//   train():   rounds until env_step >= steps; after each: evaluate, progress line, checkpoint
+//   round():   every env plays one episode: act, step_envs, store, update, end_episodes
+class Run {
+ public:
+  explicit Run(const std::vector<std::string>& args);
+  TrainResult train();
+
+ private:
+  void resume_from_checkpoint();
+  void open_logs();
+  void round();
+  bool act();                      // the active envs' actions; true when any was planned
+  void step_envs();
+  int64_t store();                 // the transitions into the replay buffer; planned steps
+  double update(int64_t planned);  // one update per planned step (the burst first); burst's s
+  void one_update(bool burst);
+  void end_episodes(Clock::time_point t_round);
+  void evaluate();
+  void print_progress() const;
+  void save();
+  TrainResult finish();
+  void allocate_buffers(bool targets);
+  double elapsed() const { return elapsed_before_ + seconds_since(t_start_); }
+
+  const Clock::time_point t_start_ = Clock::now();
+  std::unique_ptr<io::SafetensorsFile> ckpt_;  // resume: open until loaded
+  const io::Config cfg_;
+  TrainSettings s_;
+  const std::string ckpt_path_, replay_path_;
+  env::VecEnv envs_;
+  env::Env eval_env_;
+  const int S_, O_, A_, L_;
+  int64_t seed_steps_ = 0;
+  std::unique_ptr<Ops> ops_;
+  std::optional<agent::Agent> ag_;
+  std::optional<replay::ReplayBuffer> replay_;
+  std::optional<io::CsvLogger> train_log_, eval_log_;
+  RunState st_;
+
+  // Per env (S of each; obs O, actions A per env).
+  std::vector<float> obs_, next_obs_, action_, mu_, sigma_;
+  std::vector<uint8_t> first_, active_;
+  std::vector<env::StepResult> res_;
+  std::vector<int64_t> step_of_, ep_len_;  // agent step of env i's action; episode length
+  std::vector<double> ep_return_;
+  std::vector<int> ended_;  // the envs whose episode ended at this vector step
+  int n_active_ = 0;  // envs still in this round's episode
+  // The sampled batch (B slices of H + 1 observations) and its host buffers.
+  std::vector<float> b_obs_, b_act_, b_rew_, b_mu_, b_sigma_;
+  std::vector<int64_t> b_index_;
+  replay::SliceBatch sb_;
+
+  // This process's figures.
+  TrainResult result_;
+  std::optional<double> last_eval_;
+  int64_t last_eval_step_ = 0;
+  int64_t round_steps_ = 0;  // env steps of this round, all envs
+  double round_s_ = 0, round_sps_ = 0;
+  int64_t steps_this_process_ = 0, planned_steps_ = 0;
+  double seconds_this_process_ = 0, planned_seconds_ = 0;
+  double elapsed_before_ = 0;  // the run's wall time before this process
+};
+
+Run::Run(const std::vector<std::string>& args)
+    : cfg_(run_config(args, &ckpt_)),
+      s_(settings_from(cfg_)),
+      ckpt_path_(s_.run_dir + "/checkpoint.safetensors"),
+      replay_path_(s_.run_dir + "/replay.safetensors"),
+      envs_(s_.task, s_.num_envs, uint32_t(s_.seed), s_.action_repeat),
+      eval_env_(s_.task, uint32_t(s_.seed + kEvalSeedOffset), s_.action_repeat),
+      S_(s_.num_envs),
+      O_(envs_.spec().obs_dim),
+      A_(envs_.spec().act_dim),
+      L_(envs_.env(0).episode_length()) {
+  resolve_model(s_, O_, A_, L_);
+  seed_steps_ = s_.seed_steps > 0 ? s_.seed_steps : std::max<int64_t>(1000, 5 * L_);
+
+  ops_ = make_ops(s_.device);
+  s_.agent.max_states = S_;
+  ag_.emplace(*ops_, s_.model, s_.planner, s_.agent);
+  const bool targets = s_.model.prior != model::Prior::none;
   replay::ReplaySettings rs;
-  rs.capacity = s.buffer_size;
-  rs.obs_dim = O;
-  rs.action_dim = A;
-  rs.horizon = s.model.horizon;
+  rs.capacity = s_.buffer_size;
+  rs.obs_dim = O_;
+  rs.action_dim = A_;
+  rs.horizon = s_.model.horizon;
   rs.planner_targets = targets;
-  rs.num_envs = S;
-  rs.seed = s.seed;
-  replay::ReplayBuffer replay(rs);
-  const std::string replay_path = s.run_dir + "/replay.safetensors";
+  rs.num_envs = S_;
+  rs.seed = s_.seed;
+  replay_.emplace(rs);
 
-  RunState st;
-  st.next_eval = s.eval_freq;
-  st.next_checkpoint = s.checkpoint_freq;
-  st.env_episodes.assign(size_t(S), 0);
-  if (ckpt) {
-    st = load_checkpoint(*ckpt, ag);
-    const int64_t want = meta_int(*ckpt, "replay_episodes");
-    if (s.save_buffer && io::path_exists(replay_path)) {
-      replay.load(replay_path);
-      POMPC_REQUIRE(replay.episodes_added() == want,
-                    "resume: %s holds %lld episodes, the checkpoint expects %lld (a save was "
-                    "interrupted between the two files): resume with save_buffer=false to start "
-                    "from an empty buffer",
-                    replay_path.c_str(), static_cast<long long>(replay.episodes_added()),
-                    static_cast<long long>(want));
-    } else {
-      std::printf("resume: no replay buffer restored (%s): the buffer starts empty\n",
-                  s.save_buffer ? "no replay.safetensors" : "save_buffer=false");
-    }
-    // Checkpoints fall between rounds: every env continues its initial-state stream after as
-    // many resets as it has finished episodes.
-    std::vector<float> scratch(O);
-    for (int i = 0; i < S; ++i)
-      for (int64_t n = 0; n < st.env_episodes[size_t(i)]; ++n) envs.env(i).reset(scratch.data());
-    for (int64_t i = 0; i < st.eval_episodes_run; ++i) eval_env.reset(scratch.data());
-    std::printf("resume: %s at env step %lld (%llu updates)\n", ckpt_path.c_str(),
-                static_cast<long long>(st.env_step), static_cast<unsigned long long>(wm.updates()));
-    ckpt.reset();
-  } else {
-    std::remove((s.run_dir + "/train.csv").c_str());
-    std::remove((s.run_dir + "/eval.csv").c_str());
+  st_.next_eval = s_.eval_freq;
+  st_.next_checkpoint = s_.checkpoint_freq;
+  st_.env_episodes.assign(size_t(S_), 0);
+  if (ckpt_) resume_from_checkpoint();
+  elapsed_before_ = st_.elapsed_s;
+  open_logs();
+
+  allocate_buffers(targets);
+  result_.run_dir = s_.run_dir;
+}
+
+// The per-env step buffers and the host side of the sampled batch.
+void Run::allocate_buffers(bool targets) {
+  const size_t SO = size_t(S_) * O_, SA = size_t(S_) * A_;
+  obs_.resize(SO);
+  next_obs_.resize(SO);
+  action_.resize(SA);
+  mu_.resize(SA);
+  sigma_.resize(SA);
+  first_.resize(S_);
+  active_.resize(S_);
+  res_.resize(S_);
+  step_of_.resize(S_);
+  ep_len_.resize(S_);
+  ep_return_.resize(S_);
+  const int B = s_.model.batch_size, H = s_.model.horizon;
+  b_obs_.resize(size_t(H + 1) * B * O_);
+  b_act_.resize(size_t(H) * B * A_);
+  b_rew_.resize(size_t(H) * B);
+  b_mu_.resize(targets ? size_t(H) * B * A_ : 0);
+  b_sigma_.resize(b_mu_.size());
+  b_index_.resize(size_t(H + 1) * B);
+  sb_.batch = B;
+  sb_.obs = b_obs_.data();
+  sb_.action = b_act_.data();
+  sb_.reward = b_rew_.data();
+  if (targets) {
+    sb_.mu = b_mu_.data();
+    sb_.sigma = b_sigma_.data();
   }
-  io::write_file_atomic(s.run_dir + "/config.txt", cfg.to_lines());
+  sb_.index = b_index_.data();
+  ended_.reserve(size_t(S_));
+}
 
+// The model, counters and replay buffer of the checkpoint; every env's reset stream moved past
+// its finished episodes.
+void Run::resume_from_checkpoint() {
+  st_ = load_checkpoint(*ckpt_, *ag_);
+  const int64_t want = meta_int(*ckpt_, "replay_episodes");
+  if (s_.save_buffer && io::path_exists(replay_path_)) {
+    replay_->load(replay_path_);
+    POMPC_REQUIRE(replay_->episodes_added() == want,
+                  "resume: %s holds %lld episodes, the checkpoint expects %lld (a save was "
+                  "interrupted between the two files): resume with save_buffer=false to start "
+                  "from an empty buffer",
+                  replay_path_.c_str(), static_cast<long long>(replay_->episodes_added()),
+                  static_cast<long long>(want));
+  } else {
+    std::printf("resume: no replay buffer restored (%s): the buffer starts empty\n",
+                s_.save_buffer ? "no replay.safetensors" : "save_buffer=false");
+  }
+  // Checkpoints fall between rounds: every env continues its initial-state stream after as
+  // many resets as it has finished episodes.
+  std::vector<float> scratch(O_);
+  for (int i = 0; i < S_; ++i)
+    for (int64_t n = 0; n < st_.env_episodes[size_t(i)]; ++n) envs_.env(i).reset(scratch.data());
+  for (int64_t i = 0; i < st_.eval_episodes_run; ++i) eval_env_.reset(scratch.data());
+  std::printf("resume: %s at env step %lld (%llu updates)\n", ckpt_path_.c_str(),
+              static_cast<long long>(st_.env_step),
+              static_cast<unsigned long long>(ag_->world_model().updates()));
+  ckpt_.reset();
+}
+
+// config.txt, train.csv and eval.csv (a resumed run drops rows after its checkpoint) and the
+// banner line.
+void Run::open_logs() {
+  std::filesystem::create_directories(s_.run_dir);
   std::optional<io::CsvLogger::Resume> resume_rows;
-  if (s.resume) resume_rows = io::CsvLogger::Resume{"env_step", st.env_step};
-  io::CsvLogger train_log(s.run_dir + "/train.csv",
-                          {"env_step", "episode", "episode_return", "episode_length", "updates",
-                           "consistency_loss", "reward_loss", "value_loss", "total_loss",
-                           "grad_norm", "pi_loss", "pi_grad_norm", "pi_scale", "prior_loss",
-                           "prior_scale", "prior_fit_loss", "reanalyses", "steps_per_s",
-                           "elapsed_s"},
-                          resume_rows);
-  io::CsvLogger eval_log(s.run_dir + "/eval.csv",
-                         {"env_step", "return_mean", "return_std", "episodes"}, resume_rows);
+  if (s_.resume) {
+    resume_rows = io::CsvLogger::Resume{"env_step", st_.env_step};
+  } else {
+    std::remove((s_.run_dir + "/train.csv").c_str());
+    std::remove((s_.run_dir + "/eval.csv").c_str());
+  }
+  io::write_file_atomic(s_.run_dir + "/config.txt", cfg_.to_lines());
+  train_log_.emplace(s_.run_dir + "/train.csv",
+                     std::vector<std::string>{
+                         "env_step", "episode", "episode_return", "episode_length", "updates",
+                         "consistency_loss", "reward_loss", "value_loss", "total_loss",
+                         "grad_norm", "pi_loss", "pi_grad_norm", "pi_scale", "prior_loss",
+                         "prior_scale", "prior_fit_loss", "reanalyses", "steps_per_s",
+                         "elapsed_s"},
+                     resume_rows);
+  eval_log_.emplace(s_.run_dir + "/eval.csv",
+                    std::vector<std::string>{"env_step", "return_mean", "return_std", "episodes"},
+                    resume_rows);
   std::printf("train: %s, preset %s, %s, %zu parameters, run_dir %s, seed_steps %lld, "
               "num_envs %d\n",
-              s.task.c_str(), s.preset.c_str(), ops->description().c_str(),
-              wm.trainable_param_count(), s.run_dir.c_str(), static_cast<long long>(seed_steps),
-              S);
+              s_.task.c_str(), s_.preset.c_str(), ops_->description().c_str(),
+              ag_->world_model().trainable_param_count(), s_.run_dir.c_str(),
+              static_cast<long long>(seed_steps_), S_);
   std::fflush(stdout);
-
-  const int B = s.model.batch_size, H = s.model.horizon;
-  const size_t SO = size_t(S) * O, SA = size_t(S) * A;
-  std::vector<float> obs(SO), next_obs(SO), action(SA), mu(SA), sigma(SA);
-  std::vector<uint8_t> first(S), active(S);
-  std::vector<env::StepResult> res(S);
-  std::vector<int64_t> step_of(S), ep_len(S);  // agent step of env i's action; episode length
-  std::vector<double> ep_return(S);
-  std::vector<int> ended;
-  ended.reserve(size_t(S));
-  std::vector<float> b_obs(size_t(H + 1) * B * O), b_act(size_t(H) * B * A), b_rew(size_t(H) * B);
-  std::vector<float> b_mu(targets ? size_t(H) * B * A : 0), b_sigma(b_mu.size());
-  std::vector<int64_t> b_index(size_t(H + 1) * B);
-  replay::SliceBatch sb;
-  sb.batch = B;
-  sb.obs = b_obs.data();
-  sb.action = b_act.data();
-  sb.reward = b_rew.data();
-  if (targets) {
-    sb.mu = b_mu.data();
-    sb.sigma = b_sigma.data();
-  }
-  sb.index = b_index.data();
-  // One update; lazy reanalysis (bmpc, pompc) rewrites the first slices' targets, written back.
-  auto one_update = [&](bool burst) {
-    replay.sample(sb);
-    const int reanalysed = ag.update(sb, burst);
-    if (reanalysed) replay.write_batch_targets(sb, reanalysed);
-  };
-
-  TrainResult result;
-  result.run_dir = s.run_dir;
-  std::optional<double> last_eval;
-  int64_t last_eval_step = 0;
-  int64_t steps_this_process = 0, planned_steps = 0;
-  double seconds_this_process = 0, planned_seconds = 0;
-  const double elapsed_before = st.elapsed_s;
-  auto elapsed = [&] {
-    return elapsed_before + std::chrono::duration<double>(Clock::now() - t_start).count();
-  };
-  auto seconds_since = [](Clock::time_point t) {
-    return std::chrono::duration<double>(Clock::now() - t).count();
-  };
-
-  // One round per iteration: every env plays one episode, in lockstep while all are running.
-  for (bool finished = st.env_step >= s.steps; !finished;) {
-    const auto t_round = Clock::now();
-    envs.reset_all(obs.data());
-    std::fill(first.begin(), first.end(), uint8_t(1));
-    std::fill(active.begin(), active.end(), uint8_t(1));
-    std::fill(ep_return.begin(), ep_return.end(), 0.0);
-    std::fill(ep_len.begin(), ep_len.end(), int64_t(0));
-    int64_t round_steps = 0;  // env steps of this round, all envs
-    double round_s = 0;
-    for (int n_active = S; n_active > 0;) {
-      const auto t_step = Clock::now();
-      // The active envs' actions are agent steps k, k + 1, ... in env order.
-      const int64_t k = st.agent_step;
-      bool any_planned = false;
-      for (int i = 0, rank = 0; i < S; ++i)
-        if (active[i]) {
-          step_of[i] = k + rank++;
-          any_planned |= step_of[i] >= seed_steps;
-        }
-      if (any_planned)
-        ag.act(obs.data(), first.data(), S, /*explore=*/true, s.seed, uint64_t(k), action.data(),
-               mu.data(), sigma.data());
-      for (int i = 0; i < S; ++i)
-        if (active[i] && step_of[i] < seed_steps)
-          for (int j = 0; j < A; ++j)
-            action[size_t(i) * A + j] =
-                2.0f * philox_uniform(s.seed, kUniformOffset, uint64_t(step_of[i]) * A + j) - 1.0f;
-      std::fill(first.begin(), first.end(), uint8_t(0));
-      if (n_active == S) {
-        envs.step_all(action.data(), next_obs.data(), res.data());
-      } else {  // only after an episode ended early (a physics error): step the others alone
-        for (int i = 0; i < S; ++i) {
-          if (active[i])
-            res[i] = envs.env(i).step(&action[size_t(i) * A], &next_obs[size_t(i) * O]);
-          else
-            std::copy_n(&obs[size_t(i) * O], O, &next_obs[size_t(i) * O]);
-        }
-      }
-      int64_t planned = 0;  // planned agent steps of this vector step
-      for (int i = 0; i < S; ++i) {
-        if (!active[i]) continue;
-        const bool p = step_of[i] >= seed_steps;
-        replay.add(i, &obs[size_t(i) * O], &action[size_t(i) * A], res[i].reward,
-                   p ? &mu[size_t(i) * A] : nullptr, p ? &sigma[size_t(i) * A] : nullptr);
-        ep_return[i] += res[i].reward;
-        ++ep_len[i];
-        planned += p;
-      }
-      obs.swap(next_obs);
-      st.agent_step += n_active;
-      st.env_step += int64_t(n_active) * s.action_repeat;
-      round_steps += int64_t(n_active) * s.action_repeat;
-      // One update per planned agent step; the first time a slice can be sampled, the
-      // pretraining burst of seed_steps updates takes the place of one of them.
-      double burst_s = 0;
-      if (planned > 0 && replay.valid_starts() > 0) {
-        if (!st.pretrained) {
-          const auto t_burst = Clock::now();
-          for (int64_t i = 0; i < seed_steps; ++i) one_update(/*burst=*/true);
-          burst_s = seconds_since(t_burst);
-          result.burst_updates = uint64_t(seed_steps);
-          result.burst_s = burst_s;
-          st.pretrained = true;
-          --planned;
-        }
-        for (int64_t i = 0; i < planned; ++i) one_update(/*burst=*/false);
-      }
-      if (any_planned) {
-        planned_steps += int64_t(n_active) * s.action_repeat;
-        planned_seconds += seconds_since(t_step) - burst_s;
-      }
-
-      // Episode ends (DMC: all envs at once, episodes have a fixed length).
-      ended.clear();
-      for (int i = 0; i < S; ++i)
-        if (active[i] && res[i].done) {
-          active[i] = 0;
-          --n_active;
-          replay.end_episode(i, &obs[size_t(i) * O]);
-          ++st.env_episodes[size_t(i)];
-          ended.push_back(i);
-        }
-      if (ended.empty()) continue;
-      // Losses: the last update's, copied once; a non-finite one stops the run here.
-      const float nan = std::nanf("");
-      model::UpdateStats us{nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan};
-      if (wm.updates() > 0) {
-        us = ag.read_stats();
-        check_losses_finite(us, st.env_step, wm.updates());
-      }
-      round_s = seconds_since(t_round);
-      const double sps = double(round_steps) / std::max(round_s, 1e-9);
-      for (int i : ended) {
-        ++st.episodes;
-        train_log.row({st.env_step, st.episodes, ep_return[i], ep_len[i],
-                       static_cast<unsigned long long>(wm.updates()), us.consistency_loss,
-                       us.reward_loss, us.value_loss, us.total_loss, us.grad_norm, us.pi_loss,
-                       us.pi_grad_norm, us.pi_scale, us.prior_loss, us.prior_scale,
-                       us.prior_fit_loss, static_cast<unsigned long long>(ag.reanalyses()), sps,
-                       elapsed()});
-      }
-    }
-    finished = st.env_step >= s.steps;
-    const double sps = double(round_steps) / std::max(round_s, 1e-9);
-    result.last_steps_per_s = sps;
-    steps_this_process += round_steps;
-    seconds_this_process += round_s;
-
-    if (st.env_step >= st.next_eval || finished) {
-      const uint64_t base = kEvalPlanStep + uint64_t(st.eval_episodes_run) * uint64_t(L + 1);
-      const std::vector<double> rets = run_eval(ag, eval_env, s.eval_episodes, s.seed, base);
-      st.eval_episodes_run += s.eval_episodes;
-      double m = 0, sd = 0;
-      mean_std(rets, &m, &sd);
-      eval_log.row({st.env_step, m, sd, s.eval_episodes});
-      last_eval = m;
-      last_eval_step = st.env_step;
-      while (st.next_eval <= st.env_step) st.next_eval += s.eval_freq;
-    }
-    io::Progress p;
-    p.step = st.env_step;
-    p.total_steps = s.steps;
-    p.elapsed_s = elapsed();
-    p.steps_per_s = sps;
-    p.last_eval_return = last_eval;
-    p.last_eval_step = last_eval_step;
-    if (S == 1) {
-      std::printf("%s | episode %lld return %.1f\n", io::format_progress(p).c_str(),
-                  static_cast<long long>(st.episodes), ep_return[0]);
-    } else {
-      double mean_return = 0;
-      for (double r : ep_return) mean_return += r / S;
-      std::printf("%s | episodes %lld-%lld mean return %.1f\n", io::format_progress(p).c_str(),
-                  static_cast<long long>(st.episodes - S + 1), static_cast<long long>(st.episodes),
-                  mean_return);
-    }
-    std::fflush(stdout);
-
-    if (st.env_step >= st.next_checkpoint || finished) {
-      while (st.next_checkpoint <= st.env_step) st.next_checkpoint += s.checkpoint_freq;
-      st.elapsed_s = elapsed();
-      if (s.save_buffer) replay.save(replay_path);
-      save_checkpoint(ckpt_path, ag, cfg, st, replay.episodes_added());
-    }
-  }
-  result.env_steps = st.env_step;
-  result.episodes = st.episodes;
-  result.updates = wm.updates();
-  result.last_eval_mean = last_eval.value_or(std::nan(""));
-  result.steps_per_s = seconds_this_process > 0 ? steps_this_process / seconds_this_process : 0;
-  result.planned_steps_per_s = planned_seconds > 0 ? planned_steps / planned_seconds : 0;
-  std::printf("train: done at env step %lld, %.1f env steps/s, last eval %.1f; %s\n",
-              static_cast<long long>(st.env_step), result.steps_per_s, result.last_eval_mean,
-              ckpt_path.c_str());
-  return result;
 }
+
+TrainResult Run::train() {
+  for (bool finished = st_.env_step >= s_.steps; !finished;) {
+    round();
+    finished = st_.env_step >= s_.steps;
+    if (st_.env_step >= st_.next_eval || finished) evaluate();
+    print_progress();
+    if (st_.env_step >= st_.next_checkpoint || finished) save();
+  }
+  return finish();
+}
+
+// Every env plays one episode, in lockstep while all are running.
+void Run::round() {
+  const auto t_round = Clock::now();
+  envs_.reset_all(obs_.data());
+  std::fill(first_.begin(), first_.end(), uint8_t(1));
+  std::fill(active_.begin(), active_.end(), uint8_t(1));
+  std::fill(ep_return_.begin(), ep_return_.end(), 0.0);
+  std::fill(ep_len_.begin(), ep_len_.end(), int64_t(0));
+  round_steps_ = 0;
+  round_s_ = 0;
+  for (n_active_ = S_; n_active_ > 0;) {
+    const auto t_step = Clock::now();
+    const bool any_planned = act();
+    step_envs();
+    const int64_t planned = store();
+    const double burst_s = update(planned);
+    if (any_planned) {
+      planned_steps_ += int64_t(n_active_) * s_.action_repeat;
+      planned_seconds_ += seconds_since(t_step) - burst_s;
+    }
+    end_episodes(t_round);
+  }
+  round_sps_ = double(round_steps_) / std::max(round_s_, 1e-9);
+  result_.last_steps_per_s = round_sps_;
+  steps_this_process_ += round_steps_;
+  seconds_this_process_ += round_s_;
+}
+
+// The active envs' actions are agent steps k, k + 1, ... in env order: uniform in [-1, 1] in the
+// seed phase, else the planner's (one Agent::act for all S states).
+bool Run::act() {
+  const int64_t k = st_.agent_step;
+  bool any_planned = false;
+  for (int i = 0, rank = 0; i < S_; ++i)
+    if (active_[i]) {
+      step_of_[i] = k + rank++;
+      any_planned |= step_of_[i] >= seed_steps_;
+    }
+  if (any_planned)
+    ag_->act(obs_.data(), first_.data(), S_, /*explore=*/true, s_.seed, uint64_t(k),
+             action_.data(), mu_.data(), sigma_.data());
+  for (int i = 0; i < S_; ++i)
+    if (active_[i] && step_of_[i] < seed_steps_)
+      for (int j = 0; j < A_; ++j)
+        action_[size_t(i) * A_ + j] =
+            2.0f * philox_uniform(s_.seed, kUniformOffset, uint64_t(step_of_[i]) * A_ + j) - 1.0f;
+  std::fill(first_.begin(), first_.end(), uint8_t(0));
+  return any_planned;
+}
+
+void Run::step_envs() {
+  if (n_active_ == S_) {
+    envs_.step_all(action_.data(), next_obs_.data(), res_.data());
+    return;
+  }
+  // Only after an episode ended early (a physics error): step the others alone.
+  for (int i = 0; i < S_; ++i) {
+    if (active_[i])
+      res_[i] = envs_.env(i).step(&action_[size_t(i) * A_], &next_obs_[size_t(i) * O_]);
+    else
+      std::copy_n(&obs_[size_t(i) * O_], O_, &next_obs_[size_t(i) * O_]);
+  }
+}
+
+// Each active env's transition (with the planner's target when it planned) into the replay
+// buffer; advances the step counters. Returns the planned agent steps of this vector step.
+int64_t Run::store() {
+  int64_t planned = 0;
+  for (int i = 0; i < S_; ++i) {
+    if (!active_[i]) continue;
+    const bool p = step_of_[i] >= seed_steps_;
+    replay_->add(i, &obs_[size_t(i) * O_], &action_[size_t(i) * A_], res_[i].reward,
+                 p ? &mu_[size_t(i) * A_] : nullptr, p ? &sigma_[size_t(i) * A_] : nullptr);
+    ep_return_[i] += res_[i].reward;
+    ++ep_len_[i];
+    planned += p;
+  }
+  obs_.swap(next_obs_);
+  st_.agent_step += n_active_;
+  st_.env_step += int64_t(n_active_) * s_.action_repeat;
+  round_steps_ += int64_t(n_active_) * s_.action_repeat;
+  return planned;
+}
+
+// One update per planned agent step; the first time a slice can be sampled, the pretraining
+// burst of seed_steps updates takes the place of one of them. Returns the burst's seconds.
+double Run::update(int64_t planned) {
+  if (planned == 0 || replay_->valid_starts() == 0) return 0;
+  double burst_s = 0;
+  if (!st_.pretrained) {
+    const auto t_burst = Clock::now();
+    for (int64_t i = 0; i < seed_steps_; ++i) one_update(/*burst=*/true);
+    burst_s = seconds_since(t_burst);
+    result_.burst_updates = uint64_t(seed_steps_);
+    result_.burst_s = burst_s;
+    st_.pretrained = true;
+    --planned;
+  }
+  for (int64_t i = 0; i < planned; ++i) one_update(/*burst=*/false);
+  return burst_s;
+}
+
+// One update; lazy reanalysis (bmpc, pompc) rewrites the first slices' targets, written back.
+void Run::one_update(bool burst) {
+  replay_->sample(sb_);
+  const int reanalysed = ag_->update(sb_, burst);
+  if (reanalysed) replay_->write_batch_targets(sb_, reanalysed);
+}
+
+// Episode ends (DMC: all envs at once, episodes have a fixed length): replay.end_episode and one
+// train.csv row per ended env with the last update's losses (a non-finite one stops the run).
+void Run::end_episodes(Clock::time_point t_round) {
+  ended_.clear();
+  for (int i = 0; i < S_; ++i)
+    if (active_[i] && res_[i].done) {
+      active_[i] = 0;
+      --n_active_;
+      replay_->end_episode(i, &obs_[size_t(i) * O_]);
+      ++st_.env_episodes[size_t(i)];
+      ended_.push_back(i);
+    }
+  if (ended_.empty()) return;
+  const model::WorldModel& wm = ag_->world_model();
+  const float nan = std::nanf("");
+  model::UpdateStats us{nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan};
+  if (wm.updates() > 0) {
+    us = ag_->read_stats();
+    check_losses_finite(us, st_.env_step, wm.updates());
+  }
+  round_s_ = seconds_since(t_round);
+  const double sps = double(round_steps_) / std::max(round_s_, 1e-9);
+  for (int i : ended_) {
+    ++st_.episodes;
+    train_log_->row({st_.env_step, st_.episodes, ep_return_[i], ep_len_[i],
+                     static_cast<unsigned long long>(wm.updates()), us.consistency_loss,
+                     us.reward_loss, us.value_loss, us.total_loss, us.grad_norm, us.pi_loss,
+                     us.pi_grad_norm, us.pi_scale, us.prior_loss, us.prior_scale,
+                     us.prior_fit_loss, static_cast<unsigned long long>(ag_->reanalyses()), sps,
+                     elapsed()});
+  }
+}
+
+void Run::evaluate() {
+  const uint64_t base = kEvalPlanStep + uint64_t(st_.eval_episodes_run) * uint64_t(L_ + 1);
+  const std::vector<double> rets = run_eval(*ag_, eval_env_, s_.eval_episodes, s_.seed, base);
+  st_.eval_episodes_run += s_.eval_episodes;
+  double m = 0, sd = 0;
+  mean_std(rets, &m, &sd);
+  eval_log_->row({st_.env_step, m, sd, s_.eval_episodes});
+  last_eval_ = m;
+  last_eval_step_ = st_.env_step;
+  while (st_.next_eval <= st_.env_step) st_.next_eval += s_.eval_freq;
+}
+
+void Run::print_progress() const {
+  io::Progress p;
+  p.step = st_.env_step;
+  p.total_steps = s_.steps;
+  p.elapsed_s = elapsed();
+  p.steps_per_s = round_sps_;
+  p.last_eval_return = last_eval_;
+  p.last_eval_step = last_eval_step_;
+  if (S_ == 1) {
+    std::printf("%s | episode %lld return %.1f\n", io::format_progress(p).c_str(),
+                static_cast<long long>(st_.episodes), ep_return_[0]);
+  } else {
+    double mean_return = 0;
+    for (double r : ep_return_) mean_return += r / S_;
+    std::printf("%s | episodes %lld-%lld mean return %.1f\n", io::format_progress(p).c_str(),
+                static_cast<long long>(st_.episodes - S_ + 1),
+                static_cast<long long>(st_.episodes), mean_return);
+  }
+  std::fflush(stdout);
+}
+
+// The replay buffer, then the checkpoint that names its episode count.
+void Run::save() {
+  while (st_.next_checkpoint <= st_.env_step) st_.next_checkpoint += s_.checkpoint_freq;
+  st_.elapsed_s = elapsed();
+  if (s_.save_buffer) replay_->save(replay_path_);
+  save_checkpoint(ckpt_path_, *ag_, cfg_, st_, replay_->episodes_added());
+}
+
+TrainResult Run::finish() {
+  result_.env_steps = st_.env_step;
+  result_.episodes = st_.episodes;
+  result_.updates = ag_->world_model().updates();
+  result_.last_eval_mean = last_eval_.value_or(std::nan(""));
+  result_.steps_per_s =
+      seconds_this_process_ > 0 ? steps_this_process_ / seconds_this_process_ : 0;
+  result_.planned_steps_per_s = planned_seconds_ > 0 ? planned_steps_ / planned_seconds_ : 0;
+  std::printf("train: done at env step %lld, %.1f env steps/s, last eval %.1f; %s\n",
+              static_cast<long long>(st_.env_step), result_.steps_per_s, result_.last_eval_mean,
+              ckpt_path_.c_str());
+  return result_;
+}
+
+}  // namespace
+
+TrainResult train(const std::vector<std::string>& args) { return Run(args).train(); }
 
 EvalResult evaluate_checkpoint(const std::string& path, int episodes, const std::string& device,
                                uint64_t seed) {

@@ -8,7 +8,9 @@
 //              so `pompc train key=value ...` rejects an unknown key with the list of valid ones.
 //              model dims left at 0 come from model_size; lambda >= 0 (unbounded, PO-MPC's
 //              KL weight) sets q_coef = 1 and prior_coef = lambda.
-//   loop       num_envs = S environments of the task (env::VecEnv, stepped on its thread pool;
+//   loop       (trainer.cpp: class Run, one member function per step below: round, act,
+//              step_envs, store, update, end_episodes, evaluate, print_progress, save)
+//              num_envs = S environments of the task (env::VecEnv, stepped on its thread pool;
 //              env i seeded VecEnv::env_seed(seed, i), so env 0 is the S = 1 run's env) and one
 //              Agent built for S states (action_repeat 2: an agent step is two control steps;
 //              `steps`, eval_freq and checkpoint_freq count env steps = agent steps *

@@ -1,6 +1,6 @@
 // tests/emu/emu_test.cpp: tests of the CUDA host emulation itself (suite "emu", test_emu only).
 //
-// Run: make BUILD=build-emu build-emu/test_emu && ./build-emu/test_emu -ts=emu
+// Run: build/test_emu -ts=emu
 // What is checked (run book of the emulation: tests/emu/include/cuda_runtime.h):
 //   block      a 1024-thread shared-memory tree reduction is exact (and timed); a big grid of
 //              256-thread blocks with barriers (timed); 2D/3D grids and blocks index correctly

@@ -6,7 +6,7 @@
 // emu::launch (emu/launch.h); <cublas_v2.h> gives cuBLAS's SGEMMs. Implementation:
 // tests/emu/scheduler.cpp (threads, blocks, barriers, warps), tests/emu/runtime.cpp (memory,
 // streams, events, graphs, errors), tests/emu/cublas.cpp (on src/ref/gemm.h). Tests:
-// `make BUILD=build-emu build-emu/test_emu && ./build-emu/test_emu -ts=emu`
+// `build/test_emu -ts=emu`
 // (tests/emu/emu_test.cpp).
 //
 // DESIGN
