@@ -150,6 +150,33 @@ TEST_SUITE("agent") {
     CHECK(s.planner.discount == s.model.discount);
   }
 
+  TEST_CASE("train settings: the default key table gives the settings structs' defaults") {
+    // train_config() reads its defaults from the structs; model_size=5's dims and the sentinels
+    // (0 = from model_size, lambda = -1) must land on the same values.
+    auto cfg = pompc::train::train_config();
+    cfg.apply({});
+    const auto s = pompc::train::settings_from(cfg);
+    const pompc::train::TrainSettings d;
+    CHECK(s.model.items() == d.model.items());
+    CHECK(s.planner.iterations == d.planner.iterations);
+    CHECK(s.planner.num_samples == d.planner.num_samples);
+    CHECK(s.planner.num_elites == d.planner.num_elites);
+    CHECK(s.planner.num_pi_trajs == d.planner.num_pi_trajs);
+    CHECK(s.planner.min_std == d.planner.min_std);
+    CHECK(s.planner.max_std == d.planner.max_std);
+    CHECK(s.planner.temperature == d.planner.temperature);
+    CHECK(s.agent.reanalyze_interval == d.agent.reanalyze_interval);
+    CHECK(s.agent.reanalyze_batch == d.agent.reanalyze_batch);
+    CHECK(s.agent.pretrain_policy == d.agent.pretrain_policy);
+    CHECK(s.steps == d.steps);
+    CHECK(s.eval_freq == d.eval_freq);
+    CHECK(s.seed == d.seed);
+    CHECK(s.task == d.task);
+    // Float defaults print as written (3e-4f reads back from "0.0003").
+    CHECK(cfg.value_text("lr") == "0.0003");
+    CHECK(cfg.value_text("min_std") == "0.05");
+  }
+
   TEST_CASE("train settings: the presets set SPEC 4's table; overrides win; bad values say why") {
     using pompc::model::Critic;
     using pompc::model::Divergence;

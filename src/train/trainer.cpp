@@ -2,9 +2,11 @@
 #include "train/trainer.h"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -25,84 +27,104 @@ namespace pompc::train {
 using io::ConfigKey;
 
 io::Config train_config() {
+  // Every default comes from the settings structs (TrainSettings, model::ModelConfig,
+  // agent::PlannerSettings, agent::AgentSettings), their one home; only the table's own
+  // sentinels are written here (enc_dim ... num_q = 0: from model_size; lambda = -1: unset).
+  const TrainSettings d;
+  const model::ModelConfig& m = d.model;
+  const agent::PlannerSettings& p = d.planner;
+  const agent::AgentSettings& a = d.agent;
+  const auto model_items = m.items();
+  auto model_text = [&](const std::string& key) {
+    for (const auto& [k, v] : model_items)
+      if (k == key) return v;
+    throw Error("train_config: ModelConfig has no key " + key);
+  };
+  // A float field's default as the double its shortest decimal text reads back as (3e-4f ->
+  // 0.0003), so the key prints and parses as written.
+  auto f = [](float x) {
+    char buf[64];
+    const auto r = std::to_chars(buf, buf + sizeof buf, x);
+    return std::strtod(std::string(buf, r.ptr).c_str(), nullptr);
+  };
   std::vector<ConfigKey> t = {
-      ConfigKey::String("task", "dog-run", "DMC task, TD-MPC2 name (pompc tasks lists them)"),
-      ConfigKey::Enum("preset", "tdmpc2", {"tdmpc2", "bmpc", "tdmpc2sq", "pompc"},
+      ConfigKey::String("task", d.task, "DMC task, TD-MPC2 name (pompc tasks lists them)"),
+      ConfigKey::Enum("preset", d.preset, {"tdmpc2", "bmpc", "tdmpc2sq", "pompc"},
                       "algorithm preset (SPEC 4): tdmpc2 | bmpc | tdmpc2sq (TD-M(PC)^2) | pompc"),
-      ConfigKey::Int("steps", 10'000'000, 1, int64_t(1) << 40,
+      ConfigKey::Int("steps", d.steps, 1, int64_t(1) << 40,
                      "env steps to train (action repeat counted)"),
-      ConfigKey::Int("seed_steps", 0, 0, int64_t(1) << 40,
+      ConfigKey::Int("seed_steps", d.seed_steps, 0, int64_t(1) << 40,
                      "random-action agent steps; 0 = max(1000, 5 * episode length)"),
-      ConfigKey::Int("eval_freq", 50'000, 1, int64_t(1) << 40, "env steps between evaluations"),
-      ConfigKey::Int("eval_episodes", 10, 1, 1000, "episodes per evaluation"),
-      ConfigKey::Int("checkpoint_freq", 100'000, 1, int64_t(1) << 40,
+      ConfigKey::Int("eval_freq", d.eval_freq, 1, int64_t(1) << 40, "env steps between evaluations"),
+      ConfigKey::Int("eval_episodes", d.eval_episodes, 1, 1000, "episodes per evaluation"),
+      ConfigKey::Int("checkpoint_freq", d.checkpoint_freq, 1, int64_t(1) << 40,
                      "env steps between checkpoints (and one at the end)"),
-      ConfigKey::Bool("save_buffer", true, "save the replay buffer with each checkpoint"),
-      ConfigKey::Int("action_repeat", 2, 1, 1000, "control steps per agent step"),
-      ConfigKey::Int("num_envs", 1, 1, 64,
+      ConfigKey::Bool("save_buffer", d.save_buffer, "save the replay buffer with each checkpoint"),
+      ConfigKey::Int("action_repeat", d.action_repeat, 1, 1000, "control steps per agent step"),
+      ConfigKey::Int("num_envs", d.num_envs, 1, 64,
                      "S: environments stepped in lockstep, planned for as one batch (env i "
                      "seeded as VecEnv env i; S updates per vector step)"),
-      ConfigKey::Int("buffer_size", 1'000'000, 16, int64_t(1) << 36, "replay capacity (records)"),
-      ConfigKey::Enum("device", "auto", {"auto", "cpu", "cuda"}, "numeric backend"),
-      ConfigKey::Bool("tf32", true,
+      ConfigKey::Int("buffer_size", d.buffer_size, 16, int64_t(1) << 36, "replay capacity (records)"),
+      ConfigKey::Enum("device", d.device, {"auto", "cpu", "cuda"}, "numeric backend"),
+      ConfigKey::Bool("tf32", m.tf32,
                       "TF32 tensor-core GEMMs on the CUDA backend (false: full fp32, as the "
                       "reference)"),
-      ConfigKey::Int("seed", 1, 0, int64_t(1) << 31, "seed of env, init, planner, sampler"),
-      ConfigKey::String("run_dir", "", "run directory; empty = runs/<task>/<preset>/<seed>"),
-      ConfigKey::Bool("resume", false, "continue from run_dir/checkpoint.safetensors"),
-      ConfigKey::Int("model_size", 5, 1, 317, "model size preset: 1, 5, 19, 48 or 317 (M params)"),
+      ConfigKey::Int("seed", int64_t(d.seed), 0, int64_t(1) << 31, "seed of env, init, planner, sampler"),
+      ConfigKey::String("run_dir", d.run_dir, "run directory; empty = runs/<task>/<preset>/<seed>"),
+      ConfigKey::Bool("resume", d.resume, "continue from run_dir/checkpoint.safetensors"),
+      ConfigKey::Int("model_size", m.model_size, 1, 317, "model size preset: 1, 5, 19, 48 or 317 (M params)"),
       ConfigKey::Int("enc_dim", 0, 0, 1 << 16, "encoder width; 0 = from model_size"),
       ConfigKey::Int("mlp_dim", 0, 0, 1 << 16, "M; 0 = from model_size"),
       ConfigKey::Int("latent_dim", 0, 0, 1 << 16, "Z (multiple of 8); 0 = from model_size"),
       ConfigKey::Int("num_q", 0, 0, 64, "Q heads; 0 = from model_size"),
-      ConfigKey::Int("batch_size", 256, 1, 1 << 16, "B: slices per update"),
-      ConfigKey::Int("horizon", 3, 1, 16, "H: update and planning horizon"),
-      ConfigKey::Float("lr", 3e-4, 0, 1, "Adam learning rate (model and pi)"),
-      ConfigKey::Int("iterations", 6, 1, 100, "MPPI iterations (+2 when A >= 20)"),
-      ConfigKey::Int("num_samples", 512, 1, 1 << 16, "N: planner samples per state"),
-      ConfigKey::Int("num_elites", 64, 1, 1 << 16, "E: elites per iteration"),
-      ConfigKey::Int("num_pi_trajs", 24, 0, 1 << 16, "P: policy trajectories among the samples"),
-      ConfigKey::Float("min_std", 0.05, 0, 10, "lower clamp of the planner std"),
-      ConfigKey::Float("max_std", 2, 0, 10, "initial planner std and its upper clamp"),
-      ConfigKey::Float("temperature", 0.5, 0, 1e6, "multiplies values in the elite scores"),
+      ConfigKey::Int("batch_size", m.batch_size, 1, 1 << 16, "B: slices per update"),
+      ConfigKey::Int("horizon", m.horizon, 1, 16, "H: update and planning horizon"),
+      ConfigKey::Float("lr", f(m.lr), 0, 1, "Adam learning rate (model and pi)"),
+      ConfigKey::Int("iterations", p.iterations, 1, 100, "MPPI iterations (+2 when A >= 20)"),
+      ConfigKey::Int("num_samples", p.num_samples, 1, 1 << 16, "N: planner samples per state"),
+      ConfigKey::Int("num_elites", p.num_elites, 1, 1 << 16, "E: elites per iteration"),
+      ConfigKey::Int("num_pi_trajs", p.num_pi_trajs, 0, 1 << 16, "P: policy trajectories among the samples"),
+      ConfigKey::Float("min_std", f(p.min_std), 0, 10, "lower clamp of the planner std"),
+      ConfigKey::Float("max_std", f(p.max_std), 0, 10, "initial planner std and its upper clamp"),
+      ConfigKey::Float("temperature", f(p.temperature), 0, 1e6, "multiplies values in the elite scores"),
       // The policy parameterisation, the critic and the policy objective (SPEC 1, 4, 6).
-      ConfigKey::Enum("policy_form", "squashed", {"squashed", "clamped"},
+      ConfigKey::Enum("policy_form", model_text("policy_form"), {"squashed", "clamped"},
                       "pi's action: tanh(u) (TD-MPC2) or clamp(tanh(mean) + std eps) (BMPC)"),
-      ConfigKey::Float("log_std_min", -10, -20, 10, "lower end of pi's log_std squash"),
-      ConfigKey::Float("log_std_max", 2, -20, 10, "upper end of pi's log_std squash"),
-      ConfigKey::Float("expl_log_std_min", -10, -20, 10, "log_std_min of pi inside reanalysis"),
-      ConfigKey::Float("expl_log_std_max", 2, -20, 10, "log_std_max of pi inside reanalysis"),
-      ConfigKey::Enum("entropy_form", "paper", {"paper", "current"},
+      ConfigKey::Float("log_std_min", f(m.log_std_min), -20, 10, "lower end of pi's log_std squash"),
+      ConfigKey::Float("log_std_max", f(m.log_std_max), -20, 10, "upper end of pi's log_std squash"),
+      ConfigKey::Float("expl_log_std_min", f(m.expl_log_std_min), -20, 10, "log_std_min of pi inside reanalysis"),
+      ConfigKey::Float("expl_log_std_max", f(m.expl_log_std_max), -20, 10, "log_std_max of pi inside reanalysis"),
+      ConfigKey::Enum("entropy_form", model_text("entropy_form"), {"paper", "current"},
                       "TD-MPC2's log_pi form: first release (published curves) or current code"),
-      ConfigKey::Float("entropy_coef", 1e-4, 0, 10, "alpha: weight of log_pi in the pi loss"),
-      ConfigKey::Enum("critic", "q", {"q", "v"},
+      ConfigKey::Float("entropy_coef", f(m.entropy_coef), 0, 10, "alpha: weight of log_pi in the pi loss"),
+      ConfigKey::Enum("critic", model_text("critic"), {"q", "v"},
                       "q: Q(z, a) heads, TD target r + gamma min2 Q'; v: BMPC's V(z) heads"),
-      ConfigKey::Float("q_coef", 1, 0, 1e6, "weight of -Qbar / S_Q in the pi loss"),
-      ConfigKey::Float("prior_coef", 0, 0, 1e6, "weight of D(pi, prior) / S_D in the pi loss"),
+      ConfigKey::Float("q_coef", f(m.q_coef), 0, 1e6, "weight of -Qbar / S_Q in the pi loss"),
+      ConfigKey::Float("prior_coef", f(m.prior_coef), 0, 1e6, "weight of D(pi, prior) / S_D in the pi loss"),
       ConfigKey::Float("lambda", -1, -1, 1e6,
                        "PO-MPC's KL weight, unbounded >= 0: prior_coef = lambda, q_coef = 1 (the "
                        "paper's grid: 0.1, 1, 9; -1: unset, use q_coef / prior_coef)"),
-      ConfigKey::Bool("prior_coef_per_action", false,
+      ConfigKey::Bool("prior_coef_per_action", m.prior_coef_per_action,
                       "multiply prior_coef by A / 61 (TD-M(PC)^2)"),
-      ConfigKey::Enum("prior", "none", {"none", "planner", "intermediate", "learned"},
+      ConfigKey::Enum("prior", model_text("prior"), {"none", "planner", "intermediate", "learned"},
                       "the policy prior: planner targets, PO-MPC's intermediate or learned prior"),
-      ConfigKey::Enum("divergence", "reverse", {"reverse", "forward", "nll"},
+      ConfigKey::Enum("divergence", model_text("divergence"), {"reverse", "forward", "nll"},
                       "D: KL(pi || prior), KL(prior || pi), or -log prior(a) (TD-M(PC)^2)"),
-      ConfigKey::Enum("prior_scale", "own", {"none", "own", "q"},
+      ConfigKey::Enum("prior_scale", model_text("prior_scale"), {"none", "own", "q"},
                       "S_D: 1, D's own RunningScale (BMPC), or S_Q (TD-M(PC)^2)"),
-      ConfigKey::Float("prior_scale_threshold", 0, 0, 1e6,
+      ConfigKey::Float("prior_scale_threshold", f(m.prior_scale_threshold), 0, 1e6,
                        "the prior term is 0 while S_D <= this (TD-M(PC)^2: 2)"),
-      ConfigKey::Float("beta", 1, 1e-6, 1e9,
+      ConfigKey::Float("beta", f(m.beta), 1e-6, 1e9,
                        "intermediate prior temperature: w = softmax(Qbar / (beta S_Q))"),
-      ConfigKey::Int("prior_samples", 8, 1, 256, "planner samples per latent (intermediate prior)"),
-      ConfigKey::Enum("prior_fit", "forward", {"forward", "reverse"},
+      ConfigKey::Int("prior_samples", m.prior_samples, 1, 256, "planner samples per latent (intermediate prior)"),
+      ConfigKey::Enum("prior_fit", model_text("prior_fit"), {"forward", "reverse"},
                       "the learned prior's divergence to the planner targets"),
-      ConfigKey::Bool("kl_critic", false,
+      ConfigKey::Bool("kl_critic", m.kl_critic,
                       "PO-MPC's TD target r + gamma (min2 Q' - lambda log pi / pi_psi)"),
-      ConfigKey::Int("reanalyze_interval", 0, 0, 1 << 20,
+      ConfigKey::Int("reanalyze_interval", a.reanalyze_interval, 0, 1 << 20,
                      "updates between lazy reanalyses (BMPC: 10); 0 = never"),
-      ConfigKey::Int("reanalyze_batch", 20, 1, 1 << 16, "slices re-planned per reanalysis"),
-      ConfigKey::Bool("pretrain_policy", true,
+      ConfigKey::Int("reanalyze_batch", a.reanalyze_batch, 1, 1 << 16, "slices re-planned per reanalysis"),
+      ConfigKey::Bool("pretrain_policy", a.pretrain_policy,
                       "take the policy step in the seed_steps burst (BMPC: false)"),
   };
   // SPEC section 4's table; each reproduces its published method.

@@ -80,6 +80,8 @@
 
 namespace pompc::train {
 
+// The defaults' one home (with ModelConfig, PlannerSettings, AgentSettings): train_config()'s
+// key table reads its defaults from these initialisers.
 struct TrainSettings {
   std::string task = "dog-run";    // TD-MPC2 task name (pompc tasks)
   std::string preset = "tdmpc2";   // algorithm preset: tdmpc2 | bmpc | tdmpc2sq | pompc
