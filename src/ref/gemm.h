@@ -4,8 +4,9 @@
 //   gemm:            C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C       (row-major)
 //   gemm_colmajor:   the same in BLAS / cuBLAS column-major convention (Sgemm semantics); the CUDA
 //                    host emulation's cublasSgemm calls it, so its argument checks mirror cuBLAS.
-//   gemm_strided_batched: `batch` independent products, operand i at base + i * stride (a stride
-//                    of 0 shares an operand; C may not overlap between batch entries, as in cuBLAS).
+//   gemm_strided_batched: `batch` independent products, operand i at base + i * stride (a
+//                    stride of 0 shares an operand; C may not overlap between batch entries, as
+//                    in cuBLAS).
 //   op(X) = X, or X^T when trans is set ('N' / 'T' in the column-major entry points; 'C' means 'T'
 //   for real data).
 //

@@ -55,7 +55,8 @@ io::Config train_config() {
                      "env steps to train (action repeat counted)"),
       ConfigKey::Int("seed_steps", d.seed_steps, 0, int64_t(1) << 40,
                      "random-action agent steps; 0 = max(1000, 5 * episode length)"),
-      ConfigKey::Int("eval_freq", d.eval_freq, 1, int64_t(1) << 40, "env steps between evaluations"),
+      ConfigKey::Int("eval_freq", d.eval_freq, 1, int64_t(1) << 40,
+                     "env steps between evaluations"),
       ConfigKey::Int("eval_episodes", d.eval_episodes, 1, 1000, "episodes per evaluation"),
       ConfigKey::Int("checkpoint_freq", d.checkpoint_freq, 1, int64_t(1) << 40,
                      "env steps between checkpoints (and one at the end)"),
@@ -64,15 +65,18 @@ io::Config train_config() {
       ConfigKey::Int("num_envs", d.num_envs, 1, 64,
                      "S: environments stepped in lockstep, planned for as one batch (env i "
                      "seeded as VecEnv env i; S updates per vector step)"),
-      ConfigKey::Int("buffer_size", d.buffer_size, 16, int64_t(1) << 36, "replay capacity (records)"),
+      ConfigKey::Int("buffer_size", d.buffer_size, 16, int64_t(1) << 36,
+                     "replay capacity (records)"),
       ConfigKey::Enum("device", d.device, {"auto", "cpu", "cuda"}, "numeric backend"),
       ConfigKey::Bool("tf32", m.tf32,
                       "TF32 tensor-core GEMMs on the CUDA backend (false: full fp32, as the "
                       "reference)"),
-      ConfigKey::Int("seed", int64_t(d.seed), 0, int64_t(1) << 31, "seed of env, init, planner, sampler"),
+      ConfigKey::Int("seed", int64_t(d.seed), 0, int64_t(1) << 31,
+                     "seed of env, init, planner, sampler"),
       ConfigKey::String("run_dir", d.run_dir, "run directory; empty = runs/<task>/<preset>/<seed>"),
       ConfigKey::Bool("resume", d.resume, "continue from run_dir/checkpoint.safetensors"),
-      ConfigKey::Int("model_size", m.model_size, 1, 317, "model size preset: 1, 5, 19, 48 or 317 (M params)"),
+      ConfigKey::Int("model_size", m.model_size, 1, 317,
+                     "model size preset: 1, 5, 19, 48 or 317 (M params)"),
       ConfigKey::Int("enc_dim", 0, 0, 1 << 16, "encoder width; 0 = from model_size"),
       ConfigKey::Int("mlp_dim", 0, 0, 1 << 16, "M; 0 = from model_size"),
       ConfigKey::Int("latent_dim", 0, 0, 1 << 16, "Z (multiple of 8); 0 = from model_size"),
@@ -83,24 +87,32 @@ io::Config train_config() {
       ConfigKey::Int("iterations", p.iterations, 1, 100, "MPPI iterations (+2 when A >= 20)"),
       ConfigKey::Int("num_samples", p.num_samples, 1, 1 << 16, "N: planner samples per state"),
       ConfigKey::Int("num_elites", p.num_elites, 1, 1 << 16, "E: elites per iteration"),
-      ConfigKey::Int("num_pi_trajs", p.num_pi_trajs, 0, 1 << 16, "P: policy trajectories among the samples"),
+      ConfigKey::Int("num_pi_trajs", p.num_pi_trajs, 0, 1 << 16,
+                     "P: policy trajectories among the samples"),
       ConfigKey::Float("min_std", f(p.min_std), 0, 10, "lower clamp of the planner std"),
       ConfigKey::Float("max_std", f(p.max_std), 0, 10, "initial planner std and its upper clamp"),
-      ConfigKey::Float("temperature", f(p.temperature), 0, 1e6, "multiplies values in the elite scores"),
+      ConfigKey::Float("temperature", f(p.temperature), 0, 1e6,
+                       "multiplies values in the elite scores"),
       // The policy parameterisation, the critic and the policy objective (SPEC 1, 4, 6).
       ConfigKey::Enum("policy_form", model_text("policy_form"), {"squashed", "clamped"},
                       "pi's action: tanh(u) (TD-MPC2) or clamp(tanh(mean) + std eps) (BMPC)"),
-      ConfigKey::Float("log_std_min", f(m.log_std_min), -20, 10, "lower end of pi's log_std squash"),
-      ConfigKey::Float("log_std_max", f(m.log_std_max), -20, 10, "upper end of pi's log_std squash"),
-      ConfigKey::Float("expl_log_std_min", f(m.expl_log_std_min), -20, 10, "log_std_min of pi inside reanalysis"),
-      ConfigKey::Float("expl_log_std_max", f(m.expl_log_std_max), -20, 10, "log_std_max of pi inside reanalysis"),
+      ConfigKey::Float("log_std_min", f(m.log_std_min), -20, 10,
+                       "lower end of pi's log_std squash"),
+      ConfigKey::Float("log_std_max", f(m.log_std_max), -20, 10,
+                       "upper end of pi's log_std squash"),
+      ConfigKey::Float("expl_log_std_min", f(m.expl_log_std_min), -20, 10,
+                       "log_std_min of pi inside reanalysis"),
+      ConfigKey::Float("expl_log_std_max", f(m.expl_log_std_max), -20, 10,
+                       "log_std_max of pi inside reanalysis"),
       ConfigKey::Enum("entropy_form", model_text("entropy_form"), {"paper", "current"},
                       "TD-MPC2's log_pi form: first release (published curves) or current code"),
-      ConfigKey::Float("entropy_coef", f(m.entropy_coef), 0, 10, "alpha: weight of log_pi in the pi loss"),
+      ConfigKey::Float("entropy_coef", f(m.entropy_coef), 0, 10,
+                       "alpha: weight of log_pi in the pi loss"),
       ConfigKey::Enum("critic", model_text("critic"), {"q", "v"},
                       "q: Q(z, a) heads, TD target r + gamma min2 Q'; v: BMPC's V(z) heads"),
       ConfigKey::Float("q_coef", f(m.q_coef), 0, 1e6, "weight of -Qbar / S_Q in the pi loss"),
-      ConfigKey::Float("prior_coef", f(m.prior_coef), 0, 1e6, "weight of D(pi, prior) / S_D in the pi loss"),
+      ConfigKey::Float("prior_coef", f(m.prior_coef), 0, 1e6,
+                       "weight of D(pi, prior) / S_D in the pi loss"),
       ConfigKey::Float("lambda", -1, -1, 1e6,
                        "PO-MPC's KL weight, unbounded >= 0: prior_coef = lambda, q_coef = 1 (the "
                        "paper's grid: 0.1, 1, 9; -1: unset, use q_coef / prior_coef)"),
@@ -116,22 +128,24 @@ io::Config train_config() {
                        "the prior term is 0 while S_D <= this (TD-M(PC)^2: 2)"),
       ConfigKey::Float("beta", f(m.beta), 1e-6, 1e9,
                        "intermediate prior temperature: w = softmax(Qbar / (beta S_Q))"),
-      ConfigKey::Int("prior_samples", m.prior_samples, 1, 256, "planner samples per latent (intermediate prior)"),
+      ConfigKey::Int("prior_samples", m.prior_samples, 1, 256,
+                     "planner samples per latent (intermediate prior)"),
       ConfigKey::Enum("prior_fit", model_text("prior_fit"), {"forward", "reverse"},
                       "the learned prior's divergence to the planner targets"),
       ConfigKey::Bool("kl_critic", m.kl_critic,
                       "PO-MPC's TD target r + gamma (min2 Q' - lambda log pi / pi_psi)"),
       ConfigKey::Int("reanalyze_interval", a.reanalyze_interval, 0, 1 << 20,
                      "updates between lazy reanalyses (BMPC: 10); 0 = never"),
-      ConfigKey::Int("reanalyze_batch", a.reanalyze_batch, 1, 1 << 16, "slices re-planned per reanalysis"),
+      ConfigKey::Int("reanalyze_batch", a.reanalyze_batch, 1, 1 << 16,
+                     "slices re-planned per reanalysis"),
       ConfigKey::Bool("pretrain_policy", a.pretrain_policy,
                       "take the policy step in the seed_steps burst (BMPC: false)"),
   };
   // SPEC section 4's table; each reproduces its published method.
-  const std::vector<std::string> bmpc_base = {
-      "policy_form=clamped",    "log_std_min=-3",      "log_std_max=1",
-      "expl_log_std_min=-2",    "expl_log_std_max=1",  "reanalyze_interval=10",
-      "reanalyze_batch=20",     "pretrain_policy=false"};
+  const std::vector<std::string> bmpc_base = {"policy_form=clamped", "log_std_min=-3",
+                                              "log_std_max=1",       "expl_log_std_min=-2",
+                                              "expl_log_std_max=1",  "reanalyze_interval=10",
+                                              "reanalyze_batch=20",  "pretrain_policy=false"};
   std::vector<std::string> bmpc = bmpc_base, pompc = bmpc_base;
   for (const char* kv : {"critic=v", "num_q=2", "q_coef=0", "prior_coef=1", "prior=planner",
                          "divergence=reverse", "prior_scale=own"})
@@ -493,6 +507,10 @@ void check_losses_finite(const model::UpdateStats& st, int64_t env_step, uint64_
 
 namespace {
 
+std::string checkpoint_path(const TrainSettings& s) {
+  return s.run_dir + "/checkpoint.safetensors";
+}
+
 // The run's config: the command line over the defaults or, with resume=true, over the
 // checkpoint's config (the checkpoint is returned open in *ckpt). Refuses a fresh run into a
 // run_dir that holds a checkpoint, and a resume that moves the run_dir or changes num_envs.
@@ -501,7 +519,7 @@ io::Config run_config(const std::vector<std::string>& args,
   io::Config cfg = train_config();
   cfg.apply(args);
   const TrainSettings s = settings_from(cfg);
-  const std::string ckpt_path = s.run_dir + "/checkpoint.safetensors";
+  const std::string ckpt_path = checkpoint_path(s);
   if (!s.resume) {
     POMPC_REQUIRE(!io::path_exists(ckpt_path),
                   "run_dir %s already holds a checkpoint: pass resume=true to continue that run, "
@@ -603,7 +621,7 @@ class Run {
 Run::Run(const std::vector<std::string>& args)
     : cfg_(run_config(args, &ckpt_)),
       s_(settings_from(cfg_)),
-      ckpt_path_(s_.run_dir + "/checkpoint.safetensors"),
+      ckpt_path_(checkpoint_path(s_)),
       replay_path_(s_.run_dir + "/replay.safetensors"),
       envs_(s_.task, s_.num_envs, uint32_t(s_.seed), s_.action_repeat),
       eval_env_(s_.task, uint32_t(s_.seed + kEvalSeedOffset), s_.action_repeat),
