@@ -19,10 +19,15 @@ here=$(cd "$(dirname "$0")" && pwd)
 POMPC=${POMPC:-build/pompc}
 OUT=${OUT:-runs/results}
 STEPS=10000
+finished() {  # run_dir: its eval.csv has the row at the last env step
+  [[ -f "$1/eval.csv" ]] && awk -F, -v s=$STEPS '$1 == s { f = 1 } END { exit !f }' "$1/eval.csv"
+}
 run() {  # preset seed
   local dir="$OUT/cartpole-swingup/$1/$2" resume=false
-  if [[ -f "$dir/eval.csv" ]] && awk -F, -v s=$STEPS '$1 == s { f = 1 } END { exit !f }' \
-       "$dir/eval.csv"; then
+  if finished "$here/$1/$2"; then
+    echo "$1 seed $2: done (committed in $here/$1/$2)"
+    return
+  elif finished "$dir"; then
     echo "$1 seed $2: done"
   else
     [[ -f "$dir/checkpoint.safetensors" ]] && resume=true
