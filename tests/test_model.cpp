@@ -236,11 +236,13 @@ void fd_case(float dropout, const char* label = "tdmpc2",
 
   wm.td_target(b);
   wm.zero_grads();
-  wm.model_forward(b, st, on);
-  wm.model_backward(b, on);
+  wm.rollout(b);
+  wm.model_loss(b, st, on);
+  wm.model_loss_backward(b, on);
   const auto g_model = host(*ops, wm.grads(ParamSet::model), wm.param_count(ParamSet::model));
   auto model_loss = [&] {
-    wm.model_forward(b, st, on);
+    wm.rollout(b);
+    wm.model_loss(b, st, on);
     return read_stats(*ops, st).total_loss;
   };
   FdStats fs;
@@ -269,11 +271,11 @@ void fd_case(float dropout, const char* label = "tdmpc2",
   ops->copy_to_backend(wm.q_scale(), &s_q, sizeof s_q);
   ops->copy_to_backend(wm.prior_scale(), &s_d, sizeof s_d);
   wm.zero_grads();
-  wm.pi_forward(b, st, false, on);
-  wm.pi_backward(b, on);
+  wm.pi_loss(b, st, false, on);
+  wm.pi_loss_backward(b, on);
   const auto g_pi = host(*ops, wm.grads(ParamSet::pi), wm.param_count(ParamSet::pi));
   auto pi_loss = [&] {
-    wm.pi_forward(b, st, false, on);
+    wm.pi_loss(b, st, false, on);
     return read_stats(*ops, st).pi_loss;
   };
   for (const NamedTensor& t : wm.tensors())
@@ -284,11 +286,11 @@ void fd_case(float dropout, const char* label = "tdmpc2",
     // The learned prior's fit loss (D_I to the planner targets over z[0..H-1]) against pi_psi's
     // parameters, z[0..H] as the rollout above left them.
     wm.zero_grads();
-    wm.prior_fit_forward(b, st);
-    wm.prior_fit_backward(b);
+    wm.prior_fit_loss(b, st);
+    wm.prior_fit_loss_backward(b);
     const auto g_psi = host(*ops, wm.grads(ParamSet::prior), wm.param_count(ParamSet::prior));
     auto fit_loss = [&] {
-      wm.prior_fit_forward(b, st);
+      wm.prior_fit_loss(b, st);
       return read_stats(*ops, st).prior_fit_loss;
     };
     for (const NamedTensor& t : wm.tensors())
@@ -906,9 +908,10 @@ TEST_SUITE("model") {
       UpdateStats* st = ops->alloc<UpdateStats>(1);
       wm.zero_grads();
       wm.td_target(b);
-      wm.model_forward(b, st, false);
-      wm.pi_forward(b, st, false, false);
-      wm.pi_backward(b, false);
+      wm.rollout(b);
+      wm.model_loss(b, st, false);
+      wm.pi_loss(b, st, false, false);
+      wm.pi_loss_backward(b, false);
       auto g = host(*ops, wm.grads(ParamSet::pi), wm.param_count(ParamSet::pi));
       for (float& x : g) x /= prior_coef;
       ops->free_bytes(st);
@@ -957,10 +960,11 @@ TEST_SUITE("model") {
     BatchData data(*ops, c, 2);
     UpdateStats* st = ops->alloc<UpdateStats>(1);
     wm.td_target(data.batch());
-    wm.model_forward(data.batch(), st, false);
+    wm.rollout(data.batch());
+    wm.model_loss(data.batch(), st, false);
     const float s0 = 3.0f;  // S_Q away from 1 (a fresh model's spread is < 1: S would stay 1)
     ops->copy_to_backend(wm.q_scale(), &s0, sizeof s0);
-    wm.pi_forward(data.batch(), st, true, false);
+    wm.pi_loss(data.batch(), st, true, false);
     const UpdateStats got = read_stats(*ops, st);
 
     // The same quantities through encode / next / pi / Q, summed on the host.

@@ -99,7 +99,7 @@ void put(WorldModel& wm, const std::string& name, const std::vector<float>& v) {
   wm.ops().copy_to_backend(wm.params(t.set) + t.offset, v.data(), v.size() * sizeof(float));
 }
 
-// Builds the fixed example for `c`, runs pi_forward once, returns the stats (and the TD targets
+// Builds the fixed example for `c`, runs pi_loss once, returns the stats (and the TD targets
 // of td_target, when asked).
 UpdateStats run_example(const ModelConfig& c, std::vector<float>* td = nullptr) {
   auto ops = pompc::make_ref_ops();
@@ -134,11 +134,12 @@ UpdateStats run_example(const ModelConfig& c, std::vector<float>* td = nullptr) 
     td->resize(size_t(H) * B);
     ops->copy_to_host(td->data(), wm.td(), td->size() * sizeof(float));
   }
-  wm.model_forward(b, st, false);
+  wm.rollout(b);
+  wm.model_loss(b, st, false);
   const float sq = float(kSQ), sd = float(kSD);
   ops->copy_to_backend(wm.q_scale(), &sq, sizeof sq);
   ops->copy_to_backend(wm.prior_scale(), &sd, sizeof sd);
-  wm.pi_forward(b, st, /*update_scale=*/false, /*dropout=*/false);
+  wm.pi_loss(b, st, /*update_scale=*/false, /*dropout=*/false);
   UpdateStats out{};
   ops->copy_to_host(&out, st, sizeof out);
   for (const float* p : {b.obs, b.action, b.reward, b.mu_p, b.sigma_p}) ops->free_bytes(const_cast<float*>(p));

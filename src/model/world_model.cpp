@@ -1,5 +1,6 @@
-// src/model/world_model.cpp: layout, initialisation, inference and the update step of the TD-MPC2
-// world model. Run book (maths, shapes, Philox convention): world_model.h.
+// src/model/world_model.cpp: the TD-MPC2 world model's layout, buffers, initialisation and
+// inference. The update step: world_model_update.cpp. Run book (maths, shapes, Philox
+// convention): world_model.h.
 #include "model/world_model.h"
 
 #include <algorithm>
@@ -13,7 +14,6 @@ namespace pompc::model {
 namespace {
 
 constexpr uint64_t kInitOffset = uint64_t{1} << 62;    // + tensor index: initial weights
-constexpr uint64_t kUpdateOffset = uint64_t{1} << 63;  // + 16 u + purpose: one update's draws
 constexpr float kTruncStd = 0.02f;                     // trunc_normal_(std=0.02)
 constexpr float kTruncBound = 2.0f;                    // its default a = -2, b = 2 (absolute)
 
@@ -81,10 +81,6 @@ size_t NamedTensor::numel() const {
   return n;
 }
 
-uint64_t WorldModel::update_offset(uint64_t u, int purpose) {
-  return kUpdateOffset + 16 * u + static_cast<uint64_t>(purpose);
-}
-
 WorldModel::WorldModel(Ops& ops, const ModelConfig& cfg, int max_rows)
     : ops_(ops), cfg_(cfg), max_rows_(max_rows) {
   cfg_.validate();
@@ -133,32 +129,35 @@ void WorldModel::build_layout() {
                        layer(M, 2 * A_, Act::linear)});
 
   n_encoder_ = encoder_.param_count();
-  const size_t dyn_off = n_encoder_;
-  const size_t rew_off = dyn_off + dynamics_.param_count();
-  q_offset_ = rew_off + reward_.param_count();
+  dynamics_offset_ = n_encoder_;
+  reward_offset_ = dynamics_offset_ + dynamics_.param_count();
+  q_offset_ = reward_offset_ + reward_.param_count();
   n_q_ = qs_.param_count();
-  n_model_ = q_offset_ + n_q_;
-  n_pi_ = pi_.param_count();
-  n_prior_ = learned ? prior_.param_count() : 0;
+  model_set_.n = q_offset_ + n_q_;
+  pi_set_.n = pi_.param_count();
+  prior_set_.n = learned ? prior_.param_count() : 0;
 
   tensors_.clear();
   add_tensors(&tensors_, encoder_, "_encoder.state", ParamSet::model, 0);
-  add_tensors(&tensors_, dynamics_, "_dynamics", ParamSet::model, dyn_off);
-  add_tensors(&tensors_, reward_, "_reward", ParamSet::model, rew_off);
+  add_tensors(&tensors_, dynamics_, "_dynamics", ParamSet::model, dynamics_offset_);
+  add_tensors(&tensors_, reward_, "_reward", ParamSet::model, reward_offset_);
   add_tensors(&tensors_, qs_, "_Qs.params", ParamSet::model, q_offset_);
   add_tensors(&tensors_, pi_, "_pi", ParamSet::pi, 0);
   add_tensors(&tensors_, qs_, "_target_Qs_params", ParamSet::target_q, 0);
   if (learned) add_tensors(&tensors_, prior_, "_pi_prior", ParamSet::prior, 0);
 
-  groups_model_ = AdamGroups{};
-  groups_model_.add(n_encoder_, cfg_.lr * cfg_.enc_lr_scale);
-  groups_model_.add(n_model_ - n_encoder_, cfg_.lr);
-  groups_pi_ = AdamGroups{};
-  groups_pi_.add(n_pi_, cfg_.lr);
-  groups_prior_ = AdamGroups{};
-  if (learned) groups_prior_.add(n_prior_, cfg_.lr);
+  model_set_.groups = AdamGroups{};
+  model_set_.groups.add(n_encoder_, cfg_.lr * cfg_.enc_lr_scale);
+  model_set_.groups.add(model_set_.n - n_encoder_, cfg_.lr);
+  pi_set_.groups = AdamGroups{};
+  pi_set_.groups.add(pi_set_.n, cfg_.lr);
+  prior_set_.groups = AdamGroups{};
+  if (learned) prior_set_.groups.add(prior_set_.n, cfg_.lr);
 }
 
+// Three blocks: persistent state and constants, forward activations (update and inference), and
+// the activation gradients (one block, so that zero_grads() clears it with one fill). Sizes per
+// step: the buffer structs in world_model.h.
 void WorldModel::allocate() {
   const int ZA = Z_ + A_;
   const size_t B = static_cast<size_t>(B_), RH = static_cast<size_t>(H_) * B,
@@ -170,191 +169,162 @@ void WorldModel::allocate() {
              intermediate = cfg_.prior == Prior::intermediate;
   const size_t S = static_cast<size_t>(cfg_.prior_samples);
 
-  // Persistent state and constants.
+  // Persistent state and the loss weights.
   Arena state;
-  state.add(&params_model_, n_model_);
-  state.add(&grads_model_, n_model_);
-  state.add(&m_model_, n_model_);
-  state.add(&v_model_, n_model_);
-  state.add(&params_pi_, n_pi_);
-  state.add(&grads_pi_, n_pi_);
-  state.add(&m_pi_, n_pi_);
-  state.add(&v_pi_, n_pi_);
-  state.add(&params_target_, n_q_);
-  if (learned) {
-    state.add(&params_prior_, n_prior_);
-    state.add(&grads_prior_, n_prior_);
-    state.add(&m_prior_, n_prior_);
-    state.add(&v_prior_, n_prior_);
+  for (Trained* t : {&model_set_, &pi_set_, &prior_set_}) {
+    if (!t->n) continue;
+    state.add(&t->params, t->n);
+    state.add(&t->grads, t->n);
+    state.add(&t->m, t->n);
+    state.add(&t->v, t->n);
   }
+  state.add(&target_qs_, n_q_);
   state.add(&q_scale_, 1);
   state.add(&d_scale_, 1);
-  state.add(&w_cons_, static_cast<size_t>(H_));
-  state.add(&w_rew_, RH);
-  state.add(&g_rew_, RH);
-  state.add(&w_val_, Qn * RH);
-  state.add(&g_val_, RH);
-  state.add(&coef3_, 3);
-  state.add(&w_pi_, RH1);
-  state.add(&g_logpi_, RH1);
-  if (learned) state.add(&w_fit_, RH);
+  ModelLossBuffers& ml = model_loss_;
+  state.add(&ml.w_consistency, static_cast<size_t>(H_));
+  state.add(&ml.w_reward, RH);
+  state.add(&ml.g_reward, RH);
+  state.add(&ml.w_value, Qn * RH);
+  state.add(&ml.g_value, RH);
+  state.add(&ml.coefs, 3);
+  state.add(&pi_loss_.w, RH1);
+  state.add(&pi_loss_.g_log_pi, RH1);
+  if (learned) state.add(&prior_fit_.w, RH);
   allocated_bytes_ += state.floats() * sizeof(float) + 3 * sizeof(AdamScalars);
   blocks_.push_back(state.allocate(ops_));
-  adam_model_ = ops_.alloc<AdamScalars>(1);
-  blocks_.push_back(adam_model_);
-  adam_pi_ = ops_.alloc<AdamScalars>(1);
-  blocks_.push_back(adam_pi_);
-  adam_prior_ = ops_.alloc<AdamScalars>(1);
-  blocks_.push_back(adam_prior_);
-
-  // Forward activations of the update and of inference.
-  Arena acts;
-  reserve_acts(acts, encoder_, iRH1, false, &enc_td_acts_);
-  reserve_acts(acts, encoder_, iB, true, &enc_acts_);
-  reserve_acts(acts, pi_, iRH, false, &pi_td_acts_);
-  reserve_acts(acts, qs_, iRH, false, &tq_acts_);
-  dyn_acts_.resize(static_cast<size_t>(H_));
-  for (MlpActs& a : dyn_acts_) reserve_acts(acts, dynamics_, iB, true, &a);
-  reserve_acts(acts, reward_, iRH, true, &rew_acts_);
-  reserve_acts(acts, qs_, iRH, true, &q_acts_);
-  reserve_acts(acts, pi_, iRH1, true, &pi_acts_);
-  reserve_acts(acts, qs_, iRH1, true, &pq_acts_);
-  acts.add(&true_z_, RH1 * Z);
-  next_z_ = nullptr;  // true_z_ + B Z, set after allocation
-  acts.add(&raw_td_, RH * 2 * A);
-  acts.add(&a_td_, RH * A);
-  acts.add(&tq_in_, RH * ZA);
-  acts.add(&tq_logits_, Qn * RH * K);
-  acts.add(&tq_val_, Qn * RH);
-  acts.add(&qmin_, RH);
-  acts.add(&td_, RH);
-  acts.add(&zs_, RH1 * Z);
-  acts.add(&dyn_in_, RH * ZA);
-  acts.add(&cons_t_, static_cast<size_t>(H_));
-  acts.add(&rlogits_, RH * K);
-  acts.add(&ce_r_, RH);
-  acts.add(&qlogits_, Qn * RH * K);
-  acts.add(&ce_v_, Qn * RH);
-  acts.add(&raw_pi_, RH1 * 2 * A);
-  acts.add(&a_pi_, RH1 * A);
-  acts.add(&log_pi_, RH1);
-  acts.add(&pq_in_, RH1 * ZA);
-  acts.add(&pq_logits_, Qn * RH1 * K);
-  acts.add(&pq_val_, Qn * RH1);
-  acts.add(&qavg_, RH1);
-  acts.add(&mu_pi_, RH1 * A);
-  acts.add(&log_std_pi_, RH1 * A);
-  acts.add(&div_, RH1);
-  acts.add(&gate_, 1);
-  if (v_critic) {
-    reserve_acts(acts, reward_, iRH, false, &rew_td_acts_);
-    reserve_acts(acts, dynamics_, iRH, false, &dyn_td_acts_);
-    acts.add(&rhat_, RH);
-    acts.add(&zn_td_, RH * Z);
+  for (Trained* t : {&model_set_, &pi_set_, &prior_set_}) {
+    t->adam = ops_.alloc<AdamScalars>(1);
+    blocks_.push_back(t->adam);
   }
-  if (learned) {
-    reserve_acts(acts, prior_, iRH1, true, &psi_acts_);
-    acts.add(&raw_psi_, RH1 * 2 * A);
-    acts.add(&a_psi_, RH1 * A);
-    acts.add(&mu_psi_, RH1 * A);
-    acts.add(&log_std_psi_, RH1 * A);
-    acts.add(&sigma_psi_, RH1 * A);
-    acts.add(&fit_div_, RH);
+
+  // Forward activations, then (grads) the activation gradients, step by step.
+  Arena acts, grads;
+  TdTargetBuffers& td = td_target_;
+  reserve_acts(acts, encoder_, iRH1, false, &td.encoder);
+  reserve_acts(acts, pi_, iRH, false, &td.pi);
+  reserve_acts(acts, qs_, iRH, false, &td.target_qs);
+  acts.add(&td.z, RH1 * Z);
+  acts.add(&td.pi_raw, RH * 2 * A);
+  acts.add(&td.a, RH * A);
+  acts.add(&td.za, RH * ZA);
+  acts.add(&td.q_logits, Qn * RH * K);
+  acts.add(&td.q, Qn * RH);
+  acts.add(&td.q_pair, RH);
+  acts.add(&td.td, RH);
+  if (v_critic) {
+    reserve_acts(acts, reward_, iRH, false, &td.reward);
+    reserve_acts(acts, dynamics_, iRH, false, &td.dynamics);
+    acts.add(&td.rhat, RH);
+    acts.add(&td.z_next, RH * Z);
   }
   if (cfg_.kl_critic) {
-    reserve_acts(acts, prior_, iRH, false, &psi_td_acts_);
-    acts.add(&raw_psi_td_, RH * 2 * A);
-    acts.add(&log_ratio_td_, RH);
+    reserve_acts(acts, prior_, iRH, false, &td.prior);
+    acts.add(&td.prior_raw, RH * 2 * A);
+    acts.add(&td.log_ratio, RH);
+  }
+
+  RolloutBuffers& ro = rollout_;
+  reserve_acts(acts, encoder_, iB, true, &ro.encoder);
+  ro.dynamics.resize(static_cast<size_t>(H_));
+  for (MlpActs& a : ro.dynamics) reserve_acts(acts, dynamics_, iB, true, &a);
+  acts.add(&ro.z, RH1 * Z);
+  acts.add(&ro.za, RH * ZA);
+  reserve_grads(grads, encoder_, iB, &ro.d_encoder);
+  ro.d_dynamics.resize(static_cast<size_t>(H_));
+  for (MlpGrads& g : ro.d_dynamics) reserve_grads(grads, dynamics_, iB, &g);
+  grads.add(&ro.dz, RH1 * Z);
+  grads.add(&ro.d_za, RH * ZA);
+
+  reserve_acts(acts, reward_, iRH, true, &ml.reward);
+  reserve_acts(acts, qs_, iRH, true, &ml.qs);
+  acts.add(&ml.consistency, static_cast<size_t>(H_));
+  acts.add(&ml.reward_logits, RH * K);
+  acts.add(&ml.reward_ce, RH);
+  acts.add(&ml.q_logits, Qn * RH * K);
+  acts.add(&ml.value_ce, Qn * RH);
+  reserve_grads(grads, reward_, iRH, &ml.d_reward);
+  reserve_grads(grads, qs_, iRH, &ml.d_qs);
+  grads.add(&ml.d_reward_logits, RH * K);
+  grads.add(&ml.d_q_logits, Qn * RH * K);
+  grads.add(&ml.d_heads_in, RH * ZA);
+
+  if (learned) {
+    PriorFitBuffers& pf = prior_fit_;
+    reserve_acts(acts, prior_, iRH1, true, &pf.prior);
+    acts.add(&pf.raw, RH1 * 2 * A);
+    acts.add(&pf.a, RH1 * A);
+    acts.add(&pf.mu, RH1 * A);
+    acts.add(&pf.log_std, RH1 * A);
+    acts.add(&pf.sigma, RH1 * A);
+    acts.add(&pf.div, RH);
+    reserve_grads(grads, prior_, iRH, &pf.d_prior);  // the fit's rows (planner targets: t < H)
+    grads.add(&pf.d_div, RH);
+    grads.add(&pf.d_mu, RH * A);
+    grads.add(&pf.d_log_std, RH * A);
+    grads.add(&pf.d_raw, RH * 2 * A);
   }
   if (intermediate) {
-    reserve_acts(acts, qs_, static_cast<int>(S) * iRH, false, &qk_acts_);
-    acts.add(&a_k_, S * RH * A);
-    acts.add(&zk_in_, S * RH * ZA);
-    acts.add(&qk_logits_, Qn * S * RH * K);
-    acts.add(&qk_val_, Qn * S * RH);
-    acts.add(&qk_avg_, S * RH);
-    acts.add(&w_k_, S * RH);
-    acts.add(&log_z_, RH);
+    IntermediateBuffers& im = intermediate_;
+    reserve_acts(acts, qs_, static_cast<int>(S) * iRH, false, &im.qs);
+    acts.add(&im.a, S * RH * A);
+    acts.add(&im.za, S * RH * ZA);
+    acts.add(&im.q_logits, Qn * S * RH * K);
+    acts.add(&im.q, Qn * S * RH);
+    acts.add(&im.qbar, S * RH);
+    acts.add(&im.w, S * RH);
+    acts.add(&im.log_z, RH);
   }
-  reserve_acts(acts, encoder_, max_rows_, false, &enc_inf_);
-  reserve_acts(acts, dynamics_, max_rows_, false, &dyn_inf_);
-  reserve_acts(acts, reward_, max_rows_, false, &rew_inf_);
-  reserve_acts(acts, pi_, max_rows_, false, &pi_inf_);
-  reserve_acts(acts, qs_, max_rows_, false, &q_inf_);
-  acts.add(&inf_za_, R * ZA);
-  acts.add(&inf_qval_, Qn * R);
+
+  PiLossBuffers& pl = pi_loss_;
+  reserve_acts(acts, pi_, iRH1, true, &pl.pi);
+  reserve_acts(acts, qs_, iRH1, true, &pl.qs);
+  acts.add(&pl.raw, RH1 * 2 * A);
+  acts.add(&pl.a, RH1 * A);
+  acts.add(&pl.log_pi, RH1);
+  acts.add(&pl.mu, RH1 * A);
+  acts.add(&pl.log_std, RH1 * A);
+  acts.add(&pl.za, RH1 * ZA);
+  acts.add(&pl.q_logits, Qn * RH1 * K);
+  acts.add(&pl.q, Qn * RH1);
+  acts.add(&pl.qbar, RH1);
+  acts.add(&pl.div, RH1);
+  acts.add(&pl.gate, 1);
+  reserve_grads(grads, pi_, iRH1, &pl.d_pi);
+  reserve_grads(grads, qs_, iRH1, &pl.d_qs);
+  grads.add(&pl.d_qbar, RH1);
+  grads.add(&pl.d_q, Qn * RH1);
+  grads.add(&pl.d_q_logits, Qn * RH1 * K);
+  grads.add(&pl.d_za, RH1 * ZA);
+  grads.add(&pl.d_a, RH1 * A);
+  grads.add(&pl.d_raw, RH1 * 2 * A);
+  grads.add(&pl.d_mu, RH1 * A);
+  grads.add(&pl.d_log_std, RH1 * A);
+  grads.add(&pl.d_div, RH1);
+
+  InferenceBuffers& inf = infer_;
+  reserve_acts(acts, encoder_, max_rows_, false, &inf.encoder);
+  reserve_acts(acts, dynamics_, max_rows_, false, &inf.dynamics);
+  reserve_acts(acts, reward_, max_rows_, false, &inf.reward);
+  reserve_acts(acts, pi_, max_rows_, false, &inf.pi);
+  reserve_acts(acts, qs_, max_rows_, false, &inf.qs);
+  acts.add(&inf.za, R * ZA);
+  acts.add(&inf.q, Qn * R);
+
   allocated_bytes_ += acts.floats() * sizeof(float);
   blocks_.push_back(acts.allocate(ops_));
-  next_z_ = true_z_ + static_cast<size_t>(B_) * Z_;
-
-  // Activation gradients of the update (zeroed once per update).
-  Arena grads;
-  reserve_grads(grads, encoder_, iB, &enc_g_);
-  dyn_g_.resize(static_cast<size_t>(H_));
-  for (MlpGrads& g : dyn_g_) reserve_grads(grads, dynamics_, iB, &g);
-  reserve_grads(grads, reward_, iRH, &rew_g_);
-  reserve_grads(grads, qs_, iRH, &q_g_);
-  reserve_grads(grads, pi_, iRH1, &pi_g_);
-  reserve_grads(grads, qs_, iRH1, &pq_g_);
-  grads.add(&d_rlogits_, RH * K);
-  grads.add(&d_qlogits_, Qn * RH * K);
-  grads.add(&d_rq_in_, RH * ZA);
-  grads.add(&d_dyn_in_, RH * ZA);
-  grads.add(&dzs_, RH1 * Z);
-  grads.add(&d_qavg_, RH1);
-  grads.add(&d_pq_val_, Qn * RH1);
-  grads.add(&d_pq_logits_, Qn * RH1 * K);
-  grads.add(&d_pq_in_, RH1 * ZA);
-  grads.add(&d_a_pi_, RH1 * A);
-  grads.add(&d_raw_pi_, RH1 * 2 * A);
-  grads.add(&d_mu_pi_, RH1 * A);
-  grads.add(&d_log_std_pi_, RH1 * A);
-  grads.add(&d_div_, RH1);
-  if (learned) {
-    reserve_grads(grads, prior_, iRH, &psi_g_);  // the fit's rows (planner targets: t < H)
-    grads.add(&d_fit_div_, RH);
-    grads.add(&d_mu_psi_, RH * A);
-    grads.add(&d_log_std_psi_, RH * A);
-    grads.add(&d_raw_psi_, RH * 2 * A);
-  }
+  td.next_z = td.z + static_cast<size_t>(B_) * Z_;
   grad_block_floats_ = grads.floats();
   allocated_bytes_ += grad_block_floats_ * sizeof(float);
   grad_block_ = grads.allocate(ops_);
   blocks_.push_back(grad_block_);
 
-  // Loss weights: rho^t over the steps, computed in double and rounded once.
-  std::vector<float> w_cons(H_), w_rew(RH), g_rew(RH), w_val(Qn * RH), g_val(RH), w_pi(RH1),
-      g_logpi(RH1), w_fit(RH);
-  const double H = H_, Bd = B_, Qd = Qn_, T = T_pi_;
-  for (int t = 0; t <= H_; ++t) {
-    const double rt = std::pow(static_cast<double>(cfg_.rho), t);
-    for (size_t b = 0; b < B; ++b) {
-      const size_t i = static_cast<size_t>(t) * B + b;
-      w_pi[i] = t < T_pi_ ? static_cast<float>(rt / (Bd * T)) : 0.0f;
-      g_logpi[i] = t < T_pi_ ? static_cast<float>(cfg_.entropy_coef * rt / (Bd * T)) : 0.0f;
-      if (t == H_) continue;
-      w_rew[i] = static_cast<float>(rt / (Bd * H));
-      w_fit[i] = w_rew[i];
-      g_rew[i] = static_cast<float>(cfg_.reward_coef * rt / (Bd * H));
-      g_val[i] = static_cast<float>(cfg_.value_coef * rt / (Bd * H * Qd));
-      for (size_t q = 0; q < Qn; ++q) w_val[q * RH + i] = static_cast<float>(rt / (Bd * H * Qd));
-    }
-    if (t < H_) w_cons[t] = static_cast<float>(rt / H);
-  }
-  const float coef3[3] = {cfg_.consistency_coef, cfg_.reward_coef, cfg_.value_coef};
-  ops_.copy_to_backend(w_cons_, w_cons.data(), w_cons.size() * sizeof(float));
-  ops_.copy_to_backend(w_rew_, w_rew.data(), w_rew.size() * sizeof(float));
-  ops_.copy_to_backend(g_rew_, g_rew.data(), g_rew.size() * sizeof(float));
-  ops_.copy_to_backend(w_val_, w_val.data(), w_val.size() * sizeof(float));
-  ops_.copy_to_backend(g_val_, g_val.data(), g_val.size() * sizeof(float));
-  ops_.copy_to_backend(coef3_, coef3, sizeof coef3);
-  ops_.copy_to_backend(w_pi_, w_pi.data(), w_pi.size() * sizeof(float));
-  ops_.copy_to_backend(g_logpi_, g_logpi.data(), g_logpi.size() * sizeof(float));
-  if (w_fit_) ops_.copy_to_backend(w_fit_, w_fit.data(), w_fit.size() * sizeof(float));
+  model_loss_weights();
+  pi_loss_weights();
 }
 
 void WorldModel::init() {
-  std::vector<float> model(n_model_, 0.0f), pi(n_pi_, 0.0f), prior(n_prior_, 0.0f);
+  std::vector<float> model(model_set_.n, 0.0f), pi(pi_set_.n, 0.0f), prior(prior_set_.n, 0.0f);
   const std::string reward_last = "_reward." + std::to_string(reward_.layers.size() - 1) + ".";
   const std::string q_last = "_Qs.params." + std::to_string(qs_.layers.size() - 1) + ".";
   for (size_t ti = 0; ti < tensors_.size(); ++ti) {
@@ -381,80 +351,52 @@ void WorldModel::init() {
     }
     // Biases, LayerNorm betas and the last Linear of reward and of every Q head stay 0.
   }
-  ops_.copy_to_backend(params_model_, model.data(), n_model_ * sizeof(float));
-  ops_.copy_to_backend(params_pi_, pi.data(), n_pi_ * sizeof(float));
-  ops_.copy_to_backend(params_target_, model.data() + q_offset_, n_q_ * sizeof(float));
-  ops_.fill(grads_model_, static_cast<int64_t>(n_model_), 0.0f);
-  ops_.fill(m_model_, static_cast<int64_t>(n_model_), 0.0f);
-  ops_.fill(v_model_, static_cast<int64_t>(n_model_), 0.0f);
-  ops_.fill(grads_pi_, static_cast<int64_t>(n_pi_), 0.0f);
-  ops_.fill(m_pi_, static_cast<int64_t>(n_pi_), 0.0f);
-  ops_.fill(v_pi_, static_cast<int64_t>(n_pi_), 0.0f);
-  if (n_prior_) {
-    ops_.copy_to_backend(params_prior_, prior.data(), n_prior_ * sizeof(float));
-    for (float* p : {grads_prior_, m_prior_, v_prior_})
-      ops_.fill(p, static_cast<int64_t>(n_prior_), 0.0f);
+  ops_.copy_to_backend(model_set_.params, model.data(), model_set_.n * sizeof(float));
+  ops_.copy_to_backend(pi_set_.params, pi.data(), pi_set_.n * sizeof(float));
+  ops_.copy_to_backend(target_qs_, model.data() + q_offset_, n_q_ * sizeof(float));
+  if (prior_set_.n)
+    ops_.copy_to_backend(prior_set_.params, prior.data(), prior_set_.n * sizeof(float));
+  const AdamScalars zero{};
+  for (Trained* t : {&model_set_, &pi_set_, &prior_set_}) {
+    for (float* p : {t->grads, t->m, t->v})
+      if (t->n) ops_.fill(p, static_cast<int64_t>(t->n), 0.0f);
+    ops_.copy_to_backend(t->adam, &zero, sizeof zero);
   }
   ops_.fill(q_scale_, 1, 1.0f);
   ops_.fill(d_scale_, 1, 1.0f);
-  const AdamScalars zero{};
-  ops_.copy_to_backend(adam_model_, &zero, sizeof zero);
-  ops_.copy_to_backend(adam_pi_, &zero, sizeof zero);
-  ops_.copy_to_backend(adam_prior_, &zero, sizeof zero);
   updates_ = 0;
 }
 
+WorldModel::Trained& WorldModel::trained(ParamSet set) {
+  POMPC_REQUIRE(set != ParamSet::target_q, "the target Qs have no gradients or optimizer");
+  return set == ParamSet::model ? model_set_ : set == ParamSet::pi ? pi_set_ : prior_set_;
+}
+
 float* WorldModel::params(ParamSet set) {
-  switch (set) {
-    case ParamSet::model:
-      return params_model_;
-    case ParamSet::pi:
-      return params_pi_;
-    case ParamSet::prior:
-      return params_prior_;
-    default:
-      return params_target_;
-  }
+  return set == ParamSet::target_q ? target_qs_ : trained(set).params;
 }
 
 size_t WorldModel::param_count(ParamSet set) const {
   switch (set) {
     case ParamSet::model:
-      return n_model_;
+      return model_set_.n;
     case ParamSet::pi:
-      return n_pi_;
+      return pi_set_.n;
     case ParamSet::prior:
-      return n_prior_;
+      return prior_set_.n;
     default:
       return n_q_;
   }
 }
 
 size_t WorldModel::trainable_param_count() const {
-  return n_model_ + n_pi_ + n_prior_;
+  return model_set_.n + pi_set_.n + prior_set_.n;
 }
 
-namespace {
-template <typename P>
-P pick_trained(ParamSet set, P model, P pi, P prior) {
-  POMPC_REQUIRE(set != ParamSet::target_q, "the target Qs have no gradients or optimizer");
-  return set == ParamSet::model ? model : set == ParamSet::pi ? pi : prior;
-}
-}  // namespace
-
-float* WorldModel::grads(ParamSet set) {
-  return pick_trained(set, grads_model_, grads_pi_, grads_prior_);
-}
-float* WorldModel::adam_m(ParamSet set) { return pick_trained(set, m_model_, m_pi_, m_prior_); }
-float* WorldModel::adam_v(ParamSet set) { return pick_trained(set, v_model_, v_pi_, v_prior_); }
-AdamScalars* WorldModel::adam_scalars(ParamSet set) {
-  return pick_trained(set, adam_model_, adam_pi_, adam_prior_);
-}
-
-Dropout WorldModel::q_dropout(bool on, int purpose) const {
-  if (!on || cfg_.dropout <= 0.0f) return Dropout{};
-  return Dropout{cfg_.dropout, cfg_.seed, update_offset(updates_, purpose)};
-}
+float* WorldModel::grads(ParamSet set) { return trained(set).grads; }
+float* WorldModel::adam_m(ParamSet set) { return trained(set).m; }
+float* WorldModel::adam_v(ParamSet set) { return trained(set).v; }
+AdamScalars* WorldModel::adam_scalars(ParamSet set) { return trained(set).adam; }
 
 // ---- inference ---------------------------------------------------------------------------------
 
@@ -468,29 +410,29 @@ void check_rows(const char* who, int rows, int max_rows) {
 
 void WorldModel::encode(float* z, const float* obs, int rows) {
   check_rows("encode", rows, max_rows_);
-  mlp_forward(ops_, encoder_, params_model_, obs, rows, enc_inf_, z, Dropout{});
+  mlp_forward(ops_, encoder_, model_set_.params, obs, rows, infer_.encoder, z, Dropout{});
 }
 
 void WorldModel::next(float* z_next, const float* z, const float* a, int rows) {
   check_rows("next", rows, max_rows_);
-  const size_t dyn_off = n_encoder_;
-  ops_.concat_forward(inf_za_, z, a, rows, Z_, A_);
-  mlp_forward(ops_, dynamics_, params_model_ + dyn_off, inf_za_, rows, dyn_inf_, z_next, Dropout{});
+  ops_.concat_forward(infer_.za, z, a, rows, Z_, A_);
+  mlp_forward(ops_, dynamics_, model_set_.params + dynamics_offset_, infer_.za, rows,
+              infer_.dynamics, z_next, Dropout{});
 }
 
 void WorldModel::reward(float* r, const float* z, const float* a, int rows) {
   check_rows("reward", rows, max_rows_);
-  const size_t rew_off = n_encoder_ + dynamics_.param_count();
-  ops_.concat_forward(inf_za_, z, a, rows, Z_, A_);
-  mlp_forward(ops_, reward_, params_model_ + rew_off, inf_za_, rows, rew_inf_, nullptr, Dropout{});
-  ops_.two_hot_inv_forward(r, rew_inf_.out.back(), rows, cfg_.bins());
+  ops_.concat_forward(infer_.za, z, a, rows, Z_, A_);
+  mlp_forward(ops_, reward_, model_set_.params + reward_offset_, infer_.za, rows, infer_.reward,
+              nullptr, Dropout{});
+  ops_.two_hot_inv_forward(r, infer_.reward.out.back(), rows, cfg_.bins());
 }
 
 void WorldModel::pi(float* action, float* mu, float* log_std, float* log_pi, const float* z,
                     int rows, uint64_t seed, uint64_t offset) {
   check_rows("pi", rows, max_rows_);
-  mlp_forward(ops_, pi_, params_pi_, z, rows, pi_inf_, nullptr, Dropout{});
-  ops_.policy_head_forward(action, mu, log_std, log_pi, nullptr, pi_inf_.out.back(), rows, A_,
+  mlp_forward(ops_, pi_, pi_set_.params, z, rows, infer_.pi, nullptr, Dropout{});
+  ops_.policy_head_forward(action, mu, log_std, log_pi, nullptr, infer_.pi.out.back(), rows, A_,
                            cfg_.policy_head(explore_head_), seed, offset);
 }
 
@@ -498,8 +440,8 @@ void WorldModel::Q(float* out, const float* z, const float* a, int rows, QMode m
                    uint64_t seed, uint64_t offset) {
   check_rows("Q", rows, max_rows_);
   POMPC_REQUIRE(cfg_.critic == Critic::q, "Q: this model has a V critic (critic=v); call V");
-  ops_.concat_forward(inf_za_, z, a, rows, Z_, A_);
-  critic_heads(out, inf_za_, rows, mode, target, seed, offset);
+  ops_.concat_forward(infer_.za, z, a, rows, Z_, A_);
+  critic_heads(out, infer_.za, rows, mode, target, seed, offset);
 }
 
 void WorldModel::V(float* out, const float* z, int rows, QMode mode, bool target, uint64_t seed,
@@ -511,189 +453,15 @@ void WorldModel::V(float* out, const float* z, int rows, QMode mode, bool target
 
 void WorldModel::critic_heads(float* out, const float* in, int rows, QMode mode, bool target,
                               uint64_t seed, uint64_t offset) {
-  const float* params = target ? params_target_ : params_model_ + q_offset_;
+  const float* params = target ? target_qs_ : model_set_.params + q_offset_;
   if (mode == QMode::all) {
-    mlp_forward(ops_, qs_, params, in, rows, q_inf_, out, Dropout{});
+    mlp_forward(ops_, qs_, params, in, rows, infer_.qs, out, Dropout{});
     return;
   }
-  mlp_forward(ops_, qs_, params, in, rows, q_inf_, nullptr, Dropout{});
-  ops_.two_hot_inv_forward(inf_qval_, q_inf_.out.back(), Qn_ * rows, cfg_.bins());
-  ops_.pair_select_forward(out, inf_qval_, Qn_, rows,
+  mlp_forward(ops_, qs_, params, in, rows, infer_.qs, nullptr, Dropout{});
+  ops_.two_hot_inv_forward(infer_.q, infer_.qs.out.back(), Qn_ * rows, cfg_.bins());
+  ops_.pair_select_forward(out, infer_.q, Qn_, rows,
                            mode == QMode::min ? PairMode::min : PairMode::avg, seed, offset);
-}
-
-// ---- update ------------------------------------------------------------------------------------
-
-void WorldModel::zero_grads() {
-  ops_.fill(grads_model_, static_cast<int64_t>(n_model_), 0.0f);
-  ops_.fill(grads_pi_, static_cast<int64_t>(n_pi_), 0.0f);
-  if (n_prior_) ops_.fill(grads_prior_, static_cast<int64_t>(n_prior_), 0.0f);
-  ops_.fill(grad_block_, static_cast<int64_t>(grad_block_floats_), 0.0f);
-}
-
-void WorldModel::td_target(const Batch& batch) {
-  NvtxRange range("update/td_target");
-  if (cfg_.critic == Critic::v) {
-    td_target_v(batch);
-    return;
-  }
-  const int RH = H_ * B_;
-  const size_t BO = static_cast<size_t>(B_) * O_;
-  const float* next_z = next_z_;
-  mlp_forward(ops_, encoder_, params_model_, batch.obs + BO, RH, enc_td_acts_, next_z_, Dropout{});
-  mlp_forward(ops_, pi_, params_pi_, next_z, RH, pi_td_acts_, raw_td_, Dropout{});
-  ops_.policy_head_forward(a_td_, nullptr, nullptr, nullptr, nullptr, raw_td_, RH, A_,
-                           cfg_.policy_head(), cfg_.seed, update_offset(updates_, kTdNoise));
-  ops_.concat_forward(tq_in_, next_z, a_td_, RH, Z_, A_);
-  mlp_forward(ops_, qs_, params_target_, tq_in_, RH, tq_acts_, tq_logits_, Dropout{});
-  ops_.two_hot_inv_forward(tq_val_, tq_logits_, Qn_ * RH, cfg_.bins());
-  ops_.pair_select_forward(qmin_, tq_val_, Qn_, RH, PairMode::min, cfg_.seed,
-                           update_offset(updates_, kTdPair));
-  if (cfg_.kl_critic) {
-    // PO-MPC: min2 -= lambda (log pi(a') - log pi_psi(a')), pi_psi as the last update left it.
-    mlp_forward(ops_, prior_, params_prior_, next_z, RH, psi_td_acts_, raw_psi_td_, Dropout{});
-    ops_.policy_log_ratio(log_ratio_td_, raw_td_, raw_psi_td_, RH, A_, cfg_.policy_head(),
-                          cfg_.seed, update_offset(updates_, kTdNoise));
-    ops_.scale_add(qmin_, log_ratio_td_, RH, -cfg_.kl_lambda(), nullptr, 1.0f);
-  }
-  ops_.scale_add(td_, batch.reward, RH, 1.0f, nullptr, 0.0f);    // td = reward
-  ops_.scale_add(td_, qmin_, RH, cfg_.discount, nullptr, 1.0f);  // td += gamma min2
-}
-
-// BMPC's _td_target_V with td_horizon 1: z_t = encoder(obs[t]), a ~ pi(z_t),
-// td_t = two_hot_inv(reward(z_t, a)) + gamma avg2(target Vs(dynamics(z_t, a))), t = 0..H-1.
-void WorldModel::td_target_v(const Batch& batch) {
-  const int RH = H_ * B_, RH1 = (H_ + 1) * B_;
-  const size_t dyn_off = n_encoder_, rew_off = n_encoder_ + dynamics_.param_count();
-  mlp_forward(ops_, encoder_, params_model_, batch.obs, RH1, enc_td_acts_, true_z_, Dropout{});
-  const float* z = true_z_;  // z_0..z_{H-1}
-  mlp_forward(ops_, pi_, params_pi_, z, RH, pi_td_acts_, raw_td_, Dropout{});
-  ops_.policy_head_forward(a_td_, nullptr, nullptr, nullptr, nullptr, raw_td_, RH, A_,
-                           cfg_.policy_head(), cfg_.seed, update_offset(updates_, kTdNoise));
-  ops_.concat_forward(tq_in_, z, a_td_, RH, Z_, A_);
-  mlp_forward(ops_, reward_, params_model_ + rew_off, tq_in_, RH, rew_td_acts_, nullptr,
-              Dropout{});
-  ops_.two_hot_inv_forward(rhat_, rew_td_acts_.out.back(), RH, cfg_.bins());
-  mlp_forward(ops_, dynamics_, params_model_ + dyn_off, tq_in_, RH, dyn_td_acts_, zn_td_,
-              Dropout{});
-  mlp_forward(ops_, qs_, params_target_, zn_td_, RH, tq_acts_, tq_logits_, Dropout{});
-  ops_.two_hot_inv_forward(tq_val_, tq_logits_, Qn_ * RH, cfg_.bins());
-  ops_.pair_select_forward(qmin_, tq_val_, Qn_, RH, PairMode::avg, cfg_.seed,
-                           update_offset(updates_, kTdPair));
-  ops_.scale_add(td_, rhat_, RH, 1.0f, nullptr, 0.0f);           // td = rhat
-  ops_.scale_add(td_, qmin_, RH, cfg_.discount, nullptr, 1.0f);  // td += gamma avg2 V
-}
-
-void WorldModel::model_forward(const Batch& batch, UpdateStats* stats, bool dropout) {
-  NvtxRange range("update/model_forward");
-  const int RH = H_ * B_, ZA = Z_ + A_;
-  const size_t BZ = static_cast<size_t>(B_) * Z_, BZA = static_cast<size_t>(B_) * ZA,
-               BA = static_cast<size_t>(B_) * A_;
-  const size_t dyn_off = n_encoder_, rew_off = n_encoder_ + dynamics_.param_count();
-  const float* next_z = next_z_;
-  mlp_forward(ops_, encoder_, params_model_, batch.obs, B_, enc_acts_, zs_, Dropout{});  // z[0]
-  for (int t = 0; t < H_; ++t) {
-    float* in = dyn_in_ + t * BZA;
-    ops_.concat_forward(in, zs_ + t * BZ, batch.action + t * BA, B_, Z_, A_);
-    mlp_forward(ops_, dynamics_, params_model_ + dyn_off, in, B_, dyn_acts_[t], zs_ + (t + 1) * BZ,
-                Dropout{});
-    ops_.mse_forward(cons_t_ + t, zs_ + (t + 1) * BZ, next_z + t * BZ, static_cast<int64_t>(BZ));
-  }
-  mlp_forward(ops_, reward_, params_model_ + rew_off, dyn_in_, RH, rew_acts_, rlogits_, Dropout{});
-  ops_.soft_ce_forward(ce_r_, rlogits_, batch.reward, RH, cfg_.bins());
-  const float* critic_in = cfg_.critic == Critic::q ? dyn_in_ : zs_;  // [z, a] or z[0..H-1]
-  mlp_forward(ops_, qs_, params_model_ + q_offset_, critic_in, RH, q_acts_, qlogits_,
-              q_dropout(dropout, kValueDropout));
-  for (int q = 0; q < Qn_; ++q)
-    ops_.soft_ce_forward(ce_v_ + static_cast<size_t>(q) * RH,
-                         qlogits_ + static_cast<size_t>(q) * RH * K_, td_, RH, cfg_.bins());
-  ops_.weighted_sum(&stats->consistency_loss, cons_t_, w_cons_, H_, 1.0f, nullptr, 0.0f);
-  ops_.weighted_sum(&stats->reward_loss, ce_r_, w_rew_, RH, 1.0f, nullptr, 0.0f);
-  ops_.weighted_sum(&stats->value_loss, ce_v_, w_val_, static_cast<int64_t>(Qn_) * RH, 1.0f,
-                    nullptr, 0.0f);
-  ops_.weighted_sum(&stats->total_loss, &stats->consistency_loss, coef3_, 3, 1.0f, nullptr, 0.0f);
-}
-
-void WorldModel::model_backward(const Batch& batch, bool dropout) {
-  NvtxRange range("update/model_backward");
-  const int RH = H_ * B_, ZA = Z_ + A_;
-  const size_t BZ = static_cast<size_t>(B_) * Z_, BZA = static_cast<size_t>(B_) * ZA;
-  const size_t dyn_off = n_encoder_, rew_off = n_encoder_ + dynamics_.param_count();
-  const float* next_z = next_z_;
-  // Heads: soft_ce -> logits -> reward / Q MLPs -> [z, a] of steps 0..H-1.
-  ops_.soft_ce_backward(d_rlogits_, g_rew_, rlogits_, batch.reward, RH, cfg_.bins());
-  for (int q = 0; q < Qn_; ++q)
-    ops_.soft_ce_backward(d_qlogits_ + static_cast<size_t>(q) * RH * K_, g_val_,
-                          qlogits_ + static_cast<size_t>(q) * RH * K_, td_, RH, cfg_.bins());
-  mlp_backward(ops_, reward_, params_model_ + rew_off, grads_model_ + rew_off, dyn_in_, RH,
-               rew_acts_, d_rlogits_, rew_g_, d_rq_in_, Dropout{});
-  if (cfg_.critic == Critic::q)
-    mlp_backward(ops_, qs_, params_model_ + q_offset_, grads_model_ + q_offset_, dyn_in_, RH,
-                 q_acts_, d_qlogits_, q_g_, d_rq_in_, q_dropout(dropout, kValueDropout));
-  else  // V heads read z[0..H-1] directly: their input gradient lands in dz[0..H-1]
-    mlp_backward(ops_, qs_, params_model_ + q_offset_, grads_model_ + q_offset_, zs_, RH, q_acts_,
-                 d_qlogits_, q_g_, dzs_, q_dropout(dropout, kValueDropout));
-  ops_.concat_backward(dzs_, nullptr, d_rq_in_, RH, Z_, A_);  // actions get no gradient
-  // Consistency: d z[t+1] += consistency_coef rho^t / H * 2 (z[t+1] - next_z[t]) / (B Z).
-  for (int t = 0; t < H_; ++t) {
-    const float dloss =
-        static_cast<float>(cfg_.consistency_coef * std::pow(static_cast<double>(cfg_.rho), t) / H_);
-    ops_.mse_backward(dzs_ + (t + 1) * BZ, zs_ + (t + 1) * BZ, next_z + t * BZ, dloss,
-                      static_cast<int64_t>(BZ));
-  }
-  // Latent rollout backwards: dz[t+1] is complete before dynamics step t propagates it to z[t].
-  for (int t = H_ - 1; t >= 0; --t) {
-    mlp_backward(ops_, dynamics_, params_model_ + dyn_off, grads_model_ + dyn_off,
-                 dyn_in_ + t * BZA, B_, dyn_acts_[t], dzs_ + (t + 1) * BZ, dyn_g_[t],
-                 d_dyn_in_ + t * BZA, Dropout{});
-    ops_.concat_backward(dzs_ + t * BZ, nullptr, d_dyn_in_ + t * BZA, B_, Z_, A_);
-  }
-  // z[0] = encoder(obs[0]).
-  mlp_backward(ops_, encoder_, params_model_, grads_model_, batch.obs, B_, enc_acts_, dzs_, enc_g_,
-               nullptr, Dropout{});
-}
-
-void WorldModel::model_step(UpdateStats* stats) {
-  NvtxRange range("update/model_step");
-  ops_.clip_grad_norm(grads_model_, n_model_, cfg_.grad_clip_norm, &stats->grad_norm);
-  ops_.adam_update(AdamSettings{}, groups_model_, params_model_, grads_model_, m_model_, v_model_,
-                   adam_model_);
-}
-
-void WorldModel::target_update() {
-  ops_.polyak(params_target_, params_model_ + q_offset_, n_q_, cfg_.tau);
-}
-
-void WorldModel::update(const Batch& batch, UpdateStats* stats, bool policy) {
-  NvtxRange range("update");
-  POMPC_REQUIRE(batch.obs && batch.action && batch.reward && stats,
-                "update: batch.obs, batch.action, batch.reward and stats must all be set");
-  POMPC_REQUIRE(cfg_.prior == Prior::none || (batch.mu_p && batch.sigma_p),
-                "update: prior=%s needs the batch's planner targets (batch.mu_p, batch.sigma_p)",
-                cfg_.prior == Prior::planner ? "planner"
-                : cfg_.prior == Prior::learned ? "learned"
-                                               : "intermediate");
-  zero_grads();
-  td_target(batch);
-  {
-    NvtxRange model("update/model");
-    model_forward(batch, stats);
-    model_backward(batch);
-    model_step(stats);
-  }
-  if (policy) {
-    NvtxRange pi("update/pi");
-    if (cfg_.prior == Prior::learned) {
-      prior_fit_forward(batch, stats);
-      prior_fit_backward(batch);
-      prior_fit_step(stats);
-    }
-    pi_forward(batch, stats);
-    pi_backward(batch);
-    pi_step(stats);
-  }
-  target_update();
-  ++updates_;
 }
 
 }  // namespace pompc::model

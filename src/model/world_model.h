@@ -10,11 +10,12 @@
 //   Qs        Qn heads of [z, a] -> NL(Z+A, M, dropout) -> NL(M, M) -> Linear(M, K)
 //   target Qs the same layout, a Polyak copy of Qs (never trained, never dropout)
 //
-// Parameters: three contiguous buffers (ParamSet), each carved into named tensors (tensors()):
+// Parameters: contiguous buffers (ParamSet), each carved into named tensors (tensors()):
 //   model     encoder | dynamics | reward | Qs   (one Adam: the encoder's group at lr *
 //             enc_lr_scale, the rest at lr; eps 1e-8); the Qs part starts at q_offset()
 //   pi        pi                                 (its own Adam: lr, eps 1e-5)
 //   target_q  the target Qs, the same layout as the model buffer's Qs part
+//   prior     pi_psi, prior=learned only         (its own Adam: lr, eps 1e-5)
 // Names follow the TD-MPC2 state_dict of nicklashansen/tdmpc2 at commit 13ef0039 (the tensordict
 // Ensemble API, world_model.py / layers.py): "_encoder.state.0.weight", "_encoder.state.0.ln.bias",
 // "_dynamics.2.ln.weight", "_reward.2.weight", "_pi.0.bias", "_Qs.params.0.weight" (stacked
@@ -43,10 +44,12 @@
 //                                                       whole batch; all: out = the logits
 //                                                       [Qn, rows, K] (seed, offset unused)
 //
-// Update (update(batch, stats, policy)): batch in backend memory, time-major:
-//   obs [H+1, B, O], action [H, B, A], reward [H, B] (row b of step t at t * B + b), and with a
-//   prior the planner targets mu_p, sigma_p [H, B, A] (sentinels already replaced by N(0, 1)).
-//   1. td_target (no dropout, no grads):
+// Update (update(batch, stats, policy), src/model/world_model_update.cpp, one function per step of
+//   SPEC section 2 in its order). batch in backend memory, time-major: obs [H+1, B, O], action
+//   [H, B, A], reward [H, B] (row b of step t at t * B + b), and with a prior the planner targets
+//   mu_p, sigma_p [H, B, A] (sentinels already replaced by N(0, 1)).
+//   zero_grads()   parameter and activation gradients to 0 (the backward passes accumulate)
+//   td_target      SPEC 2.1, no dropout, no grads:
 //      critic q: next_z = encoder(obs[1..H]); a' ~ pi(next_z);
 //                td = reward + gamma * min2(target Qs(next_z, a'))
 //                kl_critic (PO-MPC): td = reward + gamma * (min2(target Qs(next_z, a'))
@@ -54,26 +57,28 @@
 //                  the same a' (policy_log_ratio), pi_psi as the previous update left it
 //      critic v: z_t = encoder(obs[t]) for t = 0..H (next_z = z_1..H); a ~ pi(z_t), t < H;
 //                td = two_hot_inv(reward(z_t, a)) + gamma * avg2(target Vs(dynamics(z_t, a)))
-//   2-3. model_forward: z[0] = encoder(obs[0]), z[t+1] = dynamics(z[t], action[t]);
+//   rollout        SPEC 2.2: z[0] = encoder(obs[0]), z[t+1] = dynamics(z[t], action[t])
+//   model_loss     SPEC 2.3 (Q heads' dropout on):
 //      consistency = sum_t rho^t mean((z[t+1] - next_z[t])^2) / H
 //      reward      = sum_t rho^t mean_b soft_ce(reward(z[t], a[t]), reward[t]) / H
 //      value       = sum_t rho^t sum_q mean_b soft_ce(Q_q(z[t], a[t]) | V_q(z[t]), td[t]) / (H Qn)
-//                    (dropout on)
 //      total = consistency_coef consistency + reward_coef reward + value_coef value
-//   4. model_backward + model_step: gradients of total (hand-written backward through every
-//      module), clip the global norm at grad_clip_norm, Adam.
-//   5. the policy step (skipped with policy = false: BMPC's pretraining burst), on the detached
-//      latents z[t], t < T = cfg.pi_steps() (H + 1 without a prior or with the learned one, H
-//      with the planner's targets), rows R = T B:
+//   update_model   SPEC 2.4: model_loss_backward (the gradient of total through the heads, the
+//      rollout and the encoder), clip the global norm at grad_clip_norm, Adam.
+//   update_prior   prior=learned only (SPEC 4, before the pi step): pi_psi (its own MLP, same
+//      layout as pi, "_pi_prior.*") on the H latents with planner targets:
+//      prior_fit_loss = sum_{t<H} rho^t / H mean_b D_I(pi_psi, planner), D_I = prior_fit
+//      (gauss_kl forward | reverse); backward, clip, Adam (lr, eps 1e-5).
+//   update_pi      SPEC 2.5 and 4 (skipped with policy = false: BMPC's pretraining burst):
+//      pi_loss, pi_loss_backward, clip, pi's Adam, on the detached latents z[t], t < T =
+//      cfg.pi_steps() (H + 1 without a prior or with the learned one, H with the planner's
+//      targets), rows R = T B:
 //      a ~ pi(z[t]) with mu = tanh(mean), s = exp(log_std) (both policy forms);
 //      Qbar = avg2(Qs(z[t], a)) with the just-updated Qs frozen and their dropout on (computed when
 //        q_coef > 0 or with the intermediate prior); S_Q <- RunningScale(Qbar at t = 0);
 //      prior (mu_t, sigma_t) and D per row:
 //        planner       the batch's (mu_p, sigma_p)
-//        learned       pi_psi(z[t]) (its own MLP, same layout as pi, "_pi_prior.*"), after its own
-//                      step on the H latents with planner targets: prior_fit_loss = sum_{t<H}
-//                      rho^t / H mean_b D_I(pi_psi, planner), D_I = prior_fit (gauss_kl forward |
-//                      reverse), clip, Adam (lr, eps 1e-5)
+//        learned       pi_psi(z[t]) as update_prior left it (detached)
 //        intermediate  S = prior_samples planner samples a_k = clamp(mu_p + sigma_p eps_k, -1, 1),
 //                      Qbar_k = avg2 Qs(z, a_k) (no dropout, no grads), w_k = softmax_k(Qbar_k /
 //                      (beta S_Q)), log_z = log mean_k exp(Qbar_k / (beta S_Q)) (an extension,
@@ -89,10 +94,11 @@
 //      S_D: own RunningScale of D at t = 0 (prior_scale()), S_Q, or 1; the term is 0 while S_D <=
 //        prior_scale_threshold (scale_gate);
 //      pi_loss = sum_t w_t mean_b (alpha log_pi - q_coef Qbar / S_Q + prior_weight D / S_D),
-//        w_t = rho^t / T; gradients reach pi's parameters through a, mu, log_std and log_pi;
-//        clip; pi's Adam.
-//   6. target_update: target Qs += tau (Qs - target Qs).
-//   Stats (UpdateStats, backend memory) are written by the phases; nothing synchronises with the
+//        w_t = rho^t / T; gradients reach pi's parameters through a, mu, log_std and log_pi.
+//   polyak         SPEC 2.6: target Qs += tau (Qs - target Qs).
+//   The forward / backward halves (model_loss / model_loss_backward, pi_loss / pi_loss_backward,
+//   prior_fit_loss / prior_fit_loss_backward) are public for the gradient-check tests.
+//   Stats (UpdateStats, backend memory) are written by the steps; nothing synchronises with the
 //   host, so the caller reads them (copy_to_host) when it wants. grad_norm / pi_grad_norm are the
 //   norms before clipping (what clip_grad_norm_ returns).
 //
@@ -111,7 +117,7 @@
 //
 // Overwritten / accumulated: forward activations and stats are overwritten; all gradients
 // (parameter and activation) are zeroed by zero_grads() (update() does it first) and then
-// ACCUMULATED by the backward phases. Everything is allocated in the constructor (the backends
+// ACCUMULATED by the backward passes. Everything is allocated in the constructor (the backends
 // size a little scratch of their own on an op's first call: the reference RunningScale's sort
 // buffer, the CUDA LayerNorm backward's row statistics).
 //
@@ -219,31 +225,31 @@ class WorldModel {
   void V(float* out, const float* z, int rows, QMode mode, bool target, uint64_t seed,
          uint64_t offset);
   // The TD targets of the last td_target() call, [H B] in backend memory (read by tests).
-  const float* td() const { return td_; }
+  const float* td() const { return td_target_.td; }
   // The pi head inference uses: the regular log_std range, or reanalysis' (expl_log_std_*).
   void set_explore_head(bool on) { explore_head_ = on; }
 
-  // ---- update ----
+  // ---- update (the steps in the header comment, in update()'s order) ----
   // One full update (SPEC 2 steps 1-6; policy = false skips step 5, BMPC's pretraining burst);
   // then updates() += 1.
   void update(const Batch& batch, UpdateStats* stats, bool policy = true);
 
-  // Its phases, in the order update() runs them (public for the agent's variants and the
-  // gradient-check tests; `dropout = false` turns the Q heads' dropout off, `update_scale =
-  // false` keeps S_Q as it is).
+  // `dropout = false` turns the Q heads' dropout off; `update_scale = false` keeps S_Q and S_D as
+  // they are (the tests' gradient checks).
   void zero_grads();
   void td_target(const Batch& batch);
-  void model_forward(const Batch& batch, UpdateStats* stats, bool dropout = true);
-  void model_backward(const Batch& batch, bool dropout = true);
-  void model_step(UpdateStats* stats);
-  void prior_fit_forward(const Batch& batch, UpdateStats* stats);  // prior=learned only
-  void prior_fit_backward(const Batch& batch);
-  void prior_fit_step(UpdateStats* stats);
-  void pi_forward(const Batch& batch, UpdateStats* stats, bool update_scale = true,
-                  bool dropout = true);
-  void pi_backward(const Batch& batch, bool dropout = true);
-  void pi_step(UpdateStats* stats);
-  void target_update();
+  void rollout(const Batch& batch);
+  void model_loss(const Batch& batch, UpdateStats* stats, bool dropout = true);
+  void model_loss_backward(const Batch& batch, bool dropout = true);
+  void update_model(const Batch& batch, UpdateStats* stats);
+  void prior_fit_loss(const Batch& batch, UpdateStats* stats);  // prior=learned only
+  void prior_fit_loss_backward(const Batch& batch);
+  void update_prior(const Batch& batch, UpdateStats* stats);
+  void pi_loss(const Batch& batch, UpdateStats* stats, bool update_scale = true,
+               bool dropout = true);
+  void pi_loss_backward(const Batch& batch, bool dropout = true);
+  void update_pi(const Batch& batch, UpdateStats* stats);
+  void polyak();
 
   // The Philox offset of one purpose (see the header comment) of update u.
   static uint64_t update_offset(uint64_t u, int purpose);
@@ -259,8 +265,130 @@ class WorldModel {
   };
 
  private:
+  // A parameter set trained by gradient (model, pi, prior) and its optimizer state.
+  struct Trained {
+    size_t n = 0;                 // floats
+    float* params = nullptr;
+    float* grads = nullptr;       // zeroed by zero_grads(), then accumulated
+    float* m = nullptr;           // Adam's moments
+    float* v = nullptr;
+    AdamScalars* adam = nullptr;  // Adam's step and bias corrections (backend memory)
+    AdamGroups groups;            // learning rate per parameter range
+  };
+  Trained& trained(ParamSet set);
+
+  // Buffers of the update, one struct per step (shapes: H B rows per step t < H, T = pi_steps()).
+  // Weights are constants filled at construction (model_loss_weights / pi_loss_weights, beside
+  // the losses they weight); activations are overwritten; d_* gradients are zeroed by
+  // zero_grads() and accumulated.
+  struct TdTargetBuffers {
+    MlpActs encoder, pi, target_qs;
+    MlpActs reward, dynamics;       // critic v: rhat(z_t, a), dynamics(z_t, a)
+    MlpActs prior;                  // kl_critic: pi_psi(next_z)
+    float* z = nullptr;             // [(H+1) B, Z] encoder(obs[0..H]) (critic q fills next_z only)
+    float* next_z = nullptr;        // [H B, Z] = z + B Z: the consistency targets
+    float* pi_raw = nullptr;        // [H B, 2A] pi's head input at next_z (critic v: at z_t)
+    float* a = nullptr;             // [H B, A] a' ~ pi
+    float* za = nullptr;            // [H B, Z+A] [next_z, a'] (critic v: [z_t, a])
+    float* q_logits = nullptr;      // [Qn, H B, K] of the target heads
+    float* q = nullptr;             // [Qn H B]
+    float* q_pair = nullptr;        // [H B] min2 (critic q; minus the KL term) / avg2 (critic v)
+    float* td = nullptr;            // [H B] the targets
+    float* rhat = nullptr;          // [H B] (critic v)
+    float* z_next = nullptr;        // [H B, Z] dynamics(z_t, a) (critic v)
+    float* prior_raw = nullptr;     // [H B, 2A] pi_psi's head input (kl_critic)
+    float* log_ratio = nullptr;     // [H B] log pi(a') - log pi_psi(a') (kl_critic)
+  };
+  struct RolloutBuffers {
+    MlpActs encoder;
+    std::vector<MlpActs> dynamics;  // one per step t
+    float* z = nullptr;             // [(H+1) B, Z] z[0..H]
+    float* za = nullptr;            // [H B, Z+A] [z[t], action[t]]: dynamics, reward and Q input
+    MlpGrads d_encoder;
+    std::vector<MlpGrads> d_dynamics;
+    float* dz = nullptr;            // [(H+1) B, Z]
+    float* d_za = nullptr;          // [H B, Z+A] from the dynamics
+  };
+  struct ModelLossBuffers {
+    float* w_consistency = nullptr;  // [H]       rho^t / H
+    float* w_reward = nullptr;       // [H B]     rho^t / (B H)
+    float* w_value = nullptr;        // [Qn H B]  rho^t / (B H Qn)
+    float* coefs = nullptr;          // [3]       consistency_coef, reward_coef, value_coef
+    float* g_reward = nullptr;       // [H B]     d total / d ce_r = reward_coef rho^t / (B H)
+    float* g_value = nullptr;        // [H B]     d total / d ce_v = value_coef rho^t / (B H Qn)
+    MlpActs reward, qs;
+    float* consistency = nullptr;    // [H] mse per step
+    float* reward_logits = nullptr;  // [H B, K]
+    float* reward_ce = nullptr;      // [H B]
+    float* q_logits = nullptr;       // [Qn, H B, K]
+    float* value_ce = nullptr;       // [Qn H B]
+    MlpGrads d_reward, d_qs;
+    float* d_reward_logits = nullptr;  // [H B, K]
+    float* d_q_logits = nullptr;       // [Qn, H B, K]
+    float* d_heads_in = nullptr;       // [H B, Z+A] from the reward and Q heads
+  };
+  struct PriorFitBuffers {           // prior=learned
+    float* w = nullptr;              // [H B] rho^t / (B H)
+    MlpActs prior;
+    float* raw = nullptr;            // [T B, 2A] pi_psi's head input (the fit reads rows t < H)
+    float* a = nullptr;              // [T B, A] (an unused sample of pi_psi's head)
+    float* mu = nullptr;             // [T B, A]
+    float* log_std = nullptr;        // [T B, A]
+    float* sigma = nullptr;          // [T B, A] exp(log_std): the pi step's prior
+    float* div = nullptr;            // [H B] D_I per row
+    MlpGrads d_prior;
+    float* d_div = nullptr;          // [H B]
+    float* d_mu = nullptr;           // [H B, A]
+    float* d_log_std = nullptr;      // [H B, A]
+    float* d_raw = nullptr;          // [H B, 2A]
+  };
+  struct IntermediateBuffers {       // prior=intermediate: S planner samples per row
+    MlpActs qs;
+    float* a = nullptr;              // [S, T B, A]
+    float* za = nullptr;             // [S T B, Z+A]
+    float* q_logits = nullptr;       // [Qn, S T B, K]
+    float* q = nullptr;              // [Qn S T B]
+    float* qbar = nullptr;           // [S T B] avg2, then / S_Q
+    float* w = nullptr;              // [S T B] softmax weights
+    float* log_z = nullptr;          // [T B]
+  };
+  struct PiLossBuffers {
+    float* w = nullptr;              // [T B] rho^t / (B T) (rows t >= T: 0)
+    float* g_log_pi = nullptr;       // [T B] entropy_coef rho^t / (B T)
+    MlpActs pi, qs;
+    float* raw = nullptr;            // [T B, 2A]
+    float* a = nullptr;              // [T B, A]
+    float* log_pi = nullptr;         // [T B]
+    float* mu = nullptr;             // [T B, A] tanh(mean)
+    float* log_std = nullptr;        // [T B, A]
+    float* za = nullptr;             // [T B, Z+A] [z, a]
+    float* q_logits = nullptr;       // [Qn, T B, K]
+    float* q = nullptr;              // [Qn T B]
+    float* qbar = nullptr;           // [T B] avg2
+    float* div = nullptr;            // [T B] D per row
+    float* gate = nullptr;           // [1] the gated S_D (scale_gate)
+    const float* divisor = nullptr;  // S_D as the last pi_loss took it (pi_loss_backward's)
+    MlpGrads d_pi, d_qs;
+    float* d_qbar = nullptr;         // [T B]
+    float* d_q = nullptr;            // [Qn T B]
+    float* d_q_logits = nullptr;     // [Qn, T B, K]
+    float* d_za = nullptr;           // [T B, Z+A]
+    float* d_a = nullptr;            // [T B, A]
+    float* d_raw = nullptr;          // [T B, 2A]
+    float* d_mu = nullptr;           // [T B, A]
+    float* d_log_std = nullptr;      // [T B, A]
+    float* d_div = nullptr;          // [T B]
+  };
+  struct InferenceBuffers {          // max_rows rows
+    MlpActs encoder, dynamics, reward, pi, qs;
+    float* za = nullptr;             // [rows, Z+A]
+    float* q = nullptr;              // [Qn rows]
+  };
+
   void build_layout();
   void allocate();
+  void model_loss_weights();  // fills model_loss_'s weights (beside model_loss)
+  void pi_loss_weights();     // fills pi_loss_'s and prior_fit_'s weights (beside pi_loss)
   Dropout q_dropout(bool on, int purpose) const;
   void td_target_v(const Batch& batch);
   // Q / V inference on the heads' input rows ([z, a] or z).
@@ -272,137 +400,47 @@ class WorldModel {
   bool pi_grad_through_q() const;
   // The objective has a prior term: a prior and prior_coef > 0 (0 leaves TD-MPC2's objective).
   bool pi_has_prior_term() const;
-  // Qbar_k of the intermediate prior's samples, weights w_k and log_z (pi_forward's helper).
+  // Qbar_k of the intermediate prior's samples, weights w_k and log_z (pi_loss's helper).
   void intermediate_weights(const Batch& batch);
   // The prior's Gaussian (mean, std) per row: the batch's planner targets, or pi_psi's output
-  // (valid after pi_forward computed it).
+  // (valid after pi_loss computed it).
   std::pair<const float*, const float*> prior_gaussian(const Batch& batch) const;
   // The prior term's divisor S_D (gated by prior_scale_threshold), or nullptr for 1.
   const float* prior_divisor();
-  const float* pi_divisor_ = nullptr;  // prior_divisor() as the last pi_forward took it
+  // Clip and Adam step of one trained set (update_model / update_prior / update_pi).
+  void optimizer_step(Trained& set, float eps, float* grad_norm);
 
   Ops& ops_;
   ModelConfig cfg_;
   int max_rows_;
   int B_, H_, O_, A_, Z_, K_, Qn_;
 
+  // Modules (layouts) and where they live in the parameter buffers.
   Mlp encoder_, dynamics_, reward_, pi_, qs_, prior_;
+  size_t dynamics_offset_ = 0, reward_offset_ = 0, q_offset_ = 0;  // in the model buffer
+  size_t n_encoder_ = 0, n_q_ = 0;
   int critic_in_ = 0;         // the critic heads' input width: Z + A (q) or Z (v)
   int T_pi_ = 0;              // cfg.pi_steps()
   bool explore_head_ = false;
   std::vector<NamedTensor> tensors_;
-  size_t n_model_ = 0, n_pi_ = 0, n_q_ = 0, n_prior_ = 0, n_encoder_ = 0, q_offset_ = 0;
   uint64_t updates_ = 0;
 
   // Persistent state.
-  float* params_model_ = nullptr;
-  float* grads_model_ = nullptr;
-  float* m_model_ = nullptr;
-  float* v_model_ = nullptr;
-  float* params_pi_ = nullptr;
-  float* grads_pi_ = nullptr;
-  float* m_pi_ = nullptr;
-  float* v_pi_ = nullptr;
-  float* params_target_ = nullptr;
-  float* params_prior_ = nullptr;
-  float* grads_prior_ = nullptr;
-  float* m_prior_ = nullptr;
-  float* v_prior_ = nullptr;
-  float* q_scale_ = nullptr;
-  float* d_scale_ = nullptr;
-  AdamScalars* adam_model_ = nullptr;
-  AdamScalars* adam_pi_ = nullptr;
-  AdamScalars* adam_prior_ = nullptr;
-  AdamGroups groups_model_, groups_pi_, groups_prior_;
+  Trained model_set_, pi_set_, prior_set_;
+  float* target_qs_ = nullptr;  // the Polyak Qs, the model buffer's Qs layout
+  float* q_scale_ = nullptr;    // S_Q
+  float* d_scale_ = nullptr;    // S_D
 
-  // Loss weights (constants, filled at construction).
-  float* w_cons_ = nullptr;   // [H]        rho^t / H
-  float* w_rew_ = nullptr;    // [H B]      rho^t / (B H)
-  float* g_rew_ = nullptr;    // [H B]      reward_coef rho^t / (B H)
-  float* w_val_ = nullptr;    // [Qn H B]   rho^t / (B H Qn)
-  float* g_val_ = nullptr;    // [H B]      value_coef rho^t / (B H Qn)
-  float* coef3_ = nullptr;    // [3]        consistency_coef, reward_coef, value_coef
-  float* w_pi_ = nullptr;     // [T B]      rho^t / (B T), T = pi_steps()
-  float* g_logpi_ = nullptr;  // [T B]      entropy_coef rho^t / (B T)
-  float* w_fit_ = nullptr;    // [H B]      rho^t / (B H): the learned prior's fit
+  TdTargetBuffers td_target_;
+  RolloutBuffers rollout_;
+  ModelLossBuffers model_loss_;
+  PriorFitBuffers prior_fit_;
+  IntermediateBuffers intermediate_;
+  PiLossBuffers pi_loss_;
+  InferenceBuffers infer_;
 
-  // Update workspace: forward activations (overwritten).
-  MlpActs enc_td_acts_, enc_acts_, pi_td_acts_, tq_acts_, rew_acts_, q_acts_, pi_acts_, pq_acts_;
-  std::vector<MlpActs> dyn_acts_;  // one per step t
-  float* true_z_ = nullptr;        // [(H+1) B, Z] encoder(obs[0..H]) (critic v)
-  float* next_z_ = nullptr;        // [H B, Z] encoder(obs[1..H]) (the consistency targets)
-  float* raw_td_ = nullptr;        // [H B, 2A]
-  float* a_td_ = nullptr;          // [H B, A]
-  float* tq_in_ = nullptr;         // [H B, Z+A]
-  float* tq_logits_ = nullptr;     // [Qn, H B, K]
-  float* tq_val_ = nullptr;        // [Qn H B]
-  float* qmin_ = nullptr;          // [H B]
-  float* td_ = nullptr;            // [H B]
-  float* zs_ = nullptr;            // [(H+1) B, Z] z[0..H] of the rollout
-  float* dyn_in_ = nullptr;        // [H B, Z+A] [z[t], action[t]]: dynamics, reward and Q input
-  float* cons_t_ = nullptr;        // [H] mse per step
-  float* rlogits_ = nullptr;       // [H B, K]
-  float* ce_r_ = nullptr;          // [H B]
-  float* qlogits_ = nullptr;       // [Qn, H B, K]
-  float* ce_v_ = nullptr;          // [Qn H B]
-  float* raw_pi_ = nullptr;        // [(H+1) B, 2A]
-  float* a_pi_ = nullptr;          // [(H+1) B, A]
-  float* log_pi_ = nullptr;        // [(H+1) B]
-  float* pq_in_ = nullptr;         // [(H+1) B, Z+A]
-  float* pq_logits_ = nullptr;     // [Qn, (H+1) B, K]
-  float* pq_val_ = nullptr;        // [Qn (H+1) B]
-  float* qavg_ = nullptr;          // [(H+1) B]
-  float* mu_pi_ = nullptr;         // [(H+1) B, A] tanh(mean) of pi
-  float* log_std_pi_ = nullptr;    // [(H+1) B, A]
-  float* div_ = nullptr;           // [(H+1) B] D per row
-  float* gate_ = nullptr;          // [1] the gated S_D (scale_gate)
-  // Value-target (critic v) and prior workspace (allocated when used).
-  MlpActs rew_td_acts_, dyn_td_acts_, psi_acts_, qk_acts_, psi_td_acts_;
-  float* rhat_ = nullptr;          // [H B] two_hot_inv of the reward head (critic v)
-  float* zn_td_ = nullptr;         // [H B, Z] dynamics(z_t, a) (critic v)
-  float* raw_psi_ = nullptr;       // [T B, 2A] pi_psi's head input (the fit reads rows t < H)
-  float* a_psi_ = nullptr;         // [T B, A] (unused sample of pi_psi's head)
-  float* mu_psi_ = nullptr;        // [T B, A]
-  float* log_std_psi_ = nullptr;   // [T B, A]
-  float* sigma_psi_ = nullptr;     // [T B, A] exp(log_std_psi)
-  float* fit_div_ = nullptr;       // [H B] D_I per row
-  float* raw_psi_td_ = nullptr;    // [H B, 2A] pi_psi(next_z) (kl_critic)
-  float* log_ratio_td_ = nullptr;  // [H B] log pi(a') - log pi_psi(a') (kl_critic)
-  float* a_k_ = nullptr;           // [S, H B, A] planner samples (intermediate)
-  float* zk_in_ = nullptr;         // [S H B, Z+A]
-  float* qk_logits_ = nullptr;     // [Qn, S H B, K]
-  float* qk_val_ = nullptr;        // [Qn S H B]
-  float* qk_avg_ = nullptr;        // [S H B]
-  float* w_k_ = nullptr;           // [S H B] softmax weights
-  float* log_z_ = nullptr;         // [H B]
-  // Update workspace: gradients (zeroed by zero_grads(), then accumulated).
-  MlpGrads enc_g_, rew_g_, q_g_, pi_g_, pq_g_;
-  std::vector<MlpGrads> dyn_g_;
-  float* d_rlogits_ = nullptr;    // [H B, K]
-  float* d_qlogits_ = nullptr;    // [Qn, H B, K]
-  float* d_rq_in_ = nullptr;      // [H B, Z+A] from reward and Qs
-  float* d_dyn_in_ = nullptr;     // [H B, Z+A] from dynamics
-  float* dzs_ = nullptr;          // [(H+1) B, Z]
-  float* d_qavg_ = nullptr;       // [(H+1) B]
-  float* d_pq_val_ = nullptr;     // [Qn (H+1) B]
-  float* d_pq_logits_ = nullptr;  // [Qn, (H+1) B, K]
-  float* d_pq_in_ = nullptr;      // [(H+1) B, Z+A]
-  float* d_a_pi_ = nullptr;       // [(H+1) B, A]
-  float* d_raw_pi_ = nullptr;     // [(H+1) B, 2A]
-  float* d_mu_pi_ = nullptr;      // [(H+1) B, A]
-  float* d_log_std_pi_ = nullptr; // [(H+1) B, A]
-  float* d_div_ = nullptr;        // [(H+1) B]
-  MlpGrads psi_g_;
-  float* d_fit_div_ = nullptr;    // [H B]
-  float* d_mu_psi_ = nullptr;     // [H B, A]
-  float* d_log_std_psi_ = nullptr;  // [H B, A]
-  float* d_raw_psi_ = nullptr;    // [H B, 2A]
-  // Inference workspace (max_rows rows).
-  MlpActs enc_inf_, dyn_inf_, rew_inf_, pi_inf_, q_inf_;
-  float* inf_za_ = nullptr;    // [rows, Z+A]
-  float* inf_qval_ = nullptr;  // [Qn rows]
-
-  // The blocks behind everything above (freed by the destructor).
+  // The blocks behind everything above (freed by the destructor); grad_block_ holds every
+  // activation gradient (zeroed by zero_grads()).
   std::vector<void*> blocks_;
   size_t allocated_bytes_ = 0;
   float* grad_block_ = nullptr;
