@@ -10,13 +10,8 @@
 #include <cstdint>
 #include <string>
 
+#include "op_types.h"
 #include "ops.h"
-#include "ref/layernorm.h"
-#include "ref/loss.h"
-#include "ref/mppi.h"
-#include "ref/policy.h"
-#include "ref/prior.h"
-#include "ref/two_hot.h"
 
 namespace pompc::cuda {
 
@@ -37,12 +32,12 @@ void polyak(float* target, const float* online, size_t n, float tau, cudaStream_
 // kernels/layernorm.cu (twins of src/ref/layernorm.h; rowstats: 2 * rows floats of scratch)
 void layernorm_mish_forward(float* out, float* mean, float* rstd, const float* inp,
                             const float* bias, const float* gamma, const float* beta, int rows,
-                            int C, int groups, const ref::Dropout& dropout, cudaStream_t stream);
+                            int C, int groups, const Dropout& dropout, cudaStream_t stream);
 void layernorm_mish_backward(float* dinp, float* dbias, float* dgamma, float* dbeta,
                              const float* dout, const float* inp, const float* bias,
                              const float* gamma, const float* beta, const float* mean,
-                             const float* rstd, int rows, int C, int groups,
-                             const ref::Dropout& dropout, float* rowstats, cudaStream_t stream);
+                             const float* rstd, int rows, int C, int groups, const Dropout& dropout,
+                             float* rowstats, cudaStream_t stream);
 void layernorm_simnorm_forward(float* out, float* mean, float* rstd, const float* inp,
                                const float* bias, const float* gamma, const float* beta, int rows,
                                int C, int groups, cudaStream_t stream);
@@ -53,14 +48,14 @@ void layernorm_simnorm_backward(float* dinp, float* dbias, float* dgamma, float*
                                 cudaStream_t stream);
 
 // kernels/two_hot.cu (twins of src/ref/two_hot.h)
-void soft_ce_forward(float* loss, const float* logits, const float* x, int rows,
-                     const ref::Bins& bins, cudaStream_t stream);
+void soft_ce_forward(float* loss, const float* logits, const float* x, int rows, const Bins& bins,
+                     cudaStream_t stream);
 void soft_ce_backward(float* dlogits, const float* dloss, const float* logits, const float* x,
-                      int rows, const ref::Bins& bins, cudaStream_t stream);
-void two_hot_inv_forward(float* out, const float* logits, int rows, const ref::Bins& bins,
+                      int rows, const Bins& bins, cudaStream_t stream);
+void two_hot_inv_forward(float* out, const float* logits, int rows, const Bins& bins,
                          cudaStream_t stream);
 void two_hot_inv_backward(float* dlogits, const float* dout, const float* logits, int rows,
-                          const ref::Bins& bins, cudaStream_t stream);
+                          const Bins& bins, cudaStream_t stream);
 
 // kernels/linear.cu (twins of src/ref/gemm.h and src/ref/linear.h; row-major, cuBLAS underneath)
 void gemm(cublasHandle_t h, bool transa, bool transb, int m, int n, int k, float alpha,
@@ -86,24 +81,22 @@ void linear_ensemble_backward(cublasHandle_t h, float* dinp, float* dweight, flo
                               cudaStream_t stream);
 
 // kernels/policy.cu (twins of src/ref/policy.h)
-void policy_head_forward(float* action, float* mu, float* log_std, float* log_pi,
-                         float* log_prob, const float* raw, int B, int A,
-                         const ref::PolicyHead& head, uint64_t seed, uint64_t offset,
-                         cudaStream_t stream);
+void policy_head_forward(float* action, float* mu, float* log_std, float* log_pi, float* log_prob,
+                         const float* raw, int B, int A, const PolicyHead& head, uint64_t seed,
+                         uint64_t offset, cudaStream_t stream);
 void policy_head_backward(float* draw, const float* daction, const float* dmu,
                           const float* dlog_std, const float* dlog_pi, const float* raw, int B,
-                          int A, const ref::PolicyHead& head, uint64_t seed, uint64_t offset,
+                          int A, const PolicyHead& head, uint64_t seed, uint64_t offset,
                           cudaStream_t stream);
 void policy_log_ratio(float* out, const float* raw, const float* raw_prior, int B, int A,
-                      const ref::PolicyHead& head, uint64_t seed, uint64_t offset,
-                      cudaStream_t stream);
+                      const PolicyHead& head, uint64_t seed, uint64_t offset, cudaStream_t stream);
 
 // kernels/prior.cu (twins of src/ref/prior.h)
 void gauss_kl_forward(float* out, const float* mu, const float* log_std, const float* mu_p,
-                      const float* sigma_p, int rows, int A, ref::KlDir dir, cudaStream_t stream);
+                      const float* sigma_p, int rows, int A, KlDir dir, cudaStream_t stream);
 void gauss_kl_backward(float* dmu, float* dlog_std, const float* dout, const float* mu,
                        const float* log_std, const float* mu_p, const float* sigma_p, int rows,
-                       int A, ref::KlDir dir, cudaStream_t stream);
+                       int A, KlDir dir, cudaStream_t stream);
 void gauss_nll_forward(float* out, const float* a, const float* mu_p, const float* sigma_p,
                        int rows, int A, float min_std, cudaStream_t stream);
 void gauss_nll_backward(float* da, const float* dout, const float* a, const float* mu_p,
@@ -141,17 +134,17 @@ void running_scale_update(float* value, const float* x, int n, float tau, cudaSt
 // kernels/mppi.cu (twins of src/ref/mppi.h)
 constexpr int kMppiMaxN = 4096;  // num_samples sorted per block in shared memory (32 KiB)
 void mppi_init(float* mean, float* std, const float* prev_mean, const uint8_t* first,
-               const ref::MppiShape& sh, float max_std, cudaStream_t stream);
-void mppi_sample(float* actions, const float* mean, const float* std, const ref::MppiShape& sh,
+               const MppiShape& sh, float max_std, cudaStream_t stream);
+void mppi_sample(float* actions, const float* mean, const float* std, const MppiShape& sh,
                  uint64_t seed, uint64_t offset, cudaStream_t stream);
-void mppi_elites(int32_t* elite_idx, float* elite_value, const float* value,
-                 const ref::MppiShape& sh, cudaStream_t stream);
+void mppi_elites(int32_t* elite_idx, float* elite_value, const float* value, const MppiShape& sh,
+                 cudaStream_t stream);
 void mppi_update(float* mean, float* std, float* score, const float* actions,
-                 const int32_t* elite_idx, const float* elite_value, const ref::MppiShape& sh,
+                 const int32_t* elite_idx, const float* elite_value, const MppiShape& sh,
                  float temperature, float min_std, float max_std, cudaStream_t stream);
 void mppi_select(float* action, float* mu_p, float* sigma_p, const float* actions,
                  const int32_t* elite_idx, const float* score, const float* std,
-                 const ref::MppiShape& sh, bool explore, uint64_t seed, uint64_t offset,
+                 const MppiShape& sh, bool explore, uint64_t seed, uint64_t offset,
                  cudaStream_t stream);
 
 // kernels/loss.cu (twins of src/ref/loss.h)
@@ -160,10 +153,9 @@ void scale_add(float* y, const float* x, int64_t n, float alpha, const float* di
                cudaStream_t stream);
 void weighted_sum(float* out, const float* x, const float* w, int64_t n, float alpha,
                   const float* divisor, float beta, cudaStream_t stream);
-void pair_select_forward(float* out, const float* q, int Qn, int rows, ref::PairMode mode,
-                         uint64_t seed, uint64_t offset, cudaStream_t stream);
+void pair_select_forward(float* out, const float* q, int Qn, int rows, PairMode mode, uint64_t seed,
+                         uint64_t offset, cudaStream_t stream);
 void pair_select_backward(float* dq, const float* dout, const float* q, int Qn, int rows,
-                          ref::PairMode mode, uint64_t seed, uint64_t offset,
-                          cudaStream_t stream);
+                          PairMode mode, uint64_t seed, uint64_t offset, cudaStream_t stream);
 
 }  // namespace pompc::cuda

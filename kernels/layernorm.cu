@@ -1,6 +1,7 @@
 // kernels/layernorm.cu: NormedLinear's tail, fused: bias + (dropout) + LayerNorm + Mish / SimNorm.
 //
-// Maths: exactly src/ref/layernorm.h (same names, same Philox dropout rule dropout_keep()).
+// Maths: exactly src/ref/layernorm.h (same names, same Philox dropout rule dropout_keep() of
+// src/op_types.h).
 //   x = inp + bias[g]; d = dropout(x); mu, var over the row (biased); xhat = (d - mu) rstd;
 //   h = gamma[g] xhat + beta[g]; out = mish(h)  or  softmax over groups of 8 (SimNorm).
 // Shapes: inp/out [rows, C]; bias/gamma/beta [groups, C]; mean/rstd [rows]; rows = groups * batch
@@ -24,14 +25,13 @@
 #include "common.cuh"
 #include "launchers.h"
 #include "reduce.cuh"
-#include "ref/layernorm.h"
 
 namespace pompc {
 namespace {
 
 constexpr int kWarps = 8;  // rows per block in the row kernels
-constexpr float kEps = static_cast<float>(ref::kLayerNormEps);
-constexpr int kG = ref::kSimNormGroup;
+constexpr float kEps = static_cast<float>(kLayerNormEps);
+constexpr int kG = kSimNormGroup;
 
 __device__ __forceinline__ float mish_f(float x) {
   const float sp = x > 20.0f ? x : log1pf(expf(x));
@@ -61,8 +61,7 @@ struct LnArgs {
 // d = dropout(inp + bias) at flat element i = r * C + c of group g.
 __device__ __forceinline__ float ln_input(const LnArgs& a, int g, int c, int64_t i) {
   float v = a.inp[i] + (a.bias ? a.bias[static_cast<int64_t>(g) * a.C + c] : 0.0f);
-  if (a.p > 0.0f)
-    v = ref::dropout_keep(a.p, a.seed, a.offset, i) ? v * (1.0f / (1.0f - a.p)) : 0.0f;
+  if (a.p > 0.0f) v = dropout_keep(a.p, a.seed, a.offset, i) ? v * (1.0f / (1.0f - a.p)) : 0.0f;
   return v;
 }
 
@@ -179,7 +178,7 @@ __global__ void layernorm_backward_row_kernel(LnArgs a, float* __restrict__ dinp
     float xhat;
     const float dh = ln_dh<kSimNorm>(a, g, r, c, mu, rs, dy, &xhat);
     const float dd = rs * (ga[c] * dh - m1 - xhat * m2);
-    const bool keep = a.p <= 0.0f || ref::dropout_keep(a.p, a.seed, a.offset, base + c);
+    const bool keep = a.p <= 0.0f || dropout_keep(a.p, a.seed, a.offset, base + c);
     dinp[base + c] += keep ? dd * keep_scale : 0.0f;
   }
 }
@@ -206,7 +205,7 @@ __global__ void layernorm_backward_param_kernel(LnArgs a, float* __restrict__ db
     sg += dh * xhat;
     sb += dh;
     const float dd = rs * (gam * dh - rowstats[2 * r] - xhat * rowstats[2 * r + 1]);
-    const bool keep = a.p <= 0.0f || ref::dropout_keep(a.p, a.seed, a.offset, base + c);
+    const bool keep = a.p <= 0.0f || dropout_keep(a.p, a.seed, a.offset, base + c);
     sx += keep ? dd * keep_scale : 0.0f;
   }
   if (dgamma) dgamma[gc] += sg;
@@ -216,7 +215,7 @@ __global__ void layernorm_backward_param_kernel(LnArgs a, float* __restrict__ db
 
 LnArgs make_args(const char* who, bool simnorm, const float* inp, const float* bias,
                  const float* gamma, const float* beta, int rows, int C, int groups,
-                 const ref::Dropout& dr) {
+                 const Dropout& dr) {
   POMPC_REQUIRE(rows >= 0 && C >= 1, "%s: rows (%d) must be >= 0 and C (%d) >= 1", who, rows, C);
   POMPC_REQUIRE(groups >= 1 && rows % groups == 0,
                 "%s: groups (%d) must be >= 1 and divide rows (%d)", who, groups, rows);
@@ -254,7 +253,7 @@ namespace cuda {
 
 void layernorm_mish_forward(float* out, float* mean, float* rstd, const float* inp,
                             const float* bias, const float* gamma, const float* beta, int rows,
-                            int C, int groups, const ref::Dropout& dropout, cudaStream_t stream) {
+                            int C, int groups, const Dropout& dropout, cudaStream_t stream) {
   forward<false>(make_args("layernorm_mish_forward", false, inp, bias, gamma, beta, rows, C,
                            groups, dropout),
                  out, mean, rstd, stream);
@@ -263,8 +262,8 @@ void layernorm_mish_forward(float* out, float* mean, float* rstd, const float* i
 void layernorm_mish_backward(float* dinp, float* dbias, float* dgamma, float* dbeta,
                              const float* dout, const float* inp, const float* bias,
                              const float* gamma, const float* beta, const float* mean,
-                             const float* rstd, int rows, int C, int groups,
-                             const ref::Dropout& dropout, float* rowstats, cudaStream_t stream) {
+                             const float* rstd, int rows, int C, int groups, const Dropout& dropout,
+                             float* rowstats, cudaStream_t stream) {
   backward<false>(make_args("layernorm_mish_backward", false, inp, bias, gamma, beta, rows, C,
                             groups, dropout),
                   dinp, dbias, dgamma, dbeta, dout, mean, rstd, rowstats, stream);
@@ -274,7 +273,7 @@ void layernorm_simnorm_forward(float* out, float* mean, float* rstd, const float
                                const float* bias, const float* gamma, const float* beta, int rows,
                                int C, int groups, cudaStream_t stream) {
   forward<true>(make_args("layernorm_simnorm_forward", true, inp, bias, gamma, beta, rows, C,
-                          groups, ref::Dropout{}),
+                          groups, Dropout{}),
                 out, mean, rstd, stream);
 }
 
@@ -284,7 +283,7 @@ void layernorm_simnorm_backward(float* dinp, float* dbias, float* dgamma, float*
                                 const float* rstd, int rows, int C, int groups, float* rowstats,
                                 cudaStream_t stream) {
   backward<true>(make_args("layernorm_simnorm_backward", true, inp, bias, gamma, beta, rows, C,
-                           groups, ref::Dropout{}),
+                           groups, Dropout{}),
                  dinp, dbias, dgamma, dbeta, dout, mean, rstd, rowstats, stream);
 }
 

@@ -1,7 +1,7 @@
 // kernels/loss.cu: the glue ops of the world model's losses: fill, scale_add, weighted_sum,
 // pair_select (min / avg of two randomly picked Q heads).
 //
-// Maths: exactly src/ref/loss.h (same names, same pick_pair from Philox).
+// Maths: exactly src/ref/loss.h (same names, same pick_pair from Philox, src/op_types.h).
 //   fill: x = value.  scale_add: y = beta y + (alpha x) / *divisor (beta == 0: y not read).
 //   weighted_sum: *out = beta *out + alpha sum_i w_i x_i / *divisor, summed in double.
 //   pair_select: out_r = min / avg of heads (i, j) = pick_pair(Qn, seed, offset); backward
@@ -15,7 +15,6 @@
 #include "common.cuh"
 #include "launchers.h"
 #include "reduce.cuh"
-#include "ref/loss.h"
 
 namespace pompc {
 namespace {
@@ -54,14 +53,14 @@ __device__ __forceinline__ int min_side(float a, float b) {
 }
 
 __global__ void pair_select_forward_kernel(float* __restrict__ out, const float* __restrict__ q,
-                                           int Qn, int rows, ref::PairMode mode, uint64_t seed,
+                                           int Qn, int rows, PairMode mode, uint64_t seed,
                                            uint64_t offset) {
   int hi = 0, hj = 0;
-  ref::pick_pair(Qn, seed, offset, &hi, &hj);
+  pick_pair(Qn, seed, offset, &hi, &hj);
   const float* qi = q + static_cast<int64_t>(hi) * rows;
   const float* qj = q + static_cast<int64_t>(hj) * rows;
   POMPC_GRID_STRIDE(r, rows) {
-    if (mode == ref::PairMode::avg)
+    if (mode == PairMode::avg)
       out[r] = (qi[r] + qj[r]) / 2.0f;
     else
       out[r] = min_side(qi[r], qj[r]) == 0 ? qi[r] : qj[r];
@@ -70,15 +69,15 @@ __global__ void pair_select_forward_kernel(float* __restrict__ out, const float*
 
 __global__ void pair_select_backward_kernel(float* __restrict__ dq, const float* __restrict__ dout,
                                             const float* __restrict__ q, int Qn, int rows,
-                                            ref::PairMode mode, uint64_t seed, uint64_t offset) {
+                                            PairMode mode, uint64_t seed, uint64_t offset) {
   int hi = 0, hj = 0;
-  ref::pick_pair(Qn, seed, offset, &hi, &hj);
+  pick_pair(Qn, seed, offset, &hi, &hj);
   float* di = dq + static_cast<int64_t>(hi) * rows;
   float* dj = dq + static_cast<int64_t>(hj) * rows;
   const float* qi = q + static_cast<int64_t>(hi) * rows;
   const float* qj = q + static_cast<int64_t>(hj) * rows;
   POMPC_GRID_STRIDE(r, rows) {
-    if (mode == ref::PairMode::avg) {
+    if (mode == PairMode::avg) {
       di[r] += dout[r] / 2.0f;
       dj[r] += dout[r] / 2.0f;
     } else if (min_side(qi[r], qj[r]) == 0) {
@@ -93,11 +92,10 @@ void check_n(const char* who, int64_t n) {
   POMPC_REQUIRE(n >= 0, "%s: n (%lld) must be >= 0", who, static_cast<long long>(n));
 }
 
-void check_pair(const char* who, int Qn, int rows, ref::PairMode mode) {
+void check_pair(const char* who, int Qn, int rows, PairMode mode) {
   POMPC_REQUIRE(Qn >= 2, "%s: Qn (%d) must be >= 2 (two distinct heads are picked)", who, Qn);
   POMPC_REQUIRE(rows >= 0, "%s: rows (%d) must be >= 0", who, rows);
-  POMPC_REQUIRE(mode == ref::PairMode::min || mode == ref::PairMode::avg,
-                "%s: mode must be min or avg", who);
+  POMPC_REQUIRE(mode == PairMode::min || mode == PairMode::avg, "%s: mode must be min or avg", who);
 }
 
 }  // namespace
@@ -145,15 +143,15 @@ void weighted_sum(float* out, const float* x, const float* w, int64_t n, float a
   LAUNCH(weighted_sum_kernel, 1, 256, 0, stream, out, x, w, n, alpha, divisor, beta);
 }
 
-void pair_select_forward(float* out, const float* q, int Qn, int rows, ref::PairMode mode,
-                         uint64_t seed, uint64_t offset, cudaStream_t stream) {
+void pair_select_forward(float* out, const float* q, int Qn, int rows, PairMode mode, uint64_t seed,
+                         uint64_t offset, cudaStream_t stream) {
   check_pair("pair_select_forward", Qn, rows, mode);
   LAUNCH(pair_select_forward_kernel, grid_stride_blocks(rows), 256, 0, stream, out, q, Qn, rows,
          mode, seed, offset);
 }
 
 void pair_select_backward(float* dq, const float* dout, const float* q, int Qn, int rows,
-                          ref::PairMode mode, uint64_t seed, uint64_t offset, cudaStream_t stream) {
+                          PairMode mode, uint64_t seed, uint64_t offset, cudaStream_t stream) {
   check_pair("pair_select_backward", Qn, rows, mode);
   LAUNCH(pair_select_backward_kernel, grid_stride_blocks(rows), 256, 0, stream, dq, dout, q, Qn,
          rows, mode, seed, offset);

@@ -19,12 +19,9 @@
 // Test: build/test_emu -ts=planner.
 #include "common.cuh"
 #include "launchers.h"
-#include "ref/mppi.h"
 
 namespace pompc {
 namespace {
-
-using ref::MppiShape;
 
 __global__ void mppi_init_kernel(float* __restrict__ mean, float* __restrict__ std,
                                  const float* __restrict__ prev_mean,
@@ -148,7 +145,7 @@ __global__ void mppi_select_kernel(float* __restrict__ action, float* __restrict
     int best = 0;
     double best_key = -INFINITY;
     for (int e = 0; e < sh.E; ++e) {
-      const double u = ref::gumbel_uniform(philox_u32(seed, offset, uint64_t(s) * sh.E + e));
+      const double u = gumbel_uniform(philox_u32(seed, offset, uint64_t(s) * sh.E + e));
       const double key = log(static_cast<double>(score[int64_t{s} * sh.E + e])) - log(-log(u));
       if (key > best_key) {
         best_key = key;
@@ -175,21 +172,21 @@ namespace cuda {
 
 void mppi_init(float* mean, float* std, const float* prev_mean, const uint8_t* first,
                const MppiShape& sh, float max_std, cudaStream_t stream) {
-  ref::check_mppi_shape("mppi_init", sh);
+  check_mppi_shape("mppi_init", sh);
   LAUNCH(mppi_init_kernel, ceil_div(size_t(sh.S) * sh.H * sh.A, 256), 256, 0, stream, mean, std,
          prev_mean, first, sh, max_std);
 }
 
 void mppi_sample(float* actions, const float* mean, const float* std, const MppiShape& sh,
                  uint64_t seed, uint64_t offset, cudaStream_t stream) {
-  ref::check_mppi_shape("mppi_sample", sh);
+  check_mppi_shape("mppi_sample", sh);
   const size_t total = size_t(sh.H) * sh.S * (sh.N - sh.P) * sh.A;
   LAUNCH(mppi_sample_kernel, grid_stride_blocks(total), 256, 0, stream, actions, mean, std, sh, seed, offset);
 }
 
 void mppi_elites(int32_t* elite_idx, float* elite_value, const float* value, const MppiShape& sh,
                  cudaStream_t stream) {
-  ref::check_mppi_shape("mppi_elites", sh);
+  check_mppi_shape("mppi_elites", sh);
   POMPC_REQUIRE(sh.N <= kMppiMaxN,
                 "mppi_elites: num_samples (%d) must be <= %d (one block sorts a state's samples "
                 "in shared memory)",
@@ -203,7 +200,7 @@ void mppi_elites(int32_t* elite_idx, float* elite_value, const float* value, con
 void mppi_update(float* mean, float* std, float* score, const float* actions,
                  const int32_t* elite_idx, const float* elite_value, const MppiShape& sh,
                  float temperature, float min_std, float max_std, cudaStream_t stream) {
-  ref::check_mppi_shape("mppi_update", sh);
+  check_mppi_shape("mppi_update", sh);
   LAUNCH(mppi_update_kernel, sh.S, 128, 0, stream, mean, std, score, actions, elite_idx,
          elite_value, sh, temperature, min_std, max_std);
 }
@@ -212,7 +209,7 @@ void mppi_select(float* action, float* mu_p, float* sigma_p, const float* action
                  const int32_t* elite_idx, const float* score, const float* std,
                  const MppiShape& sh, bool explore, uint64_t seed, uint64_t offset,
                  cudaStream_t stream) {
-  ref::check_mppi_shape("mppi_select", sh);
+  check_mppi_shape("mppi_select", sh);
   LAUNCH(mppi_select_kernel, sh.S, 64, 0, stream, action, mu_p, sigma_p, actions, elite_idx,
          score, std, sh, explore, seed, offset);
 }

@@ -61,7 +61,7 @@ __global__ void policy_head_forward_kernel(float* __restrict__ action, float* __
                                            float* __restrict__ log_std, float* __restrict__ log_pi,
                                            float* __restrict__ log_prob,
                                            const float* __restrict__ raw, int B, int A,
-                                           ref::PolicyHead h, uint64_t seed, uint64_t offset) {
+                                           PolicyHead h, uint64_t seed, uint64_t offset) {
   const int b = blockIdx.x * blockDim.x + threadIdx.x;
   if (b >= B) return;
   const float lo = h.log_std_min, dif = h.log_std_max - h.log_std_min;
@@ -81,7 +81,7 @@ __global__ void policy_head_forward_kernel(float* __restrict__ action, float* __
   const float nA = static_cast<float>(A);
   if (log_prob) log_prob[b] = (res - nA * kHalfLog2Pi) - corr;
   if (log_pi) {
-    if (h.entropy_form == ref::EntropyForm::paper) {
+    if (h.entropy_form == EntropyForm::paper) {
       log_pi[b] = (res - kHalfLog2Pi) * nA - corr;
     } else {
       const float q = lp - corr;
@@ -90,13 +90,10 @@ __global__ void policy_head_forward_kernel(float* __restrict__ action, float* __
   }
 }
 
-__global__ void policy_head_backward_kernel(float* __restrict__ draw,
-                                            const float* __restrict__ daction,
-                                            const float* __restrict__ dmu,
-                                            const float* __restrict__ dlog_std,
-                                            const float* __restrict__ dlog_pi,
-                                            const float* __restrict__ raw, int B, int A,
-                                            ref::PolicyHead h, uint64_t seed, uint64_t offset) {
+__global__ void policy_head_backward_kernel(
+    float* __restrict__ draw, const float* __restrict__ daction, const float* __restrict__ dmu,
+    const float* __restrict__ dlog_std, const float* __restrict__ dlog_pi,
+    const float* __restrict__ raw, int B, int A, PolicyHead h, uint64_t seed, uint64_t offset) {
   const int b = blockIdx.x * blockDim.x + threadIdx.x;
   if (b >= B) return;
   const float lo = h.log_std_min, dif = h.log_std_max - h.log_std_min;
@@ -105,7 +102,7 @@ __global__ void policy_head_backward_kernel(float* __restrict__ draw,
   float c_l = 0.0f, c_u = 0.0f;
   const float glp = dlog_pi ? dlog_pi[b] : 0.0f;
   if (glp != 0.0f) {
-    if (h.entropy_form == ref::EntropyForm::paper) {
+    if (h.entropy_form == EntropyForm::paper) {
       c_l = -nA;
       c_u = 1.0f;
     } else {
@@ -157,7 +154,7 @@ __device__ __forceinline__ ClampedElem clamped_element(const float* row, int A, 
 __global__ void policy_head_clamped_forward_kernel(
     float* __restrict__ action, float* __restrict__ mu, float* __restrict__ log_std,
     float* __restrict__ log_pi, float* __restrict__ log_prob, const float* __restrict__ raw, int B,
-    int A, ref::PolicyHead h, uint64_t seed, uint64_t offset) {
+    int A, PolicyHead h, uint64_t seed, uint64_t offset) {
   const int b = blockIdx.x * blockDim.x + threadIdx.x;
   if (b >= B) return;
   const float lo = h.log_std_min, dif = h.log_std_max - h.log_std_min;
@@ -178,8 +175,7 @@ __global__ void policy_head_clamped_forward_kernel(
 __global__ void policy_head_clamped_backward_kernel(
     float* __restrict__ draw, const float* __restrict__ daction, const float* __restrict__ dmu,
     const float* __restrict__ dlog_std, const float* __restrict__ dlog_pi,
-    const float* __restrict__ raw, int B, int A, ref::PolicyHead h, uint64_t seed,
-    uint64_t offset) {
+    const float* __restrict__ raw, int B, int A, PolicyHead h, uint64_t seed, uint64_t offset) {
   const int b = blockIdx.x * blockDim.x + threadIdx.x;
   if (b >= B) return;
   const float lo = h.log_std_min, dif = h.log_std_max - h.log_std_min;
@@ -200,11 +196,11 @@ __global__ void policy_head_clamped_backward_kernel(
 
 __global__ void policy_log_ratio_kernel(float* __restrict__ out, const float* __restrict__ raw,
                                         const float* __restrict__ raw_prior, int B, int A,
-                                        ref::PolicyHead h, uint64_t seed, uint64_t offset) {
+                                        PolicyHead h, uint64_t seed, uint64_t offset) {
   const int b = blockIdx.x * blockDim.x + threadIdx.x;
   if (b >= B) return;
   const float lo = h.log_std_min, dif = h.log_std_max - h.log_std_min;
-  const bool clamped = h.form == ref::PolicyForm::clamped;
+  const bool clamped = h.form == PolicyForm::clamped;
   const float* row = raw + static_cast<int64_t>(b) * 2 * A;
   const float* prow = raw_prior + static_cast<int64_t>(b) * 2 * A;
   float sum = 0.0f;
@@ -220,11 +216,11 @@ __global__ void policy_log_ratio_kernel(float* __restrict__ out, const float* __
   out[b] = sum;
 }
 
-void check(const char* who, int B, int A, const ref::PolicyHead& h) {
+void check(const char* who, int B, int A, const PolicyHead& h) {
   POMPC_REQUIRE(B >= 0 && A >= 1, "%s: B (%d) must be >= 0 and A (%d) >= 1", who, B, A);
   POMPC_REQUIRE(h.log_std_min < h.log_std_max, "%s: log_std_min (%g) must be < log_std_max (%g)",
                 who, static_cast<double>(h.log_std_min), static_cast<double>(h.log_std_max));
-  POMPC_REQUIRE(h.form == ref::PolicyForm::squashed || h.form == ref::PolicyForm::clamped,
+  POMPC_REQUIRE(h.form == PolicyForm::squashed || h.form == PolicyForm::clamped,
                 "%s: form must be squashed or clamped", who);
 }
 
@@ -232,12 +228,11 @@ void check(const char* who, int B, int A, const ref::PolicyHead& h) {
 
 namespace cuda {
 
-void policy_head_forward(float* action, float* mu, float* log_std, float* log_pi,
-                         float* log_prob, const float* raw, int B, int A,
-                         const ref::PolicyHead& head, uint64_t seed, uint64_t offset,
-                         cudaStream_t stream) {
+void policy_head_forward(float* action, float* mu, float* log_std, float* log_pi, float* log_prob,
+                         const float* raw, int B, int A, const PolicyHead& head, uint64_t seed,
+                         uint64_t offset, cudaStream_t stream) {
   check("policy_head_forward", B, A, head);
-  if (head.form == ref::PolicyForm::clamped) {
+  if (head.form == PolicyForm::clamped) {
     LAUNCH(policy_head_clamped_forward_kernel, ceil_div(B, 128), 128, 0, stream, action, mu,
            log_std, log_pi, log_prob, raw, B, A, head, seed, offset);
     return;
@@ -248,10 +243,10 @@ void policy_head_forward(float* action, float* mu, float* log_std, float* log_pi
 
 void policy_head_backward(float* draw, const float* daction, const float* dmu,
                           const float* dlog_std, const float* dlog_pi, const float* raw, int B,
-                          int A, const ref::PolicyHead& head, uint64_t seed, uint64_t offset,
+                          int A, const PolicyHead& head, uint64_t seed, uint64_t offset,
                           cudaStream_t stream) {
   check("policy_head_backward", B, A, head);
-  if (head.form == ref::PolicyForm::clamped) {
+  if (head.form == PolicyForm::clamped) {
     LAUNCH(policy_head_clamped_backward_kernel, ceil_div(B, 128), 128, 0, stream, draw, daction,
            dmu, dlog_std, dlog_pi, raw, B, A, head, seed, offset);
     return;
@@ -261,8 +256,7 @@ void policy_head_backward(float* draw, const float* daction, const float* dmu,
 }
 
 void policy_log_ratio(float* out, const float* raw, const float* raw_prior, int B, int A,
-                      const ref::PolicyHead& head, uint64_t seed, uint64_t offset,
-                      cudaStream_t stream) {
+                      const PolicyHead& head, uint64_t seed, uint64_t offset, cudaStream_t stream) {
   check("policy_log_ratio", B, A, head);
   LAUNCH(policy_log_ratio_kernel, ceil_div(B, 128), 128, 0, stream, out, raw, raw_prior, B, A,
          head, seed, offset);

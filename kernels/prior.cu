@@ -25,7 +25,6 @@
 
 #include "common.cuh"
 #include "launchers.h"
-#include "ref/prior.h"
 
 namespace pompc {
 namespace {
@@ -37,7 +36,7 @@ __global__ void gauss_kl_forward_kernel(float* __restrict__ out, const float* __
                                         const float* __restrict__ log_std,
                                         const float* __restrict__ mu_p,
                                         const float* __restrict__ sigma_p, int rows, int A,
-                                        ref::KlDir dir) {
+                                        KlDir dir) {
   const int r = blockIdx.x * blockDim.x + threadIdx.x;
   if (r >= rows) return;
   float sum = 0.0f;
@@ -45,7 +44,7 @@ __global__ void gauss_kl_forward_kernel(float* __restrict__ out, const float* __
     const int64_t i = static_cast<int64_t>(r) * A + j;
     const float ls = log_std[i], s2 = expf(2.0f * ls), sp = sigma_p[i], sp2 = sp * sp;
     const float d = mu[i] - mu_p[i];
-    if (dir == ref::KlDir::reverse)
+    if (dir == KlDir::reverse)
       sum += logf(sp) - ls + (s2 + d * d) / (2.0f * sp2) - 0.5f;
     else
       sum += ls - logf(sp) + (sp2 + d * d) / (2.0f * s2) - 0.5f;
@@ -56,7 +55,7 @@ __global__ void gauss_kl_forward_kernel(float* __restrict__ out, const float* __
 __global__ void gauss_kl_backward_kernel(
     float* __restrict__ dmu, float* __restrict__ dlog_std, const float* __restrict__ dout,
     const float* __restrict__ mu, const float* __restrict__ log_std, const float* __restrict__ mu_p,
-    const float* __restrict__ sigma_p, int rows, int A, ref::KlDir dir) {
+    const float* __restrict__ sigma_p, int rows, int A, KlDir dir) {
   const int r = blockIdx.x * blockDim.x + threadIdx.x;
   if (r >= rows) return;
   const float g = dout[r] / static_cast<float>(A);
@@ -64,7 +63,7 @@ __global__ void gauss_kl_backward_kernel(
     const int64_t i = static_cast<int64_t>(r) * A + j;
     const float s2 = expf(2.0f * log_std[i]), sp = sigma_p[i], sp2 = sp * sp;
     const float d = mu[i] - mu_p[i];
-    if (dir == ref::KlDir::reverse) {
+    if (dir == KlDir::reverse) {
       if (dmu) dmu[i] += g * d / sp2;
       if (dlog_std) dlog_std[i] += g * (s2 / sp2 - 1.0f);
     } else {
@@ -193,44 +192,44 @@ __global__ void scale_gate_kernel(float* __restrict__ out, const float* __restri
 namespace cuda {
 
 void gauss_kl_forward(float* out, const float* mu, const float* log_std, const float* mu_p,
-                      const float* sigma_p, int rows, int A, ref::KlDir dir, cudaStream_t stream) {
-  ref::check_prior_shape("gauss_kl_forward", rows, A, 1);
-  ref::check_prior_dir("gauss_kl_forward", dir);
+                      const float* sigma_p, int rows, int A, KlDir dir, cudaStream_t stream) {
+  check_prior_shape("gauss_kl_forward", rows, A, 1);
+  check_prior_dir("gauss_kl_forward", dir);
   LAUNCH(gauss_kl_forward_kernel, ceil_div(rows, kThreads), kThreads, 0, stream, out, mu, log_std,
          mu_p, sigma_p, rows, A, dir);
 }
 
 void gauss_kl_backward(float* dmu, float* dlog_std, const float* dout, const float* mu,
                        const float* log_std, const float* mu_p, const float* sigma_p, int rows,
-                       int A, ref::KlDir dir, cudaStream_t stream) {
-  ref::check_prior_shape("gauss_kl_backward", rows, A, 1);
-  ref::check_prior_dir("gauss_kl_backward", dir);
-  ref::check_prior_given("gauss_kl_backward", "dout", dout);
+                       int A, KlDir dir, cudaStream_t stream) {
+  check_prior_shape("gauss_kl_backward", rows, A, 1);
+  check_prior_dir("gauss_kl_backward", dir);
+  check_prior_given("gauss_kl_backward", "dout", dout);
   LAUNCH(gauss_kl_backward_kernel, ceil_div(rows, kThreads), kThreads, 0, stream, dmu, dlog_std,
          dout, mu, log_std, mu_p, sigma_p, rows, A, dir);
 }
 
 void gauss_nll_forward(float* out, const float* a, const float* mu_p, const float* sigma_p,
                        int rows, int A, float min_std, cudaStream_t stream) {
-  ref::check_prior_shape("gauss_nll_forward", rows, A, 1);
-  ref::check_prior_min_std("gauss_nll_forward", min_std);
+  check_prior_shape("gauss_nll_forward", rows, A, 1);
+  check_prior_min_std("gauss_nll_forward", min_std);
   LAUNCH(gauss_nll_forward_kernel, ceil_div(rows, kThreads), kThreads, 0, stream, out, a, mu_p,
          sigma_p, rows, A, min_std);
 }
 
 void gauss_nll_backward(float* da, const float* dout, const float* a, const float* mu_p,
                         const float* sigma_p, int rows, int A, float min_std, cudaStream_t stream) {
-  ref::check_prior_shape("gauss_nll_backward", rows, A, 1);
-  ref::check_prior_min_std("gauss_nll_backward", min_std);
-  ref::check_prior_given("gauss_nll_backward", "da", da);
-  ref::check_prior_given("gauss_nll_backward", "dout", dout);
+  check_prior_shape("gauss_nll_backward", rows, A, 1);
+  check_prior_min_std("gauss_nll_backward", min_std);
+  check_prior_given("gauss_nll_backward", "da", da);
+  check_prior_given("gauss_nll_backward", "dout", dout);
   LAUNCH(gauss_nll_backward_kernel, ceil_div(rows, kThreads), kThreads, 0, stream, da, dout, a,
          mu_p, sigma_p, rows, A, min_std);
 }
 
 void prior_sample(float* a_k, const float* mu_p, const float* sigma_p, int S, int rows, int A,
                   uint64_t seed, uint64_t offset, cudaStream_t stream) {
-  ref::check_prior_shape("prior_sample", rows, A, S);
+  check_prior_shape("prior_sample", rows, A, S);
   const int64_t per = int64_t{rows} * A, n = per * S;
   LAUNCH(prior_sample_kernel, grid_stride_blocks(n, kThreads), kThreads, 0, stream, a_k, mu_p,
          sigma_p, n, per, seed, offset);
@@ -238,7 +237,7 @@ void prior_sample(float* a_k, const float* mu_p, const float* sigma_p, int S, in
 
 void sample_weights(float* w, float* log_z, const float* q, int S, int rows, float beta,
                     cudaStream_t stream) {
-  ref::check_prior_shape("sample_weights", rows, 1, S);
+  check_prior_shape("sample_weights", rows, 1, S);
   POMPC_REQUIRE(beta > 0.0f, "sample_weights: beta (%g) must be > 0 (the temperature of Qbar)",
                 static_cast<double>(beta));
   LAUNCH(sample_weights_kernel, ceil_div(rows, kThreads), kThreads, 0, stream, w, log_z, q, S, rows,
@@ -247,7 +246,7 @@ void sample_weights(float* w, float* log_z, const float* q, int S, int rows, flo
 
 void weighted_nll_forward(float* out, const float* a_k, const float* w, const float* mu,
                           const float* log_std, int S, int rows, int A, cudaStream_t stream) {
-  ref::check_prior_shape("weighted_nll_forward", rows, A, S);
+  check_prior_shape("weighted_nll_forward", rows, A, S);
   LAUNCH(weighted_nll_forward_kernel, ceil_div(rows, kThreads), kThreads, 0, stream, out, a_k, w,
          mu, log_std, S, rows, A);
 }
@@ -255,10 +254,10 @@ void weighted_nll_forward(float* out, const float* a_k, const float* w, const fl
 void weighted_nll_backward(float* dmu, float* dlog_std, const float* dout, const float* a_k,
                            const float* w, const float* mu, const float* log_std, int S, int rows,
                            int A, cudaStream_t stream) {
-  ref::check_prior_shape("weighted_nll_backward", rows, A, S);
-  ref::check_prior_given("weighted_nll_backward", "dmu", dmu);
-  ref::check_prior_given("weighted_nll_backward", "dlog_std", dlog_std);
-  ref::check_prior_given("weighted_nll_backward", "dout", dout);
+  check_prior_shape("weighted_nll_backward", rows, A, S);
+  check_prior_given("weighted_nll_backward", "dmu", dmu);
+  check_prior_given("weighted_nll_backward", "dlog_std", dlog_std);
+  check_prior_given("weighted_nll_backward", "dout", dout);
   LAUNCH(weighted_nll_backward_kernel, ceil_div(rows, kThreads), kThreads, 0, stream, dmu, dlog_std,
          dout, a_k, w, mu, log_std, S, rows, A);
 }

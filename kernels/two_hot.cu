@@ -24,16 +24,9 @@ __device__ __forceinline__ float sign_f(float x) { return x > 0.0f ? 1.0f : (x <
 __device__ __forceinline__ float symlog_f(float x) { return sign_f(x) * logf(1.0f + fabsf(x)); }
 __device__ __forceinline__ float symexp_f(float x) { return sign_f(x) * (expf(fabsf(x)) - 1.0f); }
 
-// torch.linspace's formula, as ref::bin_center.
-__device__ __forceinline__ float bin_center_f(const ref::Bins& b, int k) {
-  const float step = (b.vmax - b.vmin) / static_cast<float>(b.num_bins - 1);
-  return k < b.num_bins / 2 ? b.vmin + step * static_cast<float>(k)
-                            : b.vmax - step * static_cast<float>(b.num_bins - 1 - k);
-}
-
 // The two non-zero entries of two_hot(x); NaN x gives NaN weights at bin 0.
-__device__ __forceinline__ void two_hot_entries(float x, const ref::Bins& b, int* k0, int* k1,
-                                                float* w0, float* w1) {
+__device__ __forceinline__ void two_hot_entries(float x, const Bins& b, int* k0, int* k1, float* w0,
+                                                float* w1) {
   const float bin_size = static_cast<float>(
       (static_cast<double>(b.vmax) - static_cast<double>(b.vmin)) / (b.num_bins - 1));
   float y = symlog_f(x);
@@ -64,7 +57,7 @@ __device__ __forceinline__ void row_stats(const float* l, int K, int lane, float
 }
 
 __global__ void soft_ce_forward_kernel(float* __restrict__ loss, const float* __restrict__ logits,
-                                       const float* __restrict__ x, int rows, ref::Bins b) {
+                                       const float* __restrict__ x, int rows, Bins b) {
   const int r = blockIdx.x * kWarps + (threadIdx.x >> 5), lane = threadIdx.x & 31;
   if (r >= rows) return;
   const float* l = logits + static_cast<int64_t>(r) * b.num_bins;
@@ -82,7 +75,7 @@ __global__ void soft_ce_forward_kernel(float* __restrict__ loss, const float* __
 __global__ void soft_ce_backward_kernel(float* __restrict__ dlogits,
                                         const float* __restrict__ dloss,
                                         const float* __restrict__ logits,
-                                        const float* __restrict__ x, int rows, ref::Bins b) {
+                                        const float* __restrict__ x, int rows, Bins b) {
   const int r = blockIdx.x * kWarps + (threadIdx.x >> 5), lane = threadIdx.x & 31;
   if (r >= rows) return;
   const int K = b.num_bins;
@@ -101,23 +94,21 @@ __global__ void soft_ce_backward_kernel(float* __restrict__ dlogits,
 }
 
 __global__ void two_hot_inv_forward_kernel(float* __restrict__ out,
-                                           const float* __restrict__ logits, int rows,
-                                           ref::Bins b) {
+                                           const float* __restrict__ logits, int rows, Bins b) {
   const int r = blockIdx.x * kWarps + (threadIdx.x >> 5), lane = threadIdx.x & 31;
   if (r >= rows) return;
   const float* l = logits + static_cast<int64_t>(r) * b.num_bins;
   float mx, z;
   row_stats(l, b.num_bins, lane, &mx, &z);
   float m = 0.0f;
-  for (int k = lane; k < b.num_bins; k += 32) m += expf(l[k] - mx) / z * bin_center_f(b, k);
+  for (int k = lane; k < b.num_bins; k += 32) m += expf(l[k] - mx) / z * bin_center<float>(b, k);
   m = warp_allreduce_sum(m);
   if (lane == 0) out[r] = symexp_f(m);
 }
 
 __global__ void two_hot_inv_backward_kernel(float* __restrict__ dlogits,
                                             const float* __restrict__ dout,
-                                            const float* __restrict__ logits, int rows,
-                                            ref::Bins b) {
+                                            const float* __restrict__ logits, int rows, Bins b) {
   const int r = blockIdx.x * kWarps + (threadIdx.x >> 5), lane = threadIdx.x & 31;
   if (r >= rows) return;
   const int K = b.num_bins;
@@ -125,14 +116,15 @@ __global__ void two_hot_inv_backward_kernel(float* __restrict__ dlogits,
   float mx, z;
   row_stats(l, K, lane, &mx, &z);
   float m = 0.0f;
-  for (int k = lane; k < K; k += 32) m += expf(l[k] - mx) / z * bin_center_f(b, k);
+  for (int k = lane; k < K; k += 32) m += expf(l[k] - mx) / z * bin_center<float>(b, k);
   m = warp_allreduce_sum(m);
   const float dm = m != 0.0f ? dout[r] * expf(fabsf(m)) : 0.0f;
   float* d = dlogits + static_cast<int64_t>(r) * K;
-  for (int k = lane; k < K; k += 32) d[k] += dm * (expf(l[k] - mx) / z) * (bin_center_f(b, k) - m);
+  for (int k = lane; k < K; k += 32)
+    d[k] += dm * (expf(l[k] - mx) / z) * (bin_center<float>(b, k) - m);
 }
 
-void check(const char* who, int rows, const ref::Bins& b) {
+void check(const char* who, int rows, const Bins& b) {
   POMPC_REQUIRE(rows >= 0, "%s: rows (%d) must be >= 0", who, rows);
   POMPC_REQUIRE(b.num_bins >= 2, "%s: num_bins (%d) must be >= 2", who, b.num_bins);
   POMPC_REQUIRE(b.vmin < b.vmax, "%s: vmin (%g) must be < vmax (%g)", who,
@@ -143,21 +135,21 @@ void check(const char* who, int rows, const ref::Bins& b) {
 
 namespace cuda {
 
-void soft_ce_forward(float* loss, const float* logits, const float* x, int rows,
-                     const ref::Bins& bins, cudaStream_t stream) {
+void soft_ce_forward(float* loss, const float* logits, const float* x, int rows, const Bins& bins,
+                     cudaStream_t stream) {
   check("soft_ce_forward", rows, bins);
   LAUNCH(soft_ce_forward_kernel, ceil_div(rows, kWarps), 32 * kWarps, 0, stream, loss, logits, x,
          rows, bins);
 }
 
 void soft_ce_backward(float* dlogits, const float* dloss, const float* logits, const float* x,
-                      int rows, const ref::Bins& bins, cudaStream_t stream) {
+                      int rows, const Bins& bins, cudaStream_t stream) {
   check("soft_ce_backward", rows, bins);
   LAUNCH(soft_ce_backward_kernel, ceil_div(rows, kWarps), 32 * kWarps, 0, stream, dlogits, dloss,
          logits, x, rows, bins);
 }
 
-void two_hot_inv_forward(float* out, const float* logits, int rows, const ref::Bins& bins,
+void two_hot_inv_forward(float* out, const float* logits, int rows, const Bins& bins,
                          cudaStream_t stream) {
   check("two_hot_inv_forward", rows, bins);
   LAUNCH(two_hot_inv_forward_kernel, ceil_div(rows, kWarps), 32 * kWarps, 0, stream, out, logits,
@@ -165,7 +157,7 @@ void two_hot_inv_forward(float* out, const float* logits, int rows, const ref::B
 }
 
 void two_hot_inv_backward(float* dlogits, const float* dout, const float* logits, int rows,
-                          const ref::Bins& bins, cudaStream_t stream) {
+                          const Bins& bins, cudaStream_t stream) {
   check("two_hot_inv_backward", rows, bins);
   LAUNCH(two_hot_inv_backward_kernel, ceil_div(rows, kWarps), 32 * kWarps, 0, stream, dlogits,
          dout, logits, rows, bins);

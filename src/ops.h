@@ -18,24 +18,9 @@
 #include <memory>
 #include <string>
 
-// Value types shared by both backends' op signatures (they are defined beside the reference ops).
-#include "ref/layernorm.h"  // Dropout
-#include "ref/loss.h"       // PairMode
-#include "ref/mppi.h"       // MppiShape
-#include "ref/policy.h"     // PolicyHead, EntropyForm
-#include "ref/prior.h"      // KlDir
-#include "ref/two_hot.h"    // Bins
+#include "op_types.h"  // the value types of the op signatures: Dropout, PairMode, MppiShape, ...
 
 namespace pompc {
-
-using ref::Bins;
-using ref::Dropout;
-using ref::EntropyForm;
-using ref::KlDir;
-using ref::PolicyForm;
-using ref::PairMode;
-using ref::MppiShape;
-using ref::PolicyHead;
 
 enum class Backend { cpu, cuda };
 

@@ -36,7 +36,7 @@ void layernorm_case(bool simnorm, int rows, int C, int groups, float p) {
   CAPTURE(C);
   CAPTURE(groups);
   CAPTURE(p);
-  const pompc::ref::Dropout dr{p, 11, 3};
+  const pompc::Dropout dr{p, 11, 3};
   const size_t n = static_cast<size_t>(rows) * C, gc = static_cast<size_t>(groups) * C;
   const auto inp = normals(n, 1, 1.0f), bias = normals(gc, 2, 0.1f),
              gamma = normals(gc, 3, 0.2f, 1.0f), beta = normals(gc, 4, 0.1f),
@@ -106,7 +106,7 @@ TEST_SUITE("ops") {
   }
 
   TEST_CASE("two_hot: soft_ce and two_hot_inv, cuda matches the reference") {
-    const pompc::ref::Bins bins;
+    const pompc::Bins bins;
     for (int rows : {1, 33, 1025}) {
       CAPTURE(rows);
       const int K = bins.num_bins;
@@ -191,13 +191,13 @@ TEST_SUITE("ops") {
   }
 
   TEST_CASE("policy_head: cuda matches the reference, both entropy forms") {
-    for (auto form : {pompc::ref::EntropyForm::paper, pompc::ref::EntropyForm::current}) {
+    for (auto form : {pompc::EntropyForm::paper, pompc::EntropyForm::current}) {
       for (int A : {1, 6, 21, 38}) {
         for (int B : {1, 33, 256}) {
           CAPTURE(A);
           CAPTURE(B);
           CAPTURE(static_cast<int>(form));
-          pompc::ref::PolicyHead head;
+          pompc::PolicyHead head;
           head.entropy_form = form;
           const size_t nA = static_cast<size_t>(B) * A;
           const auto raw = normals(2 * nA, 1, 1.5f);

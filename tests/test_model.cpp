@@ -741,7 +741,7 @@ TEST_SUITE("model") {
       pompc::ref::two_hot_inv_forward(val.data(), lg.data(), Qn * rows, c.bins());
       for (uint64_t off : {3u, 4u}) {
         int i = 0, j = 0;
-        pompc::ref::pick_pair(Qn, 21, off, &i, &j);
+        pompc::pick_pair(Qn, 21, off, &i, &j);
         wm.Q(q, z, d_a, rows, QMode::min, target, 21, off);
         const auto mn = host(*ops, q, rows);
         wm.Q(q, z, d_a, rows, QMode::avg, target, 21, off);

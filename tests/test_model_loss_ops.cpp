@@ -55,7 +55,7 @@ TEST_SUITE("ops") {
       const int draws = 20000;
       for (int k = 0; k < draws; ++k) {
         int i = -1, j = -1;
-        pompc::ref::pick_pair(Qn, 3, static_cast<uint64_t>(k), &i, &j);
+        pompc::pick_pair(Qn, 3, static_cast<uint64_t>(k), &i, &j);
         REQUIRE(i >= 0);
         REQUIRE(i < Qn);
         REQUIRE(j >= 0);
@@ -74,7 +74,7 @@ TEST_SUITE("ops") {
   TEST_CASE("loss: reference pair_select min / avg, ties, NaN, and the backward routing") {
     const int Qn = 4, rows = 5;
     int hi = 0, hj = 0;
-    pompc::ref::pick_pair(Qn, 9, 17, &hi, &hj);
+    pompc::pick_pair(Qn, 9, 17, &hi, &hj);
     std::vector<float> q(static_cast<size_t>(Qn * rows), 100.0f);
     const float vi[rows] = {1.0f, 5.0f, 2.0f, NAN, 3.0f};
     const float vj[rows] = {2.0f, 4.0f, 2.0f, 1.0f, NAN};

@@ -15,7 +15,7 @@
 #include "test_ref_fd.h"
 
 using namespace pompc::test::fd;
-using pompc::ref::Dropout;
+using pompc::Dropout;
 
 namespace {
 
@@ -36,7 +36,7 @@ std::vector<double> direct(Act act, const std::vector<double>& x, const std::vec
       const size_t i = static_cast<size_t>(r) * C + c;
       d[c] = x[i] + (bias ? (*bias)[static_cast<size_t>(g) * C + c] : 0.0);
       if (dr.p > 0)
-        d[c] = pompc::ref::dropout_keep(dr.p, dr.seed, dr.offset, i) ? d[c] / (1.0 - dr.p) : 0.0;
+        d[c] = pompc::dropout_keep(dr.p, dr.seed, dr.offset, i) ? d[c] / (1.0 - dr.p) : 0.0;
     }
     double mu = 0, var = 0;
     for (double v : d) mu += v;
@@ -247,11 +247,11 @@ TEST_SUITE("ops") {
       CAPTURE(p);
       uint64_t dropped = 0, differ_offset = 0, differ_seed = 0, unstable = 0;
       for (uint64_t i = 0; i < n; ++i) {
-        const bool k = pompc::ref::dropout_keep(p, 42, 7, i);
+        const bool k = pompc::dropout_keep(p, 42, 7, i);
         dropped += !k;
-        unstable += k != pompc::ref::dropout_keep(p, 42, 7, i);  // must be deterministic
-        differ_offset += k != pompc::ref::dropout_keep(p, 42, 8, i);
-        differ_seed += k != pompc::ref::dropout_keep(p, 43, 7, i);
+        unstable += k != pompc::dropout_keep(p, 42, 7, i);  // must be deterministic
+        differ_offset += k != pompc::dropout_keep(p, 42, 8, i);
+        differ_seed += k != pompc::dropout_keep(p, 43, 7, i);
       }
       // Binomial(n, p): the drop count is within 5 standard deviations of n p (fails with
       // probability < 1e-6 for a correct generator; a wrong threshold is off by >> 5 sigma).
@@ -264,7 +264,7 @@ TEST_SUITE("ops") {
       CHECK(std::fabs(static_cast<double>(differ_seed) - want) < 6 * sd2);
     }
     int dropped_at_p0 = 0;
-    for (uint64_t i = 0; i < 1000; ++i) dropped_at_p0 += !pompc::ref::dropout_keep(0.0f, 1, 2, i);
+    for (uint64_t i = 0; i < 1000; ++i) dropped_at_p0 += !pompc::dropout_keep(0.0f, 1, 2, i);
     CHECK(dropped_at_p0 == 0);
   }
 
@@ -299,8 +299,7 @@ TEST_SUITE("ops") {
                                                rstd.data(), rows, C, groups, d1);
     int wrong = 0;
     for (size_t i = 0; i < dx.size(); ++i)
-      wrong +=
-          pompc::ref::dropout_keep(d1.p, d1.seed, d1.offset, i) ? dx[i] == 0.0f : dx[i] != 0.0f;
+      wrong += pompc::dropout_keep(d1.p, d1.seed, d1.offset, i) ? dx[i] == 0.0f : dx[i] != 0.0f;
     CHECK(wrong == 0);
   }
 

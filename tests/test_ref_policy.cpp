@@ -24,9 +24,9 @@
 #include "test_util.h"
 
 using namespace pompc::test::fd;
-using pompc::ref::EntropyForm;
-using pompc::ref::PolicyForm;
-using pompc::ref::PolicyHead;
+using pompc::EntropyForm;
+using pompc::PolicyForm;
+using pompc::PolicyHead;
 
 namespace {
 

@@ -16,7 +16,7 @@
 #include "test_ref_fd.h"
 
 using namespace pompc::test::fd;
-using pompc::ref::KlDir;
+using pompc::KlDir;
 
 namespace {
 

@@ -15,7 +15,7 @@
 #include "test_ref_fd.h"
 
 using namespace pompc::test::fd;
-using pompc::ref::Bins;
+using pompc::Bins;
 
 namespace {
 
@@ -121,7 +121,7 @@ TEST_SUITE("ops") {
         if (tr[k] != 0 && first < 0) first = k;
         nonzero += tr[k] != 0;
         sum += tr[k];
-        interp += tr[k] * pompc::ref::bin_center<double>(bins, k);
+        interp += tr[k] * pompc::bin_center<double>(bins, k);
       }
       const double y = std::min(10.0, std::max(-10.0, pompc::ref::symlog(x[r])));
       const bool neighbours = nonzero == 1 || (nonzero == 2 && tr[first + 1] != 0);

@@ -8,7 +8,7 @@
 #include <functional>
 
 #include "common.h"
-#include "ref/layernorm.h"
+#include "op_types.h"
 
 namespace pompc::model {
 namespace {
@@ -226,9 +226,9 @@ void ModelConfig::validate() const {
                 action_dim);
   POMPC_REQUIRE(enc_dim >= 1 && mlp_dim >= 1, "enc_dim (%d) and mlp_dim (%d) must be >= 1", enc_dim,
                 mlp_dim);
-  POMPC_REQUIRE(simnorm_dim == ref::kSimNormGroup,
+  POMPC_REQUIRE(simnorm_dim == kSimNormGroup,
                 "simnorm_dim (%d) must be %d: the SimNorm ops group the latent by %d", simnorm_dim,
-                ref::kSimNormGroup, ref::kSimNormGroup);
+                kSimNormGroup, kSimNormGroup);
   POMPC_REQUIRE(latent_dim >= simnorm_dim && latent_dim % simnorm_dim == 0,
                 "latent_dim (%d) must be a positive multiple of simnorm_dim (%d), e.g. %d",
                 latent_dim, simnorm_dim,

@@ -19,7 +19,7 @@
 // Dropout (PyTorch semantics: zero with probability p, scale survivors by 1/(1-p)):
 //   keep_c = philox_uniform(seed, offset, r * C + c) > p   (uniform in (0, 1]; index = the flat
 //   element index of [rows, C], so every head of an ensemble draws its own mask). The backward
-//   recomputes the mask from (seed, offset); the CUDA kernels must use dropout_keep() below.
+//   recomputes the mask from (seed, offset); both backends use dropout_keep() (src/op_types.h).
 //
 // Shapes: inp/out [rows, C]; bias, gamma, beta [groups, C]; mean, rstd [rows].
 //   rows is B (or N, B*H, ...) times `groups`: groups = 1 for a single network; groups = Qn for
@@ -38,24 +38,9 @@
 
 #include <cstdint>
 
-#include "philox.cuh"
+#include "op_types.h"  // Dropout, dropout_keep, kLayerNormEps, kSimNormGroup
 
 namespace pompc::ref {
-
-constexpr double kLayerNormEps = 1e-5;  // torch.nn.LayerNorm default, used by TD-MPC2
-constexpr int kSimNormGroup = 8;        // SimNorm's group size (TD-MPC2 simnorm_dim)
-
-struct Dropout {
-  float p = 0.0f;       // drop probability in [0, 1); 0 disables dropout (eval / target nets)
-  uint64_t seed = 0;    // Philox key
-  uint64_t offset = 0;  // Philox stream: a different offset per use of the same seed
-};
-
-// The dropout rule shared by the reference and the CUDA kernels: element i survives iff this
-// returns true.
-POMPC_HD bool dropout_keep(float p, uint64_t seed, uint64_t offset, uint64_t i) {
-  return p <= 0.0f || philox_uniform(seed, offset, i) > p;
-}
 
 // Mish with PyTorch's softplus threshold (softplus(x) = x for x > 20).
 template <typename T>

@@ -34,20 +34,9 @@
 
 #include <cstdint>
 
-#include "philox.cuh"
+#include "op_types.h"  // PairMode, pick_pair
 
 namespace pompc::ref {
-
-enum class PairMode { min, avg };
-
-// The two distinct heads (i, j) that a Q call with (seed, offset) uses. Qn >= 2.
-POMPC_HD void pick_pair(int Qn, uint64_t seed, uint64_t offset, int* i, int* j) {
-  const uint32_t a = philox_u32(seed, offset, 0), b = philox_u32(seed, offset, 1);
-  const int hi = static_cast<int>((static_cast<uint64_t>(a) * static_cast<uint32_t>(Qn)) >> 32);
-  const int lo = static_cast<int>((static_cast<uint64_t>(b) * static_cast<uint32_t>(Qn - 1)) >> 32);
-  *i = hi;
-  *j = lo >= hi ? lo + 1 : lo;
-}
 
 template <typename T>
 void fill(T* x, int64_t n, T value);

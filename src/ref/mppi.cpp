@@ -10,17 +10,6 @@
 
 namespace pompc::ref {
 
-void check_mppi_shape(const char* who, const MppiShape& sh) {
-  POMPC_REQUIRE(sh.S >= 1, "%s: the number of states S (%d) must be >= 1", who, sh.S);
-  POMPC_REQUIRE(sh.H >= 1, "%s: horizon (%d) must be >= 1", who, sh.H);
-  POMPC_REQUIRE(sh.A >= 1, "%s: action_dim (%d) must be >= 1", who, sh.A);
-  POMPC_REQUIRE(sh.N >= 1, "%s: num_samples (%d) must be >= 1", who, sh.N);
-  POMPC_REQUIRE(sh.P >= 0 && sh.P <= sh.N, "%s: num_pi_trajs (%d) must be in [0, num_samples = %d]",
-                who, sh.P, sh.N);
-  POMPC_REQUIRE(sh.E >= 1 && sh.E <= sh.N, "%s: num_elites (%d) must be in [1, num_samples = %d]",
-                who, sh.E, sh.N);
-}
-
 void mppi_init(float* mean, float* std, const float* prev_mean, const uint8_t* first,
                const MppiShape& sh, float max_std) {
   check_mppi_shape("mppi_init", sh);

@@ -28,18 +28,9 @@
 
 #include <cstdint>
 
-#include "philox.cuh"
+#include "op_types.h"  // MppiShape, gumbel_uniform, check_mppi_shape
 
 namespace pompc::ref {
-
-struct MppiShape {
-  int S = 1;    // states planned at once
-  int H = 3;    // horizon
-  int N = 512;  // num_samples (policy trajectories included)
-  int P = 24;   // num_pi_trajs: columns n < P hold policy-prior trajectories
-  int E = 64;   // num_elites
-  int A = 1;    // action dim
-};
 
 void mppi_init(float* mean, float* std, const float* prev_mean, const uint8_t* first,
                const MppiShape& sh, float max_std);
@@ -52,13 +43,5 @@ void mppi_update(float* mean, float* std, float* score, const float* actions,
 void mppi_select(float* action, float* mu_p, float* sigma_p, const float* actions,
                  const int32_t* elite_idx, const float* score, const float* std,
                  const MppiShape& sh, bool explore, uint64_t seed, uint64_t offset);
-
-// The Gumbel uniform of mppi_select, shared with the kernel: in (0, 1), never 0 or 1.
-POMPC_HD double gumbel_uniform(uint32_t bits) {
-  return (static_cast<double>(bits >> 8) + 0.5) * (1.0 / 16777216.0);
-}
-
-// Checks a shape (P <= N, 1 <= E <= N, H >= 1, ...) with errors that name the fix.
-void check_mppi_shape(const char* who, const MppiShape& sh);
 
 }  // namespace pompc::ref

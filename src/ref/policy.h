@@ -73,19 +73,9 @@
 
 #include <cstdint>
 
+#include "op_types.h"  // PolicyHead, EntropyForm, PolicyForm
+
 namespace pompc::ref {
-
-enum class EntropyForm { paper, current };
-enum class PolicyForm { squashed, clamped };
-
-struct PolicyHead {
-  float log_std_min = -10.0f;  // lower end of the log_std squash (TD-MPC2 log_std_min; BMPC -3)
-  float log_std_max = 2.0f;    // upper end (TD-MPC2 log_std_max; BMPC 1)
-  EntropyForm entropy_form = EntropyForm::paper;  // entropy_form: which scaled log-prob log_pi is
-  // form: squashed = TD-MPC2 action tanh(u); clamped = BMPC (policy_loss_type "kl"), action
-  // clamp(tanh(mean) + std eps, -1, 1), log_pi = A * Gaussian log-prob (entropy_form ignored)
-  PolicyForm form = PolicyForm::squashed;
-};
 
 template <typename T>
 void policy_head_forward(T* action, T* mu, T* log_std, T* log_pi, T* log_prob, const T* raw, int B,

@@ -20,28 +20,6 @@ bool big(int64_t elements) {
 
 }  // namespace
 
-void check_prior_shape(const char* who, int rows, int A, int S) {
-  POMPC_REQUIRE(rows >= 0, "%s: rows (%d) must be >= 0", who, rows);
-  POMPC_REQUIRE(A >= 1, "%s: A (%d) must be >= 1", who, A);
-  POMPC_REQUIRE(S >= 1, "%s: S (%d) must be >= 1 (samples per row)", who, S);
-}
-
-void check_prior_dir(const char* who, KlDir dir) {
-  POMPC_REQUIRE(dir == KlDir::reverse || dir == KlDir::forward,
-                "%s: dir must be KlDir::reverse or KlDir::forward", who);
-}
-
-void check_prior_min_std(const char* who, float min_std) {
-  POMPC_REQUIRE(min_std >= 0.0f, "%s: min_std (%g) must be >= 0", who,
-                static_cast<double>(min_std));
-}
-
-// Upstream gradients and the gradients of the ops without optional ones must be given.
-void check_prior_given(const char* who, const char* name, const void* p) {
-  POMPC_REQUIRE(p != nullptr, "%s: %s is null; pass a buffer (this op takes no null gradients)",
-                who, name);
-}
-
 template <typename T>
 void gauss_kl_forward(T* out, const T* mu, const T* log_std, const T* mu_p, const T* sigma_p,
                       int rows, int A, KlDir dir) {

@@ -45,18 +45,9 @@
 
 #include <cstdint>
 
+#include "op_types.h"  // KlDir, check_prior_shape / _dir / _min_std / _given
+
 namespace pompc::ref {
-
-// Direction of gauss_kl: reverse = KL(pi_theta || prior), forward = KL(prior || pi_theta).
-enum class KlDir { reverse, forward };
-
-// Checks rows >= 0, A >= 1, S >= 1 (pass S = 1 for the ops without samples), naming the op.
-void check_prior_shape(const char* who, int rows, int A, int S);
-// The other argument checks both backends share: a valid KlDir, min_std >= 0, a non-null buffer
-// where the op takes no null gradients. Each throws pompc::Error naming the op (`who`).
-void check_prior_dir(const char* who, KlDir dir);
-void check_prior_min_std(const char* who, float min_std);
-void check_prior_given(const char* who, const char* name, const void* p);
 
 template <typename T>
 void gauss_kl_forward(T* out, const T* mu, const T* log_std, const T* mu_p, const T* sigma_p,

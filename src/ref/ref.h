@@ -9,7 +9,10 @@
 //     used several times sums its gradients without extra code;
 //   - optional outputs / gradients may be nullptr;
 //   - randomness (dropout masks, policy noise) comes from Philox (kernels/philox.cuh) indexed by
-//     (seed, offset, flat element index), so the CUDA ops draw the same numbers.
+//     (seed, offset, flat element index), so the CUDA ops draw the same numbers;
+//   - the value types in the signatures (Dropout, Bins, PolicyHead, KlDir, MppiShape, ...) and the
+//     rules both backends share (dropout_keep, pick_pair, bin_center, ...) are in src/op_types.h,
+//     namespace pompc; src/ref holds only the reference implementation.
 //
 //   gemm.h       gemm, gemm_strided_batched, gemm_colmajor  (cuBLAS semantics)
 //   linear.h     linear_*, linear_ensemble_* (Qn heads), add_column_sums

@@ -22,14 +22,6 @@ T symexp(T x) {
   return s * (std::exp(std::fabs(x)) - T(1));
 }
 
-template <typename T>
-T bin_center(const Bins& bins, int k) {
-  const int K = bins.num_bins;
-  const T lo = static_cast<T>(bins.vmin), hi = static_cast<T>(bins.vmax);
-  const T step = (hi - lo) / static_cast<T>(K - 1);
-  return k < K / 2 ? lo + step * static_cast<T>(k) : hi - step * static_cast<T>(K - 1 - k);
-}
-
 namespace {
 
 void check_bins(const char* who, const Bins& b, int rows) {
@@ -186,7 +178,6 @@ void two_hot_inv_backward(T* dlogits, const T* dout, const T* logits, int rows, 
 #define POMPC_INSTANTIATE_TWO_HOT(T)                                                     \
   template T symlog<T>(T);                                                               \
   template T symexp<T>(T);                                                               \
-  template T bin_center<T>(const Bins&, int);                                            \
   template void soft_ce_forward<T>(T*, const T*, const T*, int, const Bins&);            \
   template void soft_ce_backward<T>(T*, const T*, const T*, const T*, int, const Bins&); \
   template void two_hot_inv_forward<T>(T*, const T*, int, const Bins&);                  \

@@ -28,22 +28,14 @@
 
 #include <cstdint>
 
-namespace pompc::ref {
+#include "op_types.h"  // Bins, bin_center
 
-struct Bins {
-  int num_bins = 101;   // K: bins of the reward / value heads (TD-MPC2 num_bins)
-  float vmin = -10.0f;  // lowest bin centre, symlog space (TD-MPC2 vmin)
-  float vmax = 10.0f;   // highest bin centre, symlog space (TD-MPC2 vmax)
-};
+namespace pompc::ref {
 
 template <typename T>
 T symlog(T x);
 template <typename T>
 T symexp(T x);
-
-// Centre of bin k (the linspace value), in T.
-template <typename T>
-T bin_center(const Bins& bins, int k);
 
 template <typename T>
 void soft_ce_forward(T* loss, const T* logits, const T* x, int rows, const Bins& bins);
