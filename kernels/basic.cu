@@ -3,7 +3,8 @@
 // Maths: exactly src/ref/basic.h (same names).
 //   copy_rows / repeat_rows: strided row copies and row repetition (no gradients)
 //   concat: out[r] = [x1[r], x2[r]]; backward dx1 += dout[:, :n1], dx2 += dout[:, n1:]
-//   mse: loss = mean (pred - target)^2 (the consistency loss, n = B Z); dpred += 2 dloss (p - t) / n
+//   mse: loss = mean (pred - target)^2 (the consistency loss, n = B Z); dpred += 2 dloss (p - t) /
+//   n counter_add: *counter += k on a uint64 (a Philox offset base, kernels/philox.cuh)
 // Shapes: x1 [rows, n1], x2 [rows, n2], out [rows, n1 + n2]; pred / target [n].
 // mse_forward: kMsePartials blocks of double partial sums, then one block sums them in order
 //   (deterministic); *loss is a device scalar. Forward outputs overwritten, gradients ACCUMULATED.
@@ -85,6 +86,11 @@ __global__ void mse_backward_kernel(float* __restrict__ dpred, const float* __re
   POMPC_GRID_STRIDE(i, n) dpred[i] += k * (pred[i] - target[i]);
 }
 
+// One thread: the world model's Philox update counter (PhiloxOffset base) advances in stream order.
+__global__ void counter_add_kernel(uint64_t* counter, uint64_t k) {
+  *counter += k;
+}
+
 }  // namespace
 
 namespace cuda {
@@ -131,6 +137,10 @@ void mse_backward(float* dpred, const float* pred, const float* target, float dl
   POMPC_REQUIRE(n >= 1, "mse_backward: n (%lld) must be >= 1", static_cast<long long>(n));
   const float k = static_cast<float>(2.0 * dloss / static_cast<double>(n));
   LAUNCH(mse_backward_kernel, grid_stride_blocks(n), 256, 0, stream, dpred, pred, target, k, n);
+}
+
+void counter_add(uint64_t* counter, uint64_t k, cudaStream_t stream) {
+  LAUNCH(counter_add_kernel, 1, 1, 0, stream, counter, k);
 }
 
 }  // namespace cuda

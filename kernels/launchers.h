@@ -83,13 +83,14 @@ void linear_ensemble_backward(cublasHandle_t h, float* dinp, float* dweight, flo
 // kernels/policy.cu (twins of src/ref/policy.h)
 void policy_head_forward(float* action, float* mu, float* log_std, float* log_pi, float* log_prob,
                          const float* raw, int B, int A, const PolicyHead& head, uint64_t seed,
-                         uint64_t offset, cudaStream_t stream);
+                         PhiloxOffset offset, cudaStream_t stream);
 void policy_head_backward(float* draw, const float* daction, const float* dmu,
                           const float* dlog_std, const float* dlog_pi, const float* raw, int B,
-                          int A, const PolicyHead& head, uint64_t seed, uint64_t offset,
+                          int A, const PolicyHead& head, uint64_t seed, PhiloxOffset offset,
                           cudaStream_t stream);
 void policy_log_ratio(float* out, const float* raw, const float* raw_prior, int B, int A,
-                      const PolicyHead& head, uint64_t seed, uint64_t offset, cudaStream_t stream);
+                      const PolicyHead& head, uint64_t seed, PhiloxOffset offset,
+                      cudaStream_t stream);
 
 // kernels/prior.cu (twins of src/ref/prior.h)
 void gauss_kl_forward(float* out, const float* mu, const float* log_std, const float* mu_p,
@@ -102,7 +103,7 @@ void gauss_nll_forward(float* out, const float* a, const float* mu_p, const floa
 void gauss_nll_backward(float* da, const float* dout, const float* a, const float* mu_p,
                         const float* sigma_p, int rows, int A, float min_std, cudaStream_t stream);
 void prior_sample(float* a_k, const float* mu_p, const float* sigma_p, int S, int rows, int A,
-                  uint64_t seed, uint64_t offset, cudaStream_t stream);
+                  uint64_t seed, PhiloxOffset offset, cudaStream_t stream);
 void sample_weights(float* w, float* log_z, const float* q, int S, int rows, float beta,
                     cudaStream_t stream);
 void weighted_nll_forward(float* out, const float* a_k, const float* w, const float* mu,
@@ -126,6 +127,7 @@ void mse_forward(float* loss, const float* pred, const float* target, int64_t n,
                  cudaStream_t stream);
 void mse_backward(float* dpred, const float* pred, const float* target, float dloss, int64_t n,
                   cudaStream_t stream);
+void counter_add(uint64_t* counter, uint64_t k, cudaStream_t stream);
 
 // kernels/scale.cu (twin of src/ref/scale.h running_scale_update; the batch must fit one block)
 constexpr int kScaleMaxN = 4096;
@@ -136,7 +138,7 @@ constexpr int kMppiMaxN = 4096;  // num_samples sorted per block in shared memor
 void mppi_init(float* mean, float* std, const float* prev_mean, const uint8_t* first,
                const MppiShape& sh, float max_std, cudaStream_t stream);
 void mppi_sample(float* actions, const float* mean, const float* std, const MppiShape& sh,
-                 uint64_t seed, uint64_t offset, cudaStream_t stream);
+                 uint64_t seed, PhiloxOffset offset, cudaStream_t stream);
 void mppi_elites(int32_t* elite_idx, float* elite_value, const float* value, const MppiShape& sh,
                  cudaStream_t stream);
 void mppi_update(float* mean, float* std, float* score, const float* actions,
@@ -144,7 +146,7 @@ void mppi_update(float* mean, float* std, float* score, const float* actions,
                  float temperature, float min_std, float max_std, cudaStream_t stream);
 void mppi_select(float* action, float* mu_p, float* sigma_p, const float* actions,
                  const int32_t* elite_idx, const float* score, const float* std,
-                 const MppiShape& sh, bool explore, uint64_t seed, uint64_t offset,
+                 const MppiShape& sh, bool explore, uint64_t seed, PhiloxOffset offset,
                  cudaStream_t stream);
 
 // kernels/loss.cu (twins of src/ref/loss.h)
@@ -154,8 +156,8 @@ void scale_add(float* y, const float* x, int64_t n, float alpha, const float* di
 void weighted_sum(float* out, const float* x, const float* w, int64_t n, float alpha,
                   const float* divisor, float beta, cudaStream_t stream);
 void pair_select_forward(float* out, const float* q, int Qn, int rows, PairMode mode, uint64_t seed,
-                         uint64_t offset, cudaStream_t stream);
+                         PhiloxOffset offset, cudaStream_t stream);
 void pair_select_backward(float* dq, const float* dout, const float* q, int Qn, int rows,
-                          PairMode mode, uint64_t seed, uint64_t offset, cudaStream_t stream);
+                          PairMode mode, uint64_t seed, PhiloxOffset offset, cudaStream_t stream);
 
 }  // namespace pompc::cuda

@@ -55,13 +55,15 @@ struct LnArgs {
   const float* beta;
   int rows, C, per_group;
   float p;  // dropout probability (0: none)
-  uint64_t seed, offset;
+  uint64_t seed;
+  PhiloxOffset offset;  // resolved where a mask element is drawn (its base is device memory)
 };
 
 // d = dropout(inp + bias) at flat element i = r * C + c of group g.
 __device__ __forceinline__ float ln_input(const LnArgs& a, int g, int c, int64_t i) {
   float v = a.inp[i] + (a.bias ? a.bias[static_cast<int64_t>(g) * a.C + c] : 0.0f);
-  if (a.p > 0.0f) v = dropout_keep(a.p, a.seed, a.offset, i) ? v * (1.0f / (1.0f - a.p)) : 0.0f;
+  if (a.p > 0.0f)
+    v = dropout_keep(a.p, a.seed, a.offset.resolve(), i) ? v * (1.0f / (1.0f - a.p)) : 0.0f;
   return v;
 }
 
@@ -178,7 +180,7 @@ __global__ void layernorm_backward_row_kernel(LnArgs a, float* __restrict__ dinp
     float xhat;
     const float dh = ln_dh<kSimNorm>(a, g, r, c, mu, rs, dy, &xhat);
     const float dd = rs * (ga[c] * dh - m1 - xhat * m2);
-    const bool keep = a.p <= 0.0f || dropout_keep(a.p, a.seed, a.offset, base + c);
+    const bool keep = a.p <= 0.0f || dropout_keep(a.p, a.seed, a.offset.resolve(), base + c);
     dinp[base + c] += keep ? dd * keep_scale : 0.0f;
   }
 }
@@ -205,7 +207,7 @@ __global__ void layernorm_backward_param_kernel(LnArgs a, float* __restrict__ db
     sg += dh * xhat;
     sb += dh;
     const float dd = rs * (gam * dh - rowstats[2 * r] - xhat * rowstats[2 * r + 1]);
-    const bool keep = a.p <= 0.0f || dropout_keep(a.p, a.seed, a.offset, base + c);
+    const bool keep = a.p <= 0.0f || dropout_keep(a.p, a.seed, a.offset.resolve(), base + c);
     sx += keep ? dd * keep_scale : 0.0f;
   }
   if (dgamma) dgamma[gc] += sg;

@@ -54,7 +54,8 @@ __device__ __forceinline__ int min_side(float a, float b) {
 
 __global__ void pair_select_forward_kernel(float* __restrict__ out, const float* __restrict__ q,
                                            int Qn, int rows, PairMode mode, uint64_t seed,
-                                           uint64_t offset) {
+                                           PhiloxOffset offset_at) {
+  const uint64_t offset = offset_at.resolve();  // device memory: read at run time
   int hi = 0, hj = 0;
   pick_pair(Qn, seed, offset, &hi, &hj);
   const float* qi = q + static_cast<int64_t>(hi) * rows;
@@ -69,7 +70,8 @@ __global__ void pair_select_forward_kernel(float* __restrict__ out, const float*
 
 __global__ void pair_select_backward_kernel(float* __restrict__ dq, const float* __restrict__ dout,
                                             const float* __restrict__ q, int Qn, int rows,
-                                            PairMode mode, uint64_t seed, uint64_t offset) {
+                                            PairMode mode, uint64_t seed, PhiloxOffset offset_at) {
+  const uint64_t offset = offset_at.resolve();  // device memory: read at run time
   int hi = 0, hj = 0;
   pick_pair(Qn, seed, offset, &hi, &hj);
   float* di = dq + static_cast<int64_t>(hi) * rows;
@@ -144,14 +146,14 @@ void weighted_sum(float* out, const float* x, const float* w, int64_t n, float a
 }
 
 void pair_select_forward(float* out, const float* q, int Qn, int rows, PairMode mode, uint64_t seed,
-                         uint64_t offset, cudaStream_t stream) {
+                         PhiloxOffset offset, cudaStream_t stream) {
   check_pair("pair_select_forward", Qn, rows, mode);
   LAUNCH(pair_select_forward_kernel, grid_stride_blocks(rows), 256, 0, stream, out, q, Qn, rows,
          mode, seed, offset);
 }
 
 void pair_select_backward(float* dq, const float* dout, const float* q, int Qn, int rows,
-                          PairMode mode, uint64_t seed, uint64_t offset, cudaStream_t stream) {
+                          PairMode mode, uint64_t seed, PhiloxOffset offset, cudaStream_t stream) {
   check_pair("pair_select_backward", Qn, rows, mode);
   LAUNCH(pair_select_backward_kernel, grid_stride_blocks(rows), 256, 0, stream, dq, dout, q, Qn,
          rows, mode, seed, offset);

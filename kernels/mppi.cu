@@ -37,7 +37,8 @@ __global__ void mppi_init_kernel(float* __restrict__ mean, float* __restrict__ s
 
 __global__ void mppi_sample_kernel(float* __restrict__ actions, const float* __restrict__ mean,
                                    const float* __restrict__ std, MppiShape sh, uint64_t seed,
-                                   uint64_t offset) {
+                                   PhiloxOffset offset_at) {
+  const uint64_t offset = offset_at.resolve();  // device memory: read at run time
   const int M = sh.N - sh.P;
   const int64_t total = int64_t{sh.H} * sh.S * M * sh.A;
   POMPC_GRID_STRIDE(i, total) {
@@ -138,7 +139,9 @@ __global__ void mppi_select_kernel(float* __restrict__ action, float* __restrict
                                    float* __restrict__ sigma_p, const float* __restrict__ actions,
                                    const int32_t* __restrict__ elite_idx,
                                    const float* __restrict__ score, const float* __restrict__ std,
-                                   MppiShape sh, bool explore, uint64_t seed, uint64_t offset) {
+                                   MppiShape sh, bool explore, uint64_t seed,
+                                   PhiloxOffset offset_at) {
+  const uint64_t offset = offset_at.resolve();  // device memory: read at run time
   __shared__ int chosen;
   const int s = blockIdx.x;
   if (threadIdx.x == 0) {
@@ -178,7 +181,7 @@ void mppi_init(float* mean, float* std, const float* prev_mean, const uint8_t* f
 }
 
 void mppi_sample(float* actions, const float* mean, const float* std, const MppiShape& sh,
-                 uint64_t seed, uint64_t offset, cudaStream_t stream) {
+                 uint64_t seed, PhiloxOffset offset, cudaStream_t stream) {
   check_mppi_shape("mppi_sample", sh);
   const size_t total = size_t(sh.H) * sh.S * (sh.N - sh.P) * sh.A;
   LAUNCH(mppi_sample_kernel, grid_stride_blocks(total), 256, 0, stream, actions, mean, std, sh, seed, offset);
@@ -207,7 +210,7 @@ void mppi_update(float* mean, float* std, float* score, const float* actions,
 
 void mppi_select(float* action, float* mu_p, float* sigma_p, const float* actions,
                  const int32_t* elite_idx, const float* score, const float* std,
-                 const MppiShape& sh, bool explore, uint64_t seed, uint64_t offset,
+                 const MppiShape& sh, bool explore, uint64_t seed, PhiloxOffset offset,
                  cudaStream_t stream) {
   check_mppi_shape("mppi_select", sh);
   LAUNCH(mppi_select_kernel, sh.S, 64, 0, stream, action, mu_p, sigma_p, actions, elite_idx,

@@ -61,7 +61,8 @@ __global__ void policy_head_forward_kernel(float* __restrict__ action, float* __
                                            float* __restrict__ log_std, float* __restrict__ log_pi,
                                            float* __restrict__ log_prob,
                                            const float* __restrict__ raw, int B, int A,
-                                           PolicyHead h, uint64_t seed, uint64_t offset) {
+                                           PolicyHead h, uint64_t seed, PhiloxOffset offset_at) {
+  const uint64_t offset = offset_at.resolve();  // device memory: read at run time
   const int b = blockIdx.x * blockDim.x + threadIdx.x;
   if (b >= B) return;
   const float lo = h.log_std_min, dif = h.log_std_max - h.log_std_min;
@@ -90,10 +91,14 @@ __global__ void policy_head_forward_kernel(float* __restrict__ action, float* __
   }
 }
 
-__global__ void policy_head_backward_kernel(
-    float* __restrict__ draw, const float* __restrict__ daction, const float* __restrict__ dmu,
-    const float* __restrict__ dlog_std, const float* __restrict__ dlog_pi,
-    const float* __restrict__ raw, int B, int A, PolicyHead h, uint64_t seed, uint64_t offset) {
+__global__ void policy_head_backward_kernel(float* __restrict__ draw,
+                                            const float* __restrict__ daction,
+                                            const float* __restrict__ dmu,
+                                            const float* __restrict__ dlog_std,
+                                            const float* __restrict__ dlog_pi,
+                                            const float* __restrict__ raw, int B, int A,
+                                            PolicyHead h, uint64_t seed, PhiloxOffset offset_at) {
+  const uint64_t offset = offset_at.resolve();  // device memory: read at run time
   const int b = blockIdx.x * blockDim.x + threadIdx.x;
   if (b >= B) return;
   const float lo = h.log_std_min, dif = h.log_std_max - h.log_std_min;
@@ -154,7 +159,8 @@ __device__ __forceinline__ ClampedElem clamped_element(const float* row, int A, 
 __global__ void policy_head_clamped_forward_kernel(
     float* __restrict__ action, float* __restrict__ mu, float* __restrict__ log_std,
     float* __restrict__ log_pi, float* __restrict__ log_prob, const float* __restrict__ raw, int B,
-    int A, PolicyHead h, uint64_t seed, uint64_t offset) {
+    int A, PolicyHead h, uint64_t seed, PhiloxOffset offset_at) {
+  const uint64_t offset = offset_at.resolve();  // device memory: read at run time
   const int b = blockIdx.x * blockDim.x + threadIdx.x;
   if (b >= B) return;
   const float lo = h.log_std_min, dif = h.log_std_max - h.log_std_min;
@@ -175,7 +181,9 @@ __global__ void policy_head_clamped_forward_kernel(
 __global__ void policy_head_clamped_backward_kernel(
     float* __restrict__ draw, const float* __restrict__ daction, const float* __restrict__ dmu,
     const float* __restrict__ dlog_std, const float* __restrict__ dlog_pi,
-    const float* __restrict__ raw, int B, int A, PolicyHead h, uint64_t seed, uint64_t offset) {
+    const float* __restrict__ raw, int B, int A, PolicyHead h, uint64_t seed,
+    PhiloxOffset offset_at) {
+  const uint64_t offset = offset_at.resolve();  // device memory: read at run time
   const int b = blockIdx.x * blockDim.x + threadIdx.x;
   if (b >= B) return;
   const float lo = h.log_std_min, dif = h.log_std_max - h.log_std_min;
@@ -196,7 +204,8 @@ __global__ void policy_head_clamped_backward_kernel(
 
 __global__ void policy_log_ratio_kernel(float* __restrict__ out, const float* __restrict__ raw,
                                         const float* __restrict__ raw_prior, int B, int A,
-                                        PolicyHead h, uint64_t seed, uint64_t offset) {
+                                        PolicyHead h, uint64_t seed, PhiloxOffset offset_at) {
+  const uint64_t offset = offset_at.resolve();  // device memory: read at run time
   const int b = blockIdx.x * blockDim.x + threadIdx.x;
   if (b >= B) return;
   const float lo = h.log_std_min, dif = h.log_std_max - h.log_std_min;
@@ -230,7 +239,7 @@ namespace cuda {
 
 void policy_head_forward(float* action, float* mu, float* log_std, float* log_pi, float* log_prob,
                          const float* raw, int B, int A, const PolicyHead& head, uint64_t seed,
-                         uint64_t offset, cudaStream_t stream) {
+                         PhiloxOffset offset, cudaStream_t stream) {
   check("policy_head_forward", B, A, head);
   if (head.form == PolicyForm::clamped) {
     LAUNCH(policy_head_clamped_forward_kernel, ceil_div(B, 128), 128, 0, stream, action, mu,
@@ -243,7 +252,7 @@ void policy_head_forward(float* action, float* mu, float* log_std, float* log_pi
 
 void policy_head_backward(float* draw, const float* daction, const float* dmu,
                           const float* dlog_std, const float* dlog_pi, const float* raw, int B,
-                          int A, const PolicyHead& head, uint64_t seed, uint64_t offset,
+                          int A, const PolicyHead& head, uint64_t seed, PhiloxOffset offset,
                           cudaStream_t stream) {
   check("policy_head_backward", B, A, head);
   if (head.form == PolicyForm::clamped) {
@@ -256,7 +265,8 @@ void policy_head_backward(float* draw, const float* daction, const float* dmu,
 }
 
 void policy_log_ratio(float* out, const float* raw, const float* raw_prior, int B, int A,
-                      const PolicyHead& head, uint64_t seed, uint64_t offset, cudaStream_t stream) {
+                      const PolicyHead& head, uint64_t seed, PhiloxOffset offset,
+                      cudaStream_t stream) {
   check("policy_log_ratio", B, A, head);
   LAUNCH(policy_log_ratio_kernel, ceil_div(B, 128), 128, 0, stream, out, raw, raw_prior, B, A,
          head, seed, offset);

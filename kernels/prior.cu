@@ -107,7 +107,8 @@ __global__ void gauss_nll_backward_kernel(float* __restrict__ da, const float* _
 
 __global__ void prior_sample_kernel(float* __restrict__ a_k, const float* __restrict__ mu_p,
                                     const float* __restrict__ sigma_p, int64_t n, int64_t per,
-                                    uint64_t seed, uint64_t offset) {
+                                    uint64_t seed, PhiloxOffset offset_at) {
+  const uint64_t offset = offset_at.resolve();  // device memory: read at run time
   POMPC_GRID_STRIDE(i, n) {
     const int64_t rj = i % per;
     const float eps = philox_normal(seed, offset, static_cast<uint64_t>(i));
@@ -228,7 +229,7 @@ void gauss_nll_backward(float* da, const float* dout, const float* a, const floa
 }
 
 void prior_sample(float* a_k, const float* mu_p, const float* sigma_p, int S, int rows, int A,
-                  uint64_t seed, uint64_t offset, cudaStream_t stream) {
+                  uint64_t seed, PhiloxOffset offset, cudaStream_t stream) {
   check_prior_shape("prior_sample", rows, A, S);
   const int64_t per = int64_t{rows} * A, n = per * S;
   LAUNCH(prior_sample_kernel, grid_stride_blocks(n, kThreads), kThreads, 0, stream, a_k, mu_p,

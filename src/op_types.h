@@ -26,7 +26,7 @@ constexpr int kSimNormGroup = 8;        // SimNorm's group size (TD-MPC2 simnorm
 struct Dropout {
   float p = 0.0f;       // drop probability in [0, 1); 0 disables dropout (eval / target nets)
   uint64_t seed = 0;    // Philox key
-  uint64_t offset = 0;  // Philox stream: a different offset per use of the same seed
+  PhiloxOffset offset;  // Philox stream: a different offset per use of the same seed
 };
 
 // The dropout rule of both backends: element i (flat index into [rows, C]) survives iff this

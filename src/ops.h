@@ -69,6 +69,15 @@ class Ops {
   virtual void copy_to_host(void* host_dst, const void* src, size_t bytes) = 0;
   // Waits until every op issued so far has finished (a no-op for the reference).
   virtual void synchronize() = 0;
+  // Host memory for the asynchronous copies below (page-locked on CUDA, so that a copy runs
+  // while the host goes on; plain aligned memory on the reference). Freed with free_host.
+  virtual void* alloc_host(size_t bytes) = 0;
+  virtual void free_host(void* p) = 0;
+  // Copies in stream order that do not wait for completion: the host side must be alloc_host
+  // memory, left unchanged (to the backend) or unread (to the host) until the next synchronize()
+  // (or blocking copy_to_backend / copy_to_host / free_bytes).
+  virtual void copy_to_backend_async(void* dst, const void* host_src, size_t bytes) = 0;
+  virtual void copy_to_host_async(void* host_dst, const void* src, size_t bytes) = 0;
 
   // Records the ops `record` issues as one replayable unit: a CUDA graph on the CUDA backend
   // (kernel arguments baked at capture, so the recorded ops must not allocate or synchronise:
@@ -83,6 +92,9 @@ class Ops {
 
   // A copy inside backend memory, in stream order (no host synchronisation; capturable).
   virtual void copy_within(void* dst, const void* src, size_t bytes) = 0;
+  // *counter += k for a uint64 in backend memory, in stream order (capturable): how a captured
+  // graph advances the PhiloxOffset base its ops read (kernels/philox.cuh).
+  virtual void counter_add(uint64_t* counter, uint64_t k) = 0;
 
   template <typename T>
   T* alloc(size_t n) {
@@ -156,14 +168,14 @@ class Ops {
   // src/ref/policy.h | kernels/policy.cu
   virtual void policy_head_forward(float* action, float* mu, float* log_std, float* log_pi,
                                    float* log_prob, const float* raw, int B, int A,
-                                   const PolicyHead& head, uint64_t seed, uint64_t offset) = 0;
+                                   const PolicyHead& head, uint64_t seed, PhiloxOffset offset) = 0;
   virtual void policy_head_backward(float* draw, const float* daction, const float* dmu,
                                     const float* dlog_std, const float* dlog_pi, const float* raw,
                                     int B, int A, const PolicyHead& head, uint64_t seed,
-                                    uint64_t offset) = 0;
+                                    PhiloxOffset offset) = 0;
   // out_b = log pi(a_b) - log pi_prior(a_b), a_b pi's sample (seed, offset) of row b; forward only.
   virtual void policy_log_ratio(float* out, const float* raw, const float* raw_prior, int B, int A,
-                                const PolicyHead& head, uint64_t seed, uint64_t offset) = 0;
+                                const PolicyHead& head, uint64_t seed, PhiloxOffset offset) = 0;
   // src/ref/prior.h | kernels/prior.cu: the policy-prior divergences of the PO-MPC family.
   // Rows of [rows, A] (mu, log_std of pi_theta; mu_p, sigma_p of the prior, sigma_p a std);
   // samples a_k [S, rows, A] and their values q / weights w [S, rows]. out / log_z [rows] are
@@ -183,7 +195,7 @@ class Ops {
                                   const float* sigma_p, int rows, int A, float min_std) = 0;
   // prior_sample: a_k = clamp(mu_p + sigma_p philox_normal(seed, offset, flat index), -1, 1).
   virtual void prior_sample(float* a_k, const float* mu_p, const float* sigma_p, int S, int rows,
-                            int A, uint64_t seed, uint64_t offset) = 0;
+                            int A, uint64_t seed, PhiloxOffset offset) = 0;
   // sample_weights: w = softmax_k(q / beta) per row; log_z = log mean_k exp(q / beta) (or null).
   virtual void sample_weights(float* w, float* log_z, const float* q, int S, int rows,
                               float beta) = 0;
@@ -206,9 +218,9 @@ class Ops {
   virtual void weighted_sum(float* out, const float* x, const float* w, int64_t n, float alpha,
                             const float* divisor, float beta) = 0;
   virtual void pair_select_forward(float* out, const float* q, int Qn, int rows, PairMode mode,
-                                   uint64_t seed, uint64_t offset) = 0;
+                                   uint64_t seed, PhiloxOffset offset) = 0;
   virtual void pair_select_backward(float* dq, const float* dout, const float* q, int Qn, int rows,
-                                    PairMode mode, uint64_t seed, uint64_t offset) = 0;
+                                    PairMode mode, uint64_t seed, PhiloxOffset offset) = 0;
 
   // GEMM precision: TF32 tensor cores (the CUDA backend's default) or full fp32 (parity tests set
   // it off). The reference backend always computes in fp32 and ignores it.
@@ -217,8 +229,8 @@ class Ops {
   // ---- the MPPI planner's own ops: src/ref/mppi.h | kernels/mppi.cu ----
   virtual void mppi_init(float* mean, float* std, const float* prev_mean, const uint8_t* first,
                          const MppiShape& sh, float max_std) = 0;
-  virtual void mppi_sample(float* actions, const float* mean, const float* std,
-                           const MppiShape& sh, uint64_t seed, uint64_t offset) = 0;
+  virtual void mppi_sample(float* actions, const float* mean, const float* std, const MppiShape& sh,
+                           uint64_t seed, PhiloxOffset offset) = 0;
   virtual void mppi_elites(int32_t* elite_idx, float* elite_value, const float* value,
                            const MppiShape& sh) = 0;
   virtual void mppi_update(float* mean, float* std, float* score, const float* actions,
@@ -228,7 +240,7 @@ class Ops {
   virtual void mppi_select(float* action, float* mu_p, float* sigma_p, const float* actions,
                            const int32_t* elite_idx, const float* score, const float* std,
                            const MppiShape& sh, bool explore, uint64_t seed,
-                           uint64_t offset) = 0;
+                           PhiloxOffset offset) = 0;
 };
 
 std::unique_ptr<Ops> make_ref_ops();

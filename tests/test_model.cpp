@@ -19,8 +19,10 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bench_util.h"
@@ -1215,6 +1217,73 @@ TEST_SUITE("model") {
     q.divergence = Divergence::nll;
     q.prior_scale = pompc::model::PriorScale::q;
     parity_case(q, true);
+  }
+
+  // update_graph captures one update and replays it; its random draws (dropout masks, policy
+  // noise, head pairs, the intermediate prior's samples) read the update counter from backend
+  // memory, so every replay must give exactly what update() gives at that step. A graph that
+  // baked its first update's offsets would repeat that update's draws and differ from step 2 on.
+  TEST_CASE("graphs: update_graph's replays equal update() bit for bit (both backends, presets)") {
+    using pompc::model::Divergence;
+    using pompc::model::Prior;
+    ModelConfig td = tiny(5, 3, 16, 24, 6, 3, 5);  // tdmpc2 with dropout in the Q heads
+    td.dropout = 0.25f;
+    ModelConfig po = td;  // pompc as published: learned prior, kl_critic
+    po.prior_coef = 1.0f;
+    po.prior = Prior::learned;
+    po.kl_critic = true;
+    ModelConfig im = td;  // the intermediate prior's samples and their head pairs
+    im.q_coef = 0.5f;
+    im.prior_coef = 0.5f;
+    im.prior = Prior::intermediate;
+    im.divergence = Divergence::forward;
+    im.prior_samples = 3;
+    ModelConfig bm = tiny(5, 3, 16, 24, 6, 3, 2);  // bmpc: V critic, reverse KL, no policy burst
+    bm.critic = pompc::model::Critic::v;
+    bm.policy_form = pompc::PolicyForm::clamped;
+    bm.q_coef = 0.0f;
+    bm.prior_coef = 1.0f;
+    bm.prior = Prior::planner;
+    const bool policy[] = {false, true, false, true, true, false, true, true};
+    for (const bool cuda : {false, true}) {
+      for (const ModelConfig* c : {&td, &po, &im, &bm}) {
+        CAPTURE(cuda);
+        CAPTURE(c->prior);
+        auto ops = cuda ? pompc::make_cuda_ops() : pompc::make_ref_ops();
+        WorldModel eager(*ops, *c, 4), graphed(*ops, *c, 4);
+        randomize(eager, 9);
+        randomize(graphed, 9);
+        BatchData slot(*ops, *c, 1);  // the graphed model always reads these buffers
+        UpdateStats* st_e = ops->alloc<UpdateStats>(1);
+        UpdateStats* st_g = ops->alloc<UpdateStats>(1);
+        for (size_t k = 0; k < std::size(policy); ++k) {
+          BatchData data(*ops, *c, 100 + k);
+          const std::pair<float*, const std::vector<float>*> into[] = {{slot.obs, &data.ob},
+                                                                       {slot.action, &data.ac},
+                                                                       {slot.reward, &data.rw},
+                                                                       {slot.mu_p, &data.mp},
+                                                                       {slot.sigma_p, &data.sp}};
+          for (const auto& [dst, src] : into)
+            ops->copy_to_backend(dst, src->data(), src->size() * sizeof(float));
+          eager.update(data.batch(), st_e, policy[k]);
+          graphed.update_graph(slot.batch(), st_g, policy[k]);
+          const Snapshot a = snapshot(eager, st_e), b = snapshot(graphed, st_g);
+          CAPTURE(k);
+          CHECK(a.model == b.model);
+          CHECK(a.pi == b.pi);
+          CHECK(a.target == b.target);
+          CHECK(a.prior == b.prior);
+          CHECK(a.m_model == b.m_model);
+          CHECK(a.v_pi == b.v_pi);
+          CHECK(a.scale == b.scale);
+          CHECK(a.dscale == b.dscale);
+          CHECK(std::memcmp(&a.stats, &b.stats, sizeof a.stats) == 0);
+          CHECK(graphed.updates() == eager.updates());
+        }
+        ops->free_bytes(st_e);
+        ops->free_bytes(st_g);
+      }
+    }
   }
 }
 

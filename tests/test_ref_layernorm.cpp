@@ -36,7 +36,8 @@ std::vector<double> direct(Act act, const std::vector<double>& x, const std::vec
       const size_t i = static_cast<size_t>(r) * C + c;
       d[c] = x[i] + (bias ? (*bias)[static_cast<size_t>(g) * C + c] : 0.0);
       if (dr.p > 0)
-        d[c] = pompc::dropout_keep(dr.p, dr.seed, dr.offset, i) ? d[c] / (1.0 - dr.p) : 0.0;
+        d[c] =
+            pompc::dropout_keep(dr.p, dr.seed, dr.offset.resolve(), i) ? d[c] / (1.0 - dr.p) : 0.0;
     }
     double mu = 0, var = 0;
     for (double v : d) mu += v;
@@ -299,7 +300,8 @@ TEST_SUITE("ops") {
                                                rstd.data(), rows, C, groups, d1);
     int wrong = 0;
     for (size_t i = 0; i < dx.size(); ++i)
-      wrong += pompc::dropout_keep(d1.p, d1.seed, d1.offset, i) ? dx[i] == 0.0f : dx[i] != 0.0f;
+      wrong += pompc::dropout_keep(d1.p, d1.seed, d1.offset.resolve(), i) ? dx[i] == 0.0f
+                                                                          : dx[i] != 0.0f;
     CHECK(wrong == 0);
   }
 

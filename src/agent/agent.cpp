@@ -2,6 +2,7 @@
 #include "agent/agent.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "common.h"
 #include "nvtx.h"
@@ -40,13 +41,16 @@ Agent::Agent(Ops& ops, const model::ModelConfig& model_cfg, const PlannerSetting
   wm_ = std::make_unique<model::WorldModel>(ops, model_cfg, rows);
   latent_ = std::make_unique<WorldModelLatent>(*wm_, rows);
   planner_ = std::make_unique<Planner>(ops, *latent_, planner_cfg, states);
-  batch_obs_ = ops.alloc<float>(size_t(H_ + 1) * B_ * O_);
-  batch_action_ = ops.alloc<float>(size_t(H_) * B_ * A_);
-  batch_reward_ = ops.alloc<float>(size_t(H_) * B_);
-  if (prior_) {
-    batch_mu_ = ops.alloc<float>(size_t(H_) * B_ * A_);
-    batch_sigma_ = ops.alloc<float>(size_t(H_) * B_ * A_);
-  }
+  // The batch: one backend block and two host staging slots of the same layout (obs | action |
+  // reward | mu | sigma), so that one asynchronous copy uploads it.
+  const size_t HBA = size_t(H_) * B_ * A_;
+  batch_floats_ = size_t(H_ + 1) * B_ * O_ + HBA + size_t(H_) * B_ + (prior_ ? 2 * HBA : 0);
+  batch_dev_ = ops.alloc<float>(batch_floats_);
+  for (float*& slot : batch_host_)
+    slot = static_cast<float*>(ops.alloc_host(batch_floats_ * sizeof(float)));
+  plan_obs_host_ = static_cast<float*>(ops.alloc_host(size_t(states) * O_ * sizeof(float)));
+  plan_first_host_ = static_cast<uint8_t*>(ops.alloc_host(size_t(states)));
+  plan_out_host_ = static_cast<float*>(ops.alloc_host(3 * size_t(states) * A_ * sizeof(float)));
   stats_ = ops.alloc<model::UpdateStats>(1);
 }
 
@@ -54,23 +58,37 @@ Agent::~Agent() {
   planner_.reset();
   latent_.reset();
   wm_.reset();
-  for (void* p : {static_cast<void*>(batch_obs_), static_cast<void*>(batch_action_),
-                  static_cast<void*>(batch_reward_), static_cast<void*>(batch_mu_),
-                  static_cast<void*>(batch_sigma_), static_cast<void*>(stats_)})
-    if (p) ops_.free_bytes(p);
+  ops_.free_bytes(batch_dev_);
+  ops_.free_bytes(stats_);
+  for (void* p : {static_cast<void*>(batch_host_[0]), static_cast<void*>(batch_host_[1]),
+                  static_cast<void*>(plan_obs_host_), static_cast<void*>(plan_first_host_),
+                  static_cast<void*>(plan_out_host_)})
+    ops_.free_host(p);
 }
 
 void Agent::act(const float* obs, const uint8_t* first, int S, bool explore, uint64_t seed,
                 uint64_t step, float* action, float* mu_p, float* sigma_p) {
   POMPC_REQUIRE(S >= 1 && S <= settings_.max_states, "agent: act for %d states, built for 1..%d",
                 S, settings_.max_states);
-  ops_.copy_to_backend(planner_->obs_buffer(), obs, size_t(S) * O_ * sizeof(float));
-  ops_.copy_to_backend(planner_->first_buffer(), first, size_t(S));
+  const size_t SA = size_t(S) * A_;
+  std::memcpy(plan_obs_host_, obs, size_t(S) * O_ * sizeof(float));
+  std::memcpy(plan_first_host_, first, size_t(S));
+  ops_.copy_to_backend_async(planner_->obs_buffer(), plan_obs_host_,
+                             size_t(S) * O_ * sizeof(float));
+  ops_.copy_to_backend_async(planner_->first_buffer(), plan_first_host_, size_t(S));
   planner_->plan(S, explore, /*warm=*/true, seed, step);
-  const size_t bytes = size_t(S) * A_ * sizeof(float);
-  if (action) ops_.copy_to_host(action, planner_->action(), bytes);
-  if (mu_p) ops_.copy_to_host(mu_p, planner_->mu_p(), bytes);
-  if (sigma_p) ops_.copy_to_host(sigma_p, planner_->sigma_p(), bytes);
+  float* const out[3] = {action, mu_p, sigma_p};
+  const float* const from[3] = {planner_->action(), planner_->mu_p(), planner_->sigma_p()};
+  for (int i = 0; i < 3; ++i)
+    if (out[i]) ops_.copy_to_host_async(plan_out_host_ + i * SA, from[i], SA * sizeof(float));
+  synchronize();  // the agent step's one wait: the env needs the action
+  for (int i = 0; i < 3; ++i)
+    if (out[i]) std::memcpy(out[i], plan_out_host_ + i * SA, SA * sizeof(float));
+}
+
+void Agent::synchronize() {
+  ops_.synchronize();
+  batch_pending_[0] = batch_pending_[1] = false;  // every staged batch has been uploaded
 }
 
 void Agent::reanalyze(const replay::SliceBatch& b, int n, uint64_t seed) {
@@ -78,16 +96,21 @@ void Agent::reanalyze(const replay::SliceBatch& b, int n, uint64_t seed) {
   const size_t O = size_t(O_), A = size_t(A_), B = size_t(B_), N = size_t(n);
   // States t-major: state t n + j is obs[t, j] (BMPC's obs[:-1, :n] flattened).
   for (int t = 0; t < H_; ++t)
-    ops_.copy_to_backend(planner_->obs_buffer() + size_t(t) * N * O, b.obs + size_t(t) * B * O,
-                         N * O * sizeof(float));
+    std::memcpy(plan_obs_host_ + size_t(t) * N * O, b.obs + size_t(t) * B * O,
+                N * O * sizeof(float));
+  ops_.copy_to_backend_async(planner_->obs_buffer(), plan_obs_host_, H_ * N * O * sizeof(float));
   wm_->set_explore_head(true);
   planner_->plan(H_ * n, /*explore=*/false, /*warm=*/false, seed, kReanalyzeStep + reanalyses_);
   wm_->set_explore_head(false);
+  const size_t HNA = size_t(H_) * N * A;
+  ops_.copy_to_host_async(plan_out_host_, planner_->mu_p(), HNA * sizeof(float));
+  ops_.copy_to_host_async(plan_out_host_ + HNA, planner_->sigma_p(), HNA * sizeof(float));
+  synchronize();
   // The new targets straight into the batch's rows (t, b < n).
   for (int t = 0; t < H_; ++t) {
     const size_t row = size_t(t) * B * A, state = size_t(t) * N * A, bytes = N * A * sizeof(float);
-    ops_.copy_to_host(b.mu + row, planner_->mu_p() + state, bytes);
-    ops_.copy_to_host(b.sigma + row, planner_->sigma_p() + state, bytes);
+    std::memcpy(b.mu + row, plan_out_host_ + state, bytes);
+    std::memcpy(b.sigma + row, plan_out_host_ + HNA + state, bytes);
   }
   ++reanalyses_;
 }
@@ -106,21 +129,32 @@ int Agent::update(const replay::SliceBatch& b, bool burst) {
       reanalyze(b, reanalysed, seed_);
     }
   }
-  const size_t HBA = size_t(H_) * B_ * A_;
-  ops_.copy_to_backend(batch_obs_, b.obs, size_t(H_ + 1) * B_ * O_ * sizeof(float));
-  ops_.copy_to_backend(batch_action_, b.action, HBA * sizeof(float));
-  ops_.copy_to_backend(batch_reward_, b.reward, size_t(H_) * B_ * sizeof(float));
+  // Stage the batch in a host slot whose previous upload is done (act() and reanalysis wait for
+  // everything; in the burst, with no act() in between, the slot used two updates ago is waited
+  // for), then upload it with one asynchronous copy.
+  const int slot = int(batch_uploads_++ % 2);
+  if (batch_pending_[slot]) synchronize();
+  float* host = batch_host_[slot];
+  const size_t HBA = size_t(H_) * B_ * A_, n_obs = size_t(H_ + 1) * B_ * O_,
+               n_reward = size_t(H_) * B_;
   model::Batch mb;
-  mb.obs = batch_obs_;
-  mb.action = batch_action_;
-  mb.reward = batch_reward_;
+  mb.obs = batch_dev_;
+  mb.action = batch_dev_ + n_obs;
+  mb.reward = mb.action + HBA;
+  std::memcpy(host, b.obs, n_obs * sizeof(float));
+  std::memcpy(host + n_obs, b.action, HBA * sizeof(float));
+  std::memcpy(host + n_obs + HBA, b.reward, n_reward * sizeof(float));
   if (prior_) {
-    ops_.copy_to_backend(batch_mu_, b.mu, HBA * sizeof(float));
-    ops_.copy_to_backend(batch_sigma_, b.sigma, HBA * sizeof(float));
-    mb.mu_p = batch_mu_;
-    mb.sigma_p = batch_sigma_;
+    const size_t mu = n_obs + HBA + n_reward;
+    std::memcpy(host + mu, b.mu, HBA * sizeof(float));
+    std::memcpy(host + mu + HBA, b.sigma, HBA * sizeof(float));
+    mb.mu_p = batch_dev_ + mu;
+    mb.sigma_p = batch_dev_ + mu + HBA;
   }
-  wm_->update(mb, stats_, /*policy=*/!burst || settings_.pretrain_policy);
+  ops_.copy_to_backend_async(batch_dev_, host, batch_floats_ * sizeof(float));
+  batch_pending_[slot] = true;
+  // One captured graph per policy flag (the batch is always uploaded into batch_dev_).
+  wm_->update_graph(mb, stats_, /*policy=*/!burst || settings_.pretrain_policy);
   return reanalysed;
 }
 

@@ -7,14 +7,18 @@
 //              arrays in and out. Copies obs and the first-step flags into the planner's backend
 //              buffers, plans (warm start unless first[s]; exploration noise when explore), and
 //              copies back action [S, A] and the planner targets mu_p / sigma_p [S, A] (either
-//              may be null). One host synchronisation per call (the copies back).
+//              may be null). Every copy is asynchronous through page-locked staging buffers;
+//              the one host synchronisation of an agent step is act()'s wait for its outputs.
 //   update     update(batch, burst): one replay batch as the replay buffer samples it (host,
 //              time-major: obs [H+1, B, O], action [H, B, A], reward [H, B], and with a prior
-//              mu / sigma [H, B, A]) is uploaded into backend buffers allocated at construction
-//              and WorldModel::update runs on it (SPEC 2 steps 1-6; burst = true in the
-//              pretraining burst, where the policy step is skipped unless pretrain_policy).
-//              Nothing synchronises: the UpdateStats stay in backend memory until read_stats()
-//              copies them to the host (the trainer does it once per episode).
+//              mu / sigma [H, B, A]) is staged in one of two host slots and uploaded with one
+//              asynchronous copy into a backend block allocated at construction, and
+//              WorldModel::update_graph runs on it (SPEC 2 steps 1-6 as one captured graph,
+//              bit for bit WorldModel::update; burst = true in the pretraining burst, where the
+//              policy step is skipped unless pretrain_policy: a second graph). It waits only
+//              when its slot's previous upload may still be running (the burst: every second
+//              update); after an act() it never waits. The UpdateStats stay in backend memory
+//              until read_stats() copies them to the host (the trainer does it once per episode).
 //   reanalyze  lazy reanalysis (SPEC 5, BMPC `reanalyze`): with reanalyze_interval > 0, every
 //              reanalyze_interval-th update outside the burst first re-plans the H states of the
 //              first n = min(reanalyze_batch, B) slices (obs[t, b], t < H, b < n; H n states in
@@ -22,7 +26,8 @@
 //              overwrites the batch's mu / sigma rows (t, b < n) with the new planner targets
 //              before the update uses them. update() returns n then (0 otherwise); the caller
 //              writes those rows back into its replay buffer (ReplayBuffer::write_batch_targets).
-//              Planner steps of reanalysis: kReanalyzeStep + reanalysis count.
+//              Planner steps of reanalysis: kReanalyzeStep + reanalysis count. One host
+//              synchronisation per reanalysis (its targets are written into the host batch).
 //   sizes      the WorldModel is built with max_rows = max_states * num_samples, the rows one
 //              plan step needs; the planner's horizon and discount must equal the model's.
 //   tests      build/test_emu -ts=agent
@@ -85,6 +90,8 @@ class Agent {
  private:
   // Re-plans the first n slices' states and rewrites their targets in `batch`.
   void reanalyze(const replay::SliceBatch& batch, int n, uint64_t seed);
+  // ops.synchronize(); afterwards no staged batch is still being uploaded.
+  void synchronize();
 
   Ops& ops_;
   int O_, A_, B_, H_;
@@ -95,11 +102,18 @@ class Agent {
   std::unique_ptr<model::WorldModel> wm_;
   std::unique_ptr<WorldModelLatent> latent_;
   std::unique_ptr<Planner> planner_;
-  float* batch_obs_ = nullptr;     // [H+1, B, O]
-  float* batch_action_ = nullptr;  // [H, B, A]
-  float* batch_reward_ = nullptr;  // [H, B]
-  float* batch_mu_ = nullptr;      // [H, B, A]
-  float* batch_sigma_ = nullptr;   // [H, B, A]
+  // The update's batch: obs [H+1, B, O] | action [H, B, A] | reward [H, B] | mu, sigma [H, B, A]
+  // (with a prior), in backend memory and in two host staging slots (alloc_host memory).
+  size_t batch_floats_ = 0;
+  float* batch_dev_ = nullptr;
+  float* batch_host_[2] = {nullptr, nullptr};
+  bool batch_pending_[2] = {false, false};  // the slot's upload may not have run yet
+  uint64_t batch_uploads_ = 0;
+  // Planner staging (alloc_host memory, sized for the most states one plan takes): observations,
+  // first-step flags, and the outputs (action | mu_p | sigma_p, [states, A] each).
+  float* plan_obs_host_ = nullptr;
+  uint8_t* plan_first_host_ = nullptr;
+  float* plan_out_host_ = nullptr;
   model::UpdateStats* stats_ = nullptr;
 };
 

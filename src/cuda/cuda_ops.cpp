@@ -17,9 +17,14 @@ class CudaOps final : public Ops {
     CUDA_CHECK(cudaMalloc(&norm_scratch_, cuda::kNormPartials * sizeof(double)));
     CUBLAS_CHECK(cublasCreate(&cublas_));
     CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
+    // A workspace of our own (32 MiB: the cuBLAS guide's size for Hopper, 4 MiB before it), so
+    // that GEMMs inside a captured graph never make cuBLAS allocate one.
+    CUDA_CHECK(cudaMalloc(&cublas_workspace_, kCublasWorkspace));
+    CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_workspace_, kCublasWorkspace));
     set_tf32(true);
   }
   ~CudaOps() override {
+    cudaFree(cublas_workspace_);
     cudaFree(rowstats_);
     cudaFree(norm_scratch_);
     cublasDestroy(cublas_);
@@ -61,6 +66,21 @@ class CudaOps final : public Ops {
     CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
   void synchronize() override { CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  void* alloc_host(size_t bytes) override {
+    void* p = nullptr;
+    CUDA_CHECK(cudaMallocHost(&p, bytes ? bytes : 1));
+    return p;
+  }
+  void free_host(void* p) override {
+    CUDA_CHECK(cudaStreamSynchronize(stream_));  // a copy may still read or write it
+    CUDA_CHECK(cudaFreeHost(p));
+  }
+  void copy_to_backend_async(void* dst, const void* src, size_t bytes) override {
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+  }
+  void copy_to_host_async(void* dst, const void* src, size_t bytes) override {
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+  }
   struct CudaGraph final : Graph {
     cudaGraph_t graph = nullptr;
     cudaGraphExec_t exec = nullptr;
@@ -86,6 +106,9 @@ class CudaOps final : public Ops {
   }
   void replay(Graph& graph) override {
     CUDA_CHECK(cudaGraphLaunch(static_cast<CudaGraph&>(graph).exec, stream_));
+  }
+  void counter_add(uint64_t* counter, uint64_t k) override {
+    cuda::counter_add(counter, k, stream_);
   }
   void copy_within(void* dst, const void* src, size_t bytes) override {
     CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
@@ -185,21 +208,21 @@ class CudaOps final : public Ops {
                             const Bins& bins) override {
     cuda::two_hot_inv_backward(dlogits, dout, logits, rows, bins, stream_);
   }
-  void policy_head_forward(float* action, float* mu, float* log_std, float* log_pi,
-                           float* log_prob, const float* raw, int B, int A, const PolicyHead& head,
-                           uint64_t seed, uint64_t offset) override {
+  void policy_head_forward(float* action, float* mu, float* log_std, float* log_pi, float* log_prob,
+                           const float* raw, int B, int A, const PolicyHead& head, uint64_t seed,
+                           PhiloxOffset offset) override {
     cuda::policy_head_forward(action, mu, log_std, log_pi, log_prob, raw, B, A, head, seed, offset,
                               stream_);
   }
   void policy_head_backward(float* draw, const float* daction, const float* dmu,
                             const float* dlog_std, const float* dlog_pi, const float* raw, int B,
                             int A, const PolicyHead& head, uint64_t seed,
-                            uint64_t offset) override {
+                            PhiloxOffset offset) override {
     cuda::policy_head_backward(draw, daction, dmu, dlog_std, dlog_pi, raw, B, A, head, seed,
                                offset, stream_);
   }
   void policy_log_ratio(float* out, const float* raw, const float* raw_prior, int B, int A,
-                        const PolicyHead& head, uint64_t seed, uint64_t offset) override {
+                        const PolicyHead& head, uint64_t seed, PhiloxOffset offset) override {
     cuda::policy_log_ratio(out, raw, raw_prior, B, A, head, seed, offset, stream_);
   }
   void gauss_kl_forward(float* out, const float* mu, const float* log_std, const float* mu_p,
@@ -220,7 +243,7 @@ class CudaOps final : public Ops {
     cuda::gauss_nll_backward(da, dout, a, mu_p, sigma_p, rows, A, min_std, stream_);
   }
   void prior_sample(float* a_k, const float* mu_p, const float* sigma_p, int S, int rows, int A,
-                    uint64_t seed, uint64_t offset) override {
+                    uint64_t seed, PhiloxOffset offset) override {
     cuda::prior_sample(a_k, mu_p, sigma_p, S, rows, A, seed, offset, stream_);
   }
   void sample_weights(float* w, float* log_z, const float* q, int S, int rows,
@@ -255,11 +278,11 @@ class CudaOps final : public Ops {
     cuda::weighted_sum(out, x, w, n, alpha, divisor, beta, stream_);
   }
   void pair_select_forward(float* out, const float* q, int Qn, int rows, PairMode mode,
-                           uint64_t seed, uint64_t offset) override {
+                           uint64_t seed, PhiloxOffset offset) override {
     cuda::pair_select_forward(out, q, Qn, rows, mode, seed, offset, stream_);
   }
   void pair_select_backward(float* dq, const float* dout, const float* q, int Qn, int rows,
-                            PairMode mode, uint64_t seed, uint64_t offset) override {
+                            PairMode mode, uint64_t seed, PhiloxOffset offset) override {
     cuda::pair_select_backward(dq, dout, q, Qn, rows, mode, seed, offset, stream_);
   }
 
@@ -268,7 +291,7 @@ class CudaOps final : public Ops {
     cuda::mppi_init(mean, std, prev_mean, first, sh, max_std, stream_);
   }
   void mppi_sample(float* actions, const float* mean, const float* std, const MppiShape& sh,
-                   uint64_t seed, uint64_t offset) override {
+                   uint64_t seed, PhiloxOffset offset) override {
     cuda::mppi_sample(actions, mean, std, sh, seed, offset, stream_);
   }
   void mppi_elites(int32_t* elite_idx, float* elite_value, const float* value,
@@ -283,7 +306,7 @@ class CudaOps final : public Ops {
   }
   void mppi_select(float* action, float* mu_p, float* sigma_p, const float* actions,
                    const int32_t* elite_idx, const float* score, const float* std,
-                   const MppiShape& sh, bool explore, uint64_t seed, uint64_t offset) override {
+                   const MppiShape& sh, bool explore, uint64_t seed, PhiloxOffset offset) override {
     cuda::mppi_select(action, mu_p, sigma_p, actions, elite_idx, score, std, sh, explore, seed,
                     offset, stream_);
   }
@@ -308,6 +331,8 @@ class CudaOps final : public Ops {
   double* norm_scratch_ = nullptr;  // kNormPartials doubles: norm and MSE partial sums
   float* rowstats_ = nullptr;
   size_t rowstats_size_ = 0;
+  static constexpr size_t kCublasWorkspace = size_t{32} << 20;
+  void* cublas_workspace_ = nullptr;
 };
 
 // A usable GPU: the driver is new enough for this build's CUDA runtime, a device is present, and

@@ -197,6 +197,9 @@ void WorldModel::allocate() {
     t->adam = ops_.alloc<AdamScalars>(1);
     blocks_.push_back(t->adam);
   }
+  offset_base_ = ops_.alloc<uint64_t>(1);
+  blocks_.push_back(offset_base_);
+  allocated_bytes_ += sizeof(uint64_t);
 
   // Forward activations, then (grads) the activation gradients, step by step.
   Arena acts, grads;
@@ -364,7 +367,7 @@ void WorldModel::init() {
   }
   ops_.fill(q_scale_, 1, 1.0f);
   ops_.fill(d_scale_, 1, 1.0f);
-  updates_ = 0;
+  set_updates(0);
 }
 
 WorldModel::Trained& WorldModel::trained(ParamSet set) {

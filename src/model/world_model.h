@@ -102,18 +102,18 @@
 //   host, so the caller reads them (copy_to_host) when it wants. grad_norm / pi_grad_norm are the
 //   norms before clipping (what clip_grad_norm_ returns).
 //
-// Randomness of one update (host counter u = updates(), advanced by update() at its end; the
-// key is cfg.seed): offset = 2^63 + 16 u + purpose, purpose
+// Randomness of one update u = updates() (the key is cfg.seed): offset = 2^63 + 16 u + purpose,
+// purpose
 //   0 policy noise of a' in the TD target (kl_critic's log-ratio scores the same a')
 //                                               1 the min2 / avg2 pair of target heads
 //   2 dropout of the Qs in the value loss      3 policy noise of the pi step
 //   4 dropout of the Qs in the pi step         5 the avg2 pair of heads in the pi step
 //   6 the intermediate prior's planner samples 7 the avg2 pair of its sample values
+// The ops get it as draw(purpose) = PhiloxOffset{purpose, base}: base points at 2^63 + 16 u in
+// backend memory, read when the op runs and advanced by 16 (counter_add) as the update's last op.
+// So update() never synchronises, and update_graph() captures one update and replays it with
+// fresh dropout masks, policy noise and head pairs each time. updates() is its host copy.
 // Inference callers (planner) choose their own (seed, offset) and keep offsets below 2^62.
-// The offsets are host values passed by value to the ops, so a captured CUDA graph would bake
-// them: replaying one capture of update() would repeat the first update's dropout masks, policy
-// noise and head pairs. Capturing the update needs ops that read the Philox offset from backend
-// memory (not there yet); until then update() runs eagerly (it never synchronises either way).
 //
 // Overwritten / accumulated: forward activations and stats are overwritten; all gradients
 // (parameter and activation) are zeroed by zero_grads() (update() does it first) and then
@@ -126,6 +126,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -211,7 +212,8 @@ class WorldModel {
   uint64_t updates() const { return updates_; }  // updates taken (the Philox stream counter)
   // Backend memory held (parameters, optimizer state, constants and both workspaces).
   size_t allocated_bytes() const { return allocated_bytes_; }
-  void set_updates(uint64_t u) { updates_ = u; }
+  // Sets the update counter (host and backend copies; synchronises: for init and resume).
+  void set_updates(uint64_t u);
 
   // ---- inference (see the header comment) ----
   void encode(float* z, const float* obs, int rows);
@@ -233,6 +235,11 @@ class WorldModel {
   // One full update (SPEC 2 steps 1-6; policy = false skips step 5, BMPC's pretraining burst);
   // then updates() += 1.
   void update(const Batch& batch, UpdateStats* stats, bool policy = true);
+  // The same update through a captured graph, bit for bit the same numbers: the first call for
+  // each value of `policy` runs eagerly (every op sizes its scratch), the second captures the
+  // update (Ops::capture) and replays it, later calls replay. batch and stats must be the same
+  // pointers on every call (the graph bakes them): copy new data into the same buffers.
+  void update_graph(const Batch& batch, UpdateStats* stats, bool policy = true);
 
   // `dropout = false` turns the Q heads' dropout off; `update_scale = false` keeps S_Q and S_D as
   // they are (the tests' gradient checks).
@@ -253,6 +260,9 @@ class WorldModel {
 
   // The Philox offset of one purpose (see the header comment) of update u.
   static uint64_t update_offset(uint64_t u, int purpose);
+  // The current update's offset of one purpose, read by the ops when they run: the purpose plus
+  // the counter update_offset(updates(), 0) that update() advances in backend memory.
+  PhiloxOffset draw(int purpose) const;
   enum Purpose : int {
     kTdNoise = 0,
     kTdPair = 1,
@@ -387,6 +397,8 @@ class WorldModel {
 
   void build_layout();
   void allocate();
+  void check_update_args(const Batch& batch, const UpdateStats* stats) const;
+  void update_steps(const Batch& batch, UpdateStats* stats, bool policy);
   void model_loss_weights();  // fills model_loss_'s weights (beside model_loss)
   void pi_loss_weights();     // fills pi_loss_'s and prior_fit_'s weights (beside pi_loss)
   Dropout q_dropout(bool on, int purpose) const;
@@ -430,6 +442,16 @@ class WorldModel {
   float* target_qs_ = nullptr;  // the Polyak Qs, the model buffer's Qs layout
   float* q_scale_ = nullptr;    // S_Q
   float* d_scale_ = nullptr;    // S_D
+  uint64_t* offset_base_ = nullptr;  // update_offset(updates(), 0) in backend memory
+
+  // update_graph's graphs, one per value of `policy`.
+  struct GraphedUpdate {
+    int calls = 0;
+    Batch batch;
+    UpdateStats* stats = nullptr;
+    std::unique_ptr<Ops::Graph> graph;
+  };
+  GraphedUpdate graphs_[2];
 
   TdTargetBuffers td_target_;
   RolloutBuffers rollout_;

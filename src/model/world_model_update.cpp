@@ -3,6 +3,7 @@
 // update_prior, update_pi, polyak), each loss beside the weights it uses. Maths, shapes and the
 // Philox purposes: the run book in world_model.h; the buffers of each step: its struct there.
 #include <cmath>
+#include <cstring>
 #include <utility>
 
 #include "common.h"
@@ -12,6 +13,7 @@
 namespace pompc::model {
 namespace {
 constexpr uint64_t kUpdateOffset = uint64_t{1} << 63;  // + 16 u + purpose: one update's draws
+constexpr uint64_t kPurposes = 16;                     // offsets reserved per update
 constexpr float kModelAdamEps = 1e-8f;                 // TD-MPC2's optim (the model)
 constexpr float kPiAdamEps = 1e-5f;  // TD-MPC2's pi_optim eps (also the learned prior's)
 
@@ -28,16 +30,52 @@ std::vector<double> rho_powers(float rho, int n) {
 }  // namespace
 
 uint64_t WorldModel::update_offset(uint64_t u, int purpose) {
-  return kUpdateOffset + 16 * u + static_cast<uint64_t>(purpose);
+  return kUpdateOffset + kPurposes * u + static_cast<uint64_t>(purpose);
+}
+
+PhiloxOffset WorldModel::draw(int purpose) const {
+  return PhiloxOffset(static_cast<uint64_t>(purpose), offset_base_);
+}
+
+void WorldModel::set_updates(uint64_t u) {
+  updates_ = u;
+  const uint64_t base = update_offset(u, 0);
+  ops_.copy_to_backend(offset_base_, &base, sizeof base);
 }
 
 Dropout WorldModel::q_dropout(bool on, int purpose) const {
   if (!on || cfg_.dropout <= 0.0f) return Dropout{};
-  return Dropout{cfg_.dropout, cfg_.seed, update_offset(updates_, purpose)};
+  return Dropout{cfg_.dropout, cfg_.seed, draw(purpose)};
 }
 
 void WorldModel::update(const Batch& batch, UpdateStats* stats, bool policy) {
   NvtxRange range("update");
+  check_update_args(batch, stats);
+  update_steps(batch, stats, policy);
+  ++updates_;
+}
+
+void WorldModel::update_graph(const Batch& batch, UpdateStats* stats, bool policy) {
+  NvtxRange range("update (graph)");
+  check_update_args(batch, stats);
+  GraphedUpdate& g = graphs_[policy ? 1 : 0];
+  if (g.calls > 0)
+    POMPC_REQUIRE(std::memcmp(&g.batch, &batch, sizeof batch) == 0 && g.stats == stats,
+                  "update_graph: the batch and stats pointers must be those of the first call "
+                  "(the captured graph reads them); copy new data into the same buffers");
+  g.batch = batch;
+  g.stats = stats;
+  if (g.calls++ == 0) {
+    update_steps(batch, stats, policy);  // eager: every op sizes its scratch before capture
+  } else {
+    if (!g.graph)  // by value: the reference backend's recording runs at every replay
+      g.graph = ops_.capture([this, b = batch, stats, policy] { update_steps(b, stats, policy); });
+    ops_.replay(*g.graph);
+  }
+  ++updates_;
+}
+
+void WorldModel::check_update_args(const Batch& batch, const UpdateStats* stats) const {
   POMPC_REQUIRE(batch.obs && batch.action && batch.reward && stats,
                 "update: batch.obs, batch.action, batch.reward and stats must all be set");
   POMPC_REQUIRE(cfg_.prior == Prior::none || (batch.mu_p && batch.sigma_p),
@@ -45,6 +83,11 @@ void WorldModel::update(const Batch& batch, UpdateStats* stats, bool policy) {
                 cfg_.prior == Prior::planner ? "planner"
                 : cfg_.prior == Prior::learned ? "learned"
                                                : "intermediate");
+}
+
+// SPEC 2 steps 1-6 in order, then the update counter (the PhiloxOffset base of the next update's
+// draws) advances in backend memory: the same ops eagerly or as one captured graph.
+void WorldModel::update_steps(const Batch& batch, UpdateStats* stats, bool policy) {
   zero_grads();
   td_target(batch);            // SPEC 2.1
   rollout(batch);              // SPEC 2.2
@@ -55,7 +98,7 @@ void WorldModel::update(const Batch& batch, UpdateStats* stats, bool policy) {
     update_pi(batch, stats);
   }
   polyak();                    // SPEC 2.6
-  ++updates_;
+  ops_.counter_add(offset_base_, kPurposes);
 }
 
 void WorldModel::zero_grads() {
@@ -88,18 +131,17 @@ void WorldModel::td_target(const Batch& batch) {
               Dropout{});
   mlp_forward(ops_, pi_, pi_set_.params, b.next_z, RH, b.pi, b.pi_raw, Dropout{});
   ops_.policy_head_forward(b.a, nullptr, nullptr, nullptr, nullptr, b.pi_raw, RH, A_,
-                           cfg_.policy_head(), cfg_.seed, update_offset(updates_, kTdNoise));
+                           cfg_.policy_head(), cfg_.seed, draw(kTdNoise));
   // min2 of the target heads at (next_z, a')
   ops_.concat_forward(b.za, b.next_z, b.a, RH, Z_, A_);
   mlp_forward(ops_, qs_, target_qs_, b.za, RH, b.target_qs, b.q_logits, Dropout{});
   ops_.two_hot_inv_forward(b.q, b.q_logits, Qn_ * RH, cfg_.bins());
-  ops_.pair_select_forward(b.q_pair, b.q, Qn_, RH, PairMode::min, cfg_.seed,
-                           update_offset(updates_, kTdPair));
+  ops_.pair_select_forward(b.q_pair, b.q, Qn_, RH, PairMode::min, cfg_.seed, draw(kTdPair));
   if (cfg_.kl_critic) {
     // PO-MPC: min2 -= lambda (log pi(a') - log pi_psi(a')), pi_psi as the last update left it.
     mlp_forward(ops_, prior_, prior_set_.params, b.next_z, RH, b.prior, b.prior_raw, Dropout{});
-    ops_.policy_log_ratio(b.log_ratio, b.pi_raw, b.prior_raw, RH, A_, cfg_.policy_head(),
-                          cfg_.seed, update_offset(updates_, kTdNoise));
+    ops_.policy_log_ratio(b.log_ratio, b.pi_raw, b.prior_raw, RH, A_, cfg_.policy_head(), cfg_.seed,
+                          draw(kTdNoise));
     ops_.scale_add(b.q_pair, b.log_ratio, RH, -cfg_.kl_lambda(), nullptr, 1.0f);
   }
   ops_.scale_add(b.td, batch.reward, RH, 1.0f, nullptr, 0.0f);      // td = reward
@@ -115,7 +157,7 @@ void WorldModel::td_target_v(const Batch& batch) {
   const float* z = b.z;  // z_0..z_{H-1}
   mlp_forward(ops_, pi_, pi_set_.params, z, RH, b.pi, b.pi_raw, Dropout{});
   ops_.policy_head_forward(b.a, nullptr, nullptr, nullptr, nullptr, b.pi_raw, RH, A_,
-                           cfg_.policy_head(), cfg_.seed, update_offset(updates_, kTdNoise));
+                           cfg_.policy_head(), cfg_.seed, draw(kTdNoise));
   ops_.concat_forward(b.za, z, b.a, RH, Z_, A_);
   mlp_forward(ops_, reward_, model_set_.params + reward_offset_, b.za, RH, b.reward, nullptr,
               Dropout{});
@@ -124,8 +166,7 @@ void WorldModel::td_target_v(const Batch& batch) {
               b.z_next, Dropout{});
   mlp_forward(ops_, qs_, target_qs_, b.z_next, RH, b.target_qs, b.q_logits, Dropout{});
   ops_.two_hot_inv_forward(b.q, b.q_logits, Qn_ * RH, cfg_.bins());
-  ops_.pair_select_forward(b.q_pair, b.q, Qn_, RH, PairMode::avg, cfg_.seed,
-                           update_offset(updates_, kTdPair));
+  ops_.pair_select_forward(b.q_pair, b.q, Qn_, RH, PairMode::avg, cfg_.seed, draw(kTdPair));
   ops_.scale_add(b.td, b.rhat, RH, 1.0f, nullptr, 0.0f);            // td = rhat
   ops_.scale_add(b.td, b.q_pair, RH, cfg_.discount, nullptr, 1.0f);  // td += gamma avg2 V
 }
@@ -269,8 +310,8 @@ void WorldModel::prior_fit_loss(const Batch& batch, UpdateStats* stats) {
   PriorFitBuffers& f = prior_fit_;
   const int R = H_ * B_;  // the latents z[0..H-1] that have planner targets
   mlp_forward(ops_, prior_, prior_set_.params, rollout_.z, R, f.prior, f.raw, Dropout{});
-  ops_.policy_head_forward(f.a, f.mu, f.log_std, nullptr, nullptr, f.raw, R, A_,
-                           cfg_.policy_head(), cfg_.seed, update_offset(updates_, kPiNoise));
+  ops_.policy_head_forward(f.a, f.mu, f.log_std, nullptr, nullptr, f.raw, R, A_, cfg_.policy_head(),
+                           cfg_.seed, draw(kPiNoise));
   ops_.gauss_kl_forward(f.div, f.mu, f.log_std, batch.mu_p, batch.sigma_p, R, A_,
                         kl_dir(cfg_.prior_fit));
   // prior_fit_loss = sum_{t<H} rho^t / (B H) D_I (f.w: filled by pi_loss_weights)
@@ -285,7 +326,7 @@ void WorldModel::prior_fit_loss_backward(const Batch& batch) {
   ops_.gauss_kl_backward(f.d_mu, f.d_log_std, f.d_div, f.mu, f.log_std, batch.mu_p, batch.sigma_p,
                          R, A_, kl_dir(cfg_.prior_fit));
   ops_.policy_head_backward(f.d_raw, nullptr, f.d_mu, f.d_log_std, nullptr, f.raw, R, A_,
-                            cfg_.policy_head(), cfg_.seed, update_offset(updates_, kPiNoise));
+                            cfg_.policy_head(), cfg_.seed, draw(kPiNoise));
   mlp_backward(ops_, prior_, prior_set_.params, prior_set_.grads, rollout_.z, R, f.prior, f.d_raw,
                f.d_prior, nullptr, Dropout{});
 }
@@ -361,15 +402,13 @@ void WorldModel::intermediate_weights(const Batch& batch) {
   IntermediateBuffers& im = intermediate_;
   const int R = T_pi_ * B_, S = cfg_.prior_samples, ZA = Z_ + A_;
   const size_t RZA = static_cast<size_t>(R) * ZA, RA = static_cast<size_t>(R) * A_;
-  ops_.prior_sample(im.a, batch.mu_p, batch.sigma_p, S, R, A_, cfg_.seed,
-                    update_offset(updates_, kPriorSample));
+  ops_.prior_sample(im.a, batch.mu_p, batch.sigma_p, S, R, A_, cfg_.seed, draw(kPriorSample));
   for (int k = 0; k < S; ++k)
     ops_.concat_forward(im.za + k * RZA, rollout_.z, im.a + k * RA, R, Z_, A_);
   mlp_forward(ops_, qs_, model_set_.params + q_offset_, im.za, S * R, im.qs, im.q_logits,
               Dropout{});
   ops_.two_hot_inv_forward(im.q, im.q_logits, Qn_ * S * R, cfg_.bins());
-  ops_.pair_select_forward(im.qbar, im.q, Qn_, S * R, PairMode::avg, cfg_.seed,
-                           update_offset(updates_, kPriorPair));
+  ops_.pair_select_forward(im.qbar, im.q, Qn_, S * R, PairMode::avg, cfg_.seed, draw(kPriorPair));
   // beta acts on Qbar / S_Q (S_Q of this pi step), so its scale does not depend on the task.
   ops_.scale_add(im.qbar, im.qbar, static_cast<int64_t>(S) * R, 1.0f, q_scale_, 0.0f);
   ops_.sample_weights(im.w, im.log_z, im.qbar, S, R, cfg_.beta);
@@ -386,7 +425,7 @@ void WorldModel::pi_loss(const Batch& batch, UpdateStats* stats, bool update_sca
   const bool use_q = cfg_.q_coef > 0.0f, need_q = pi_needs_qbar();
   mlp_forward(ops_, pi_, pi_set_.params, z, R, p.pi, p.raw, Dropout{});
   ops_.policy_head_forward(p.a, p.mu, p.log_std, p.log_pi, nullptr, p.raw, R, A_,
-                           cfg_.policy_head(), cfg_.seed, update_offset(updates_, kPiNoise));
+                           cfg_.policy_head(), cfg_.seed, draw(kPiNoise));
   // pi_loss = sum w alpha log_pi
   ops_.weighted_sum(&stats->pi_loss, p.log_pi, p.w, R, cfg_.entropy_coef, nullptr, 0.0f);
   if (need_q) {  // Qbar = avg2 Qs(z, a), the Qs frozen, their dropout on
@@ -394,8 +433,7 @@ void WorldModel::pi_loss(const Batch& batch, UpdateStats* stats, bool update_sca
     mlp_forward(ops_, qs_, model_set_.params + q_offset_, p.za, R, p.qs, p.q_logits,
                 q_dropout(dropout, kPiDropout));
     ops_.two_hot_inv_forward(p.q, p.q_logits, Qn_ * R, cfg_.bins());
-    ops_.pair_select_forward(p.qbar, p.q, Qn_, R, PairMode::avg, cfg_.seed,
-                             update_offset(updates_, kPiPair));
+    ops_.pair_select_forward(p.qbar, p.q, Qn_, R, PairMode::avg, cfg_.seed, draw(kPiPair));
   }
   if (need_q && update_scale) ops_.running_scale_update(q_scale_, p.qbar, B_, cfg_.tau);
   if (use_q) {
@@ -418,7 +456,7 @@ void WorldModel::pi_loss(const Batch& batch, UpdateStats* stats, bool update_sca
     PriorFitBuffers& f = prior_fit_;
     mlp_forward(ops_, prior_, prior_set_.params, z, R, f.prior, f.raw, Dropout{});
     ops_.policy_head_forward(f.a, f.mu, f.log_std, nullptr, nullptr, f.raw, R, A_,
-                             cfg_.policy_head(), cfg_.seed, update_offset(updates_, kPiNoise));
+                             cfg_.policy_head(), cfg_.seed, draw(kPiNoise));
     ops_.exp_forward(f.sigma, f.log_std, static_cast<int64_t>(R) * A_);
   }
   const auto [pm, ps] = prior_gaussian(batch);
@@ -480,7 +518,7 @@ void WorldModel::pi_loss_backward(const Batch& batch, bool dropout) {
   if (grad_q) {
     // Through the frozen Q heads (no parameter gradients) to the action.
     ops_.pair_select_backward(p.d_q, p.d_qbar, p.q, Qn_, R, PairMode::avg, cfg_.seed,
-                              update_offset(updates_, kPiPair));
+                              draw(kPiPair));
     ops_.two_hot_inv_backward(p.d_q_logits, p.d_q, p.q_logits, Qn_ * R, cfg_.bins());
     mlp_backward(ops_, qs_, model_set_.params + q_offset_, nullptr, p.za, R, p.qs, p.d_q_logits,
                  p.d_qs, p.d_za, q_dropout(dropout, kPiDropout));
@@ -489,7 +527,7 @@ void WorldModel::pi_loss_backward(const Batch& batch, bool dropout) {
   const bool kl = prior_term && div != Divergence::nll;  // D reads mu and log_std
   ops_.policy_head_backward(p.d_raw, p.d_a, kl ? p.d_mu : nullptr, kl ? p.d_log_std : nullptr,
                             p.g_log_pi, p.raw, R, A_, cfg_.policy_head(), cfg_.seed,
-                            update_offset(updates_, kPiNoise));
+                            draw(kPiNoise));
   mlp_backward(ops_, pi_, pi_set_.params, pi_set_.grads, z, R, p.pi, p.d_raw, p.d_pi, nullptr,
                Dropout{});
 }

@@ -128,7 +128,8 @@ inline void dropout_mask(uint8_t* __restrict keep, const Dropout& dr, int64_t ro
   const uint64_t first = static_cast<uint64_t>(row_base), b0 = first >> 2;
   const int64_t nblk = static_cast<int64_t>(((first + static_cast<uint64_t>(C) + 3) >> 2) - b0);
   uint32_t* __restrict w = scratch<uint32_t>(static_cast<size_t>(4 * nblk), 0);
-  const uint32_t o0 = static_cast<uint32_t>(dr.offset), o1 = static_cast<uint32_t>(dr.offset >> 32);
+  const uint64_t offset = dr.offset.resolve();
+  const uint32_t o0 = static_cast<uint32_t>(offset), o1 = static_cast<uint32_t>(offset >> 32);
   const uint32_t k0 = static_cast<uint32_t>(dr.seed), k1 = static_cast<uint32_t>(dr.seed >> 32);
 #pragma omp simd
   for (int64_t j = 0; j < nblk; ++j) {

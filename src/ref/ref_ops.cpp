@@ -39,6 +39,14 @@ class RefOps final : public Ops {
     std::memcpy(dst, src, bytes);
   }
   void synchronize() override {}
+  void* alloc_host(size_t bytes) override { return alloc_bytes(bytes); }
+  void free_host(void* p) override { std::free(p); }
+  void copy_to_backend_async(void* dst, const void* src, size_t bytes) override {
+    std::memcpy(dst, src, bytes);
+  }
+  void copy_to_host_async(void* dst, const void* src, size_t bytes) override {
+    std::memcpy(dst, src, bytes);
+  }
   struct RefGraph final : Graph {
     std::function<void()> fn;
   };
@@ -48,6 +56,7 @@ class RefOps final : public Ops {
     return g;
   }
   void replay(Graph& graph) override { static_cast<RefGraph&>(graph).fn(); }
+  void counter_add(uint64_t* counter, uint64_t k) override { *counter += k; }
   void copy_within(void* dst, const void* src, size_t bytes) override {
     std::memmove(dst, src, bytes);
   }
@@ -142,21 +151,22 @@ class RefOps final : public Ops {
                             const Bins& bins) override {
     ref::two_hot_inv_backward(dlogits, dout, logits, rows, bins);
   }
-  void policy_head_forward(float* action, float* mu, float* log_std, float* log_pi,
-                           float* log_prob, const float* raw, int B, int A, const PolicyHead& head,
-                           uint64_t seed, uint64_t offset) override {
-    ref::policy_head_forward(action, mu, log_std, log_pi, log_prob, raw, B, A, head, seed, offset);
+  void policy_head_forward(float* action, float* mu, float* log_std, float* log_pi, float* log_prob,
+                           const float* raw, int B, int A, const PolicyHead& head, uint64_t seed,
+                           PhiloxOffset offset) override {
+    ref::policy_head_forward(action, mu, log_std, log_pi, log_prob, raw, B, A, head, seed,
+                             offset.resolve());
   }
   void policy_head_backward(float* draw, const float* daction, const float* dmu,
                             const float* dlog_std, const float* dlog_pi, const float* raw, int B,
                             int A, const PolicyHead& head, uint64_t seed,
-                            uint64_t offset) override {
+                            PhiloxOffset offset) override {
     ref::policy_head_backward(draw, daction, dmu, dlog_std, dlog_pi, raw, B, A, head, seed,
-                              offset);
+                              offset.resolve());
   }
   void policy_log_ratio(float* out, const float* raw, const float* raw_prior, int B, int A,
-                        const PolicyHead& head, uint64_t seed, uint64_t offset) override {
-    ref::policy_log_ratio(out, raw, raw_prior, B, A, head, seed, offset);
+                        const PolicyHead& head, uint64_t seed, PhiloxOffset offset) override {
+    ref::policy_log_ratio(out, raw, raw_prior, B, A, head, seed, offset.resolve());
   }
   void gauss_kl_forward(float* out, const float* mu, const float* log_std, const float* mu_p,
                         const float* sigma_p, int rows, int A, KlDir dir) override {
@@ -176,8 +186,8 @@ class RefOps final : public Ops {
     ref::gauss_nll_backward(da, dout, a, mu_p, sigma_p, rows, A, min_std);
   }
   void prior_sample(float* a_k, const float* mu_p, const float* sigma_p, int S, int rows, int A,
-                    uint64_t seed, uint64_t offset) override {
-    ref::prior_sample(a_k, mu_p, sigma_p, S, rows, A, seed, offset);
+                    uint64_t seed, PhiloxOffset offset) override {
+    ref::prior_sample(a_k, mu_p, sigma_p, S, rows, A, seed, offset.resolve());
   }
   void sample_weights(float* w, float* log_z, const float* q, int S, int rows,
                       float beta) override {
@@ -210,12 +220,12 @@ class RefOps final : public Ops {
     ref::weighted_sum(out, x, w, n, alpha, divisor, beta);
   }
   void pair_select_forward(float* out, const float* q, int Qn, int rows, PairMode mode,
-                           uint64_t seed, uint64_t offset) override {
-    ref::pair_select_forward(out, q, Qn, rows, mode, seed, offset);
+                           uint64_t seed, PhiloxOffset offset) override {
+    ref::pair_select_forward(out, q, Qn, rows, mode, seed, offset.resolve());
   }
   void pair_select_backward(float* dq, const float* dout, const float* q, int Qn, int rows,
-                            PairMode mode, uint64_t seed, uint64_t offset) override {
-    ref::pair_select_backward(dq, dout, q, Qn, rows, mode, seed, offset);
+                            PairMode mode, uint64_t seed, PhiloxOffset offset) override {
+    ref::pair_select_backward(dq, dout, q, Qn, rows, mode, seed, offset.resolve());
   }
   void set_tf32(bool) override {}
 
@@ -224,8 +234,8 @@ class RefOps final : public Ops {
     ref::mppi_init(mean, std, prev_mean, first, sh, max_std);
   }
   void mppi_sample(float* actions, const float* mean, const float* std, const MppiShape& sh,
-                   uint64_t seed, uint64_t offset) override {
-    ref::mppi_sample(actions, mean, std, sh, seed, offset);
+                   uint64_t seed, PhiloxOffset offset) override {
+    ref::mppi_sample(actions, mean, std, sh, seed, offset.resolve());
   }
   void mppi_elites(int32_t* elite_idx, float* elite_value, const float* value,
                    const MppiShape& sh) override {
@@ -239,9 +249,9 @@ class RefOps final : public Ops {
   }
   void mppi_select(float* action, float* mu_p, float* sigma_p, const float* actions,
                    const int32_t* elite_idx, const float* score, const float* std,
-                   const MppiShape& sh, bool explore, uint64_t seed, uint64_t offset) override {
+                   const MppiShape& sh, bool explore, uint64_t seed, PhiloxOffset offset) override {
     ref::mppi_select(action, mu_p, sigma_p, actions, elite_idx, score, std, sh, explore, seed,
-                    offset);
+                     offset.resolve());
   }
 
  private:
