@@ -1,7 +1,8 @@
-// Reference GEMM (src/ref/gemm.h): against a naive double loop at sizes that break blocking
-// (1, 33, 257, 1025-ish; the float micro-tile is 14 x 32 and the depth block <= 512), every
-// transpose, padded leading dimensions, alpha / beta cases including beta = 0 over NaN; the
-// column-major cuBLAS-convention wrapper and the strided-batched variant; argument errors.
+// Reference GEMM (src/ref/gemm.h): the packed micro-kernel path against the plain double loop
+// (tests/plain_ref.h) at sizes that break blocking (1, 33, 257, 1025-ish; the float micro-tile is
+// 14 x 32 or 6 x 16 and the depth block <= 512), every transpose, padded leading dimensions,
+// alpha / beta cases including beta = 0 over NaN and beta = 1 accumulation; the column-major
+// cuBLAS-convention wrapper and the strided-batched variant; argument errors.
 // Bench (suite bench): GFLOP/s at 512x512x1024 against the machine's FMA peak.
 //   build/test_emu -ts=ops -tc='gemm*'
 //   build/bench -ts=bench -tc='*gemm*'
@@ -19,23 +20,18 @@
 
 #include "bench_util.h"
 #include "common.h"
+#include "plain_ref.h"
 #include "ref/gemm.h"
 #include "test_ref_fd.h"
 
 using pompc::test::fd::Rng;
+namespace plain = pompc::test::plain;
 
 namespace {
 
-// Row-major op(X)[r, c] of a stored matrix.
-template <typename T>
-double at(const std::vector<T>& X, int ld, bool trans, int r, int c) {
-  return trans ? static_cast<double>(X[static_cast<size_t>(c) * ld + r])
-               : static_cast<double>(X[static_cast<size_t>(r) * ld + c]);
-}
-
 // Runs one row-major gemm<T> and compares entries (all when small, else a sample that includes
-// the last row and column) with the naive double result. Tolerance: Higham's bound for a
-// recursively summed dot product, |err| <= gamma_{k+2} (|alpha| sum|a||b| + |beta c|) with
+// the last row and column) with the plain double loop (plain::gemm_dot). Tolerance: Higham's bound
+// for a recursively summed dot product, |err| <= gamma_{k+2} (|alpha| sum|a||b| + |beta c|) with
 // gamma_n = n u / (1 - n u) and u the unit roundoff of T: rigorous, so any indexing or blocking
 // error (an O(1) change) fails it.
 template <typename T>
@@ -68,12 +64,9 @@ bool run_case(Rng& rng, bool ta, bool tb, int m, int n, int k, double alpha, dou
   }
   int bad = 0;
   for (auto [i, j] : entries) {
-    double ref = 0, mag = 0;
-    for (int p = 0; p < k; ++p) {
-      const double prod = at(A, lda, ta, i, p) * at(B, ldb, tb, p, j);
-      ref += prod;
-      mag += std::fabs(prod);
-    }
+    const plain::Dot dot = plain::gemm_dot(A.data(), lda, ta, B.data(), ldb, tb, i, j, k);
+    double ref = dot.sum;
+    const double mag = dot.mag;
     const double c0 = C0[static_cast<size_t>(i) * ldc + j];
     ref = alpha * ref + (beta != 0 ? beta * c0 : 0.0);
     const double tol = gamma * (std::fabs(alpha) * mag + (beta != 0 ? std::fabs(beta * c0) : 0.0)) +
@@ -81,7 +74,7 @@ bool run_case(Rng& rng, bool ta, bool tb, int m, int n, int k, double alpha, dou
     const double got = C[static_cast<size_t>(i) * ldc + j];
     if (!(std::fabs(got - ref) <= tol) && bad++ < 3)
       std::printf(
-          "gemm<%s> ta=%d tb=%d m=%d n=%d k=%d alpha=%g beta=%g: C[%d,%d] = %.9g, naive "
+          "gemm<%s> ta=%d tb=%d m=%d n=%d k=%d alpha=%g beta=%g: C[%d,%d] = %.9g, plain "
           "%.9g (tol %.3g)\n",
           sizeof(T) == 4 ? "float" : "double", ta, tb, m, n, k, alpha, beta, i, j, got, ref, tol);
   }
@@ -90,18 +83,6 @@ bool run_case(Rng& rng, bool ta, bool tb, int m, int n, int k, double alpha, dou
       if (C[static_cast<size_t>(i) * ldc + j] != static_cast<T>(7.5) && bad++ < 3)
         std::printf("gemm: padding C[%d,%d] was written (ldc %d, n %d)\n", i, j, ldc, n);
   return bad == 0;
-}
-
-// Column-major naive reference: C(i,j) = alpha sum_p opA(i,p) opB(p,j) + beta C(i,j).
-double colmajor_ref(const std::vector<float>& A, int lda, bool ta, const std::vector<float>& B,
-                    int ldb, bool tb, int i, int j, int k) {
-  double s = 0;
-  for (int p = 0; p < k; ++p) {
-    const double a = ta ? A[static_cast<size_t>(i) * lda + p] : A[static_cast<size_t>(p) * lda + i];
-    const double b = tb ? B[static_cast<size_t>(p) * ldb + j] : B[static_cast<size_t>(j) * ldb + p];
-    s += a * b;
-  }
-  return s;
 }
 
 // Clock from /proc/cpuinfo ("cpu MHz"), 0 when unavailable.
@@ -163,7 +144,7 @@ double measured_fma_peak() {
 }  // namespace
 
 TEST_SUITE("ops") {
-  TEST_CASE("gemm: float and double match a naive loop at sizes 1, 33, 257, every transpose") {
+  TEST_CASE("gemm: float and double match the plain loop at sizes 1, 33, 257, every transpose") {
     Rng rng(1);
     const int sizes[] = {1, 33, 257};
     for (int m : sizes)
@@ -176,6 +157,16 @@ TEST_SUITE("ops") {
             CAPTURE(k);
             CHECK(run_case<float>(rng, ta, tb, m, n, k, 1.0, 0.0, false));
             CHECK(run_case<double>(rng, ta, tb, m, n, k, 0.7, -0.3, false));
+          }
+    // Accumulation (beta = 1) and a negative alpha at sizes that are not multiples of the tile.
+    for (int m : {1, 7, 97})
+      for (int n : {1, 17, 95})
+        for (int k : {1, 5, 515})
+          for (int t = 0; t < 4; ++t) {
+            CAPTURE(m);
+            CAPTURE(n);
+            CAPTURE(k);
+            CHECK(run_case<float>(rng, t & 1, t & 2, m, n, k, -0.7, 1.0, false));
           }
   }
 
@@ -213,7 +204,7 @@ TEST_SUITE("ops") {
     CHECK(C == std::vector<float>{1, 2, 3, 4});  // m == 0: nothing happens
   }
 
-  TEST_CASE("gemm_colmajor: cuBLAS Sgemm semantics against a column-major naive loop") {
+  TEST_CASE("gemm_colmajor: cuBLAS Sgemm semantics against the plain loop") {
     Rng rng(4);
     const char ops[][2] = {{'N', 'N'}, {'T', 'n'}, {'n', 'T'}, {'C', 't'}};
     const std::array<int, 3> shapes[] = {{1, 1, 1}, {33, 7, 257}, {257, 33, 40}, {64, 130, 513}};
@@ -233,9 +224,11 @@ TEST_SUITE("ops") {
         for (int j = 0; j < n; ++j)
           for (int i = 0; i < ldc; ++i) {
             const size_t at_ij = static_cast<size_t>(j) * ldc + i;
-            // rows i >= m of each column are padding and must be untouched
+            // rows i >= m of each column are padding and must be untouched; a column-major
+            // matrix is the row-major storage of its transpose, hence !ta, !tb
             const double ref =
-                i < m ? 0.5 * colmajor_ref(A, lda, ta, B, ldb, tb, i, j, k) + 2.0 * C0[at_ij]
+                i < m ? 0.5 * plain::gemm_dot(A.data(), lda, !ta, B.data(), ldb, !tb, i, j, k).sum +
+                            2.0 * C0[at_ij]
                       : C0[at_ij];
             // fp32 sum of k products of magnitude <= 1, plus the beta term: k * 2^-23 bound
             if (!(std::fabs(C[at_ij] - ref) <= (k + 4) * 1.2e-7 * (1 + std::fabs(ref))) &&

@@ -1,5 +1,5 @@
 // Fused bias + dropout + LayerNorm + Mish / SimNorm (src/ref/layernorm.h): forward against the
-// formulas written out directly, every backward against double central differences (also
+// plain loop of tests/plain_ref.h, every backward against double central differences (also
 // proving accumulation), dropout mask statistics and determinism, Mish values, float vs double at
 // the real sizes (B = 256 rows of M = Z = 512, and the Qn = 5 ensemble).
 //   build/test_emu -ts=ops -tc='layernorm*,dropout*,mish*'
@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common.h"
+#include "plain_ref.h"
 #include "ref/layernorm.h"
 #include "test_ref_fd.h"
 
@@ -19,48 +20,7 @@ using pompc::Dropout;
 
 namespace {
 
-enum class Act { mish, simnorm };
-
-// The op written out plainly in double: bias, dropout (via the shared dropout_keep rule), biased
-// variance, eps 1e-5 inside the sqrt, gamma/beta, then Mish (log1p form, no threshold: inputs
-// here stay far below 20) or softmax over groups of 8.
-std::vector<double> direct(Act act, const std::vector<double>& x, const std::vector<double>* bias,
-                           const std::vector<double>& gamma, const std::vector<double>& beta,
-                           int rows, int C, int groups, const Dropout& dr) {
-  std::vector<double> y(x.size());
-  const int per = rows / groups;
-  for (int r = 0; r < rows; ++r) {
-    const int g = r / per;
-    std::vector<double> d(C);
-    for (int c = 0; c < C; ++c) {
-      const size_t i = static_cast<size_t>(r) * C + c;
-      d[c] = x[i] + (bias ? (*bias)[static_cast<size_t>(g) * C + c] : 0.0);
-      if (dr.p > 0)
-        d[c] =
-            pompc::dropout_keep(dr.p, dr.seed, dr.offset.resolve(), i) ? d[c] / (1.0 - dr.p) : 0.0;
-    }
-    double mu = 0, var = 0;
-    for (double v : d) mu += v;
-    mu /= C;
-    for (double v : d) var += (v - mu) * (v - mu);
-    var /= C;
-    for (int c = 0; c < C; ++c) {
-      const double h = gamma[static_cast<size_t>(g) * C + c] * (d[c] - mu) / std::sqrt(var + 1e-5) +
-                       beta[static_cast<size_t>(g) * C + c];
-      y[static_cast<size_t>(r) * C + c] =
-          act == Act::mish ? h * std::tanh(std::log1p(std::exp(h))) : h;
-    }
-    if (act == Act::simnorm)
-      for (int c0 = 0; c0 < C; c0 += 8) {
-        double s = 0;
-        for (int j = 0; j < 8; ++j) s += std::exp(y[static_cast<size_t>(r) * C + c0 + j]);
-        for (int j = 0; j < 8; ++j)
-          y[static_cast<size_t>(r) * C + c0 + j] =
-              std::exp(y[static_cast<size_t>(r) * C + c0 + j]) / s;
-      }
-  }
-  return y;
-}
+using pompc::test::plain::Act;
 
 template <typename T>
 void forward(Act act, T* y, T* mean, T* rstd, const T* x, const T* bias, const T* gamma,
@@ -117,7 +77,7 @@ void check_fd(Act act, Rng& rng, const Case& k) {
   CHECK(check_gradient((std::string(name) + " dbeta").c_str(), be, added(dbe, dbe0), loss, rng));
 }
 
-// Forward (float and double) against the direct formula; `scale` shrinks the inputs so that
+// Forward (float and double) against the plain loop; `scale` shrinks the inputs so that
 // eps = 1e-5 matters (variance ~ 1e-7), which catches eps placed outside the sqrt.
 void check_forward(Act act, Rng& rng, const Case& k, double scale) {
   CAPTURE(k.rows);
@@ -133,7 +93,8 @@ void check_forward(Act act, Rng& rng, const Case& k, double scale) {
   const std::vector<double> x = to_double(xf), b = to_double(bf), g = to_double(gf),
                             be = to_double(bef);
   const Dropout dr{k.p, 99, 5};
-  const std::vector<double> ref = direct(act, x, &b, g, be, k.rows, k.C, k.groups, dr);
+  const std::vector<double> ref =
+      pompc::test::plain::layernorm_forward(act, x, &b, g, be, k.rows, k.C, k.groups, dr);
   std::vector<double> yd(n);
   forward<double>(act, yd.data(), nullptr, nullptr, x.data(), b.data(), g.data(), be.data(), k.rows,
                   k.C, k.groups, dr);

@@ -1,6 +1,6 @@
-// Reference Linear and ensemble Linear (src/ref/linear.h): forward against a naive loop, every
-// backward against double central differences (and proven to accumulate), the float path against
-// the double path at the real layer sizes (B = 256, Z + A = 550 -> M = 512, Qn = 5).
+// Reference Linear and ensemble Linear (src/ref/linear.h): forward against the plain GEMM loop,
+// every backward against double central differences (and proven to accumulate), the float path
+// against the double path at the real layer sizes (B = 256, Z + A = 550 -> M = 512, Qn = 5).
 //   build/test_emu -ts=ops -tc='linear*'
 #include <doctest/doctest.h>
 
@@ -8,6 +8,7 @@
 #include <limits>
 #include <vector>
 
+#include "plain_ref.h"
 #include "ref/linear.h"
 #include "test_ref_fd.h"
 
@@ -29,13 +30,11 @@ void naive_forward(const std::vector<double>& x, const std::vector<double>& W,
   mag->assign(y->size(), 0);
   for (int b = 0; b < B; ++b)
     for (int o = 0; o < out; ++o) {
-      double s = bias ? (*bias)[o] : 0, m = bias ? std::fabs((*bias)[o]) : 0;
-      for (int i = 0; i < in; ++i) {
-        s += x[static_cast<size_t>(b) * in + i] * W[static_cast<size_t>(o) * in + i];
-        m += std::fabs(x[static_cast<size_t>(b) * in + i] * W[static_cast<size_t>(o) * in + i]);
-      }
-      (*y)[static_cast<size_t>(b) * out + o] = s;
-      (*mag)[static_cast<size_t>(b) * out + o] = m;
+      // x [B, in] times W^T: W [out, in] is op(B) = W^T transposed
+      const pompc::test::plain::Dot d =
+          pompc::test::plain::gemm_dot(x.data(), in, false, W.data(), in, true, b, o, in);
+      (*y)[static_cast<size_t>(b) * out + o] = d.sum + (bias ? (*bias)[o] : 0);
+      (*mag)[static_cast<size_t>(b) * out + o] = d.mag + (bias ? std::fabs((*bias)[o]) : 0);
     }
 }
 
