@@ -34,4 +34,20 @@ inline double time_ms(const std::function<void()>& fn, int iters,
 // (GB/s, counting 3 arrays of traffic): the "peak" that memory-bound reference ops are held to.
 double host_triad_gbs();
 
+// fp32 lanes of the widest vector unit the tests are compiled for (-march=native).
+#if defined(__AVX512F__)
+constexpr int kHostLanes = 16;
+#elif defined(__AVX__)
+constexpr int kHostLanes = 8;
+#else
+constexpr int kHostLanes = 4;
+#endif
+
+// Measured fp32 FMA peak (GFLOP/s) of all OpenMP threads: the "peak" compute-bound reference ops
+// (the GEMM) are held to. Measured once, then cached.
+double host_fma_peak_gflops();
+
+// The clock /proc/cpuinfo reports ("cpu MHz"; a VM reports its base clock), 0 when unavailable.
+double host_cpuinfo_mhz();
+
 }  // namespace pompc::test

@@ -13,7 +13,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <limits>
 #include <string>
 #include <vector>
@@ -83,62 +82,6 @@ bool run_case(Rng& rng, bool ta, bool tb, int m, int n, int k, double alpha, dou
       if (C[static_cast<size_t>(i) * ldc + j] != static_cast<T>(7.5) && bad++ < 3)
         std::printf("gemm: padding C[%d,%d] was written (ldc %d, n %d)\n", i, j, ldc, n);
   return bad == 0;
-}
-
-// Clock from /proc/cpuinfo ("cpu MHz"), 0 when unavailable.
-double cpuinfo_mhz() {
-  std::ifstream f("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("cpu MHz", 0) == 0) {
-      const size_t colon = line.find(':');
-      if (colon != std::string::npos) return std::stod(line.substr(colon + 1));
-    }
-  return 0;
-}
-
-// fp32 lanes of the widest vector unit this file is compiled for (-march=native).
-#if defined(__AVX512F__)
-constexpr int kLanes = 16;
-#elif defined(__AVX__)
-constexpr int kLanes = 8;
-#else
-constexpr int kLanes = 4;
-#endif
-
-// Measured fp32 FMA peak (GFLOP/s): every OpenMP thread runs independent chains of native-width
-// vector FMAs (enough to cover latency x throughput on current cores, few enough to stay in
-// registers: 16 of AVX-512's 32, 10 of AVX2's 16) for a fixed count.
-double measured_fma_peak() {
-  typedef float vec __attribute__((vector_size(4 * kLanes)));
-  constexpr int kChains = kLanes == 16 ? 16 : 10;
-  const long iters = 20'000'000;
-  double best = 0;
-  for (int rep = 0; rep < 3; ++rep) {
-    float sink = 0;
-    const double t0 = omp_get_wtime();
-    int threads = 1;
-#pragma omp parallel reduction(+ : sink)
-    {
-#pragma omp single
-      threads = omp_get_num_threads();
-      vec acc[kChains];
-      for (int c = 0; c < kChains; ++c) acc[c] = vec{} + 0.001f * static_cast<float>(c);
-      const vec mul = vec{} + 0.999999f, add = vec{} + 1e-7f;
-      for (long it = 0; it < iters / kChains; ++it) {
-#pragma GCC unroll 16
-        for (int c = 0; c < kChains; ++c) acc[c] = acc[c] * mul + add;
-      }
-      for (int c = 0; c < kChains; ++c)
-        for (int l = 0; l < kLanes; ++l) sink += acc[c][l];
-    }
-    const double s = omp_get_wtime() - t0;
-    const double flops =
-        2.0 * kLanes * static_cast<double>(iters / kChains) * kChains * threads;
-    best = std::max(best, flops / s * 1e-9);
-    if (sink == 12345.0f) std::printf(" ");  // keep the chains alive
-  }
-  return best;
 }
 
 }  // namespace
@@ -290,8 +233,9 @@ TEST_SUITE("ops") {
 TEST_SUITE("bench") {
   TEST_CASE("bench gemm: reference 512x512x1024 against the FMA peak") {
     Rng rng(6);
-    const double peak = measured_fma_peak();
-    const double mhz = cpuinfo_mhz();
+    const double peak = pompc::test::host_fma_peak_gflops();
+    const double mhz = pompc::test::host_cpuinfo_mhz();
+    const int kLanes = pompc::test::kHostLanes;
     const int threads = omp_get_max_threads();
     // cpuinfo peak: threads x clock x 2 FMA pipes x lanes x 2 FLOP (two FMA pipes of the native
     // width, as on the AMD EPYCs seen here: Zen 5 with AVX-512, Zen 2/3 with AVX2; the VM
