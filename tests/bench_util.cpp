@@ -3,6 +3,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -71,6 +72,123 @@ double host_fma_peak_gflops() {
   }
   cached = best;
   return best;
+
+namespace {
+
+struct Layer {
+  double in, out;
+};
+using Module = std::vector<Layer>;
+
+// The Linear layers of each module (world_model.h; one Q head: `heads` of them run as one
+// batched GEMM per layer).
+struct Modules {
+  Module enc, dyn, rew, pi, q;
+  double heads;
+};
+
+Modules modules(const model::ModelConfig& c) {
+  const double O = c.obs_dim, A = c.action_dim, Z = c.latent_dim, M = c.mlp_dim, E = c.enc_dim,
+               K = c.num_bins;
+  Modules m;
+  m.enc.push_back({O, E});
+  for (int l = 1; l < std::max(c.num_enc_layers - 1, 1); ++l) m.enc.push_back({E, E});
+  m.enc.push_back({E, Z});
+  m.dyn = {{Z + A, M}, {M, M}, {M, Z}};
+  m.rew = {{Z + A, M}, {M, M}, {M, K}};
+  m.pi = {{Z, M}, {M, M}, {M, 2 * A}};
+  m.q = m.rew;
+  m.heads = c.num_q;
+  return m;
+}
+
+double params(const Module& m, double heads = 1) {
+  double n = 0;
+  for (const Layer& l : m) n += l.in * l.out + 3 * l.out;  // weight, bias, LayerNorm gamma, beta
+  return heads * n;
+}
+
+struct Pass {
+  bool fwd = false, wgrad = false, igrad = false;
+  bool first_igrad = false;  // the module's input takes a gradient too
+};
+
+// `pass` of module `m` over `rows` rows (times `heads` for an ensemble).
+Cost pass(const Module& m, double rows, Pass p, const Peaks& peaks, double heads = 1) {
+  Cost c;
+  auto gemm = [&](double flop, double bytes) {
+    c.flop += heads * flop;
+    c.bytes += heads * bytes;
+    c.gemms += 1;
+    c.roofline_s += std::max(heads * flop / peaks.gemm_flops, heads * bytes / peaks.mem_bw);
+  };
+  for (size_t i = 0; i < m.size(); ++i) {
+    const double r = rows, in = m[i].in, out = m[i].out, f = 2 * r * in * out;
+    if (p.fwd) gemm(f, 4 * (in * out + r * in + r * out) + 4 * 2 * r * out);
+    if (p.wgrad) gemm(f, 4 * (r * out + r * in + in * out) + 4 * 3 * r * out);
+    if (p.igrad && (i > 0 || p.first_igrad)) gemm(f, 4 * (r * out + in * out + r * in));
+  }
+  return c;
+}
+
+}  // namespace
+
+Cost update_cost(const model::ModelConfig& c, const Peaks& peaks) {
+  const Modules m = modules(c);
+  const double B = c.batch_size, HB = double(c.horizon) * B, H1B = (c.horizon + 1.0) * B;
+  const Pass fwd{true, false, false, false};
+  const Pass bwd_latent{false, true, true, true};   // input gradient reaches the latent
+  const Pass bwd_inner{false, true, true, false};   // the first layer's input takes none
+  const Pass igrad_only{false, false, true, true};  // through the Qs to the action, weights fixed
+  Cost t;
+  // TD targets: encode the next observations, a' ~ pi(z'), min2 of the target Qs (no gradient).
+  t += pass(m.enc, HB, fwd, peaks);
+  t += pass(m.pi, HB, fwd, peaks);
+  t += pass(m.q, HB, fwd, peaks, m.heads);
+  // Model loss: encode obs[0], roll the dynamics one step at a time (B rows each), reward and
+  // Qs on all H latents at once, and back.
+  t += pass(m.enc, B, fwd, peaks);
+  t += pass(m.enc, B, bwd_inner, peaks);
+  for (int h = 0; h < c.horizon; ++h) {
+    t += pass(m.dyn, B, fwd, peaks);
+    t += pass(m.dyn, B, bwd_latent, peaks);
+  }
+  t += pass(m.rew, HB, fwd, peaks);
+  t += pass(m.rew, HB, bwd_latent, peaks);
+  t += pass(m.q, HB, fwd, peaks, m.heads);
+  t += pass(m.q, HB, bwd_latent, peaks, m.heads);
+  // Policy step on the H + 1 detached latents: pi, the Qs, and back through both.
+  t += pass(m.pi, H1B, fwd, peaks);
+  t += pass(m.q, H1B, fwd, peaks, m.heads);
+  t += pass(m.q, H1B, igrad_only, peaks, m.heads);
+  t += pass(m.pi, H1B, bwd_inner, peaks);
+  // Optimizer: Adam, clipping and zeroing of the trained parameters, Polyak of the target Qs.
+  const double model_params = params(m.enc) + params(m.dyn) + params(m.rew) + params(m.q, m.heads);
+  const double trained = model_params + params(m.pi), target_q = params(m.q, m.heads);
+  const double opt_bytes = (28 + 12 + 4) * trained + 12 * target_q;
+  t.bytes += opt_bytes;
+  t.roofline_s += opt_bytes / peaks.mem_bw;
+  return t;
+}
+
+Cost plan_cost(const model::ModelConfig& c, const agent::PlannerSettings& p, const Peaks& peaks) {
+  const Modules m = modules(c);
+  const Pass fwd{true, false, false, false};
+  const double N = p.num_samples, P = p.num_pi_trajs;
+  Cost t = pass(m.enc, 1, fwd, peaks);
+  for (int h = 0; h < p.horizon; ++h) {  // policy trajectories
+    if (P > 0) t += pass(m.pi, P, fwd, peaks);
+    if (P > 0 && h + 1 < p.horizon) t += pass(m.dyn, P, fwd, peaks);
+  }
+  for (int it = 0; it < p.iterations_for(c.action_dim); ++it) {
+    for (int h = 0; h < p.horizon; ++h) {
+      t += pass(m.rew, N, fwd, peaks);
+      t += pass(m.dyn, N, fwd, peaks);
+    }
+    t += pass(m.pi, N, fwd, peaks);  // terminal value: a ~ pi(z_H), avg2 of the Q heads
+    t += pass(m.q, N, fwd, peaks, m.heads);
+  }
+  return t;
 }
 
 }  // namespace pompc::test

@@ -11,6 +11,9 @@
 #include <functional>
 #include <vector>
 
+#include "agent/planner.h"
+#include "model/config.h"
+
 namespace pompc::test {
 
 // Median over 5 repetitions of the mean time of one call (ms); `sync` waits for the backend.
@@ -49,5 +52,51 @@ double host_fma_peak_gflops();
 
 // The clock /proc/cpuinfo reports ("cpu MHz"; a VM reports its base clock), 0 when unavailable.
 double host_cpuinfo_mhz();
+
+// ---- analytic cost of the TD-MPC2 agent step (the one home of these formulas) ------------------
+// Counted: the GEMMs of every Linear layer (2 FLOP per multiply-add), for the modules of SPEC 1
+// (encoder, dynamics, reward, pi, the num_q Q heads; layer widths as in world_model.h) in the
+// passes each plan or update makes of them. Traffic model (fp32, every operand from and to device
+// memory, nothing reused from cache between kernels):
+//   forward GEMM        weights + input + output, plus the fused bias/LayerNorm/activation
+//                       reading and writing the output once more
+//   weight-gradient     dout + input + dweight, plus the LayerNorm/activation backward (reads
+//                       dout and the pre-activation, writes dinp)
+//   input-gradient      dout + weights + dinp (every layer but the module's first, unless the
+//                       input takes a gradient: the latent of dynamics, reward and the Qs)
+//   optimizer (update)  Adam 28 B, gradient clipping 12 B and zeroing 4 B per trained parameter
+//                       (model and pi), Polyak 12 B per target-Q parameter
+// Left out: the loss, two-hot, MPPI and policy-head kernels (elementwise on rows x A or rows x
+// bins, small next to the GEMMs' operands). roofline_s sums max(FLOP / gemm_flops, bytes /
+// mem_bw) over the GEMMs (each its own kernel) plus the optimizer's bytes / mem_bw: a lower bound
+// of the device time with no launch overhead.
+struct Peaks {
+  const char* name;
+  double gemm_flops;  // FLOP/s of the GEMMs (TF32 tensor cores, as trained)
+  double mem_bw;      // device memory bytes/s
+};
+// H100 SXM5, dense (no sparsity): 494.7 TFLOP/s TF32 tensor core, 3.35 TB/s HBM3 (NVIDIA's H100
+// datasheet; 66.9 TFLOP/s plain fp32 for the non-tensor-core kernels, unused by the model).
+inline constexpr Peaks kH100{"H100 SXM (494.7 TFLOP/s TF32, 3.35 TB/s HBM3)", 494.7e12, 3.35e12};
+
+struct Cost {
+  double flop = 0;        // GEMM FLOPs
+  double bytes = 0;       // device memory traffic (the model above)
+  double gemms = 0;       // GEMM passes of a layer (an ensemble's heads as one)
+  double roofline_s = 0;  // sum over kernels of max(compute, memory) time at the peaks
+  Cost& operator+=(const Cost& o) {
+    flop += o.flop, bytes += o.bytes, gemms += o.gemms, roofline_s += o.roofline_s;
+    return *this;
+  }
+};
+
+// One Agent::update (WorldModel::update, SPEC 2 steps 1-6, TD-MPC2's objective: no prior) on a
+// batch of batch_size slices.
+Cost update_cost(const model::ModelConfig& c, const Peaks& peaks = kH100);
+// One plan step for one state (Planner::plan: encode, the policy trajectories, then
+// iterations_for(A) MPPI iterations of H reward + dynamics steps and the terminal pi + Q value
+// over num_samples rows).
+Cost plan_cost(const model::ModelConfig& c, const agent::PlannerSettings& p,
+               const Peaks& peaks = kH100);
 
 }  // namespace pompc::test

@@ -406,23 +406,6 @@ ModelConfig dog(int size_m) {
   return c;
 }
 
-// Multiply-adds of the GEMMs of one update (SPEC 2 / world_model.h): forward rows x sum(in out)
-// per module use; a backward adds the same for the weight gradient (when trained) and for the
-// input gradient (all layers but the first when the input takes no gradient).
-double update_gflop(const ModelConfig& c) {
-  const double B = c.batch_size, H = c.horizon, O = c.obs_dim, A = c.action_dim, Z = c.latent_dim,
-               M = c.mlp_dim, E = c.enc_dim, K = c.num_bins, Qn = c.num_q;
-  const double enc_first = O * E,
-               enc = enc_first + E * E * (std::max(c.num_enc_layers - 1, 1) - 1) + E * Z;
-  const double dyn = (Z + A) * M + M * M + M * Z, rew = (Z + A) * M + M * M + M * K;
-  const double pi_first = Z * M, pi = pi_first + M * M + M * 2 * A, q = Qn * rew;
-  const double td = H * B * (enc + pi + q);
-  const double model_fwd = B * enc + H * B * (dyn + rew + q);
-  const double model_bwd = B * (2 * enc - enc_first) + H * B * 2 * (dyn + rew + q);
-  const double pi_step = (H + 1) * B * (pi + q + q + 2 * pi - pi_first);
-  return 2 * (td + model_fwd + model_bwd + pi_step) * 1e-9;
-}
-
 // data/fixtures/model/golden_update.bin (tests/fixtures/gen_golden.py): a float64 JAX
 // implementation of the update with autodiff gradients.
 struct Golden {
@@ -1297,7 +1280,7 @@ void bench_update(Ops& ops, int reps) {
     UpdateStats* st = ops.alloc<UpdateStats>(1);
     const double ms = pompc::test::time_ms([&] { wm.update(data.batch(), st); }, reps,
                                            [&] { ops.synchronize(); });
-    const double gflop = update_gflop(c);
+    const double gflop = pompc::test::update_cost(c).flop * 1e-9;  // tests/bench_util.h
     std::printf(
         "bench: model/update dog %dM B=%d H=%d (%s): %.2f ms, %.1f GFLOP of GEMMs, "
         "%.1f GFLOP/s; %.0f MiB of parameters, optimizer state and workspace\n",

@@ -4,10 +4,11 @@
 // a math mode and a pointer mode. A GEMM call checks its arguments as cuBLAS does (and, beyond
 // cuBLAS, that A, B and C lie inside cudaMalloc allocations: a GPU would fault on host memory),
 // then submits one closure to the handle's stream: it runs now, or is recorded when the stream
-// is capturing, with every argument (and host-mode alpha/beta) baked. The closure calls
-// the project's reference GEMM (pompc::ref::gemm_colmajor, src/ref/gemm.h) once per batch
-// entry. A failed call's explanation is returned by
-// cublasGetStatusString for that status, like cudaGetErrorString does for CUDA errors.
+// is capturing, with every argument (and host-mode alpha/beta) baked. The closure counts the
+// call (emu/counters.h: cublas, or graph_cublas in a replay) and calls the project's reference
+// GEMM (pompc::ref::gemm_colmajor, src/ref/gemm.h) once per batch entry. A failed call's
+// explanation is returned by cublasGetStatusString for that status, like cudaGetErrorString does
+// for CUDA errors.
 #include <cublas_v2.h>
 
 #include <algorithm>
@@ -229,6 +230,7 @@ cublasStatus_t sgemm(const char* call, cublasHandle_t h, cublasOperation_t trans
   }
 
   const cudaError_t e = emu::detail::submit(stream, call, [g]() -> cudaError_t {
+    emu::detail::count_work(/*cublas=*/true);
     g.run();
     return cudaSuccess;
   });

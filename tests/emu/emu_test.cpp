@@ -15,6 +15,10 @@
 //              calls a capture forbids invalidate it; unjoined forks are refused
 //   cuBLAS     Sgemm / SgemmStridedBatched at odd shapes and every transpose pair against a triple
 //              loop; TF32 mode rounds; bad lda / null handle statuses
+//   counters   emu/counters.h on a known sequence: eager launches, GEMMs, copies by direction
+//              (pinned vs pageable), memsets, waits, allocations and frees; a capture counts
+//              nothing, each replay its launch and nodes (nested graphs too); refused calls
+//              count nothing; every field is listed in counter_fields()
 //   failures   a __syncthreads not reached by every thread, a lane missing from a collective and
 //              a wrong launch configuration make LAUNCH throw with an explanation, and the next
 //              launch works; out-of-bounds writes (global and dynamic shared memory) die under
@@ -28,6 +32,8 @@
 #include <cstring>
 #include <string>
 #include <vector>
+
+#include <emu/counters.h>
 
 #include "../test_util.h"
 #include "common.cuh"
@@ -662,6 +668,178 @@ TEST_SUITE("emu") {
     CUDA_CHECK(cudaStreamDestroy(side));
     CUDA_CHECK(cudaStreamDestroy(blocking));
     CUDA_CHECK(cudaStreamDestroy(s));
+  }
+
+  TEST_CASE("emu: counters count what a GPU would see: eager work, replays, waits, copies") {
+    // Every field of Counters is listed once in counter_fields() (the test below reads them all).
+    {
+      emu::Counters c;
+      uint64_t v = 0;
+      for (const emu::CounterField& f : emu::counter_fields()) c.*f.member = ++v;
+      uint64_t raw[sizeof(emu::Counters) / sizeof(uint64_t)];
+      std::memcpy(raw, &c, sizeof c);
+      std::sort(std::begin(raw), std::end(raw));
+      for (size_t i = 0; i < std::size(raw); ++i) CHECK(raw[i] == i + 1);
+    }
+    // Each field against the expected value, named when it differs.
+    auto expect = [](const emu::Counters& want, const char* after) {
+      const emu::Counters got = emu::counters();
+      CAPTURE(after);
+      for (const emu::CounterField& f : emu::counter_fields()) {
+        CAPTURE(f.name);
+        CHECK(got.*f.member == want.*f.member);
+      }
+      CHECK(got == want);
+    };
+    constexpr int n = 64;  // 64 floats: also an 8 x 8 matrix
+    constexpr uint64_t bytes = n * sizeof(float);
+    cudaStream_t s = nullptr;
+    CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    cublasHandle_t h = nullptr;
+    CUBLAS_CHECK(cublasCreate(&h));
+    CUBLAS_CHECK(cublasSetStream(h, s));
+    cudaEvent_t ev = nullptr;
+    CUDA_CHECK(cudaEventCreate(&ev));
+    const float one = 1.0f, zero = 0.0f;
+    emu::reset_counters();
+    emu::Counters want;
+    expect(want, "reset");
+
+    float *x = nullptr, *y = nullptr, *pinned = nullptr;
+    CUDA_CHECK(cudaMalloc(&x, bytes));
+    CUDA_CHECK(cudaMalloc(&y, bytes));
+    CUDA_CHECK(cudaMallocHost(&pinned, bytes));
+    std::vector<float> pageable(n, 1.0f);
+    for (int i = 0; i < n; ++i) pinned[i] = static_cast<float>(i);
+    want.allocs = 3;
+    want.alloc_bytes = 3 * bytes;
+    expect(want, "allocations");
+
+    // Eager work on a stream: nothing waits but the copy into pageable memory.
+    CUDA_CHECK(cudaMemcpyAsync(x, pinned, bytes, cudaMemcpyHostToDevice, s));
+    CUDA_CHECK(cudaMemcpyAsync(y, pageable.data(), bytes, cudaMemcpyDefault, s));  // resolved: H2D
+    LAUNCH(axpb_kernel, dim3(1), dim3(n), 0, s, x, y, n, 2.0f, 1.0f);
+    CUBLAS_CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 8, 8, 8, &one, x, 8, x, 8, &zero, y, 8));
+    CUDA_CHECK(cudaMemsetAsync(x, 0, bytes, s));
+    CUDA_CHECK(cudaMemcpyAsync(pinned, y, bytes, cudaMemcpyDeviceToHost, s));
+    CUDA_CHECK(cudaMemcpyAsync(pageable.data(), y, bytes, cudaMemcpyDeviceToHost, s));  // waits
+    CUDA_CHECK(cudaMemcpyAsync(x, y, bytes, cudaMemcpyDeviceToDevice, s));
+    want.kernels = 1;
+    want.cublas = 1;
+    want.memsets = 1;
+    want.h2d = 2;
+    want.h2d_bytes = 2 * bytes;
+    want.d2h = 2;
+    want.d2h_bytes = 2 * bytes;
+    want.d2d = 1;
+    want.d2d_bytes = bytes;
+    want.sync_copy = 1;
+    expect(want, "eager work");
+
+    // Waits; queries and records do not wait, nor does a device-to-device cudaMemcpy or a
+    // cudaMemset.
+    CUDA_CHECK(cudaStreamQuery(s));
+    CUDA_CHECK(cudaEventRecord(ev, s));
+    CUDA_CHECK(cudaEventQuery(ev));
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    CUDA_CHECK(cudaEventSynchronize(ev));
+    CUDA_CHECK(cudaDeviceSynchronize());
+    CUDA_CHECK(cudaMemcpy(y, pageable.data(), bytes, cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpy(pageable.data(), y, 8, cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(x, y, bytes, cudaMemcpyDeviceToDevice));
+    CUDA_CHECK(cudaMemset(y, 0, 4));
+    want.sync_stream = 1;
+    want.sync_event = 1;
+    want.sync_device = 1;
+    want.sync_copy = 3;
+    want.h2d = 3;
+    want.h2d_bytes = 3 * bytes;
+    want.d2h = 3;
+    want.d2h_bytes = 2 * bytes + 8;
+    want.d2d = 2;
+    want.d2d_bytes = 2 * bytes;
+    want.memsets = 2;
+    expect(want, "waits");
+
+    // A capture records and counts nothing (but the instantiation); each replay counts one graph
+    // launch, its nodes, and the copies and memsets it ran, without a host wait.
+    CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    CUDA_CHECK(cudaMemcpyAsync(x, pinned, bytes, cudaMemcpyHostToDevice, s));
+    LAUNCH(axpb_kernel, dim3(1), dim3(n), 0, s, x, y, n, 2.0f, 1.0f);
+    LAUNCH(add_kernel, dim3(1), dim3(n), 0, s, y, x, n);
+    CUBLAS_CHECK(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 8, 8, 8, &one, x, 8, x, 8, &zero, y, 8));
+    CUDA_CHECK(cudaMemsetAsync(x, 0, bytes, s));
+    CUDA_CHECK(cudaMemcpyAsync(pinned, y, bytes, cudaMemcpyDeviceToHost, s));
+    cudaGraph_t graph = nullptr;
+    CUDA_CHECK(cudaStreamEndCapture(s, &graph));
+    cudaGraphExec_t exec = nullptr;
+    CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    want.graph_instantiations = 1;
+    expect(want, "capture");
+    for (int r = 0; r < 3; ++r) CUDA_CHECK(cudaGraphLaunch(exec, s));
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    want.graph_launches = 3;
+    want.graph_kernels = 6;
+    want.graph_cublas = 3;
+    want.h2d += 3;
+    want.h2d_bytes += 3 * bytes;
+    want.d2h += 3;
+    want.d2h_bytes += 3 * bytes;
+    want.memsets += 3;
+    want.sync_stream = 2;
+    expect(want, "3 replays");
+
+    // A graph launched inside a capture is a node: replaying the outer graph is one launch.
+    CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    CUDA_CHECK(cudaGraphLaunch(exec, s));
+    LAUNCH(add_kernel, dim3(1), dim3(n), 0, s, y, x, n);
+    cudaGraph_t outer = nullptr;
+    CUDA_CHECK(cudaStreamEndCapture(s, &outer));
+    cudaGraphExec_t outer_exec = nullptr;
+    CUDA_CHECK(cudaGraphInstantiate(&outer_exec, outer, 0));
+    CUDA_CHECK(cudaGraphLaunch(outer_exec, s));
+    want.graph_instantiations = 2;
+    want.graph_launches = 4;
+    want.graph_kernels += 3;
+    want.graph_cublas += 1;
+    want.h2d += 1;
+    want.h2d_bytes += bytes;
+    want.d2h += 1;
+    want.d2h_bytes += bytes;
+    want.memsets += 1;
+    expect(want, "nested replay");
+
+    // Calls a capture refuses count nothing: a cudaMemcpy, then a synchronisation of the
+    // capturing stream.
+    CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    CHECK(cudaMemcpy(y, pageable.data(), bytes, cudaMemcpyHostToDevice) ==
+          cudaErrorStreamCaptureUnsupported);
+    CHECK(cudaStreamSynchronize(s) == cudaErrorStreamCaptureUnsupported);
+    cudaGraph_t broken = nullptr;
+    CHECK(cudaStreamEndCapture(s, &broken) == cudaErrorStreamCaptureInvalidated);
+    CHECK(broken == nullptr);
+    (void)cudaGetLastError();
+    expect(want, "refused calls");
+
+    // Frees wait for the device (cudaFree of null does nothing); destroying graphs, streams,
+    // events and handles counts nothing.
+    CUDA_CHECK(cudaFree(x));
+    CUDA_CHECK(cudaFree(y));
+    CUDA_CHECK(cudaFree(nullptr));
+    CUDA_CHECK(cudaFreeHost(pinned));
+    CUDA_CHECK(cudaGraphExecDestroy(outer_exec));
+    CUDA_CHECK(cudaGraphDestroy(outer));
+    CUDA_CHECK(cudaGraphExecDestroy(exec));
+    CUDA_CHECK(cudaGraphDestroy(graph));
+    CUDA_CHECK(cudaEventDestroy(ev));
+    CUBLAS_CHECK(cublasDestroy(h));
+    CUDA_CHECK(cudaStreamDestroy(s));
+    want.frees = 3;
+    want.sync_free = 3;
+    expect(want, "frees");
+    CHECK(emu::counters().syncs() == 2 + 1 + 1 + 3 + 3);
+    emu::reset_counters();
+    expect(emu::Counters{}, "second reset");
   }
 
   TEST_CASE("emu: cublasSgemm and cublasSgemmStridedBatched match a triple loop") {

@@ -4,10 +4,11 @@
 //   scheduler.cpp  execute_grid: runs one grid on the OS threads, every block's threads as fibers
 //   runtime.cpp    set_error (the per-host-thread last error and its explanation) and submit
 //                  (run work on a stream now, or record it into the stream's capture)
-//   cublas.cpp     uses submit for the GEMMs
+//   cublas.cpp     uses submit for the GEMMs and count_work for the counters (emu/counters.h)
 #pragma once
 
 #include <cuda_runtime.h>
+#include <emu/counters.h>
 
 #include <cstdint>
 #include <functional>
@@ -49,6 +50,13 @@ cudaError_t submit(cudaStream_t stream, const char* what, std::function<cudaErro
 bool is_device_range(const void* ptr, size_t bytes);
 // The live cudaMalloc allocation holding ptr: true and its start and size, or false.
 bool device_allocation_of(const void* ptr, uintptr_t* base, size_t* bytes);
+
+// ---- counters (runtime.cpp; emu/counters.h) -----------------------------------------------------
+// Adds to the process-wide counts, under their lock.
+void count(const std::function<void(Counters&)>& add);
+// Kernel or cuBLAS work that runs now: issued by the host (kernels, cublas), or a node of the
+// graph replay this host thread is running (graph_kernels, graph_cublas).
+void count_work(bool cublas);
 
 // ---- race detection (build/test_race; scheduler.cpp) ---------------------------------------------
 // test_race compiles kernels with GCC's -fsanitize=thread instrumentation and links

@@ -17,6 +17,9 @@
 //             another member joins it back; cudaStreamEndCapture refuses unjoined forks
 //   graphs    cudaGraphInstantiate shares the node list; cudaGraphLaunch runs the nodes in
 //             capture order (or records them, when launched into a capturing stream)
+//   counters  emu/counters.h: counted where the work runs (inside the closures submit runs or a
+//             capture records), so a recorded node counts once per replay and nothing at
+//             capture; a per-thread replay depth tells a graph's nodes from eager work
 // One mutex (g_mu) guards the registries; work itself runs outside it.
 #include "internal.h"
 
@@ -386,10 +389,15 @@ cudaError_t host_alloc(const char* call, void** ptr, size_t size, bool device) {
   g_allocs[reinterpret_cast<uintptr_t>(p)] = Alloc{size, device};
   if (device) g_device_bytes += size;
   *ptr = p;
+  count([size](Counters& c) {
+    ++c.allocs;
+    c.alloc_bytes += size;
+  });
   return cudaSuccess;
 }
 
-cudaError_t host_free(const char* call, void* ptr, bool device) {
+// `waits`: the call waits for the device to go idle (cudaFree, cudaFreeHost; not cudaFreeAsync).
+cudaError_t host_free(const char* call, void* ptr, bool device, bool waits) {
   if (!ptr) return cudaSuccess;
   std::lock_guard<std::mutex> lock(g_mu);
   if (cudaError_t e = refuse_if_capturing(call)) return e;
@@ -404,20 +412,82 @@ cudaError_t host_free(const char* call, void* ptr, bool device) {
   if (device) g_device_bytes -= it->second.bytes;
   g_allocs.erase(it);
   std::free(ptr);
+  count([waits](Counters& c) {
+    ++c.frees;
+    c.sync_free += waits;
+  });
   return cudaSuccess;
+}
+
+// The direction of a copy: `kind`, or for cudaMemcpyDefault where the pointers lie. Takes g_mu.
+cudaMemcpyKind direction(cudaMemcpyKind kind, const void* dst, const void* src, size_t count) {
+  if (kind != cudaMemcpyDefault) return kind;
+  std::lock_guard<std::mutex> lock(g_mu);
+  const bool d = device_range_locked(dst, count), s = device_range_locked(src, count);
+  return d ? (s ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
+           : (s ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
+}
+
+// A copy that runs now, by direction (host to host moves nothing over the bus).
+void count_copy(cudaMemcpyKind dir, size_t bytes) {
+  count([dir, bytes](Counters& c) {
+    if (dir == cudaMemcpyHostToDevice) {
+      ++c.h2d;
+      c.h2d_bytes += bytes;
+    } else if (dir == cudaMemcpyDeviceToHost) {
+      ++c.d2h;
+      c.d2h_bytes += bytes;
+    } else if (dir == cudaMemcpyDeviceToDevice) {
+      ++c.d2d;
+      c.d2d_bytes += bytes;
+    }
+  });
+}
+
+// True when [p, p + bytes) lies in one cudaMallocHost / cudaHostAlloc block. Takes g_mu.
+bool pinned_range(const void* p, size_t bytes) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  const Alloc* a = find_alloc(p, bytes);
+  return a && !a->device;
 }
 
 CUevent_st* live_event(cudaEvent_t e) {
   return g_events.count(e) ? e : nullptr;
 }
 
+// Graph replays this host thread is running (nested: a graph launched inside a captured one).
+thread_local int tls_replay_depth = 0;
+
 cudaError_t run_nodes(const std::vector<CUgraphNode_st>& nodes) {
+  struct Depth {
+    Depth() { ++tls_replay_depth; }
+    ~Depth() { --tls_replay_depth; }
+  } depth;
   for (const CUgraphNode_st& n : nodes)
     if (cudaError_t e = n.run()) return e;
   return cudaSuccess;
 }
 
+std::mutex g_count_mu;  // guards g_counts; taken after g_mu when both are held
+Counters g_counts;
+
 }  // namespace
+
+// ---- counters (internal.h, emu/counters.h) ------------------------------------------------------
+void count(const std::function<void(Counters&)>& add) {
+  std::lock_guard<std::mutex> lock(g_count_mu);
+  add(g_counts);
+}
+
+void count_work(bool cublas) {
+  const bool replay = tls_replay_depth > 0;
+  count([cublas, replay](Counters& c) {
+    if (cublas)
+      ++(replay ? c.graph_cublas : c.cublas);
+    else
+      ++(replay ? c.graph_kernels : c.kernels);
+  });
+}
 
 // ---- shared with the other translation units (internal.h) ---------------------------------------
 cudaError_t set_error(cudaError_t code, const char* fmt, ...) {
@@ -528,6 +598,7 @@ void launch_erased(const char* name, const void* fn, std::shared_ptr<const Kerne
   }
   Grid g{name, std::move(call), grid, block, smem};
   submit(stream, name, [g = std::move(g)]() -> cudaError_t {
+    count_work(/*cublas=*/false);
     const GridResult r = execute_grid(g);
     if (r.code != cudaSuccess) return set_error(r.code, "!%s", r.message.c_str());
     return cudaSuccess;
@@ -539,6 +610,42 @@ void launch_erased(const char* name, const void* fn, std::shared_ptr<const Kerne
 namespace emu {
 std::string last_error_message() {
   return detail::tls_error.detail;
+}
+
+Counters counters() {
+  std::lock_guard<std::mutex> lock(detail::g_count_mu);
+  return detail::g_counts;
+}
+void reset_counters() {
+  std::lock_guard<std::mutex> lock(detail::g_count_mu);
+  detail::g_counts = Counters{};
+}
+const std::vector<CounterField>& counter_fields() {
+  static const std::vector<CounterField> fields = {
+      {"kernels", &Counters::kernels},
+      {"cublas", &Counters::cublas},
+      {"graph_launches", &Counters::graph_launches},
+      {"graph_kernels", &Counters::graph_kernels},
+      {"graph_cublas", &Counters::graph_cublas},
+      {"graph_instantiations", &Counters::graph_instantiations},
+      {"sync_stream", &Counters::sync_stream},
+      {"sync_device", &Counters::sync_device},
+      {"sync_event", &Counters::sync_event},
+      {"sync_copy", &Counters::sync_copy},
+      {"sync_free", &Counters::sync_free},
+      {"h2d", &Counters::h2d},
+      {"h2d_bytes", &Counters::h2d_bytes},
+      {"d2h", &Counters::d2h},
+      {"d2h_bytes", &Counters::d2h_bytes},
+      {"d2d", &Counters::d2d},
+      {"d2d_bytes", &Counters::d2d_bytes},
+      {"memsets", &Counters::memsets},
+      {"allocs", &Counters::allocs},
+      {"alloc_bytes", &Counters::alloc_bytes},
+      {"frees", &Counters::frees}};
+  // Every field listed: Counters holds nothing but these uint64_t counts.
+  static_assert(sizeof(Counters) == 21 * sizeof(uint64_t));
+  return fields;
 }
 }  // namespace emu
 
@@ -640,7 +747,9 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
 }
 cudaError_t cudaDeviceSynchronize() {
   Lock lock(g_mu);
-  return emu::detail::refuse_if_capturing("cudaDeviceSynchronize");
+  if (cudaError_t e = emu::detail::refuse_if_capturing("cudaDeviceSynchronize")) return e;
+  emu::detail::count([](emu::Counters& c) { ++c.sync_device; });
+  return cudaSuccess;
 }
 cudaError_t cudaDeviceGetStreamPriorityRange(int* leastPriority, int* greatestPriority) {
   if (leastPriority) *leastPriority = 0;
@@ -677,7 +786,7 @@ cudaError_t cudaMalloc(void** devPtr, size_t size) {
   return emu::detail::host_alloc("cudaMalloc", devPtr, size, true);
 }
 cudaError_t cudaFree(void* devPtr) {
-  return emu::detail::host_free("cudaFree", devPtr, true);
+  return emu::detail::host_free("cudaFree", devPtr, true, true);
 }
 cudaError_t cudaMallocHost(void** ptr, size_t size) {
   return emu::detail::host_alloc("cudaMallocHost", ptr, size, false);
@@ -688,7 +797,7 @@ cudaError_t cudaHostAlloc(void** pHost, size_t size, unsigned int flags) {
   return emu::detail::host_alloc("cudaHostAlloc", pHost, size, false);
 }
 cudaError_t cudaFreeHost(void* ptr) {
-  return emu::detail::host_free("cudaFreeHost", ptr, false);
+  return emu::detail::host_free("cudaFreeHost", ptr, false, true);
 }
 
 cudaError_t cudaMallocAsync(void** devPtr, size_t size, cudaStream_t stream) {
@@ -700,7 +809,7 @@ cudaError_t cudaMallocAsync(void** devPtr, size_t size, cudaStream_t stream) {
 }
 cudaError_t cudaFreeAsync(void* devPtr, cudaStream_t stream) {
   if (cudaError_t e = emu::detail::check_stream("cudaFreeAsync", stream)) return e;
-  return emu::detail::host_free("cudaFreeAsync", devPtr, true);
+  return emu::detail::host_free("cudaFreeAsync", devPtr, true, false);
 }
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t count, cudaMemcpyKind kind) {
@@ -710,15 +819,27 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t count, cudaMemcpyKind 
   }
   if (cudaError_t e = emu::detail::check_copy("cudaMemcpy", dst, src, count, kind)) return e;
   if (count) std::memcpy(dst, src, count);
+  // Synchronous for the host unless device to device (CUDA's API synchronization behavior).
+  const cudaMemcpyKind dir = emu::detail::direction(kind, dst, src, count);
+  emu::detail::count_copy(dir, count);
+  if (dir != cudaMemcpyDeviceToDevice) emu::detail::count([](emu::Counters& c) { ++c.sync_copy; });
   return cudaSuccess;
 }
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, cudaMemcpyKind kind,
                             cudaStream_t stream) {
   if (cudaError_t e = emu::detail::check_copy("cudaMemcpyAsync", dst, src, count, kind)) return e;
-  return emu::detail::submit(stream, "cudaMemcpyAsync", [dst, src, count]() -> cudaError_t {
-    if (count) std::memcpy(dst, src, count);
-    return cudaSuccess;
-  });
+  const cudaMemcpyKind dir = emu::detail::direction(kind, dst, src, count);
+  // Into pageable host memory the call returns only once the copy is done: a host wait when
+  // issued eagerly (a replayed graph node does not block the host).
+  const bool waits = dir == cudaMemcpyDeviceToHost && !emu::detail::pinned_range(dst, count);
+  return emu::detail::submit(stream, "cudaMemcpyAsync",
+                             [dst, src, count, dir, waits]() -> cudaError_t {
+                               if (count) std::memcpy(dst, src, count);
+                               emu::detail::count_copy(dir, count);
+                               if (waits && emu::detail::tls_replay_depth == 0)
+                                 emu::detail::count([](emu::Counters& c) { ++c.sync_copy; });
+                               return cudaSuccess;
+                             });
 }
 cudaError_t cudaMemset(void* devPtr, int value, size_t count) {
   Lock lock(g_mu);
@@ -728,6 +849,7 @@ cudaError_t cudaMemset(void* devPtr, int value, size_t count) {
                      "cudaMemset(%p, %zu bytes): not inside one cudaMalloc allocation", devPtr,
                      count);
   if (count) std::memset(devPtr, value, count);
+  emu::detail::count([](emu::Counters& c) { ++c.memsets; });
   return cudaSuccess;
 }
 cudaError_t cudaMemsetAsync(void* devPtr, int value, size_t count, cudaStream_t stream) {
@@ -737,6 +859,7 @@ cudaError_t cudaMemsetAsync(void* devPtr, int value, size_t count, cudaStream_t 
                      count);
   return emu::detail::submit(stream, "cudaMemsetAsync", [devPtr, value, count]() -> cudaError_t {
     if (count) std::memset(devPtr, value, count);
+    emu::detail::count([](emu::Counters& c) { ++c.memsets; });
     return cudaSuccess;
   });
 }
@@ -752,6 +875,11 @@ cudaError_t cudaMemcpyToSymbol(const void* symbol, const void* src, size_t count
     if (cudaError_t e = emu::detail::refuse_if_capturing("cudaMemcpyToSymbol")) return e;
   }
   if (count) std::memcpy(static_cast<char*>(const_cast<void*>(symbol)) + offset, src, count);
+  // A symbol is device memory; the copy is synchronous unless its source is too.
+  const bool from_device = kind == cudaMemcpyDeviceToDevice ||
+                           (kind == cudaMemcpyDefault && emu::detail::is_device_range(src, count));
+  emu::detail::count_copy(from_device ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice, count);
+  if (!from_device) emu::detail::count([](emu::Counters& c) { ++c.sync_copy; });
   return cudaSuccess;
 }
 cudaError_t cudaMemcpyFromSymbol(void* dst, const void* symbol, size_t count, size_t offset,
@@ -766,6 +894,10 @@ cudaError_t cudaMemcpyFromSymbol(void* dst, const void* symbol, size_t count, si
     if (cudaError_t e = emu::detail::refuse_if_capturing("cudaMemcpyFromSymbol")) return e;
   }
   if (count) std::memcpy(dst, static_cast<const char*>(symbol) + offset, count);
+  const bool to_device = kind == cudaMemcpyDeviceToDevice ||
+                         (kind == cudaMemcpyDefault && emu::detail::is_device_range(dst, count));
+  emu::detail::count_copy(to_device ? cudaMemcpyDeviceToDevice : cudaMemcpyDeviceToHost, count);
+  if (!to_device) emu::detail::count([](emu::Counters& c) { ++c.sync_copy; });
   return cudaSuccess;
 }
 
@@ -822,7 +954,9 @@ static cudaError_t sync_or_query(const char* call, cudaStream_t stream) {
   return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
-  return sync_or_query("cudaStreamSynchronize", stream);
+  if (cudaError_t e = sync_or_query("cudaStreamSynchronize", stream)) return e;
+  emu::detail::count([](emu::Counters& c) { ++c.sync_stream; });
+  return cudaSuccess;
 }
 cudaError_t cudaStreamQuery(cudaStream_t stream) {
   return sync_or_query("cudaStreamQuery", stream);
@@ -938,7 +1072,9 @@ static cudaError_t event_wait(const char* call, cudaEvent_t event) {
   return cudaSuccess;
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
-  return event_wait("cudaEventSynchronize", event);
+  if (cudaError_t e = event_wait("cudaEventSynchronize", event)) return e;
+  emu::detail::count([](emu::Counters& c) { ++c.sync_event; });
+  return cudaSuccess;
 }
 cudaError_t cudaEventQuery(cudaEvent_t event) {
   return event_wait("cudaEventQuery", event);
@@ -1066,6 +1202,7 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t* pGraphExec, cudaGraph_t graph,
       std::make_shared<const std::vector<CUgraphNode_st>>(graph->nodes.begin(), graph->nodes.end());
   emu::detail::g_execs.insert(exec);
   *pGraphExec = exec;
+  emu::detail::count([](emu::Counters& c) { ++c.graph_instantiations; });
   return cudaSuccess;
 }
 cudaError_t cudaGraphGetNodes(cudaGraph_t graph, cudaGraphNode_t* nodes, size_t* numNodes) {
@@ -1099,8 +1236,12 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t graphExec, cudaStream_t stream) {
                        static_cast<void*>(graphExec));
     nodes = graphExec->nodes;
   }
-  return emu::detail::submit(stream, "cudaGraphLaunch",
-                             [nodes = std::move(nodes)] { return emu::detail::run_nodes(*nodes); });
+  return emu::detail::submit(stream, "cudaGraphLaunch", [nodes = std::move(nodes)] {
+    // Launched by the host, or a graph node of an enclosing replay (which counts its nodes only).
+    if (emu::detail::tls_replay_depth == 0)
+      emu::detail::count([](emu::Counters& c) { ++c.graph_launches; });
+    return emu::detail::run_nodes(*nodes);
+  });
 }
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t graphExec) {
   Lock lock(g_mu);
