@@ -1,7 +1,8 @@
 // Tests of the DeepMind Control Suite layer (src/env/), suite "env".
 //
 //   build/test_emu -ts=env                    everything below
-//   build/test_emu -ts=env -tc='*fixture*'    the dm_control parity check only
+//   build/test_emu -ts=env -tc='*fixture*'    the dm_control parity checks only
+//   build/test_emu -ts=env -tc='*many seeds*' the reset parity at many seeds only
 //
 // Parity: data/fixtures/dmc/<task>.bin holds what dm_control 1.0.50 (on the same libmujoco)
 // returns for seed 1 and 100 fixed actions (action repeat 1), a second reset, and 8 reward
@@ -13,6 +14,11 @@
 //     exactly; the tolerance only covers numpy's own exp/log/log1p/asinh and BLAS dot products
 //     in rewards and observations, which may differ from glibc's by an ulp.
 //   - probes: the same tolerance.
+// Resets: data/fixtures/dmc/resets/<task>.bin (gen_dmc.py --resets) holds, for humanoid-* and
+// quadruped-* (the tasks whose reset draws a random unit quaternion) at 24 seeds each (14 and 13
+// of them seeds where a sum of squares without fused multiply-add gives another quaternion),
+// dm_control's qpos after reset (float64, asserted bit-identical), the first observation
+// (identical) and 2 control steps (the tolerance above).
 #include <doctest/doctest.h>
 
 #include <sys/stat.h>
@@ -120,7 +126,8 @@ bool identical(const float* got, const float* ref, int n) {
   return std::memcmp(got, ref, n * sizeof(float)) == 0;
 }
 
-// Knuth's MMIX LCG actions, as gen_dmc.py; used where no fixture is needed.
+// Knuth's MMIX LCG actions, as gen_dmc.py (which starts from x = 1); x = 7 where no fixture is
+// needed.
 struct Lcg {
   uint64_t x = 7;
   float next() {
@@ -128,6 +135,58 @@ struct Lcg {
     return float(double(x >> 40) / double(1 << 23) - 1.0);
   }
 };
+
+// data/fixtures/dmc/resets/<task>.bin (gen_dmc.py --resets): per seed, dm_control's qpos after
+// reset, the first observation and `steps` control steps (reward, obs) with LCG actions from
+// x = 1.
+struct ResetFixture {
+  std::vector<uint32_t> seeds;
+  int obs_dim = 0, act_dim = 0, steps = 0, nq = 0;
+  std::vector<double> qpos;               // seeds x nq
+  std::vector<float> obs0, rewards, obs;  // seeds x obs_dim; seeds x steps; seeds x steps x obs
+};
+
+ResetFixture load_reset_fixture(const std::string& task) {
+  const std::string path = fixture_dir() + "/resets/" + task + ".bin";
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw pompc::Error(
+        pompc::strfmt("reset fixture %s not found: run the tests from the "
+                      "repository root or set POMPC_FIXTURE_DIR",
+                      path.c_str()));
+  std::map<std::string, std::string> header;
+  std::string line;
+  while (std::getline(in, line) && line != "end_header") {
+    const size_t sp = line.find(' ');
+    header[line.substr(0, sp)] = sp == std::string::npos ? "" : line.substr(sp + 1);
+  }
+  ResetFixture fx;
+  auto num = [&](const char* key) { return std::atoi(header.at(key).c_str()); };
+  fx.obs_dim = num("obs_dim");
+  fx.act_dim = num("act_dim");
+  fx.steps = num("steps");
+  fx.nq = num("nq");
+  std::istringstream seeds(header.at("seeds"));
+  for (uint32_t s; seeds >> s;) fx.seeds.push_back(s);
+  for (size_t i = 0; i < fx.seeds.size(); ++i) {
+    const size_t q = fx.qpos.size(), o = fx.obs0.size();
+    fx.qpos.resize(q + fx.nq);
+    in.read(reinterpret_cast<char*>(fx.qpos.data() + q), std::streamsize(fx.nq * sizeof(double)));
+    fx.obs0.resize(o + fx.obs_dim);
+    in.read(reinterpret_cast<char*>(fx.obs0.data() + o), std::streamsize(fx.obs_dim * 4));
+    for (int t = 0; t < fx.steps; ++t) {
+      fx.rewards.emplace_back();
+      in.read(reinterpret_cast<char*>(&fx.rewards.back()), 4);
+      const size_t b = fx.obs.size();
+      fx.obs.resize(b + fx.obs_dim);
+      in.read(reinterpret_cast<char*>(fx.obs.data() + b), std::streamsize(fx.obs_dim * 4));
+    }
+  }
+  if (!in || in.peek() != EOF)
+    throw pompc::Error(
+        pompc::strfmt("reset fixture %s: size does not match its header", path.c_str()));
+  return fx;
+}
 
 }  // namespace
 
@@ -173,6 +232,30 @@ TEST_SUITE("env") {
     CHECK(tolerance(-1.0, 10.0, INFINITY, 10.0, Sigmoid::linear, 0.0) == 0.0);
     CHECK(tolerance(0.5, 0.0, 0.0, 1.0, Sigmoid::quadratic, 0.0) == 0.75);
     CHECK(tolerance(0.25, 1.0, INFINITY, 0.5, Sigmoid::linear, 0.5) == 0.25);  // 1 - 0.75 / 1
+  }
+
+  TEST_CASE("numpy dot and norm: sequential fused multiply-add (OpenBLAS ddot / dgemv)") {
+    using pompc::env::detail::np_dot;
+    using pompc::env::detail::np_norm;
+    using pompc::env::detail::vec_dot_mat3;
+    // Values from numpy 2.4.6 (OpenBLAS, AVX2 + FMA). q: the sixth randn(4) of RandomState(1),
+    // the first whose plain sum of rounded squares is another double, and so is its root. v, M:
+    // the next randn(3), randn(3, 3), whose v.dot(M) differs from the plain sum in two entries.
+    const double q[4] = {-1.1006191772129212, 1.1447237098396141, 0.9015907205927955,
+                         0.5024943389018682};
+    CHECK(np_dot(q, q, 4) == 3.5871213332052787);  // plain sum: 3.587121333205279
+    CHECK(np_norm(q, 4) == 1.8939697286929584);    // plain sum: 1.8939697286929587
+    const double v[3] = {0.9008559492644118, -0.6837278591743331, -0.12289022551864817};
+    const double m[9] = {-0.9357694342590688, -0.2678880796260159,  0.530355466738186,
+                         -0.691660751725309,  -0.39675352685597737, -0.6871727001195994,
+                         -0.8452056414987196, -0.671246130836819,   -0.01266459891890136};
+    double vm[3];
+    vec_dot_mat3(v, m, vm);
+    CHECK(vm[0] == -0.2662182250466082);
+    CHECK(vm[1] == 0.11243245766604548);  // plain sum: 0.1124324576660455
+    CHECK(vm[2] == 0.9491693519890654);   // plain sum: 0.9491693519890655
+    const double zero[2] = {0.0, 0.0};
+    CHECK(np_norm(zero, 2) == 0.0);
   }
 
   TEST_CASE("task list: 27 TD-MPC2 names, dims match the models") {
@@ -306,6 +389,54 @@ TEST_SUITE("env") {
                      << " control steps bit-identical (worst relative error obs " << worst_obs
                      << ", reward " << worst_reward << "); probes bit-identical " << probes_exact
                      << "/" << fx.probes);
+    }
+  }
+
+  TEST_CASE("fixtures: dm_control resets at many seeds (random unit quaternions)") {
+    // humanoid's free joint and quadruped's root are drawn as q / np.linalg.norm(q); numpy's
+    // norm is sqrt(q.dot(q)) with a sequential fused multiply-add (np_norm), and a plain sum of
+    // squares gives another unit quaternion in the last bit at some seeds (the fixture's seeds
+    // include such seeds). Asserted per seed: qpos after reset and the first observation are
+    // bit-identical; every control step's reward and observation within the parity test's
+    // |c - p| <= 1e-5 * max(1, |p|).
+    const double tol = 1e-5;
+    for (const std::string task :
+         {"humanoid-stand", "humanoid-walk", "humanoid-run", "quadruped-walk", "quadruped-run"}) {
+      CAPTURE(task);
+      const ResetFixture fx = load_reset_fixture(task);
+      const TaskSpec& spec = pompc::env::find_task(task);
+      REQUIRE(fx.obs_dim == spec.obs_dim);
+      REQUIRE(fx.act_dim == spec.act_dim);
+      std::vector<float> obs(fx.obs_dim), a(fx.act_dim);
+      std::string bad_seeds;
+      int bad = 0, steps_exact = 0;
+      for (size_t i = 0; i < fx.seeds.size(); ++i) {
+        CAPTURE(fx.seeds[i]);
+        Env e(task, fx.seeds[i], 1);
+        e.reset(obs.data());
+        REQUIRE(e.model()->nq == fx.nq);
+        bool ok = std::memcmp(e.data()->qpos, &fx.qpos[i * fx.nq], fx.nq * sizeof(double)) == 0;
+        ok = identical(obs.data(), &fx.obs0[i * fx.obs_dim], fx.obs_dim) && ok;
+        Lcg lcg{1};
+        for (int t = 0; t < fx.steps; ++t) {
+          for (float& x : a) x = lcg.next();
+          const StepResult r = e.step(a.data(), obs.data());
+          const size_t k = i * fx.steps + t;
+          const float* ref = &fx.obs[k * fx.obs_dim];
+          ok = close("reward", &r.reward, &fx.rewards[k], 1, tol) && ok;
+          ok = close("obs", obs.data(), ref, fx.obs_dim, tol) && ok;
+          steps_exact += r.reward == fx.rewards[k] && identical(obs.data(), ref, fx.obs_dim);
+        }
+        if (!ok) {
+          bad++;
+          bad_seeds += " " + std::to_string(fx.seeds[i]);
+        }
+      }
+      MESSAGE(task << ": " << fx.seeds.size() - bad << "/" << fx.seeds.size()
+                   << " seeds match dm_control; control steps bit-identical " << steps_exact << "/"
+                   << fx.seeds.size() * fx.steps
+                   << (bad ? "; mismatching seeds:" + bad_seeds : std::string()));
+      CHECK(bad == 0);
     }
   }
 

@@ -3,10 +3,11 @@
 //
 // Every random draw happens in dm_control's order from the Env's NumpyRandom, so a seed gives
 // dm_control's initial state; observations and rewards repeat numpy's arithmetic (sums in numpy's
-// pairwise order, norms sequential, no fused multiply-add) so they agree to the last bit or
-// within float32 rounding. Checked against dm_control itself by tests/test_env.cpp with the
-// fixtures of tests/fixtures/gen_dmc.py.
-#pragma GCC optimize("fp-contract=off")
+// pairwise order; dot products and norms, random unit quaternions included, as OpenBLAS's
+// sequential fused multiply-add: np_dot, np_norm, vec_dot_mat3; no other multiply-add fused)
+// so they agree to the last bit or within float32 rounding. Checked against dm_control itself
+// by tests/test_env.cpp with the fixtures of tests/fixtures/gen_dmc.py.
+#pragma GCC optimize("fp-contract=off")  // std::fma only where numpy fuses
 
 #include "env/tasks.h"
 
@@ -125,22 +126,11 @@ class Obs {
   int count_ = 0;
 };
 
-double norm_seq(const double* v, int n) {  // np.linalg.norm of a small vector
-  double s = 0.0;
-  for (int i = 0; i < n; ++i) s += v[i] * v[i];
-  return std::sqrt(s);
-}
-
-// v . R for a row vector v and a row-major 3x3 R (numpy's vector.dot(matrix)).
-void vec_dot_mat3(const double* v, const double* r, double* out) {
-  for (int j = 0; j < 3; ++j) out[j] = v[0] * r[j] + v[1] * r[3 + j] + v[2] * r[6 + j];
-}
-
 // ---- dm_control.suite.utils.randomizers -----------------------------------------------------
 void random_limited_quaternion(NumpyRandom& random, double limit, double* quat) {
   double axis[3];
   for (double& a : axis) a = random.randn();
-  const double n = norm_seq(axis, 3);
+  const double n = np_norm(axis, 3);
   for (double& a : axis) a /= n;
   const double angle = random.random_sample() * limit;
   mju_axisAngle2Quat(quat, axis, angle);
@@ -164,12 +154,12 @@ void randomize_limited_and_rotational_joints(Physics& p, NumpyRandom& random) {
       } else if (type == mjJNT_BALL) {
         double q[4];
         for (double& x : q) x = random.randn();
-        const double n = norm_seq(q, 4);
+        const double n = np_norm(q, 4);
         for (int k = 0; k < 4; ++k) qpos[adr + k] = q[k] / n;
       } else if (type == mjJNT_FREE) {
         double q[4];  // dm_control draws rand(4) here (its comment: "should be randn")
         for (double& x : q) x = random.random_sample();
-        const double n = norm_seq(q, 4);
+        const double n = np_norm(q, 4);
         for (int k = 0; k < 4; ++k) qpos[adr + 3 + k] = q[k] / n;
       }
     }
@@ -283,7 +273,7 @@ class Acrobot : public Task {
     for (int k = 0; k < 3; ++k)
       v[k] = p.d->site_xpos[3 * target_ + k] - p.d->site_xpos[3 * tip_ + k];
     const double radius = p.m->site_size[3 * target_];
-    return tolerance(norm_seq(v, 3), 0.0, radius, 1.0);
+    return tolerance(np_norm(v, 3), 0.0, radius, 1.0);
   }
 
  private:
@@ -439,7 +429,7 @@ class Humanoid : public Task {
       const double dont_move = np_sum(t, 2) / 2;
       return small_control * stand_reward * dont_move;
     }
-    const double com_velocity = norm_seq(v, 2);
+    const double com_velocity = np_norm(v, 2);
     double move = tolerance(com_velocity, speed_, kInf, speed_, Sigmoid::linear, 0.0);
     move = (5 * move + 1) / 6;
     return small_control * stand_reward * move;
@@ -478,7 +468,7 @@ class Quadruped : public Task {
   void initialize_episode(Physics& p, NumpyRandom& r) override {
     double q[4];
     for (double& x : q) x = r.randn();
-    const double n = norm_seq(q, 4);
+    const double n = np_norm(q, 4);
     for (double& x : q) x /= n;
     find_non_contacting_height(p, q);
   }
@@ -708,7 +698,7 @@ class Finger : public Task {
     tip_position(p, tip);
     target_position(p, target);
     const double to_target[2] = {target[0] - tip[0], target[1] - tip[1]};
-    return norm_seq(to_target, 2) - p.m->site_size[3 * target_site_];
+    return np_norm(to_target, 2) - p.m->site_size[3 * target_site_];
   }
 
   bool turn_;
@@ -746,7 +736,7 @@ class Reacher : public Task {
     const double radii = np_sum(sizes, 2);
     double v[2];
     finger_to_target(p, v);
-    return tolerance(norm_seq(v, 2), 0.0, radii);
+    return tolerance(np_norm(v, 2), 0.0, radii);
   }
 
  private:
@@ -871,6 +861,28 @@ double np_sum(const double* a, int n) {
   int n2 = n / 2;
   n2 -= n2 % 8;
   return np_sum(a, n2) + np_sum(a + n2, n - n2);
+}
+
+double np_dot(const double* a, const double* b, int n) {
+  POMPC_REQUIRE(n < 16,
+                "np_dot: n = %d; numpy (OpenBLAS) reorders sums of 16 or more products, emulate "
+                "that order before using np_dot for them",
+                n);
+  double s = 0.0;
+  for (int i = 0; i < n; ++i) s = std::fma(a[i], b[i], s);
+  return s;
+}
+
+double np_norm(const double* v, int n) {
+  return std::sqrt(np_dot(v, v, n));
+}
+
+void vec_dot_mat3(const double* v, const double* r, double* out) {
+  for (int j = 0; j < 3; ++j) {
+    double s = 0.0;
+    for (int i = 0; i < 3; ++i) s = std::fma(v[i], r[3 * i + j], s);
+    out[j] = s;
+  }
 }
 
 void edit_spec(const TaskSpec& spec, mjSpec* s) {
