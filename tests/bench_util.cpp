@@ -72,6 +72,7 @@ double host_fma_peak_gflops() {
   }
   cached = best;
   return best;
+}
 
 namespace {
 

@@ -161,8 +161,9 @@ TEST_SUITE("ops") {
   TEST_CASE("plain: mish and mish' in float within a few ulp of the double definition") {
     // mish<float>: the polynomial exp is within ~1 ulp; n = e (e + 2), n / (n + 2) and x * t add
     // four roundings, and an error in e reaches t at most doubled (dt/t = 2/(n+2) dn/n): a bound
-    // of 8 units of 2^-24 relative (measured on this machine: 4.5, near x = -7.5). Below x = -87 the exp returns 0 where e^x < 1.7e-38, so
-    // mish's values there (|mish| < 1e-35) get an absolute allowance of 1e-35.
+    // of 8 units of 2^-24 relative (measured on this machine: 4.5, near x = -7.5). Below x = -87
+    // the exp returns 0 where e^x < 1.7e-38, so mish's values there (|mish| < 1e-35) get an
+    // absolute allowance of 1e-35.
     CHECK(sweep(
         "mish<float>", [](float x) { return pompc::ref::mish(x); }, plain::mish, 8 * kU32, 1e-35));
     // mish'<float> = t + x sigmoid(x) (1 - t^2) adds two O(1) terms of opposite signs for x < 0
