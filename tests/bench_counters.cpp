@@ -99,8 +99,8 @@ void host_bytes(const TrainSettings& s, double* h2d, double* d2h) {
   *d2h = 3 * 4 * A;
 }
 
-// Builds the agent, takes `warmup` agent steps, then counts `steps` more (each must repeat the
-// one before).
+// Builds the agent, takes `warmup` agent steps (>= 2: the first update runs eagerly, the second
+// captures the update graph), then counts `steps` more (each must repeat the one before).
 StepCounts count_agent_step(const TrainSettings& s, pompc::env::Env& env, int warmup, int steps) {
   auto ops = pompc::make_cuda_ops();
   pompc::agent::Agent agent(*ops, s.model, s.planner, s.agent);
@@ -166,7 +166,7 @@ TEST_SUITE("bench") {
         dog_run(env, {"enc_dim=24", "mlp_dim=32", "latent_dim=24", "batch_size=6"});
     const TrainSettings real = dog_run(env, {});
     const StepCounts c = count_agent_step(narrow, env, 2, 2);
-    const StepCounts w = count_agent_step(wider, env, 1, 2);
+    const StepCounts w = count_agent_step(wider, env, 2, 2);
     // The counts, not the bytes, are the same at both widths.
     for (const emu::CounterField& f : emu::counter_fields()) {
       if (is_bytes(f)) continue;
@@ -238,6 +238,29 @@ TEST_SUITE("bench") {
         eager_us, roof_us, launches, copies, (unsigned long long)step.syncs(), (h2d + d2h) * 1e-3,
         transfer_us, graph_us, kernels + copies);
     std::fflush(stdout);
+  }
+}
+
+// What the speed work built, held as behaviour (not speed): an agent step on the CUDA backend
+// waits for the host once (act's action), its update is one graph launch with no eager launch,
+// no wait and one upload, and nothing allocates.
+TEST_SUITE("agent") {
+  TEST_CASE("agent: one host wait per agent step, the update one graph launch (CUDA, emulated)") {
+    pompc::env::Env env("dog-run", 1, 2);
+    for (const char* preset : {"preset=tdmpc2", "preset=pompc"}) {
+      CAPTURE(preset);
+      const TrainSettings s = dog_run(
+          env, {preset, "enc_dim=16", "mlp_dim=16", "latent_dim=16", "batch_size=4"});
+      const StepCounts c = count_agent_step(s, env, 2, 2);
+      CHECK(c.plan.syncs() == 1);
+      CHECK(c.update.syncs() == 0);
+      CHECK(c.update.graph_launches == 1);
+      CHECK(c.update.graph_kernels > 100);  // the whole update is in the graph
+      CHECK(c.update.kernels + c.update.cublas == 0);
+      CHECK(c.update.h2d == 1);
+      CHECK(c.step().allocs == 0);
+      CHECK(c.step().frees == 0);
+    }
   }
 }
 
