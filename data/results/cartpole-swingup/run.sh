@@ -13,11 +13,14 @@
 # other with every core, checkpoint at each episode end (1k env steps) and the script resumes any
 # unfinished run, so it can be stopped and started again (a stop inside the burst loses the
 # burst). After each run its CSVs are copied here and the plot is redrawn from the finished runs.
-#   usage: data/results/cartpole-swingup/run.sh [POMPC=build/pompc] [OUT=runs/results]
+#   usage: [POMPC=build/pompc] [OUT=runs/results] [DEVICE=cpu|cuda] \
+#            data/results/cartpole-swingup/run.sh
+# (DEVICE=cuda on a GPU machine: the same runs, every setting the same, in minutes.)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 POMPC=${POMPC:-build/pompc}
 OUT=${OUT:-runs/results}
+DEVICE=${DEVICE:-cpu}
 STEPS=10000
 finished() {  # run_dir: its eval.csv has the row at the last env step
   [[ -f "$1/eval.csv" ]] && awk -F, -v s=$STEPS '$1 == s { f = 1 } END { exit !f }' "$1/eval.csv"
@@ -33,7 +36,7 @@ run() {  # preset seed
     [[ -f "$dir/checkpoint.safetensors" ]] && resume=true
     echo "$1 seed $2: running (resume=$resume), log $OUT/$1-$2.log"
     "$POMPC" train preset="$1" seed="$2" task=cartpole-swingup model_size=1 steps=$STEPS \
-      eval_freq=5000 eval_episodes=3 checkpoint_freq=1000 device=cpu run_dir="$dir" \
+      eval_freq=5000 eval_episodes=3 checkpoint_freq=1000 device=$DEVICE run_dir="$dir" \
       resume=$resume >> "$OUT/$1-$2.log" 2>&1
   fi
   mkdir -p "$here/$1/$2"
