@@ -96,6 +96,9 @@
 //      pi_loss = sum_t w_t mean_b (alpha log_pi - q_coef Qbar / S_Q + prior_weight D / S_D),
 //        w_t = rho^t / T; gradients reach pi's parameters through a, mu, log_std and log_pi.
 //   polyak         SPEC 2.6: target Qs += tau (Qs - target Qs).
+//   then the update counter in backend memory advances (counter_add; see Randomness below).
+//   update_graph() runs the same steps as one captured graph (Ops::capture / replay), bit for bit
+//   update(): what the agent calls.
 //   The forward / backward halves (model_loss / model_loss_backward, pi_loss / pi_loss_backward,
 //   prior_fit_loss / prior_fit_loss_backward) are public for the gradient-check tests.
 //   Stats (UpdateStats, backend memory) are written by the steps; nothing synchronises with the
