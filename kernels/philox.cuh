@@ -66,12 +66,14 @@ POMPC_HD uint32_t philox_u32(uint64_t seed, uint64_t offset, uint64_t i) {
 // Where an op's Philox offset comes from: `value`, plus the uint64 at `base` when base is set
 // (backend memory, read when the op runs, not when it is issued). The world model keeps its
 // update counter there and advances it with an op, so a captured CUDA graph of an update draws
-// fresh numbers on every replay; a plain uint64_t converts to {value, no base}.
+// fresh numbers on every replay (the planner keeps its plan step's base there the same way); a
+// plain uint64_t converts to {value, no base}; `offset + k` moves the value, not the base.
 struct PhiloxOffset {
   uint64_t value = 0;
   const uint64_t* base = nullptr;
   POMPC_HD PhiloxOffset(uint64_t v = 0, const uint64_t* b = nullptr) : value(v), base(b) {}
   POMPC_HD uint64_t resolve() const { return base ? value + *base : value; }
+  POMPC_HD PhiloxOffset operator+(uint64_t k) const { return PhiloxOffset(value + k, base); }
 };
 
 // Uniform in (0, 1]: the top 24 bits, shifted by half an ulp so that 0 never appears (log-safe).

@@ -242,10 +242,11 @@ TEST_SUITE("bench") {
 }
 
 // What the speed work built, held as behaviour (not speed): an agent step on the CUDA backend
-// waits for the host once (act's action), its update is one graph launch with no eager launch,
-// no wait and one upload, and nothing allocates.
+// waits for the host once (act's action); its plan is one graph launch after three uploads
+// (observation, first flag, the step's Philox base), its update one graph launch after one
+// upload (the batch), neither with an eager launch left over; nothing allocates.
 TEST_SUITE("agent") {
-  TEST_CASE("agent: one host wait per agent step, the update one graph launch (CUDA, emulated)") {
+  TEST_CASE("agent: one host wait and two graph launches per agent step (CUDA, emulated)") {
     pompc::env::Env env("dog-run", 1, 2);
     for (const char* preset : {"preset=tdmpc2", "preset=pompc"}) {
       CAPTURE(preset);
@@ -253,10 +254,14 @@ TEST_SUITE("agent") {
           env, {preset, "enc_dim=16", "mlp_dim=16", "latent_dim=16", "batch_size=4"});
       const StepCounts c = count_agent_step(s, env, 2, 2);
       CHECK(c.plan.syncs() == 1);
+      CHECK(c.plan.graph_launches == 1);
+      CHECK(c.plan.graph_kernels > 100);  // the whole plan is in the graph
+      CHECK(c.plan.kernels + c.plan.cublas + c.plan.memsets == 0);
+      CHECK(c.plan.h2d == 3);
       CHECK(c.update.syncs() == 0);
       CHECK(c.update.graph_launches == 1);
       CHECK(c.update.graph_kernels > 100);  // the whole update is in the graph
-      CHECK(c.update.kernels + c.update.cublas == 0);
+      CHECK(c.update.kernels + c.update.cublas + c.update.memsets == 0);
       CHECK(c.update.h2d == 1);
       CHECK(c.step().allocs == 0);
       CHECK(c.step().frees == 0);

@@ -67,13 +67,15 @@ struct QuadraticModel final : IdentityLatent {
     }
     o.copy_to_backend(r, hr.data(), hr.size() * sizeof(float));
   }
-  void pi(const float*, int rows, uint64_t, uint64_t, float* a) override {
+  void pi(const float*, int rows, uint64_t, pompc::PhiloxOffset, float* a) override {
     std::vector<float> ha(size_t(rows) * A);
     for (int i = 0; i < rows; ++i)
       for (int j = 0; j < A; ++j) ha[size_t(i) * A + j] = pi_action[j];
     o.copy_to_backend(a, ha.data(), ha.size() * sizeof(float));
   }
-  void value(const float*, int rows, uint64_t, uint64_t, float* v) override { o.fill(v, rows, 0.0f); }
+  void value(const float*, int rows, uint64_t, pompc::PhiloxOffset, float* v) override {
+    o.fill(v, rows, 0.0f);
+  }
 };
 
 // The same idea written with backend ops only (no host round trip), so a plan over it can be
@@ -101,10 +103,10 @@ struct LinearModel final : IdentityLatent {
   void reward(const float*, const float* a, int rows, float* r) override {
     o.linear_forward(r, a, w_r, b_r, rows, A, 1);
   }
-  void pi(const float* z, int rows, uint64_t, uint64_t, float* a) override {
+  void pi(const float* z, int rows, uint64_t, pompc::PhiloxOffset, float* a) override {
     o.linear_forward(a, z, w_pi, nullptr, rows, Z, A);
   }
-  void value(const float* z, int rows, uint64_t, uint64_t, float* v) override {
+  void value(const float* z, int rows, uint64_t, pompc::PhiloxOffset, float* v) override {
     o.linear_forward(v, z, w_v, b_v, rows, Z, 1);
   }
 };
@@ -232,7 +234,11 @@ TEST_SUITE("planner") {
     CHECK(host(*o, p.mean(), 6 * 3 * 3) == cold);
   }
 
-  TEST_CASE("planner: capture as a graph, replay after new observations = direct execution") {
+  // plan_graph (eager, then capture, then replays) against plan() on a twin planner over the
+  // same model: the same actions, targets and MPPI mean / std bit for bit, plan after plan, with
+  // new observations, first flags and steps each time (read by the replays from the buffers),
+  // warm-start memory carried between plans, and two keys (acting, reanalysis) interleaved.
+  TEST_CASE("planner: plan_graph's replays equal plan() bit for bit at every step") {
     for (bool cuda : {false, true}) {
       CAPTURE(cuda);
       auto o = cuda ? pompc::make_cuda_ops() : pompc::make_ref_ops();
@@ -242,18 +248,39 @@ TEST_SUITE("planner") {
       cfg.num_samples = 64;
       cfg.num_elites = 8;
       cfg.num_pi_trajs = 4;
-      Planner p(*o, m, cfg, 3);
-      put_obs(*o, p, 3, 5, 1);
-      p.plan(3, true, false, 11, 4);  // warm-up: every scratch buffer has its size
-      auto graph = o->capture([&] { p.plan(3, true, false, 11, 4); });
-      // New observations after the capture: the replay reads them at the baked pointers.
-      std::vector<float> obs(15);
-      for (size_t i = 0; i < obs.size(); ++i) obs[i] = 0.05f * float(i) - 0.3f;
-      o->copy_to_backend(p.obs_buffer(), obs.data(), obs.size() * sizeof(float));
-      o->replay(*graph);
-      const auto replayed = host(*o, p.action(), 3 * 6);
-      p.plan(3, true, false, 11, 4);
-      CHECK(host(*o, p.action(), 3 * 6) == replayed);
+      Planner graphed(*o, m, cfg, 3), eager(*o, m, cfg, 3);
+      const int S = 3, A = 6, H = cfg.horizon;
+      std::vector<float> last_action;
+      for (int k = 0; k < 6; ++k) {
+        CAPTURE(k);
+        const bool reanalysis = k % 3 == 2;  // a second key between acting plans
+        const uint64_t step = reanalysis ? (uint64_t{1} << 51) + uint64_t(k) : uint64_t(k);
+        std::vector<float> obs(size_t(S) * 5);
+        for (size_t i = 0; i < obs.size(); ++i)
+          obs[i] = 0.07f * float((i * 5 + size_t(k) * 3) % 13) - 0.4f;
+        const std::vector<uint8_t> first = {uint8_t(k == 0), 0, uint8_t(k == 3)};
+        for (Planner* p : {&graphed, &eager}) {
+          o->copy_to_backend(p->obs_buffer(), obs.data(), obs.size() * sizeof(float));
+          o->copy_to_backend(p->first_buffer(), first.data(), first.size());
+        }
+        const uint64_t base = Planner::offset_base(step);
+        o->copy_to_backend(graphed.step_buffer(), &base, sizeof base);
+        graphed.plan_graph(S, /*explore=*/true, /*warm=*/!reanalysis, 11);
+        eager.plan(S, /*explore=*/true, /*warm=*/!reanalysis, 11, step);
+        CHECK(host(*o, graphed.action(), size_t(S) * A) == host(*o, eager.action(), size_t(S) * A));
+        CHECK(host(*o, graphed.mu_p(), size_t(S) * A) == host(*o, eager.mu_p(), size_t(S) * A));
+        CHECK(host(*o, graphed.sigma_p(), size_t(S) * A) ==
+              host(*o, eager.sigma_p(), size_t(S) * A));
+        CHECK(host(*o, graphed.mean(), size_t(S) * H * A) ==
+              host(*o, eager.mean(), size_t(S) * H * A));
+        CHECK(host(*o, graphed.warm_mean(), size_t(S) * H * A) ==
+              host(*o, eager.warm_mean(), size_t(S) * H * A));
+        // The step reaches the replays: consecutive plans draw different exploration noise.
+        const auto action = host(*o, graphed.action(), size_t(S) * A);
+        if (!reanalysis) CHECK(action != last_action);
+        if (!reanalysis) last_action = action;
+      }
+      CHECK(graphed.graphs() == 2);
     }
   }
 

@@ -50,8 +50,10 @@ Agent::Agent(Ops& ops, const model::ModelConfig& model_cfg, const PlannerSetting
     slot = static_cast<float*>(ops.alloc_host(batch_floats_ * sizeof(float)));
   plan_obs_host_ = static_cast<float*>(ops.alloc_host(size_t(states) * O_ * sizeof(float)));
   plan_first_host_ = static_cast<uint8_t*>(ops.alloc_host(size_t(states)));
+  plan_step_host_ = static_cast<uint64_t*>(ops.alloc_host(sizeof(uint64_t)));
   plan_out_host_ = static_cast<float*>(ops.alloc_host(3 * size_t(states) * A_ * sizeof(float)));
   stats_ = ops.alloc<model::UpdateStats>(1);
+  stats_host_ = static_cast<model::UpdateStats*>(ops.alloc_host(sizeof(model::UpdateStats)));
 }
 
 Agent::~Agent() {
@@ -62,7 +64,8 @@ Agent::~Agent() {
   ops_.free_bytes(stats_);
   for (void* p : {static_cast<void*>(batch_host_[0]), static_cast<void*>(batch_host_[1]),
                   static_cast<void*>(plan_obs_host_), static_cast<void*>(plan_first_host_),
-                  static_cast<void*>(plan_out_host_)})
+                  static_cast<void*>(plan_step_host_), static_cast<void*>(plan_out_host_),
+                  static_cast<void*>(stats_host_)})
     ops_.free_host(p);
 }
 
@@ -76,7 +79,8 @@ void Agent::act(const float* obs, const uint8_t* first, int S, bool explore, uin
   ops_.copy_to_backend_async(planner_->obs_buffer(), plan_obs_host_,
                              size_t(S) * O_ * sizeof(float));
   ops_.copy_to_backend_async(planner_->first_buffer(), plan_first_host_, size_t(S));
-  planner_->plan(S, explore, /*warm=*/true, seed, step);
+  stage_plan_step(step);
+  planner_->plan_graph(S, explore, /*warm=*/true, seed);
   float* const out[3] = {action, mu_p, sigma_p};
   const float* const from[3] = {planner_->action(), planner_->mu_p(), planner_->sigma_p()};
   for (int i = 0; i < 3; ++i)
@@ -86,9 +90,15 @@ void Agent::act(const float* obs, const uint8_t* first, int S, bool explore, uin
     if (out[i]) std::memcpy(out[i], plan_out_host_ + i * SA, SA * sizeof(float));
 }
 
+void Agent::stage_plan_step(uint64_t step) {
+  *plan_step_host_ = Planner::offset_base(step);
+  ops_.copy_to_backend_async(planner_->step_buffer(), plan_step_host_, sizeof(uint64_t));
+}
+
 void Agent::synchronize() {
   ops_.synchronize();
   batch_pending_[0] = batch_pending_[1] = false;  // every staged batch has been uploaded
+  stats_landed_ = stats_staged_;                  // and staged stats have arrived
 }
 
 void Agent::reanalyze(const replay::SliceBatch& b, int n, uint64_t seed) {
@@ -99,8 +109,9 @@ void Agent::reanalyze(const replay::SliceBatch& b, int n, uint64_t seed) {
     std::memcpy(plan_obs_host_ + size_t(t) * N * O, b.obs + size_t(t) * B * O,
                 N * O * sizeof(float));
   ops_.copy_to_backend_async(planner_->obs_buffer(), plan_obs_host_, H_ * N * O * sizeof(float));
+  stage_plan_step(kReanalyzeStep + reanalyses_);
   wm_->set_explore_head(true);
-  planner_->plan(H_ * n, /*explore=*/false, /*warm=*/false, seed, kReanalyzeStep + reanalyses_);
+  planner_->plan_graph(H_ * n, /*explore=*/false, /*warm=*/false, seed);
   wm_->set_explore_head(false);
   const size_t HNA = size_t(H_) * N * A;
   ops_.copy_to_host_async(plan_out_host_, planner_->mu_p(), HNA * sizeof(float));
@@ -158,10 +169,17 @@ int Agent::update(const replay::SliceBatch& b, bool burst) {
   return reanalysed;
 }
 
+void Agent::stage_stats() {
+  ops_.copy_to_host_async(stats_host_, stats_, sizeof(model::UpdateStats));
+  stats_staged_ = true;
+  stats_landed_ = false;
+}
+
 model::UpdateStats Agent::read_stats() {
-  model::UpdateStats s{};
-  ops_.copy_to_host(&s, stats_, sizeof(s));
-  return s;
+  if (!stats_staged_) stage_stats();
+  if (!stats_landed_) synchronize();
+  stats_staged_ = stats_landed_ = false;
+  return *stats_host_;
 }
 
 }  // namespace pompc::agent

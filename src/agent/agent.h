@@ -4,11 +4,13 @@
 //
 // Run book
 //   act        act(obs [S, O], first [S], S, explore, seed, step, action, mu_p, sigma_p): host
-//              arrays in and out. Copies obs and the first-step flags into the planner's backend
-//              buffers, plans (warm start unless first[s]; exploration noise when explore), and
-//              copies back action [S, A] and the planner targets mu_p / sigma_p [S, A] (either
-//              may be null). Every copy is asynchronous through page-locked staging buffers;
-//              the one host synchronisation of an agent step is act()'s wait for its outputs.
+//              arrays in and out. Copies obs, the first-step flags and the plan step's Philox
+//              base into the planner's backend buffers, plans (Planner::plan_graph: one graph
+//              launch per plan from the third plan of a kind; warm start unless first[s];
+//              exploration noise when explore), and copies back action [S, A] and the planner
+//              targets mu_p / sigma_p [S, A] (either may be null). Every copy is asynchronous
+//              through page-locked staging buffers; the one host synchronisation of an agent step
+//              is act()'s wait for its outputs.
 //   update     update(batch, burst): one replay batch as the replay buffer samples it (host,
 //              time-major: obs [H+1, B, O], action [H, B, A], reward [H, B], and with a prior
 //              mu / sigma [H, B, A]) is staged in one of two host slots and uploaded with one
@@ -17,8 +19,10 @@
 //              bit for bit WorldModel::update; burst = true in the pretraining burst, where the
 //              policy step is skipped unless pretrain_policy: a second graph). It waits only
 //              when its slot's previous upload may still be running (the burst: every second
-//              update); after an act() it never waits. The UpdateStats stay in backend memory
-//              until read_stats() copies them to the host (the trainer does it once per episode).
+//              update); after an act() it never waits. The UpdateStats stay in backend memory;
+//              stage_stats() copies them to the host asynchronously and read_stats() returns
+//              them after the next host wait (the trainer: once per episode, read one agent
+//              step late, so that logging adds no wait).
 //   reanalyze  lazy reanalysis (SPEC 5, BMPC `reanalyze`): with reanalyze_interval > 0, every
 //              reanalyze_interval-th update outside the burst first re-plans the H states of the
 //              first n = min(reanalyze_batch, B) slices (obs[t, b], t < H, b < n; H n states in
@@ -84,12 +88,20 @@ class Agent {
   // sigma needed with a prior). Returns the slices reanalysed (their mu / sigma rows rewritten).
   int update(const replay::SliceBatch& batch, bool burst = false);
 
-  // The last update's statistics, copied to the host (synchronises).
+  // The update statistics, without a wait of their own: stage_stats() starts the copy of the
+  // last update's UpdateStats to the host (asynchronous, page-locked memory); read_stats()
+  // returns what the last stage_stats() copied, waiting only if no host wait (act's) has
+  // happened since, and with nothing staged stages the last update's stats first (then it
+  // waits: the simple way to read them, as tests do).
+  void stage_stats();
   model::UpdateStats read_stats();
 
  private:
   // Re-plans the first n slices' states and rewrites their targets in `batch`.
   void reanalyze(const replay::SliceBatch& batch, int n, uint64_t seed);
+  // Puts the plan step's Philox base into the planner's step_buffer() (asynchronous copy from
+  // page-locked memory, free again at the plan's wait).
+  void stage_plan_step(uint64_t step);
   // ops.synchronize(); afterwards no staged batch is still being uploaded.
   void synchronize();
 
@@ -110,11 +122,16 @@ class Agent {
   bool batch_pending_[2] = {false, false};  // the slot's upload may not have run yet
   uint64_t batch_uploads_ = 0;
   // Planner staging (alloc_host memory, sized for the most states one plan takes): observations,
-  // first-step flags, and the outputs (action | mu_p | sigma_p, [states, A] each).
+  // first-step flags, the plan step's Philox base, and the outputs (action | mu_p | sigma_p,
+  // [states, A] each).
   float* plan_obs_host_ = nullptr;
   uint8_t* plan_first_host_ = nullptr;
+  uint64_t* plan_step_host_ = nullptr;
   float* plan_out_host_ = nullptr;
-  model::UpdateStats* stats_ = nullptr;
+  model::UpdateStats* stats_ = nullptr;       // the last update's, backend memory
+  model::UpdateStats* stats_host_ = nullptr;  // alloc_host memory: stage_stats' copy
+  bool stats_staged_ = false;                 // stage_stats() called and not read yet
+  bool stats_landed_ = false;                 // a host wait has happened since (the copy is done)
 };
 
 }  // namespace pompc::agent

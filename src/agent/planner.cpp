@@ -53,6 +53,7 @@ Planner::Planner(Ops& ops, LatentModel& model, const PlannerSettings& settings, 
   obs_ = ops.alloc<float>(S * O_);
   first_ = ops.alloc<uint8_t>(S);
   cold_ = ops.alloc<uint8_t>(S);
+  step_base_ = ops.alloc<uint64_t>(1);
   const std::vector<uint8_t> ones(S, 1);
   ops.copy_to_backend(cold_, ones.data(), S);
   z0_ = ops.alloc<float>(S * Z_);
@@ -76,33 +77,35 @@ Planner::Planner(Ops& ops, LatentModel& model, const PlannerSettings& settings, 
 }
 
 Planner::~Planner() {
-  for (void* p : {static_cast<void*>(obs_), static_cast<void*>(first_), static_cast<void*>(cold_),
-                  static_cast<void*>(z0_),
-                  static_cast<void*>(z_), static_cast<void*>(z_next_), static_cast<void*>(r_),
-                  static_cast<void*>(value_), static_cast<void*>(zpi_),
-                  static_cast<void*>(zpi_next_), static_cast<void*>(api_),
-                  static_cast<void*>(actions_), static_cast<void*>(mean_),
-                  static_cast<void*>(std_), static_cast<void*>(prev_mean_),
+  for (void* p : {static_cast<void*>(obs_),         static_cast<void*>(first_),
+                  static_cast<void*>(cold_),        static_cast<void*>(step_base_),
+                  static_cast<void*>(z0_),          static_cast<void*>(z_),
+                  static_cast<void*>(z_next_),      static_cast<void*>(r_),
+                  static_cast<void*>(value_),       static_cast<void*>(zpi_),
+                  static_cast<void*>(zpi_next_),    static_cast<void*>(api_),
+                  static_cast<void*>(actions_),     static_cast<void*>(mean_),
+                  static_cast<void*>(std_),         static_cast<void*>(prev_mean_),
                   static_cast<void*>(elite_value_), static_cast<void*>(score_),
-                  static_cast<void*>(elite_idx_), static_cast<void*>(action_),
-                  static_cast<void*>(mu_p_), static_cast<void*>(sigma_p_)})
+                  static_cast<void*>(elite_idx_),   static_cast<void*>(action_),
+                  static_cast<void*>(mu_p_),        static_cast<void*>(sigma_p_)})
     ops_.free_bytes(p);
 }
 
-void Planner::estimate_value(int S, uint64_t seed, uint64_t offset) {
+void Planner::estimate_value(int S, uint64_t seed, PhiloxOffset offset) {
   const int N = cfg_.num_samples, rows = S * N;
-  ops_.repeat_rows(z_, z0_, S, N, Z_);
+  float *z = z_, *z_next = z_next_;  // local: a plan leaves the members as it found them
+  ops_.repeat_rows(z, z0_, S, N, Z_);
   ops_.fill(value_, rows, 0.0f);
   float discount = 1.0f;
   for (int t = 0; t < cfg_.horizon; ++t) {
     const float* a = actions_ + size_t(t) * S * N * A_;
-    model_.reward(z_, a, rows, r_);
-    model_.next(z_, a, rows, z_next_);
-    std::swap(z_, z_next_);
+    model_.reward(z, a, rows, r_);
+    model_.next(z, a, rows, z_next);
+    std::swap(z, z_next);
     ops_.scale_add(value_, r_, rows, discount, nullptr, 1.0f);  // G += gamma^t r_t
     discount *= cfg_.discount;
   }
-  model_.value(z_, rows, seed, offset, r_);
+  model_.value(z, rows, seed, offset, r_);
   ops_.scale_add(value_, r_, rows, discount, nullptr, 1.0f);  // G += gamma^H V(z_H)
 }
 
@@ -110,22 +113,48 @@ void Planner::plan(int S, bool explore, bool warm, uint64_t seed, uint64_t step)
   POMPC_REQUIRE(S >= 1 && S <= max_states_, "planner: S (%d) must be in [1, max_states = %d]", S,
                 max_states_);
   NvtxRange range("plan");
+  const uint64_t base = offset_base(step);
+  ops_.copy_to_backend(step_base_, &base, sizeof base);
+  plan_steps(S, explore, warm, seed);
+}
+
+void Planner::plan_graph(int S, bool explore, bool warm, uint64_t seed) {
+  POMPC_REQUIRE(S >= 1 && S <= max_states_, "planner: S (%d) must be in [1, max_states = %d]", S,
+                max_states_);
+  NvtxRange range("plan (graph)");
+  GraphedPlan* g = nullptr;
+  for (auto& c : graphs_)
+    if (c.S == S && c.explore == explore && c.warm == warm && c.seed == seed) g = &c;
+  if (!g) {
+    graphs_.push_back(GraphedPlan{S, explore, warm, seed, 0, nullptr});
+    g = &graphs_.back();
+  }
+  if (g->calls++ == 0) {
+    plan_steps(S, explore, warm, seed);  // eager: every op sizes its scratch before capture
+    return;
+  }
+  if (!g->graph)
+    g->graph = ops_.capture([this, S, explore, warm, seed] { plan_steps(S, explore, warm, seed); });
+  ops_.replay(*g->graph);
+}
+
+void Planner::plan_steps(int S, bool explore, bool warm, uint64_t seed) {
   const int N = cfg_.num_samples, P = cfg_.num_pi_trajs, H = cfg_.horizon;
   const MppiShape sh{S, H, N, P, cfg_.num_elites, A_};
-  const uint64_t base = step * kOffsetsPerStep;
 
   model_.encode(obs_, S, z0_);
 
   // Policy trajectories: P rows per state, written into sample columns n < P at every t.
   if (P > 0) {
-    ops_.repeat_rows(zpi_, z0_, S, P, Z_);
+    float *zpi = zpi_, *zpi_next = zpi_next_;
+    ops_.repeat_rows(zpi, z0_, S, P, Z_);
     for (int t = 0; t < H; ++t) {
-      model_.pi(zpi_, S * P, seed, base + kPiTraj + t, api_);
+      model_.pi(zpi, S * P, seed, draw(kPiTraj + t), api_);
       ops_.copy_rows(actions_ + size_t(t) * S * N * A_, int64_t(N) * A_, api_, int64_t(P) * A_, S,
                      P * A_);
       if (t + 1 < H) {
-        model_.next(zpi_, api_, S * P, zpi_next_);
-        std::swap(zpi_, zpi_next_);
+        model_.next(zpi, api_, S * P, zpi_next);
+        std::swap(zpi, zpi_next);
       }
     }
   }
@@ -135,14 +164,14 @@ void Planner::plan(int S, bool explore, bool warm, uint64_t seed, uint64_t step)
   const int iterations = cfg_.iterations_for(A_);
   for (int it = 0; it < iterations; ++it) {
     NvtxRange iter("plan/iter");
-    ops_.mppi_sample(actions_, mean_, std_, sh, seed, base + kSample + it);
-    estimate_value(S, seed, base + kValueBase + it);
+    ops_.mppi_sample(actions_, mean_, std_, sh, seed, draw(kSample + it));
+    estimate_value(S, seed, draw(kValueBase + it));
     ops_.mppi_elites(elite_idx_, elite_value_, value_, sh);
     ops_.mppi_update(mean_, std_, score_, actions_, elite_idx_, elite_value_, sh, cfg_.temperature,
                      cfg_.min_std, cfg_.max_std);
   }
   ops_.mppi_select(action_, mu_p_, sigma_p_, actions_, elite_idx_, score_, std_, sh, explore, seed,
-                   base + kSelect);
+                   draw(kSelect));
   if (warm) ops_.copy_within(prev_mean_, mean_, size_t(S) * H * A_ * sizeof(float));
 }
 

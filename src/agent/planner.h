@@ -15,14 +15,22 @@
 //   The final mean becomes prev_mean for the next warm start (acting mode only: reanalysis is a
 //   cold start that leaves prev_mean untouched).
 //
-// Usage: fill obs_buffer() [S, O] and first_buffer() [S] (backend memory; copy_to_backend), call
-// plan(S, ...), read action(), mu_p(), sigma_p() [S, A]. Everything is allocated at construction
-// for up to max_states states; plan() issues a fixed sequence of ops with no allocation and no
-// host synchronisation (for a given S), so on the GPU it can be captured as one CUDA graph.
-// Randomness: Philox (seed, offsets derived from `step`): kOffsetsPerStep streams per plan step.
+// Usage: fill obs_buffer() [S, O] and first_buffer() [S] (backend memory; copy_to_backend), then
+// either plan(S, explore, warm, seed, step) (eager; writes the step for you, a blocking copy)
+// or, on the hot path, write offset_base(step) into step_buffer() too (copy_to_backend_async)
+// and call plan_graph(S, explore, warm, seed); read action(), mu_p(), sigma_p() [S, A].
+// Everything is allocated at construction for up to max_states states; a plan issues a fixed
+// sequence of ops with no allocation and no host synchronisation for a given (S, explore, warm,
+// seed), so plan_graph runs it eagerly the first time, captures it as one graph (Ops::capture:
+// a CUDA graph) the second, and replays it after that: bit for bit plan().
+// Randomness: Philox (seed, offset_base(step) + purpose), kOffsetsPerStep purposes per step; the
+// base is read from step_buffer() in backend memory when each op runs (PhiloxOffset), which is
+// what lets one graph serve every step.
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <vector>
 
 #include "ops.h"
 
@@ -40,10 +48,12 @@ class LatentModel {
   virtual void next(const float* z, const float* a, int rows, float* z_next) = 0;
   // Scalar rewards (two_hot_inv of the reward head).
   virtual void reward(const float* z, const float* a, int rows, float* r) = 0;
-  // The sampling policy's action a ~ pi(z) (noise from Philox (seed, offset)).
-  virtual void pi(const float* z, int rows, uint64_t seed, uint64_t offset, float* a) = 0;
+  // The sampling policy's action a ~ pi(z) (noise from Philox (seed, offset)). What pi and
+  // value compute may depend on the model's parameters' values, not on other host state that
+  // changes between the plans of one plan_graph key (the graph bakes every argument).
+  virtual void pi(const float* z, int rows, uint64_t seed, PhiloxOffset offset, float* a) = 0;
   // The bootstrap value at z_H: avg2 Q(z, a ~ pi(z)) for a Q critic, avg2 V(z) for a V critic.
-  virtual void value(const float* z, int rows, uint64_t seed, uint64_t offset, float* v) = 0;
+  virtual void value(const float* z, int rows, uint64_t seed, PhiloxOffset offset, float* v) = 0;
 };
 
 struct PlannerSettings {
@@ -73,12 +83,22 @@ class Planner {
   Planner(const Planner&) = delete;
   Planner& operator=(const Planner&) = delete;
 
+  // The Philox offset base of plan step `step` (what step_buffer() holds for plan_graph).
+  static uint64_t offset_base(uint64_t step) { return step * kOffsetsPerStep; }
+
   float* obs_buffer() { return obs_; }        // [max_states, O], filled by the caller
   uint8_t* first_buffer() { return first_; }  // [max_states], 1 = no warm start for that state
+  uint64_t* step_buffer() { return step_base_; }  // [1]: offset_base(step), for plan_graph
 
   // Plans for states 0..S-1. explore: add std[0] * noise to the chosen action (training).
   // warm: read and update the per-state warm-start memory (acting); false for reanalysis.
+  // Writes offset_base(step) into step_buffer() (a blocking copy), then runs the plan's ops.
   void plan(int S, bool explore, bool warm, uint64_t seed, uint64_t step);
+  // The same plan for the step whose offset_base the caller has put in step_buffer() (in stream
+  // order: an asynchronous copy before the call is enough), as one graph launch from its third
+  // call per (S, explore, warm, seed) on; bit for bit plan(). Graphs captured so far: graphs().
+  void plan_graph(int S, bool explore, bool warm, uint64_t seed);
+  size_t graphs() const { return graphs_.size(); }
 
   const float* action() const { return action_; }    // [S, A]
   const float* mu_p() const { return mu_p_; }        // [S, A] planner target mean
@@ -95,8 +115,22 @@ class Planner {
   const PlannerSettings& settings() const { return cfg_; }
 
  private:
+  // The plan's ops (Philox bases read from step_buffer()); plan and plan_graph run these.
+  void plan_steps(int S, bool explore, bool warm, uint64_t seed);
   // G[S*N] for the current actions: rollout from z0 (repeated per sample).
-  void estimate_value(int S, uint64_t seed, uint64_t offset);
+  void estimate_value(int S, uint64_t seed, PhiloxOffset offset);
+  // Philox offset `purpose` of the step in step_buffer().
+  PhiloxOffset draw(uint64_t purpose) const { return PhiloxOffset(purpose, step_base_); }
+
+  // plan_graph's recordings, one per key; calls counts the key's plans (1st eager, 2nd capture).
+  struct GraphedPlan {
+    int S;
+    bool explore, warm;
+    uint64_t seed;
+    int calls = 0;
+    std::unique_ptr<Ops::Graph> graph;
+  };
+  std::vector<GraphedPlan> graphs_;
 
   Ops& ops_;
   LatentModel& model_;
@@ -106,6 +140,7 @@ class Planner {
   float* obs_ = nullptr;
   uint8_t* first_ = nullptr;
   uint8_t* cold_ = nullptr;  // all ones: the `first` flags of a cold start (reanalysis)
+  uint64_t* step_base_ = nullptr;  // [1] offset_base of the step being planned
   float *z0_ = nullptr, *z_ = nullptr, *z_next_ = nullptr, *r_ = nullptr, *value_ = nullptr;
   float *zpi_ = nullptr, *zpi_next_ = nullptr, *api_ = nullptr;
   float *actions_ = nullptr, *mean_ = nullptr, *std_ = nullptr, *prev_mean_ = nullptr;

@@ -30,11 +30,12 @@ void WorldModelLatent::reward(const float* z, const float* a, int rows, float* r
   wm_.reward(r, z, a, rows);
 }
 
-void WorldModelLatent::pi(const float* z, int rows, uint64_t seed, uint64_t offset, float* a) {
+void WorldModelLatent::pi(const float* z, int rows, uint64_t seed, PhiloxOffset offset, float* a) {
   wm_.pi(a, nullptr, nullptr, nullptr, z, rows, seed, offset);
 }
 
-void WorldModelLatent::value(const float* z, int rows, uint64_t seed, uint64_t offset, float* v) {
+void WorldModelLatent::value(const float* z, int rows, uint64_t seed, PhiloxOffset offset,
+                             float* v) {
   POMPC_REQUIRE(rows <= max_rows_, "value: rows (%d) > max_rows (%d)", rows, max_rows_);
   if (wm_.config().critic == model::Critic::v) {  // BMPC: gamma^H avg2 V(z_H)
     wm_.V(v, z, rows, model::QMode::avg, false, seed, offset + 1);

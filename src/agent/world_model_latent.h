@@ -28,8 +28,8 @@ class WorldModelLatent final : public LatentModel {
   void encode(const float* obs, int rows, float* z) override;
   void next(const float* z, const float* a, int rows, float* z_next) override;
   void reward(const float* z, const float* a, int rows, float* r) override;
-  void pi(const float* z, int rows, uint64_t seed, uint64_t offset, float* a) override;
-  void value(const float* z, int rows, uint64_t seed, uint64_t offset, float* v) override;
+  void pi(const float* z, int rows, uint64_t seed, PhiloxOffset offset, float* a) override;
+  void value(const float* z, int rows, uint64_t seed, PhiloxOffset offset, float* v) override;
 
  private:
   model::WorldModel& wm_;

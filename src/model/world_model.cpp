@@ -432,7 +432,7 @@ void WorldModel::reward(float* r, const float* z, const float* a, int rows) {
 }
 
 void WorldModel::pi(float* action, float* mu, float* log_std, float* log_pi, const float* z,
-                    int rows, uint64_t seed, uint64_t offset) {
+                    int rows, uint64_t seed, PhiloxOffset offset) {
   check_rows("pi", rows, max_rows_);
   mlp_forward(ops_, pi_, pi_set_.params, z, rows, infer_.pi, nullptr, Dropout{});
   ops_.policy_head_forward(action, mu, log_std, log_pi, nullptr, infer_.pi.out.back(), rows, A_,
@@ -440,7 +440,7 @@ void WorldModel::pi(float* action, float* mu, float* log_std, float* log_pi, con
 }
 
 void WorldModel::Q(float* out, const float* z, const float* a, int rows, QMode mode, bool target,
-                   uint64_t seed, uint64_t offset) {
+                   uint64_t seed, PhiloxOffset offset) {
   check_rows("Q", rows, max_rows_);
   POMPC_REQUIRE(cfg_.critic == Critic::q, "Q: this model has a V critic (critic=v); call V");
   ops_.concat_forward(infer_.za, z, a, rows, Z_, A_);
@@ -448,14 +448,14 @@ void WorldModel::Q(float* out, const float* z, const float* a, int rows, QMode m
 }
 
 void WorldModel::V(float* out, const float* z, int rows, QMode mode, bool target, uint64_t seed,
-                   uint64_t offset) {
+                   PhiloxOffset offset) {
   check_rows("V", rows, max_rows_);
   POMPC_REQUIRE(cfg_.critic == Critic::v, "V: this model has a Q critic (critic=q); call Q");
   critic_heads(out, z, rows, mode, target, seed, offset);
 }
 
 void WorldModel::critic_heads(float* out, const float* in, int rows, QMode mode, bool target,
-                              uint64_t seed, uint64_t offset) {
+                              uint64_t seed, PhiloxOffset offset) {
   const float* params = target ? target_qs_ : model_set_.params + q_offset_;
   if (mode == QMode::all) {
     mlp_forward(ops_, qs_, params, in, rows, infer_.qs, out, Dropout{});

@@ -223,12 +223,12 @@ class WorldModel {
   void next(float* z_next, const float* z, const float* a, int rows);
   void reward(float* r, const float* z, const float* a, int rows);
   void pi(float* action, float* mu, float* log_std, float* log_pi, const float* z, int rows,
-          uint64_t seed, uint64_t offset);
+          uint64_t seed, PhiloxOffset offset);
   void Q(float* out, const float* z, const float* a, int rows, QMode mode, bool target,
-         uint64_t seed, uint64_t offset);
+         uint64_t seed, PhiloxOffset offset);
   // critic v: the state values (min / avg of a random pair, or all logits), as Q without a.
   void V(float* out, const float* z, int rows, QMode mode, bool target, uint64_t seed,
-         uint64_t offset);
+         PhiloxOffset offset);
   // The TD targets of the last td_target() call, [H B] in backend memory (read by tests).
   const float* td() const { return td_target_.td; }
   // The pi head inference uses: the regular log_std range, or reanalysis' (expl_log_std_*).
@@ -408,7 +408,7 @@ class WorldModel {
   void td_target_v(const Batch& batch);
   // Q / V inference on the heads' input rows ([z, a] or z).
   void critic_heads(float* out, const float* in, int rows, QMode mode, bool target, uint64_t seed,
-                    uint64_t offset);
+                    PhiloxOffset offset);
   // The pi step evaluates Qbar(z, a): for the Q term, or for the intermediate prior (S_Q scales
   // beta); its gradient reaches a through the Q term and the intermediate prior's reverse KL.
   bool pi_needs_qbar() const;

@@ -572,6 +572,7 @@ class Run {
   double update(int64_t planned);  // one update per planned step (the burst first); burst's s
   void one_update(bool burst);
   void end_episodes(Clock::time_point t_round);
+  void flush_train_rows();
   void evaluate();
   void print_progress() const;
   void save();
@@ -601,6 +602,15 @@ class Run {
   std::vector<int64_t> step_of_, ep_len_;  // agent step of env i's action; episode length
   std::vector<double> ep_return_;
   std::vector<int> ended_;  // the envs whose episode ended at this vector step
+  // train.csv rows of ended episodes waiting for their losses (flush_train_rows).
+  struct PendingRow {
+    int64_t env_step, episode;
+    double ret;
+    int64_t length;
+    uint64_t updates, reanalyses;
+    double sps, elapsed;
+  };
+  std::vector<PendingRow> pending_;
   int n_active_ = 0;  // envs still in this round's episode
   // The sampled batch (B slices of H + 1 observations) and its host buffers.
   std::vector<float> b_obs_, b_act_, b_rew_, b_mu_, b_sigma_;
@@ -754,9 +764,12 @@ TrainResult Run::train() {
   for (bool finished = st_.env_step >= s_.steps; !finished;) {
     round();
     finished = st_.env_step >= s_.steps;
-    if (st_.env_step >= st_.next_eval || finished) evaluate();
+    const bool eval = st_.env_step >= st_.next_eval || finished;
+    const bool checkpoint = st_.env_step >= st_.next_checkpoint || finished;
+    if (eval || checkpoint) flush_train_rows();  // else after the next round's first act
+    if (eval) evaluate();
     print_progress();
-    if (st_.env_step >= st_.next_checkpoint || finished) save();
+    if (checkpoint) save();
   }
   return finish();
 }
@@ -774,6 +787,7 @@ void Run::round() {
   for (n_active_ = S_; n_active_ > 0;) {
     const auto t_step = Clock::now();
     const bool any_planned = act();
+    flush_train_rows();  // the last round's rows: act has waited for their losses
     step_envs();
     const int64_t planned = store();
     const double burst_s = update(planned);
@@ -871,7 +885,9 @@ void Run::one_update(bool burst) {
 }
 
 // Episode ends (DMC: all envs at once, episodes have a fixed length): replay.end_episode and one
-// train.csv row per ended env with the last update's losses (a non-finite one stops the run).
+// train.csv row per ended env with the last update's losses. The losses are copied to the host
+// asynchronously (Agent::stage_stats) and the rows wait in pending_ until flush_train_rows,
+// after the next host wait, so that logging adds none.
 void Run::end_episodes(Clock::time_point t_round) {
   ended_.clear();
   for (int i = 0; i < S_; ++i)
@@ -883,24 +899,34 @@ void Run::end_episodes(Clock::time_point t_round) {
       ended_.push_back(i);
     }
   if (ended_.empty()) return;
-  const model::WorldModel& wm = ag_->world_model();
-  const float nan = std::nanf("");
-  model::UpdateStats us{nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan};
-  if (wm.updates() > 0) {
-    us = ag_->read_stats();
-    check_losses_finite(us, st_.env_step, wm.updates());
-  }
+  const uint64_t updates = ag_->world_model().updates();
+  if (updates > 0) ag_->stage_stats();
   round_s_ = seconds_since(t_round);
   const double sps = double(round_steps_) / std::max(round_s_, 1e-9);
   for (int i : ended_) {
     ++st_.episodes;
-    train_log_->row({st_.env_step, st_.episodes, ep_return_[i], ep_len_[i],
-                     static_cast<unsigned long long>(wm.updates()), us.consistency_loss,
-                     us.reward_loss, us.value_loss, us.total_loss, us.grad_norm, us.pi_loss,
-                     us.pi_grad_norm, us.pi_scale, us.prior_loss, us.prior_scale,
-                     us.prior_fit_loss, static_cast<unsigned long long>(ag_->reanalyses()), sps,
-                     elapsed()});
+    pending_.push_back(PendingRow{st_.env_step, st_.episodes, ep_return_[i], ep_len_[i], updates,
+                                  ag_->reanalyses(), sps, elapsed()});
   }
+}
+
+// The pending train.csv rows with their losses (NaN before the first update); a non-finite loss
+// stops the run here, before it writes a row, an evaluation or a checkpoint.
+void Run::flush_train_rows() {
+  if (pending_.empty()) return;
+  const float nan = std::nanf("");
+  model::UpdateStats us{nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan};
+  if (pending_.front().updates > 0) {
+    us = ag_->read_stats();
+    check_losses_finite(us, pending_.front().env_step, pending_.front().updates);
+  }
+  for (const PendingRow& r : pending_)
+    train_log_->row({r.env_step, r.episode, r.ret, r.length,
+                     static_cast<unsigned long long>(r.updates), us.consistency_loss,
+                     us.reward_loss, us.value_loss, us.total_loss, us.grad_norm, us.pi_loss,
+                     us.pi_grad_norm, us.pi_scale, us.prior_loss, us.prior_scale, us.prior_fit_loss,
+                     static_cast<unsigned long long>(r.reanalyses), r.sps, r.elapsed});
+  pending_.clear();
 }
 
 void Run::evaluate() {

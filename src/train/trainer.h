@@ -35,11 +35,14 @@
 //                  step when pretrain_policy=false) and writes the slices lazy reanalysis
 //                  re-planned back into the buffer (ReplayBuffer::write_batch_targets)
 //              At an env's episode end: replay.end_episode(i); the last update's UpdateStats
-//              copied to the host (NaN / inf in a loss stops the run, naming the loss and the
-//              step, before anything is written, so the last checkpoint stays good); one
-//              train.csv row per ended episode, in env order (the episode's return and length,
-//              that last update's losses, nan before the first update, the round's env steps/s
-//              over all envs so far). At a round's end: one progress line on stdout;
+//              start their copy to the host (Agent::stage_stats, no wait); one train.csv row
+//              per ended episode, in env order (the episode's return and length, that last
+//              update's losses, nan before the first update, the round's env steps/s over all
+//              envs so far), written once the stats have arrived: after the next round's first
+//              act (its wait covers the copy) or, before an evaluation or checkpoint, at once.
+//              NaN / inf in a loss stops the run there, naming the loss and the step, before
+//              the row, an evaluation or a checkpoint is written, so the last checkpoint stays
+//              good. At a round's end: one progress line on stdout;
 //              evaluation when env_step has reached the next multiple of eval_freq; a
 //              checkpoint when it has reached the next multiple of checkpoint_freq. The run
 //              ends at the first round end with env_step >= steps (final eval and checkpoint
