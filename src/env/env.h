@@ -33,6 +33,9 @@
 //                        MUJOCO_LOG.TXT.
 //   threads              VecEnv steps K environments on its own thread pool; every Env has its
 //                        own mjData and RNG, so results do not depend on the number of threads.
+//                        Its default size is available_cores(): the CPUs of this process's
+//                        affinity mask (taskset, cgroup cpusets, Slurm's allocation), not the
+//                        machine's hardware threads.
 //   tests / bench        build/test_emu -ts=env            (fixtures: data/fixtures/dmc/,
 //                                                           resets at many seeds: dmc/resets/)
 //                        build/bench -ts=bench -tc='*env*' (control steps per second)
@@ -119,10 +122,13 @@ class Env {
   std::unique_ptr<Impl> impl_;
 };
 
+// The CPUs this process may run on (sched_getaffinity's CPU_COUNT), at least 1.
+int available_cores();
+
 // K environments of one task stepped on a thread pool (one mjData each).
 class VecEnv {
  public:
-  // num_threads = 0: one per hardware thread, at most num_envs. Env i gets seed
+  // num_threads = 0: available_cores(), at most num_envs. Env i gets seed
   // seed + i * 0x9E3779B9 (mod 2^32).
   VecEnv(const std::string& task, int num_envs, uint32_t seed, int action_repeat = 2,
          int num_threads = 0);

@@ -5,6 +5,8 @@
 // hand-out balances better than fixed slices). Idle threads spin (pause, then yield) for a
 // short while, then sleep on a condition variable. Every Env owns its mjData and RNG and the model
 // is only read, so which thread steps which environment cannot change any result.
+#include <sched.h>
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -139,6 +141,16 @@ class ThreadPool {
 
 }  // namespace
 
+// sched_getaffinity fails only for masks wider than cpu_set_t's 1024 CPUs: the machine's count
+// is then the best answer.
+int available_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0)
+    return std::max(1, int(std::thread::hardware_concurrency()));
+  return std::max(1, CPU_COUNT(&set));
+}
+
 struct VecEnv::Impl {
   std::vector<Env> envs;
   std::unique_ptr<ThreadPool> pool;
@@ -148,9 +160,9 @@ VecEnv::VecEnv(const std::string& task, int num_envs, uint32_t seed, int action_
                int num_threads)
     : impl_(std::make_unique<Impl>()) {
   POMPC_REQUIRE(num_envs >= 1, "num_envs (%d) must be >= 1", num_envs);
-  POMPC_REQUIRE(num_threads >= 0, "num_threads (%d) must be >= 0 (0: one per hardware thread)",
+  POMPC_REQUIRE(num_threads >= 0, "num_threads (%d) must be >= 0 (0: one per available core)",
                 num_threads);
-  if (num_threads == 0) num_threads = std::max(1u, std::thread::hardware_concurrency());
+  if (num_threads == 0) num_threads = available_cores();
   num_threads = std::min(num_threads, num_envs);
   impl_->envs.reserve(num_envs);
   for (int i = 0; i < num_envs; ++i)

@@ -1,6 +1,8 @@
 // The training loop, checkpoints and checkpoint evaluation (see trainer.h for the run book).
 #include "train/trainer.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <charconv>
 #include <chrono>
@@ -74,7 +76,11 @@ io::Config train_config() {
       ConfigKey::Int("seed", int64_t(d.seed), 0, int64_t(1) << 31,
                      "seed of env, init, planner, sampler"),
       ConfigKey::String("run_dir", d.run_dir, "run directory; empty = runs/<task>/<preset>/<seed>"),
-      ConfigKey::Bool("resume", d.resume, "continue from run_dir/checkpoint.safetensors"),
+      ConfigKey::Enum("resume", d.resume ? "true" : "false", {"false", "true", "auto"},
+                      "continue from run_dir/checkpoint.safetensors (auto: when it exists)"),
+      ConfigKey::Int("num_threads", d.num_threads, 0, 4096,
+                     "CPU threads of OpenMP and the env pool; 0 = OMP_NUM_THREADS, else the "
+                     "available cores"),
       ConfigKey::Int("model_size", m.model_size, 1, 317,
                      "model size preset: 1, 5, 19, 48 or 317 (M params)"),
       ConfigKey::Int("enc_dim", 0, 0, 1 << 16, "encoder width; 0 = from model_size"),
@@ -165,6 +171,10 @@ io::Config train_config() {
                      io::Preset{"pompc", pompc}});
 }
 
+std::string checkpoint_path(const std::string& run_dir) {
+  return run_dir + "/checkpoint.safetensors";
+}
+
 TrainSettings settings_from(const io::Config& c) {
   TrainSettings s;
   s.task = c.get_string("task");
@@ -183,7 +193,9 @@ TrainSettings settings_from(const io::Config& c) {
   s.run_dir = c.get_string("run_dir");
   if (s.run_dir.empty())
     s.run_dir = "runs/" + s.task + "/" + s.preset + "/" + std::to_string(s.seed);
-  s.resume = c.get_bool("resume");
+  const std::string& resume = c.get_string("resume");
+  s.resume = resume == "true" || (resume == "auto" && io::path_exists(checkpoint_path(s.run_dir)));
+  s.num_threads = int(c.get_int("num_threads"));
   model::ModelConfig& m = s.model;
   model::set_model_size(m, std::to_string(c.get_int("model_size")));
   if (c.get_int("enc_dim") > 0) m.enc_dim = int(c.get_int("enc_dim"));
@@ -507,10 +519,6 @@ void check_losses_finite(const model::UpdateStats& st, int64_t env_step, uint64_
 
 namespace {
 
-std::string checkpoint_path(const TrainSettings& s) {
-  return s.run_dir + "/checkpoint.safetensors";
-}
-
 // The run's config: the command line over the defaults or, with resume=true, over the
 // checkpoint's config (the checkpoint is returned open in *ckpt). Refuses a fresh run into a
 // run_dir that holds a checkpoint, and a resume that moves the run_dir or changes num_envs.
@@ -519,7 +527,7 @@ io::Config run_config(const std::vector<std::string>& args,
   io::Config cfg = train_config();
   cfg.apply(args);
   const TrainSettings s = settings_from(cfg);
-  const std::string ckpt_path = checkpoint_path(s);
+  const std::string ckpt_path = checkpoint_path(s.run_dir);
   if (!s.resume) {
     POMPC_REQUIRE(!io::path_exists(ckpt_path),
                   "run_dir %s already holds a checkpoint: pass resume=true to continue that run, "
@@ -631,9 +639,9 @@ class Run {
 Run::Run(const std::vector<std::string>& args)
     : cfg_(run_config(args, &ckpt_)),
       s_(settings_from(cfg_)),
-      ckpt_path_(checkpoint_path(s_)),
+      ckpt_path_(checkpoint_path(s_.run_dir)),
       replay_path_(s_.run_dir + "/replay.safetensors"),
-      envs_(s_.task, s_.num_envs, uint32_t(s_.seed), s_.action_repeat),
+      envs_(s_.task, s_.num_envs, uint32_t(s_.seed), s_.action_repeat, s_.num_threads),
       eval_env_(s_.task, uint32_t(s_.seed + kEvalSeedOffset), s_.action_repeat),
       S_(s_.num_envs),
       O_(envs_.spec().obs_dim),
@@ -642,6 +650,7 @@ Run::Run(const std::vector<std::string>& args)
   resolve_model(s_, O_, A_, L_);
   seed_steps_ = s_.seed_steps > 0 ? s_.seed_steps : std::max<int64_t>(1000, 5 * L_);
 
+  if (s_.num_threads > 0) omp_set_num_threads(s_.num_threads);
   ops_ = make_ops(s_.device);
   s_.agent.max_states = S_;
   ag_.emplace(*ops_, s_.model, s_.planner, s_.agent);

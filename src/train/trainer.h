@@ -47,6 +47,9 @@
 //              checkpoint when it has reached the next multiple of checkpoint_freq. The run
 //              ends at the first round end with env_step >= steps (final eval and checkpoint
 //              there). With S = 1 this is the one-env loop exactly (same draws, same updates).
+//   threads    num_threads=N: N OpenMP threads (omp_set_num_threads) and an env pool of
+//              min(N, S) threads; 0: OpenMP's default and env::available_cores() (pompc sweep
+//              gives each of its parallel runs available cores / jobs)
 //   eval       eval_episodes episodes on a second Env (seed + kEvalSeedOffset), planner with
 //              explore = false; eval.csv rows: env_step, return_mean, return_std, episodes.
 //   run dir    run_dir (default runs/<task>/<preset>/<seed>): config.txt (key=value lines),
@@ -58,7 +61,9 @@
 //              episodes, num_envs and episodes per env, eval episodes run, updates, the agent's
 //              policy updates and reanalyses, next eval / checkpoint step, elapsed time), the
 //              replay buffer's episode count. Checkpoints
-//              fall between rounds. resume=true loads it (its config, then the command line's
+//              fall between rounds. resume=auto is resume=true when the checkpoint exists and a
+//              new run otherwise (a job that may be requeued: pompc sweep's Slurm script).
+//              resume=true loads it (its config, then the command line's
 //              key=value on top, e.g. a larger steps=; a num_envs unlike the checkpoint's is
 //              refused), the replay buffer (replay.safetensors, when saved) and replays each
 //              env's reset draws (its own episode count) so the initial-state streams continue
@@ -100,7 +105,10 @@ struct TrainSettings {
   std::string device = "auto";     // auto | cpu | cuda
   uint64_t seed = 1;               // seeds the env, model init, planner, sampler
   std::string run_dir;             // default runs/<task>/<preset>/<seed>
-  bool resume = false;             // continue from run_dir/checkpoint.safetensors
+  bool resume = false;             // continue from run_dir/checkpoint.safetensors (the key's
+                                   // auto: when that file exists, else a new run)
+  int num_threads = 0;             // CPU threads of OpenMP and the env pool; 0 = OpenMP's own
+                                   // default (OMP_NUM_THREADS, else the available cores)
   model::ModelConfig model;        // sizes and update settings (model_size, mlp_dim, ...)
   agent::PlannerSettings planner;  // iterations, num_samples, num_elites, ...
   agent::AgentSettings agent;      // reanalysis and the burst's policy step (max_states: envs)
@@ -111,6 +119,8 @@ io::Config train_config();
 // Settings from an applied config (model dims still unresolved against the task: see
 // resolve_model).
 TrainSettings settings_from(const io::Config& cfg);
+// run_dir/checkpoint.safetensors: the run's checkpoint (what resume=true loads).
+std::string checkpoint_path(const std::string& run_dir);
 // Fills obs/action dims and the discount from the task and checks model vs planner settings.
 void resolve_model(TrainSettings& s, int obs_dim, int action_dim, int episode_length);
 
