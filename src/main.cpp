@@ -6,9 +6,10 @@
 //                                        sizes and odd ones (src/ops_check.h)
 //   pompc tasks                          the DeepMind Control Suite tasks, obs and action dims
 //   pompc plot RUN_DIR... [out=curves.svg] [task=NAME] [reference=CSV]
-//                                        eval return against env steps for runs/<task>/<preset>/<seed>
-//                                        directories (their eval.csv), with the published TD-MPC2
-//                                        and BMPC numbers of that task as reference points
+//                                        eval return against env steps for
+//                                        runs/<task>/<preset>/<seed> directories (their eval.csv),
+//                                        with the published TD-MPC2 and BMPC numbers of that task
+//                                        as reference points
 //   pompc train [key=value ...]          train (src/train/trainer.h: keys, run directory,
 //                                        checkpoints, resume=true); `pompc train help=1` lists
 //                                        the keys with their defaults
@@ -18,6 +19,18 @@
 //
 // Every subcommand takes key=value arguments. Errors are pompc::Error messages that name the fix;
 // main prints them and returns 1.
+//
+// OpenMP threads wait passively: libgomp reads OMP_WAIT_POLICY once, when it is loaded (before
+// main), and by default spins at every barrier before it sleeps, which takes the cores from
+// whatever else runs there (a sweep's parallel runs, other jobs). So for the commands that run
+// OpenMP work (train, eval, check), when OMP_WAIT_POLICY is unset, main() sets it to passive and
+// re-executes itself (the file /proc/self/exe points to) with the same arguments; the new process
+// finds it set and goes on (the variable is the guard: one re-exec at most). The re-exec costs a
+// second start of the program (about 0.5 s with the CUDA libraries). OMP_WAIT_POLICY=active keeps
+// libgomp's spinning.
+#include <unistd.h>
+
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -116,6 +129,25 @@ int cmd_plot(int argc, char** argv) {
   return 0;
 }
 
+// See the header: libgomp must find OMP_WAIT_POLICY when it loads, so set it and start again.
+// The binary's own path first (ps and top then show pompc, not exe), /proc/self/exe when that
+// fails (the file was replaced since).
+void wait_passively(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY")) return;
+  setenv("OMP_WAIT_POLICY", "passive", 1);
+  char self[4096];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n > 0) {
+    self[n] = '\0';
+    execv(self, argv);
+  }
+  execv("/proc/self/exe", argv);
+  std::fprintf(stderr,
+               "pompc: note: could not re-execute /proc/self/exe (%s), so OpenMP threads spin "
+               "while they wait: run with OMP_WAIT_POLICY=passive set\n",
+               std::strerror(errno));
+}
+
 void usage(FILE* f) {
   std::fprintf(f,
                "usage: pompc <command> [key=value ...]\n"
@@ -138,6 +170,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string cmd = argv[1];
+  if (cmd == "train" || cmd == "eval" || cmd == "check") wait_passively(argv);
   try {
     if (cmd == "check") return cmd_check(parse_args(argc, argv, 2, {"device", "sizes"}));
     if (cmd == "tasks") {
