@@ -16,6 +16,10 @@
 //   pompc eval checkpoint=PATH [episodes=10] [device=...] [seed=N]
 //                                        deterministic episodes of a checkpoint: mean and std of
 //                                        the return
+//   pompc sweep tasks=a,b seeds=1,2 [presets=p,q] [backend=local|slurm] [jobs=N] [out=runs]
+//               [key=value ...]          the grid of pompc train runs, N at a time here or as a
+//                                        Slurm job array (src/train/sweep.h); `pompc sweep
+//                                        help=1` lists its keys
 //
 // Every subcommand takes key=value arguments. Errors are pompc::Error messages that name the fix;
 // main prints them and returns 1.
@@ -27,7 +31,7 @@
 // re-executes itself (the file /proc/self/exe points to) with the same arguments; the new process
 // finds it set and goes on (the variable is the guard: one re-exec at most). The re-exec costs a
 // second start of the program (about 0.5 s with the CUDA libraries). OMP_WAIT_POLICY=active keeps
-// libgomp's spinning.
+// libgomp's spinning. pompc sweep sets passive in its runs' environment itself.
 #include <unistd.h>
 
 #include <cerrno>
@@ -44,6 +48,7 @@
 #include "io/plot.h"
 #include "ops.h"
 #include "ops_check.h"
+#include "train/sweep.h"
 #include "train/trainer.h"
 
 namespace {
@@ -159,6 +164,8 @@ void usage(FILE* f) {
                "  train [key=value ...]         train a preset on a task (train help=1: the keys)\n"
                "  eval checkpoint=PATH [episodes=10] [device=auto|cpu|cuda] [seed=N]\n"
                "                                mean and std of the return of a checkpoint\n"
+               "  sweep tasks=a,b seeds=1,2 [backend=local|slurm] [jobs=N] [key=value ...]\n"
+               "                                a grid of train runs (sweep help=1: the keys)\n"
                "  help                          this text\n");
 }
 
@@ -187,6 +194,18 @@ int main(int argc, char** argv) {
       }
       pompc::train::train(args);
       return 0;
+    }
+    if (cmd == "sweep") {
+      const std::vector<std::string> args(argv + 2, argv + argc);
+      if (args.size() == 1 && args[0] == "help=1") {
+        std::printf(
+            "pompc sweep: its own keys below; every other key=value goes to each pompc "
+            "train run (pompc train help=1)\n%s",
+            pompc::train::sweep_config().help_text().c_str());
+        return 0;
+      }
+      const auto r = pompc::train::sweep(args);
+      return r.failed.empty() && !r.interrupted ? 0 : 1;
     }
     if (cmd == "eval") {
       const Args a = parse_args(argc, argv, 2, {"checkpoint", "episodes", "device", "seed"});

@@ -7,6 +7,9 @@
 //                                  1), saying why, when there is no GPU it can use
 //   build/test_race                test_emu with the kernels under the race detector (suite race
 //                                  and the kernel suites; tests/emu/internal.h)
+//   <binary> train key=value ...   pompc train itself: the local sweep's tests start this
+//                                  binary as their runs (the sweep's children are
+//                                  `<this binary> train ...`), so they train as pompc does
 // Test cases whose name contains "[gpu-only]" run only in test_gpu. The decision is made here,
 // in main, because doctest's skip decorators are evaluated before main runs.
 // The last line is "<binary>: N passed, M failed" (test cases), the form CI reads.
@@ -16,9 +19,11 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "ops.h"
 #include "test_util.h"
+#include "train/trainer.h"
 
 #ifdef POMPC_CUDA
 #include <cuda_runtime.h>
@@ -82,6 +87,15 @@ bool asks_for_suite(int argc, char** argv, const char* suite) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::strcmp(argv[1], "train") == 0) {
+    try {
+      pompc::train::train(std::vector<std::string>(argv + 2, argv + argc));
+      return 0;
+    } catch (const pompc::Error& e) {
+      std::fprintf(stderr, "pompc train: error: %s\n", e.what());
+      return 1;
+    }
+  }
   for (int i = 1; i < argc; ++i)
     if (std::strncmp(argv[i], "--pompc-death=", 14) == 0) {
       const std::string name = argv[i] + 14;

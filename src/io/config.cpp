@@ -188,6 +188,12 @@ Config::Config(std::vector<ConfigKey> table, std::vector<Preset> presets)
   }
 }
 
+std::vector<std::string> Config::key_names() const {
+  std::vector<std::string> names;
+  for (const ConfigKey& k : table_) names.push_back(k.name);
+  return names;
+}
+
 bool Config::has(std::string_view key) const {
   for (const ConfigKey& k : table_)
     if (k.name == key) return true;

@@ -73,6 +73,7 @@ class Config {
   const std::string& get_string(std::string_view key) const;  // String and Enum keys
   std::string value_text(std::string_view key) const;         // canonical text of any key
   bool has(std::string_view key) const;
+  std::vector<std::string> key_names() const;  // table order
 
   std::string to_lines() const;   // "key=value\n" for every key, table order
   std::string help_text() const;  // one line per key: name, type, default, range, help
