@@ -5,11 +5,16 @@
 //                                        chosen backend against the reference ops at the dog 5M
 //                                        sizes and odd ones (src/ops_check.h)
 //   pompc tasks                          the DeepMind Control Suite tasks, obs and action dims
-//   pompc plot RUN_DIR... [out=curves.svg] [task=NAME] [reference=CSV]
-//                                        eval return against env steps for
-//                                        runs/<task>/<preset>/<seed> directories (their eval.csv),
-//                                        with the published TD-MPC2 and BMPC numbers of that task
-//                                        as reference points
+//   pompc plot DIR... [out=curves.svg] [png=curves.png] [task=NAME] [reference=CSV] [ci=95]
+//              [resamples=2000]
+//                                        eval return against env steps of every run directory
+//                                        (runs/<task>/<preset>/<seed>, holding eval.csv) at or
+//                                        below each DIR: per task and preset the mean over seeds
+//                                        with a percentile bootstrap band (ci=0: none), one panel
+//                                        per task, an IQM panel over tasks, the published TD-MPC2
+//                                        and BMPC numbers as reference points; SVG and PNG
+//                                        (src/io/plot.h). out= names the SVG (its stem also names
+//                                        the PNG unless png= does; an empty value skips a file)
 //   pompc train [key=value ...]          train (src/train/trainer.h: keys, run directory,
 //                                        checkpoints, resume=true); `pompc train help=1` lists
 //                                        the keys with their defaults
@@ -40,6 +45,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -101,36 +107,41 @@ int cmd_check(const Args& args) {
   return failed ? 1 : 0;
 }
 
-// pompc plot: positional run directories, then key=value options.
+// pompc plot: positional directories (run directories or any directory above them), then
+// key=value options.
 int cmd_plot(int argc, char** argv) {
   std::vector<std::string> dirs;
   int first_kv = 2;
   while (first_kv < argc && !std::strchr(argv[first_kv], '=')) dirs.push_back(argv[first_kv++]);
-  const Args args = parse_args(argc, argv, first_kv, {"out", "task", "reference"});
-  POMPC_REQUIRE(!dirs.empty(), "plot: name at least one run directory (runs/<task>/<preset>/<seed>)");
-  auto part = [](const std::string& dir, int from_end) {  // path component, counted from the end
-    std::vector<std::string> parts;
-    size_t b = 0;
-    while (b < dir.size()) {
-      const size_t e = dir.find('/', b);
-      const std::string p = dir.substr(b, e == std::string::npos ? std::string::npos : e - b);
-      if (!p.empty()) parts.push_back(p);
-      if (e == std::string::npos) break;
-      b = e + 1;
-    }
-    return int(parts.size()) > from_end ? parts[parts.size() - 1 - from_end] : std::string();
+  const Args args =
+      parse_args(argc, argv, first_kv, {"out", "png", "task", "reference", "ci", "resamples"});
+  pompc::io::PlotSettings settings;
+  if (args.count("task")) settings.task = args.at("task");
+  settings.reference_csv = args.count("reference")
+                               ? args.at("reference")
+                               : std::string(POMPC_DATA_DIR) + "/reference_curves.csv";
+  auto number = [&](const char* key, double fallback) {
+    if (!args.count(key)) return fallback;
+    const std::string& v = args.at(key);
+    char* end = nullptr;
+    const double x = std::strtod(v.c_str(), &end);
+    POMPC_REQUIRE(!v.empty() && *end == '\0' && std::isfinite(x), "%s=%s is not a number", key,
+                  v.c_str());
+    return x;
   };
-  const std::string task = args.count("task") ? args.at("task") : part(dirs[0], 2);
-  POMPC_REQUIRE(!task.empty(), "plot: cannot tell the task from '%s'; pass task=NAME",
-                dirs[0].c_str());
-  std::vector<std::pair<std::string, std::string>> runs;
-  for (const auto& d : dirs) runs.emplace_back(part(d, 1) + "/" + part(d, 0), d + "/eval.csv");
-  const std::string out = args.count("out") ? args.at("out") : "curves.svg";
-  const std::string ref = args.count("reference") ? args.at("reference")
-                                                  : std::string(POMPC_DATA_DIR) + "/reference_curves.csv";
-  pompc::io::plot_task(out, task, runs, ref);
-  std::printf("wrote %s (%zu run%s, task %s)\n", out.c_str(), runs.size(), runs.size() == 1 ? "" : "s",
-              task.c_str());
+  settings.bootstrap.level = number("ci", settings.bootstrap.level);
+  const double resamples = number("resamples", settings.bootstrap.resamples);
+  POMPC_REQUIRE(resamples == std::floor(resamples) && resamples >= 1 && resamples <= 1e7,
+                "resamples=%g must be a whole number in [1, 10000000]", resamples);
+  settings.bootstrap.resamples = static_cast<int>(resamples);
+  const auto opt = [&](const char* key) {
+    return args.count(key) ? std::optional<std::string>(args.at(key)) : std::nullopt;
+  };
+  const pompc::io::PlotOutputs outputs = pompc::io::plot_outputs(opt("out"), opt("png"));
+  const std::string summary = pompc::io::plot_runs(dirs, settings, outputs);
+  std::string wrote = outputs.svg;
+  if (!outputs.png.empty()) wrote += (wrote.empty() ? "" : " and ") + outputs.png;
+  std::printf("wrote %s (%s)\n", wrote.c_str(), summary.c_str());
   return 0;
 }
 
@@ -159,8 +170,11 @@ void usage(FILE* f) {
                "  check [device=auto|cuda|cpu] [sizes=all|dog|odd]\n"
                "                                every op of the backend against the reference\n"
                "  tasks                         the DMC tasks with their obs and action dims\n"
-               "  plot RUN_DIR... [out=curves.svg] [task=NAME]\n"
-               "                                eval curves with the published reference numbers\n"
+               "  plot DIR... [out=curves.svg] [png=curves.png] [task=NAME] [reference=CSV]\n"
+               "       [ci=95] [resamples=2000]\n"
+               "                                eval curves of the runs under DIR...: mean over\n"
+               "                                seeds with a bootstrap band per task and method,\n"
+               "                                IQM over tasks, the published reference numbers\n"
                "  train [key=value ...]         train a preset on a task (train help=1: the keys)\n"
                "  eval checkpoint=PATH [episodes=10] [device=auto|cpu|cuda] [seed=N]\n"
                "                                mean and std of the return of a checkpoint\n"

@@ -9,7 +9,8 @@
 //                        a mix. A writer destroyed without commit() removes its temp file. A temp
 //                        file left by a killed process is named by its pid and harmless; the next
 //                        successful write of that path by the same pid replaces it.
-//   used by              safetensors checkpoints, the replay buffer file, config.txt, curves.svg.
+//   used by              safetensors checkpoints, the replay buffer file, config.txt, curves.svg
+//                        and curves.png.
 //   failure injection    testing::fail_next_atomic_write_after(n) makes the next AtomicWriter
 //                        throw once n bytes have gone to the temp file (or at commit(), just
 //                        before the rename, when the whole file is shorter than n): the test of
