@@ -12,7 +12,8 @@
 # 2500 updates with 250 reanalyses alone ~70 min): about 12 h in all. The runs go one after the
 # other with every core, checkpoint at each episode end (1k env steps) and the script resumes any
 # unfinished run, so it can be stopped and started again (a stop inside the burst loses the
-# burst). After each run its CSVs are copied here and the plot is redrawn from the finished runs.
+# burst). After each run its CSVs are copied here and the plot (curves.svg, curves.png: mean over
+# seeds with a 95% bootstrap band) is redrawn from the finished runs.
 #   usage: [POMPC=build/pompc] [OUT=runs/results] [DEVICE=cpu|cuda] \
 #            data/results/cartpole-swingup/run.sh
 # (DEVICE=cuda on a GPU machine: the same runs, every setting the same, in minutes.)
