@@ -9,8 +9,11 @@
 //                        a mix. A writer destroyed without commit() removes its temp file. A temp
 //                        file left by a killed process is named by its pid and harmless; the next
 //                        successful write of that path by the same pid replaces it.
+//   another writer       temp_path() names the temp file for a child process that writes it
+//                        itself (ffmpeg, io/video.h): opened with O_TRUNC it is the same inode,
+//                        so commit() fsyncs what the child wrote and renames it into place.
 //   used by              safetensors checkpoints, the replay buffer file, config.txt, curves.svg
-//                        and curves.png.
+//                        and curves.png, eval videos.
 //   failure injection    testing::fail_next_atomic_write_after(n) makes the next AtomicWriter
 //                        throw once n bytes have gone to the temp file (or at commit(), just
 //                        before the rename, when the whole file is shorter than n): the test of
@@ -35,6 +38,7 @@ class AtomicWriter {
   void write(const void* data, size_t n);  // appends n bytes (throws on I/O error)
   void write(std::string_view s) { write(s.data(), s.size()); }
   void commit();  // fsync, rename over path, fsync the directory
+  const std::string& temp_path() const { return tmp_; }
 
  private:
   void fail(const std::string& what);  // cleans up and throws
