@@ -41,6 +41,10 @@ DOCTEST_INC ?= $(firstword $(wildcard /usr/include/doctest /usr/local/include/do
 # A doctest outside the system include path (DOCTEST_INC=<dir>/doctest): its parent joins -I.
 DOCTEST_FLAG := $(if $(filter /usr/%,$(abspath $(DOCTEST_INC))),,$(if $(DOCTEST_INC),-I$(patsubst %/,%,$(dir $(abspath $(DOCTEST_INC))))))
 
+# Headless OpenGL for eval videos (save_video=true; src/env/render.h opens libEGL.so.1 at run
+# time, so nothing is linked and no headers are needed): EGL with Mesa's software renderer.
+GL_DEBS := libegl1 libegl-mesa0 libgl1-mesa-dri
+
 # ---- CUDA probe -----------------------------------------------------------------------------
 NVCC ?= $(shell command -v nvcc 2>/dev/null)
 ifneq ($(NVCC),)
@@ -140,7 +144,7 @@ help:
 	@echo "make sass       SASS of every kernel into $(BUILD)/sass/"
 	@echo "make gpu-check  on a GPU machine: build, GPU tests, pompc check, GPU benchmarks, a dog-run run; one report"
 	@echo "make gpu-bundle .deps/gpu-bundle: the dependencies gpu-check needs on a machine without network"
-	@echo "make deps       doctest (Debian), pinned mujoco + dm-control wheels into .deps/"
+	@echo "make deps       doctest and headless OpenGL (Debian), pinned mujoco + dm-control wheels into .deps/"
 	@echo "make print-config  what was found where"
 	@echo "make clean      remove build directories"
 
@@ -155,6 +159,7 @@ print-config: probe
 	@echo "  MuJoCo      $(MUJOCO_FROM): include $(MUJOCO_INC), library $(MUJOCO_LIBDIR)/$(or $(MUJOCO_LIB),<missing: make deps>)"
 	@echo "  DMC models  $(DMC_DIR) (pinned wheel dm-control==$(DMCONTROL_VERSION))"
 	@echo "  doctest     $(or $(DOCTEST_INC),<missing: make deps>) (Debian doctest-dev)"
+	@echo "  OpenGL      $$(ldconfig -p 2>/dev/null | grep -q 'libEGL.so.1 ' && echo libEGL.so.1 || echo '<no libEGL.so.1: make deps>') (opened at run time by save_video; Debian $(GL_DEBS))"
 	@echo "  BUILD       $(BUILD)"
 
 # make deps: idempotent; `make`, `make test` and `make bench` call it when the stamp is missing.
@@ -168,6 +173,17 @@ $(DEPS_STAMP):
 	  (apt-get install -y -q doctest-dev >/dev/null 2>&1 || \
 	   (apt-get update -q >/dev/null && apt-get install -y -q doctest-dev >/dev/null)) || \
 	   { echo "error: apt-get install doctest-dev failed"; exit 1; }; fi
+	@missing=$$(for p in $(GL_DEBS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | \
+	    grep -q 'ok installed' || echo $$p; done | tr '\n' ' '); \
+	if [ -n "$$missing" ]; then \
+	  if ! command -v apt-get >/dev/null; then \
+	    echo "note: not Debian: install EGL and Mesa's software renderer for save_video=true"; \
+	  elif [ "$$(id -u)" != 0 ]; then \
+	    echo "error: $$missing missing (eval videos); run 'sudo apt-get install $$missing' (or make deps as root)"; exit 1; \
+	  else echo "deps: installing $$missing(Debian: headless OpenGL for eval videos)"; \
+	    (apt-get install -y -q $$missing >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null)) || \
+	     { echo "error: apt-get install $$missing failed"; exit 1; }; fi; fi
 	@echo "deps: mujoco==$(MUJOCO_VERSION) dm-control==$(DMCONTROL_VERSION) -> $(DEPS)/py (pip --no-deps)"
 	@rm -rf $(DEPS)/py.tmp && mkdir -p $(DEPS) && \
 	  $(PYTHON) -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-deps --no-compile \
@@ -218,6 +234,7 @@ TEST_ARGS ?=
 RACE_ARGS ?= -ts=race,ops,planner
 RACE_AGENT_ARGS ?= -ts=agent -tc='*lockstep: pompc*'
 TEST_ENV := OMP_WAIT_POLICY=passive ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+  LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp) \
   UBSAN_OPTIONS=print_stacktrace=1
 .PHONY: test-emu test-race test-gpu
 test: probe test-emu test-race $(if $(HAVE_NVCC),test-gpu)

@@ -1,20 +1,28 @@
-// src/io/gif and src/io/video: the GIF encoder read back by a decoder written here (LZW decode,
-// frames, palettes, delays, loop), and the ffmpeg pipe through a stand-in script (suite io).
+// Eval videos. Suite io: src/io/gif and src/io/video, the GIF encoder read back by a decoder
+// written here (LZW decode, frames, palettes, delays, loop) and the ffmpeg pipe through a
+// stand-in script. Suite video: src/env/render (MuJoCo's offscreen renderer on headless OpenGL)
+// into a GIF read back.
 //
 //   build/test_emu -ts=io -tc='*gif*,*video*'
+//   build/test_emu -ts=video
 #include <doctest/doctest.h>
 
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <numeric>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "common.h"
+#include "env/env.h"
+#include "env/render.h"
 #include "io/atomic_file.h"
 #include "io/gif.h"
 #include "io/video.h"
@@ -412,5 +420,86 @@ TEST_SUITE("io") {
     CHECK(std::fgets(line, sizeof line, p) != nullptr);
     CHECK(::pclose(p) == 0);
     CHECK(std::string(line).rfind("32,24,10", 0) == 0);
+  }
+}
+
+TEST_SUITE("video") {
+  TEST_CASE("render: cartpole-swingup frames to a GIF and back") {
+    const std::string platform = env::Renderer::platform();
+    MESSAGE("OpenGL platform: " << platform);
+    env::Env e("cartpole-swingup", 1);
+    const int w = 128, h = 96;  // not square: a swapped width and height would show
+    env::Renderer r(e, w, h);
+    CHECK(r.camera() == 0);
+    TempDir dir;
+    const std::string path = dir.file("cartpole.gif");
+    std::vector<std::vector<uint8_t>> frames;
+    std::vector<float> obs(size_t(e.obs_dim()));
+    std::vector<uint8_t> rgb(size_t(w) * h * 3);
+    double render_s = 0;
+    {
+      const double frame_s = 0.01 * e.action_repeat();  // cartpole's control step x repeat
+      VideoWriter v(path, w, h, frame_s);
+      e.reset(obs.data());
+      for (int t = 0; t <= 10; ++t) {
+        if (t > 0) {
+          const float a = t % 4 < 2 ? 1.0f : -1.0f;  // push the cart back and forth
+          e.step(&a, obs.data());
+        }
+        const auto t0 = std::chrono::steady_clock::now();
+        r.render(e, rgb.data());
+        if (t > 0)  // the first frame also compiles llvmpipe's shaders
+          render_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        frames.push_back(rgb);
+        v.add_frame(rgb.data());
+      }
+      v.close();
+      CHECK(v.frames() == 11);
+    }
+    MESSAGE("render: " << 1e3 * render_s / 10 << " ms per " << w << "x" << h << " frame");
+    const DecodedGif g = decode_gif(read_file(path));
+    CHECK(g.width == w);
+    CHECK(g.height == h);
+    REQUIRE(g.frames.size() == 11);
+    CHECK(g.delays == std::vector<int>(11, 2));
+    for (size_t t = 0; t < frames.size(); ++t) {
+      std::set<int> colours;
+      double err = 0;
+      for (size_t i = 0; i < frames[t].size(); i += 3)
+        colours.insert(frames[t][i] << 16 | frames[t][i + 1] << 8 | frames[t][i + 2]);
+      for (size_t i = 0; i < frames[t].size(); ++i) err += std::abs(g.frames[t][i] - frames[t][i]);
+      CAPTURE(t);
+      CHECK(colours.size() > 100);  // sky, floor, rail, cart and pole, shaded
+      // The palette's error on a rendered frame (measured ~1.1 levels at 384 x 384).
+      CHECK(err / double(frames[t].size()) < 3.0);
+      if (t > 0) CHECK(g.frames[t] != g.frames[t - 1]);  // the cart and the pole move
+    }
+  }
+
+  TEST_CASE("render: never changes the Env; errors name the fix") {
+    env::Env a("walker-walk", 3), b("walker-walk", 3);
+    env::Renderer r(a, 64, 48);
+    std::vector<float> oa(size_t(a.obs_dim())), ob(oa.size()), act(size_t(a.act_dim()));
+    std::vector<uint8_t> rgb(64 * 48 * 3);
+    a.reset(oa.data());
+    b.reset(ob.data());
+    for (int t = 0; t < 20; ++t) {
+      for (size_t j = 0; j < act.size(); ++j) act[j] = float(std::sin(0.3 * t + double(j)));
+      r.render(a, rgb.data());
+      a.step(act.data(), oa.data());
+      b.step(act.data(), ob.data());
+      REQUIRE(oa == ob);
+    }
+    env::Env c("cartpole-swingup", 1);
+    CHECK(error_of([&] {
+            r.render(c, rgb.data());
+          }).find("made for another Env's model (cartpole-swingup); make one per Env") !=
+          std::string::npos);
+    CHECK(error_of([&] {
+            env::Renderer(c, 64, 48, 7);
+          }).find("camera 7: cartpole-swingup has 2 cameras (0..1)") != std::string::npos);
+    CHECK(error_of([&] { env::Renderer(c, 0, 48); }).find("not 0 x 48") != std::string::npos);
+    CHECK(env::default_camera(env::find_task("quadruped-run")) == 2);
+    CHECK(env::default_camera(env::find_task("dog-run")) == 0);
   }
 }
