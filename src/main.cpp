@@ -18,9 +18,9 @@
 //   pompc train [key=value ...]          train (src/train/trainer.h: keys, run directory,
 //                                        checkpoints, resume=true); `pompc train help=1` lists
 //                                        the keys with their defaults
-//   pompc eval checkpoint=PATH [episodes=10] [device=...] [seed=N]
+//   pompc eval checkpoint=PATH [episodes=10] [device=...] [seed=N] [video=PATH.mp4|.gif]
 //                                        deterministic episodes of a checkpoint: mean and std of
-//                                        the return
+//                                        the return; video= records the first episode
 //   pompc sweep tasks=a,b seeds=1,2 [presets=p,q] [backend=local|slurm] [jobs=N] [out=runs]
 //               [key=value ...]          the grid of pompc train runs, N at a time here or as a
 //                                        Slurm job array (src/train/sweep.h); `pompc sweep
@@ -177,7 +177,8 @@ void usage(FILE* f) {
                "                                IQM over tasks, the published reference numbers\n"
                "  train [key=value ...]         train a preset on a task (train help=1: the keys)\n"
                "  eval checkpoint=PATH [episodes=10] [device=auto|cpu|cuda] [seed=N]\n"
-               "                                mean and std of the return of a checkpoint\n"
+               "       [video=PATH.mp4|.gif]    mean and std of the return of a checkpoint;\n"
+               "                                video= records the first episode\n"
                "  sweep tasks=a,b seeds=1,2 [backend=local|slurm] [jobs=N] [key=value ...]\n"
                "                                a grid of train runs (sweep help=1: the keys)\n"
                "  help                          this text\n");
@@ -222,12 +223,14 @@ int main(int argc, char** argv) {
       return r.failed.empty() && !r.interrupted ? 0 : 1;
     }
     if (cmd == "eval") {
-      const Args a = parse_args(argc, argv, 2, {"checkpoint", "episodes", "device", "seed"});
+      const Args a =
+          parse_args(argc, argv, 2, {"checkpoint", "episodes", "device", "seed", "video"});
       POMPC_REQUIRE(a.count("checkpoint"), "eval: pass checkpoint=PATH (runs/<task>/<preset>/<seed>/checkpoint.safetensors)");
       const int episodes = a.count("episodes") ? std::atoi(a.at("episodes").c_str()) : 10;
       const uint64_t seed = a.count("seed") ? std::strtoull(a.at("seed").c_str(), nullptr, 10) : 0;
-      const auto r = pompc::train::evaluate_checkpoint(
-          a.at("checkpoint"), episodes, a.count("device") ? a.at("device") : "", seed);
+      const auto r = pompc::train::evaluate_checkpoint(a.at("checkpoint"), episodes,
+                                                       a.count("device") ? a.at("device") : "",
+                                                       seed, a.count("video") ? a.at("video") : "");
       for (size_t i = 0; i < r.returns.size(); ++i)
         std::printf("episode %zu return %.2f\n", i + 1, r.returns[i]);
       std::printf("return mean %.2f std %.2f over %zu episodes\n", r.mean, r.std, r.returns.size());

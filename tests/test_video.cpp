@@ -1,10 +1,10 @@
 // Eval videos. Suite io: src/io/gif and src/io/video, the GIF encoder read back by a decoder
 // written here (LZW decode, frames, palettes, delays, loop) and the ffmpeg pipe through a
 // stand-in script. Suite video: src/env/render (MuJoCo's offscreen renderer on headless OpenGL)
-// into a GIF read back.
+// into a GIF read back; the trainer's eval videos and pompc eval's.
 //
 //   build/test_emu -ts=io -tc='*gif*,*video*'
-//   build/test_emu -ts=video
+//   build/test_emu -ts=video      (with `pompc train save_video=true` and `pompc eval video=`)
 #include <doctest/doctest.h>
 
 #include <sys/stat.h>
@@ -26,7 +26,9 @@
 #include "io/atomic_file.h"
 #include "io/gif.h"
 #include "io/video.h"
+#include "io/csv.h"
 #include "test_io_tmp.h"
+#include "train/trainer.h"
 #include "test_util.h"
 
 using namespace pompc;
@@ -501,5 +503,55 @@ TEST_SUITE("video") {
     CHECK(error_of([&] { env::Renderer(c, 0, 48); }).find("not 0 x 48") != std::string::npos);
     CHECK(env::default_camera(env::find_task("quadruped-run")) == 2);
     CHECK(env::default_camera(env::find_task("dog-run")) == 0);
+  }
+
+  TEST_CASE("train save_video=true: one video per evaluation, returns as without video") {
+    TempDir tmp;
+    // One random-action episode of pendulum-swingup (action_repeat 8: 125 agent steps), then an
+    // evaluation of 2 episodes with a tiny planner; no update runs.
+    auto run = [&](const std::string& dir, bool video) {
+      std::vector<std::string> args = {
+          "task=pendulum-swingup", "action_repeat=8", "steps=1000",
+          "seed_steps=125",        "eval_freq=1000",  "eval_episodes=2",
+          "model_size=1",          "enc_dim=32",      "mlp_dim=32",
+          "latent_dim=16",         "batch_size=16",   "buffer_size=10000",
+          "iterations=2",          "num_samples=32",  "num_elites=8",
+          "num_pi_trajs=4",        "device=cpu",      "seed=3",
+          "save_buffer=false",     "run_dir=" + dir};
+      if (video) {
+        args.push_back("save_video=true");
+        args.push_back("video_episodes=2");
+        args.push_back("video_size=48");
+      }
+      return train::train(args);
+    };
+    const std::string a = tmp.file("video"), b = tmp.file("plain");
+    const std::string ext = video_extension();  // gif here; a machine with ffmpeg: mp4
+    run(a, true);
+    run(b, false);
+    CHECK(read_csv(a + "/eval.csv").rows == read_csv(b + "/eval.csv").rows);
+    CHECK(!path_exists(b + "/videos"));
+    const std::string file = a + "/videos/eval_1000." + ext;
+    REQUIRE(path_exists(file));
+    if (ext == "gif") {
+      const DecodedGif g = decode_gif(read_file(file));
+      CHECK(g.width == 48);
+      CHECK(g.height == 48);
+      CHECK(g.frames.size() == 2 * 126);  // two episodes: the reset frame + 125 agent steps
+      CHECK(g.delays == std::vector<int>(2 * 126, 16));  // pendulum: 0.02 s x 8 per frame
+    }
+
+    // pompc eval video=: the first episode of the checkpoint's evaluation.
+    const std::string ckpt = a + "/checkpoint.safetensors";
+    const train::EvalResult e1 = train::evaluate_checkpoint(ckpt, 1, "cpu", 0);
+    const train::EvalResult e2 = train::evaluate_checkpoint(ckpt, 1, "cpu", 0, tmp.file("e.gif"));
+    CHECK(e1.returns == e2.returns);
+    const DecodedGif g = decode_gif(read_file(tmp.file("e.gif")));
+    CHECK(g.frames.size() == 126);
+    CHECK(g.width == 48);  // the checkpoint's video_size
+    std::vector<std::string> odd = {"task=pendulum-swingup", "video_size=47",
+                                    "run_dir=" + tmp.file("odd2")};
+    CHECK(error_of([&] { train::train(odd); }).find("video_size=47: make it even") !=
+          std::string::npos);
   }
 }

@@ -25,8 +25,10 @@
 //   camera     -1 = the task's default, TD-MPC2's DMC render: camera 0 (the model's first
 //              camera, e.g. cartpole's "fixed", walker's "side"), quadruped camera 2; a model
 //              without cameras gets MuJoCo's free camera.
-//   cost       ~35 ms per 384 x 384 frame of cartpole on llvmpipe (2 cores shared; tests print
-//              their own timing).
+//   cost       on llvmpipe (Mesa's software rasteriser, 2 cores): ~35 ms per 384 x 384 frame of
+//              cartpole on a quiet machine; about half of it does not shrink with the frame
+//              (48 x 48 costs half as much: mostly the 2048 x 2048 shadow map). The tests print
+//              their own timing.
 //   tests      build/test_emu -ts=video
 #pragma once
 

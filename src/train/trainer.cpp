@@ -16,10 +16,12 @@
 #include "agent/agent.h"
 #include "common.h"
 #include "env/env.h"
+#include "env/render.h"
 #include "io/atomic_file.h"
 #include "io/csv.h"
 #include "io/progress.h"
 #include "io/safetensors.h"
+#include "io/video.h"
 #include "ops.h"
 #include "philox.cuh"
 #include "replay/replay_buffer.h"
@@ -60,6 +62,13 @@ io::Config train_config() {
       ConfigKey::Int("eval_freq", d.eval_freq, 1, int64_t(1) << 40,
                      "env steps between evaluations"),
       ConfigKey::Int("eval_episodes", d.eval_episodes, 1, 1000, "episodes per evaluation"),
+      ConfigKey::Bool("save_video", d.save_video,
+                      "render the first video_episodes episodes of each evaluation to "
+                      "<run_dir>/videos/eval_<env_step>.mp4 (ffmpeg on PATH) or .gif"),
+      ConfigKey::Int("video_episodes", d.video_episodes, 1, 1000,
+                     "evaluation episodes per video, one after another"),
+      ConfigKey::Int("video_size", d.video_size, 16, 4096,
+                     "video frames are video_size x video_size pixels (even; TD-MPC2: 384)"),
       ConfigKey::Int("checkpoint_freq", d.checkpoint_freq, 1, int64_t(1) << 40,
                      "env steps between checkpoints (and one at the end)"),
       ConfigKey::Bool("save_buffer", d.save_buffer, "save the replay buffer with each checkpoint"),
@@ -183,6 +192,12 @@ TrainSettings settings_from(const io::Config& c) {
   s.seed_steps = c.get_int("seed_steps");
   s.eval_freq = c.get_int("eval_freq");
   s.eval_episodes = int(c.get_int("eval_episodes"));
+  s.save_video = c.get_bool("save_video");
+  s.video_episodes = int(c.get_int("video_episodes"));
+  s.video_size = int(c.get_int("video_size"));
+  POMPC_REQUIRE(s.video_size % 2 == 0,
+                "video_size=%d: make it even (an MP4's yuv420p frames have even sizes)",
+                s.video_size);
   s.checkpoint_freq = c.get_int("checkpoint_freq");
   s.save_buffer = c.get_bool("save_buffer");
   s.action_repeat = int(c.get_int("action_repeat"));
@@ -468,13 +483,30 @@ RunState load_checkpoint(const io::SafetensorsFile& f, agent::Agent& ag) {
 }
 
 // Deterministic episodes (explore = false); plan steps from `plan_step` on.
+// The frames of an evaluation's first `episodes` episodes (trainer.h, videos).
+struct EvalVideo {
+  env::Renderer& renderer;
+  io::VideoWriter& writer;
+  int episodes;
+  std::vector<uint8_t> rgb;
+  double render_s = 0;  // time spent rendering and encoding
+  void frame(const env::Env& e) {
+    const auto t0 = std::chrono::steady_clock::now();
+    renderer.render(e, rgb.data());
+    writer.add_frame(rgb.data());
+    render_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+};
+
 std::vector<double> run_eval(agent::Agent& ag, env::Env& env, int episodes, uint64_t seed,
-                             uint64_t plan_step) {
+                             uint64_t plan_step, EvalVideo* video) {
   const int O = ag.obs_dim(), A = ag.action_dim();
   std::vector<float> obs(O), action(A);
   std::vector<double> returns;
   for (int e = 0; e < episodes; ++e) {
     env.reset(obs.data());
+    const bool record = video && e < video->episodes;
+    if (record) video->frame(env);
     uint8_t first = 1;
     double ret = 0;
     for (bool done = false; !done;) {
@@ -482,11 +514,30 @@ std::vector<double> run_eval(agent::Agent& ag, env::Env& env, int episodes, uint
              nullptr);
       first = 0;
       const env::StepResult r = env.step(action.data(), obs.data());
+      if (record) video->frame(env);
       ret += r.reward;
       done = r.done;
     }
     returns.push_back(ret);
   }
+  return returns;
+}
+
+// run_eval, recording the first video_episodes episodes into `path` with `renderer` (none:
+// run_eval alone).
+std::vector<double> run_eval_with_video(agent::Agent& ag, env::Env& env, int episodes,
+                                        uint64_t seed, uint64_t plan_step, env::Renderer* renderer,
+                                        const std::string& path, int video_episodes) {
+  if (!renderer) return run_eval(ag, env, episodes, seed, plan_step, nullptr);
+  const env::TaskSpec& t = env.spec();
+  const double frame_s = t.physics_dt * t.n_sub * env.action_repeat();
+  io::VideoWriter writer(path, renderer->width(), renderer->height(), frame_s);
+  EvalVideo video{*renderer, writer, video_episodes,
+                  std::vector<uint8_t>(size_t(renderer->width()) * renderer->height() * 3)};
+  std::vector<double> returns = run_eval(ag, env, episodes, seed, plan_step, &video);
+  writer.close();
+  std::printf("video: %s (%d frames, %.1f s rendering)\n", path.c_str(), writer.frames(),
+              video.render_s);
   return returns;
 }
 
@@ -595,6 +646,7 @@ class Run {
   const std::string ckpt_path_, replay_path_;
   env::VecEnv envs_;
   env::Env eval_env_;
+  std::optional<env::Renderer> renderer_;  // save_video: frames of eval_env_
   const int S_, O_, A_, L_;
   int64_t seed_steps_ = 0;
   std::unique_ptr<Ops> ops_;
@@ -651,6 +703,7 @@ Run::Run(const std::vector<std::string>& args)
   seed_steps_ = s_.seed_steps > 0 ? s_.seed_steps : std::max<int64_t>(1000, 5 * L_);
 
   if (s_.num_threads > 0) omp_set_num_threads(s_.num_threads);
+  if (s_.save_video) renderer_.emplace(eval_env_, s_.video_size, s_.video_size);
   ops_ = make_ops(s_.device);
   s_.agent.max_states = S_;
   ag_.emplace(*ops_, s_.model, s_.planner, s_.agent);
@@ -766,6 +819,12 @@ void Run::open_logs() {
               s_.task.c_str(), s_.preset.c_str(), ops_->description().c_str(),
               ag_->world_model().trainable_param_count(), s_.run_dir.c_str(),
               static_cast<long long>(seed_steps_), S_);
+  if (renderer_)
+    std::printf(
+        "video: the first %d episode(s) of each evaluation to %s/videos/eval_<env_step>.%s, "
+        "%dx%d, camera %d, %s\n",
+        s_.video_episodes, s_.run_dir.c_str(), io::video_extension().c_str(), s_.video_size,
+        s_.video_size, renderer_->camera(), env::Renderer::platform().c_str());
   std::fflush(stdout);
 }
 
@@ -940,7 +999,15 @@ void Run::flush_train_rows() {
 
 void Run::evaluate() {
   const uint64_t base = kEvalPlanStep + uint64_t(st_.eval_episodes_run) * uint64_t(L_ + 1);
-  const std::vector<double> rets = run_eval(*ag_, eval_env_, s_.eval_episodes, s_.seed, base);
+  std::string video_path;
+  if (renderer_) {
+    std::filesystem::create_directories(s_.run_dir + "/videos");
+    video_path = strfmt("%s/videos/eval_%lld.%s", s_.run_dir.c_str(),
+                        static_cast<long long>(st_.env_step), io::video_extension().c_str());
+  }
+  const std::vector<double> rets =
+      run_eval_with_video(*ag_, eval_env_, s_.eval_episodes, s_.seed, base,
+                          renderer_ ? &*renderer_ : nullptr, video_path, s_.video_episodes);
   st_.eval_episodes_run += s_.eval_episodes;
   double m = 0, sd = 0;
   mean_std(rets, &m, &sd);
@@ -998,7 +1065,7 @@ TrainResult Run::finish() {
 TrainResult train(const std::vector<std::string>& args) { return Run(args).train(); }
 
 EvalResult evaluate_checkpoint(const std::string& path, int episodes, const std::string& device,
-                               uint64_t seed) {
+                               uint64_t seed, const std::string& video) {
   POMPC_REQUIRE(episodes >= 1, "eval: episodes (%d) must be >= 1", episodes);
   std::unique_ptr<io::SafetensorsFile> f = open_checkpoint(path);
   io::Config cfg = train_config();
@@ -1014,8 +1081,11 @@ EvalResult evaluate_checkpoint(const std::string& path, int episodes, const std:
   as.reanalyze_interval = 0;  // evaluation only acts
   agent::Agent ag(*ops, s.model, s.planner, as);
   load_checkpoint(*f, ag);
+  std::optional<env::Renderer> renderer;
+  if (!video.empty()) renderer.emplace(env, s.video_size, s.video_size);
   EvalResult r;
-  r.returns = run_eval(ag, env, episodes, s.seed, kEvalPlanStep);
+  r.returns = run_eval_with_video(ag, env, episodes, s.seed, kEvalPlanStep,
+                                  renderer ? &*renderer : nullptr, video, 1);
   mean_std(r.returns, &r.mean, &r.std);
   return r;
 }

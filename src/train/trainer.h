@@ -52,6 +52,16 @@
 //              gives each of its parallel runs available cores / jobs)
 //   eval       eval_episodes episodes on a second Env (seed + kEvalSeedOffset), planner with
 //              explore = false; eval.csv rows: env_step, return_mean, return_std, episodes.
+//   videos     save_video=true: the first video_episodes episodes of each evaluation, one after
+//              another, into run_dir/videos/eval_<env_step>.mp4 (ffmpeg on PATH) or .gif
+//              (pompc's own encoder), written atomically (io/video.h). As TD-MPC2's
+//              VideoRecorder: a frame of the reset state, then one per agent step (an episode
+//              is L + 1 frames), video_size x video_size from TD-MPC2's DMC camera
+//              (env/render.h), played in real time (a frame lasts the control timestep x
+//              action_repeat; TD-MPC2's wandb videos play at a fixed 15 frames/s). Rendering
+//              reads a copy of the eval Env's state, so eval returns do not depend on it. The
+//              renderer is made at the start, so a machine without headless OpenGL fails then,
+//              with the packages to install.
 //   run dir    run_dir (default runs/<task>/<preset>/<seed>): config.txt (key=value lines),
 //              train.csv, eval.csv, checkpoint.safetensors, replay.safetensors (save_buffer).
 //   checkpoint safetensors, atomic: every WorldModel tensor by its state_dict name (model, pi,
@@ -97,6 +107,9 @@ struct TrainSettings {
   int64_t seed_steps = 0;          // random-action agent steps; 0 = max(1000, 5 episode_length)
   int64_t eval_freq = 50'000;      // env steps between evaluations
   int eval_episodes = 10;          // episodes per evaluation
+  bool save_video = false;         // render evaluations to run_dir/videos/ (env/render.h)
+  int video_episodes = 1;          // evaluation episodes per video, one after another
+  int video_size = 384;            // square frames of video_size pixels (TD-MPC2: 384)
   int64_t checkpoint_freq = 100'000;  // env steps between checkpoints (and one at the end)
   bool save_buffer = true;         // also save the replay buffer at each checkpoint (resume)
   int action_repeat = 2;           // control steps per agent step (TD-MPC2 DMC: 2)
@@ -151,9 +164,10 @@ struct EvalResult {
 };
 
 // pompc eval: loads a checkpoint and runs `episodes` deterministic episodes (device "" = the
-// checkpoint's; seed 0 = the checkpoint's seed + kEvalSeedOffset).
+// checkpoint's; seed 0 = the checkpoint's seed + kEvalSeedOffset). A non-empty `video` (.mp4 or
+// .gif) records the first episode there, as save_video does, at the checkpoint's video_size.
 EvalResult evaluate_checkpoint(const std::string& path, int episodes, const std::string& device,
-                               uint64_t seed);
+                               uint64_t seed, const std::string& video = "");
 
 constexpr uint64_t kEvalSeedOffset = 1'000'003;       // eval Env seed = seed + this
 constexpr uint64_t kUniformOffset = 3ull << 60;       // Philox offset of seed-phase actions
