@@ -52,16 +52,16 @@
 //              gives each of its parallel runs available cores / jobs)
 //   eval       eval_episodes episodes on a second Env (seed + kEvalSeedOffset), planner with
 //              explore = false; eval.csv rows: env_step, return_mean, return_std, episodes.
-//   videos     save_video=true: the first video_episodes episodes of each evaluation, one after
-//              another, into run_dir/videos/eval_<env_step>.mp4 (ffmpeg on PATH) or .gif
-//              (pompc's own encoder), written atomically (io/video.h). As TD-MPC2's
-//              VideoRecorder: a frame of the reset state, then one per agent step (an episode
-//              is L + 1 frames), video_size x video_size from TD-MPC2's DMC camera
-//              (env/render.h), played in real time (a frame lasts the control timestep x
-//              action_repeat; TD-MPC2's wandb videos play at a fixed 15 frames/s). Rendering
-//              reads a copy of the eval Env's state, so eval returns do not depend on it. The
-//              renderer is made at the start, so a machine without headless OpenGL fails then,
-//              with the packages to install.
+//   videos     save_video=true: the first video_episodes episodes of each evaluation (all of
+//              them when eval_episodes is smaller), one after another, into
+//              run_dir/videos/eval_<env_step>.mp4 (ffmpeg on PATH) or .gif (pompc's own encoder),
+//              written atomically (io/video.h). As TD-MPC2's VideoRecorder: a frame of the reset
+//              state, then one per agent step (an episode is L + 1 frames), video_size x
+//              video_size from TD-MPC2's DMC camera (env/render.h), played in real time (a frame
+//              lasts the control timestep x action_repeat; TD-MPC2's wandb videos play at a
+//              fixed 15 frames/s). Rendering reads a copy of the eval Env's state, so eval
+//              returns do not depend on it. The renderer is made at the start, so a machine
+//              without headless OpenGL fails then, with the packages to install.
 //   run dir    run_dir (default runs/<task>/<preset>/<seed>): config.txt (key=value lines),
 //              train.csv, eval.csv, checkpoint.safetensors, replay.safetensors (save_buffer).
 //   checkpoint safetensors, atomic: every WorldModel tensor by its state_dict name (model, pi,
