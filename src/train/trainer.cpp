@@ -615,7 +615,7 @@ double seconds_since(Clock::time_point t) {
 
 // One training run: the loop of trainer.h's run book, one named step per member function.
 //   train():   rounds until env_step >= steps; after each: evaluate, progress line, checkpoint
-//   round():   every env plays one episode: act, step_envs, store, update, end_episodes
+//   round():   every env plays one episode: act, update, step_envs, store, end_episodes
 class Run {
  public:
   explicit Run(const std::vector<std::string>& args);
@@ -625,9 +625,9 @@ class Run {
   void resume_from_checkpoint();
   void open_logs();
   void round();
-  bool act();                      // the active envs' actions; true when any was planned
+  int64_t act();                   // the active envs' actions; returns how many were planned
   void step_envs();
-  int64_t store();                 // the transitions into the replay buffer; planned steps
+  void store();                    // the transitions into the replay buffer
   double update(int64_t planned);  // one update per planned step (the burst first); burst's s
   void one_update(bool burst);
   void end_episodes(Clock::time_point t_round);
@@ -854,12 +854,15 @@ void Run::round() {
   round_s_ = 0;
   for (n_active_ = S_; n_active_ > 0;) {
     const auto t_step = Clock::now();
-    const bool any_planned = act();
+    const int64_t planned = act();
     flush_train_rows();  // the last round's rows: act has waited for their losses
-    step_envs();
-    const int64_t planned = store();
+    // The updates come before the env step: a batch never holds this step's transitions (an
+    // episode becomes sampleable when it ends, in end_episodes), so the order changes no number,
+    // and on a GPU the update runs there while MuJoCo steps the envs here.
     const double burst_s = update(planned);
-    if (any_planned) {
+    step_envs();
+    store();
+    if (planned > 0) {
       planned_steps_ += int64_t(n_active_) * s_.action_repeat;
       planned_seconds_ += seconds_since(t_step) - burst_s;
     }
@@ -873,15 +876,15 @@ void Run::round() {
 
 // The active envs' actions are agent steps k, k + 1, ... in env order: uniform in [-1, 1] in the
 // seed phase, else the planner's (one Agent::act for all S states).
-bool Run::act() {
+int64_t Run::act() {
   const int64_t k = st_.agent_step;
-  bool any_planned = false;
+  int64_t planned = 0;
   for (int i = 0, rank = 0; i < S_; ++i)
     if (active_[i]) {
       step_of_[i] = k + rank++;
-      any_planned |= step_of_[i] >= seed_steps_;
+      planned += step_of_[i] >= seed_steps_;
     }
-  if (any_planned)
+  if (planned > 0)
     ag_->act(obs_.data(), first_.data(), S_, /*explore=*/true, s_.seed, uint64_t(k),
              action_.data(), mu_.data(), sigma_.data());
   for (int i = 0; i < S_; ++i)
@@ -890,7 +893,7 @@ bool Run::act() {
         action_[size_t(i) * A_ + j] =
             2.0f * philox_uniform(s_.seed, kUniformOffset, uint64_t(step_of_[i]) * A_ + j) - 1.0f;
   std::fill(first_.begin(), first_.end(), uint8_t(0));
-  return any_planned;
+  return planned;
 }
 
 void Run::step_envs() {
@@ -908,9 +911,8 @@ void Run::step_envs() {
 }
 
 // Each active env's transition (with the planner's target when it planned) into the replay
-// buffer; advances the step counters. Returns the planned agent steps of this vector step.
-int64_t Run::store() {
-  int64_t planned = 0;
+// buffer; advances the step counters.
+void Run::store() {
   for (int i = 0; i < S_; ++i) {
     if (!active_[i]) continue;
     const bool p = step_of_[i] >= seed_steps_;
@@ -918,13 +920,11 @@ int64_t Run::store() {
                  p ? &mu_[size_t(i) * A_] : nullptr, p ? &sigma_[size_t(i) * A_] : nullptr);
     ep_return_[i] += res_[i].reward;
     ++ep_len_[i];
-    planned += p;
   }
   obs_.swap(next_obs_);
   st_.agent_step += n_active_;
   st_.env_step += int64_t(n_active_) * s_.action_repeat;
   round_steps_ += int64_t(n_active_) * s_.action_repeat;
-  return planned;
 }
 
 // One update per planned agent step; the first time a slice can be sampled, the pretraining

@@ -24,7 +24,6 @@
 //                  while k_i < seed_steps, else the planner's: one Agent::act for all S states
 //                  (explore = true, plan step k, warm start except at a round's first step,
 //                  first[i] = 1 there)
-//                VecEnv step; replay.add(i, obs, action, reward, planner target or sentinel)
 //                one update per planned agent step (k_i >= seed_steps), S per vector step; the
 //                  first time a slice can be sampled (an episode has ended), the pretraining
 //                  burst of seed_steps updates in a row takes the place of one of them (so
@@ -34,6 +33,12 @@
 //                  Agent::update (burst = true inside the burst: no reanalysis, and no policy
 //                  step when pretrain_policy=false) and writes the slices lazy reanalysis
 //                  re-planned back into the buffer (ReplayBuffer::write_batch_targets)
+//                VecEnv step; replay.add(i, obs, action, reward, planner target or sentinel).
+//                  The updates come before the env step and the add: a batch never holds the
+//                  step's transitions, since an episode becomes sampleable only when it ends
+//                  (after the add, below), so this is TD-MPC2's act, step, add, update order in
+//                  its numbers, and on a GPU the update runs there (launched, not waited for)
+//                  while MuJoCo steps the envs on the CPU (issue 12's overlap).
 //              At an env's episode end: replay.end_episode(i); the last update's UpdateStats
 //              start their copy to the host (Agent::stage_stats, no wait); one train.csv row
 //              per ended episode, in env order (the episode's return and length, that last
