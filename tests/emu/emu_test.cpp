@@ -19,6 +19,11 @@
 //              (pinned vs pageable), memsets, waits, allocations and frees; a capture counts
 //              nothing, each replay its launch and nodes (nested graphs too); refused calls
 //              count nothing; every field is listed in counter_fields()
+//   pinned     a device-to-host cudaMemcpyAsync into pinned memory (eager or a graph node) leaves
+//              the destination poisoned until a host wait that covers it (each kind of wait, and
+//              the calls that do not wait), a copy into pageable memory lands at once; a host
+//              write into a pending destination, or into the pinned source of a copy not yet
+//              waited for, is reported by the wait, naming the copy and its call site
 //   failures   a __syncthreads not reached by every thread, a lane missing from a collective and
 //              a wrong launch configuration make LAUNCH throw with an explanation, and the next
 //              launch works; out-of-bounds writes (global and dynamic shared memory) die under
@@ -77,6 +82,39 @@ std::string error_of(F&& f) {
 
 bool contains(const std::string& s, const char* part) {
   return s.find(part) != std::string::npos;
+}
+
+// Pinned host memory the tests below copy to and from; freed with cudaFreeHost.
+struct PinnedBuffer {
+  float* p = nullptr;
+  explicit PinnedBuffer(size_t n) { CUDA_CHECK(cudaMallocHost(&p, n * sizeof(float))); }
+  ~PinnedBuffer() { cudaFreeHost(p); }
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+};
+
+// True when every byte of [p, p + bytes) is the emulation's poison (0xff: NaN floats).
+bool poisoned(const void* p, size_t bytes) {
+  const auto* b = static_cast<const unsigned char*>(p);
+  return std::all_of(b, b + bytes, [](unsigned char c) { return c == 0xff; });
+}
+
+// True when `msg` names one of the bytes of *f as the first changed byte.
+bool names_byte_of(const std::string& msg, const float* f) {
+  for (size_t i = 0; i < sizeof *f; ++i) {
+    char at[64];
+    std::snprintf(at, sizeof at, "first changed byte at %p",
+                  static_cast<const void*>(reinterpret_cast<const char*>(f) + i));
+    if (contains(msg, at)) return true;
+  }
+  return false;
+}
+
+// True when host[i] == i for i < n (the pattern the tests upload).
+bool holds_iota(const float* host, int n) {
+  for (int i = 0; i < n; ++i)
+    if (host[i] != static_cast<float>(i)) return false;
+  return true;
 }
 
 // ---- kernels ------------------------------------------------------------------------------------
@@ -840,6 +878,248 @@ TEST_SUITE("emu") {
     CHECK(emu::counters().syncs() == 2 + 1 + 1 + 3 + 3);
     emu::reset_counters();
     expect(emu::Counters{}, "second reset");
+  }
+
+  TEST_CASE("emu: a device-to-host cudaMemcpyAsync into pinned memory lands at the host's wait") {
+    constexpr int n = 100;
+    constexpr size_t bytes = n * sizeof(float);
+    std::vector<float> iota(n);
+    for (int i = 0; i < n; ++i) iota[i] = static_cast<float>(i);
+    DeviceBuffer<float> d(iota), scratch(n);
+    PinnedBuffer h(n);
+    cudaStream_t s = nullptr, other = nullptr, blocking = nullptr;
+    CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&other, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaStreamCreate(&blocking));
+    cudaEvent_t before = nullptr, after = nullptr;
+    CUDA_CHECK(cudaEventCreateWithFlags(&before, cudaEventDisableTiming));
+    CUDA_CHECK(cudaEventCreateWithFlags(&after, cudaEventDisableTiming));
+    std::vector<float> pageable(n);
+
+    // Issued on `s`; then calls that do not wait for it leave the destination poisoned.
+    CUDA_CHECK(cudaEventRecord(before, s));
+    CUDA_CHECK(cudaMemcpyAsync(h.p, d.p, bytes, cudaMemcpyDeviceToHost, s));
+    CHECK(poisoned(h.p, bytes));
+    CHECK(std::isnan(h.p[7]));
+    CUDA_CHECK(cudaStreamSynchronize(other));     // another stream
+    CUDA_CHECK(cudaEventSynchronize(before));     // an event recorded before the copy
+    CUDA_CHECK(cudaStreamSynchronize(nullptr));   // the legacy stream: s is non-blocking
+    CUDA_CHECK(cudaMemset(scratch.p, 0, bytes));  // asynchronous for the host
+    CUDA_CHECK(cudaMemcpy(scratch.p, d.p, bytes, cudaMemcpyDeviceToDevice));  // likewise
+    CHECK(poisoned(h.p, bytes));
+
+    SUBCASE("cudaStreamSynchronize of its stream") {
+      CUDA_CHECK(cudaStreamSynchronize(s));
+    }
+    SUBCASE("cudaStreamQuery of its stream") {
+      CUDA_CHECK(cudaStreamQuery(s));
+    }
+    SUBCASE("cudaDeviceSynchronize") {
+      CUDA_CHECK(cudaDeviceSynchronize());
+    }
+    SUBCASE("cudaEventSynchronize of an event recorded after it") {
+      CUDA_CHECK(cudaEventRecord(after, s));
+      CUDA_CHECK(cudaEventSynchronize(after));
+    }
+    SUBCASE("cudaEventQuery of an event recorded after it") {
+      CUDA_CHECK(cudaEventRecord(after, s));
+      CUDA_CHECK(cudaEventQuery(after));
+    }
+    SUBCASE("cudaStreamSynchronize of a stream that waited for it") {
+      CUDA_CHECK(cudaEventRecord(after, s));
+      CUDA_CHECK(cudaStreamWaitEvent(other, after, 0));
+      CUDA_CHECK(cudaStreamSynchronize(other));
+    }
+    SUBCASE("a device-to-host copy into pageable memory on its stream, delivered at once") {
+      CUDA_CHECK(cudaMemcpyAsync(pageable.data(), d.p, bytes, cudaMemcpyDeviceToHost, s));
+      CHECK(holds_iota(pageable.data(), n));
+    }
+    SUBCASE("cudaFree") {
+      float* tmp = nullptr;
+      CUDA_CHECK(cudaMalloc(&tmp, 4));
+      CUDA_CHECK(cudaFree(tmp));
+    }
+    SUBCASE("on a blocking stream: cudaStreamSynchronize(0)") {
+      CUDA_CHECK(cudaStreamSynchronize(s));
+      CUDA_CHECK(cudaMemcpyAsync(h.p, d.p, bytes, cudaMemcpyDeviceToHost, blocking));
+      CHECK(poisoned(h.p, bytes));
+      CUDA_CHECK(cudaStreamSynchronize(nullptr));
+    }
+    SUBCASE("on a blocking stream: a synchronous cudaMemcpy") {
+      CUDA_CHECK(cudaStreamSynchronize(s));
+      CUDA_CHECK(cudaMemcpyAsync(h.p, d.p, bytes, cudaMemcpyDeviceToHost, blocking));
+      CHECK(poisoned(h.p, bytes));
+      CUDA_CHECK(cudaMemcpy(pageable.data(), d.p, 4, cudaMemcpyDeviceToHost));
+    }
+    CHECK(holds_iota(h.p, n));
+    CUDA_CHECK(cudaStreamSynchronize(s));  // nothing left to deliver: the bytes stay
+    CHECK(holds_iota(h.p, n));
+    CHECK(cudaGetLastError() == cudaSuccess);
+    for (cudaEvent_t e : {before, after}) CUDA_CHECK(cudaEventDestroy(e));
+    for (cudaStream_t x : {s, other, blocking}) CUDA_CHECK(cudaStreamDestroy(x));
+  }
+
+  TEST_CASE("emu: a host write into a pending pinned destination is reported by the wait") {
+    constexpr int n = 64;
+    constexpr size_t bytes = n * sizeof(float);
+    std::vector<float> iota(n);
+    for (int i = 0; i < n; ++i) iota[i] = static_cast<float>(i);
+    DeviceBuffer<float> d(iota);
+    PinnedBuffer h(n);
+    cudaStream_t s = nullptr;
+    CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaMemcpyAsync(h.p, d.p, bytes, cudaMemcpyDeviceToHost, s));
+    float* const at3 = h.p + 3;
+    *at3 = 42.0f;  // the race: on a GPU the copy lands before or after this write
+    cudaError_t e = cudaSuccess;
+    SUBCASE("at cudaStreamSynchronize") {
+      e = cudaStreamSynchronize(s);
+    }
+    SUBCASE("at cudaFreeHost, which waits first") {
+      e = cudaFreeHost(h.p);
+      h.p = nullptr;
+    }
+    SUBCASE("at the wait, though a second copy into it was issued in between") {
+      CUDA_CHECK(cudaMemcpyAsync(h.p, d.p, bytes, cudaMemcpyDeviceToHost, s));
+      e = cudaDeviceSynchronize();
+    }
+    REQUIRE(e == cudaErrorIllegalState);
+    const std::string msg = cudaGetErrorString(e);
+    CAPTURE(msg);
+    CHECK(contains(msg, "the host wrote pinned memory"));
+    CHECK(names_byte_of(msg, at3));
+    CHECK(contains(msg, "cudaMemcpyDeviceToHost"));
+    CHECK(contains(msg, "emu_test.cpp"));  // the call site of the cudaMemcpyAsync, not the
+    CHECK(!contains(msg, "runtime.cpp"));  // emulation's own frames
+    CHECK(contains(msg, "still writes"));
+    if (h.p) CHECK(holds_iota(h.p, n));  // delivered all the same: the copy overwrote the write
+    CHECK(cudaGetLastError() == cudaErrorIllegalState);
+    CUDA_CHECK(cudaStreamSynchronize(s));  // reported once
+    CUDA_CHECK(cudaStreamDestroy(s));
+  }
+
+  TEST_CASE("emu: a pinned source changed before the host waited for its copy is reported") {
+    constexpr int n = 64;
+    constexpr size_t bytes = n * sizeof(float);
+    DeviceBuffer<float> d(n);
+    PinnedBuffer h(n);
+    for (int i = 0; i < n; ++i) h.p[i] = static_cast<float>(i);
+    std::vector<float> pageable(h.p, h.p + n);
+    cudaStream_t s = nullptr;
+    CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    SUBCASE("changed before the wait: reported by it") {
+      CUDA_CHECK(cudaMemcpyAsync(d.p, h.p, bytes, cudaMemcpyHostToDevice, s));
+      h.p[5] = -1.0f;
+      const cudaError_t e = cudaStreamSynchronize(s);
+      REQUIRE(e == cudaErrorIllegalState);
+      const std::string msg = cudaGetErrorString(e);
+      CAPTURE(msg);
+      CHECK(contains(msg, "cudaStreamSynchronize: the host wrote pinned memory"));
+      CHECK(names_byte_of(msg, h.p + 5));
+      CHECK(contains(msg, "could still be reading"));
+      CHECK(contains(msg, "cudaMemcpyHostToDevice"));
+      CHECK(contains(msg, "emu_test.cpp"));
+      CHECK(contains(msg, "or use a second buffer"));
+      CHECK(holds_iota(d.download().data(), n));  // the copy read the bytes at issue
+      (void)cudaGetLastError();
+    }
+    SUBCASE("changed before cudaFreeHost: reported by it") {
+      CUDA_CHECK(cudaMemcpyAsync(d.p, h.p, bytes, cudaMemcpyHostToDevice, s));
+      h.p[0] = -1.0f;
+      CHECK(cudaFreeHost(h.p) == cudaErrorIllegalState);
+      CHECK(contains(cudaGetErrorString(cudaErrorIllegalState), "cudaFreeHost: the host wrote"));
+      CHECK(cudaFreeHost(h.p) == cudaErrorInvalidValue);  // freed all the same
+      h.p = nullptr;
+      (void)cudaGetLastError();
+    }
+    SUBCASE("changed after the wait: fine") {
+      CUDA_CHECK(cudaMemcpyAsync(d.p, h.p, bytes, cudaMemcpyHostToDevice, s));
+      CUDA_CHECK(cudaStreamSynchronize(s));
+      h.p[5] = -1.0f;
+      CUDA_CHECK(cudaDeviceSynchronize());
+    }
+    SUBCASE("changed after a wait for an event recorded after the copy: fine") {
+      cudaEvent_t ev = nullptr;
+      CUDA_CHECK(cudaEventCreate(&ev));
+      CUDA_CHECK(cudaMemcpyAsync(d.p, h.p, bytes, cudaMemcpyHostToDevice, s));
+      CUDA_CHECK(cudaEventRecord(ev, s));
+      CUDA_CHECK(cudaEventSynchronize(ev));
+      h.p[5] = -1.0f;
+      CUDA_CHECK(cudaDeviceSynchronize());
+      CUDA_CHECK(cudaEventDestroy(ev));
+    }
+    SUBCASE("a pageable source may change at once (the call staged it)") {
+      CUDA_CHECK(cudaMemcpyAsync(d.p, pageable.data(), bytes, cudaMemcpyHostToDevice, s));
+      pageable[5] = -1.0f;
+      CUDA_CHECK(cudaStreamSynchronize(s));
+      CHECK(holds_iota(d.download().data(), n));
+    }
+    SUBCASE("written by a later device-to-host copy on the stream: fine, in stream order") {
+      DeviceBuffer<float> other(std::vector<float>(n, 7.0f));
+      CUDA_CHECK(cudaMemcpyAsync(d.p, h.p, bytes, cudaMemcpyHostToDevice, s));
+      CUDA_CHECK(cudaMemcpyAsync(h.p, other.p, bytes, cudaMemcpyDeviceToHost, s));
+      CUDA_CHECK(cudaStreamSynchronize(s));
+      CHECK(h.p[5] == 7.0f);
+      CHECK(holds_iota(d.download().data(), n));
+    }
+    SUBCASE("read after a pending device-to-host copy on the stream: the copy's bytes") {
+      DeviceBuffer<float> other(std::vector<float>(n, 7.0f));
+      CUDA_CHECK(cudaMemcpyAsync(h.p, other.p, bytes, cudaMemcpyDeviceToHost, s));
+      CUDA_CHECK(cudaMemcpyAsync(d.p, h.p, bytes, cudaMemcpyHostToDevice, s));
+      CUDA_CHECK(cudaStreamSynchronize(s));
+      CHECK(d.download()[5] == 7.0f);
+      CHECK(h.p[5] == 7.0f);
+    }
+    CHECK(cudaGetLastError() == cudaSuccess);
+    CUDA_CHECK(cudaStreamDestroy(s));
+  }
+
+  TEST_CASE("emu: device-to-host nodes of a replayed graph land at the host's wait too") {
+    constexpr int n = 32;
+    constexpr uint64_t bytes = n * sizeof(float);
+    std::vector<float> iota(n);
+    for (int i = 0; i < n; ++i) iota[i] = static_cast<float>(i);
+    DeviceBuffer<float> d(iota), y(n);
+    PinnedBuffer h(n), src(n);
+    for (int i = 0; i < n; ++i) src.p[i] = static_cast<float>(i);
+    cudaStream_t s = nullptr;
+    CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    CUDA_CHECK(cudaMemcpyAsync(y.p, src.p, bytes, cudaMemcpyHostToDevice, s));
+    CUDA_CHECK(cudaMemcpyAsync(h.p, d.p, bytes, cudaMemcpyDeviceToHost, s));
+    cudaGraph_t graph = nullptr;
+    CUDA_CHECK(cudaStreamEndCapture(s, &graph));
+    cudaGraphExec_t exec = nullptr;
+    CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    for (int i = 0; i < n; ++i) h.p[i] = -1.0f;
+    CHECK(h.p[0] == -1.0f);  // capture ran nothing
+    emu::reset_counters();
+    CUDA_CHECK(cudaGraphLaunch(exec, s));
+    CHECK(poisoned(h.p, bytes));
+    // Counted when the copies ran, as before; the wait counts as one stream synchronisation.
+    emu::Counters want;
+    want.graph_launches = 1;
+    want.h2d = 1;
+    want.h2d_bytes = bytes;
+    want.d2h = 1;
+    want.d2h_bytes = bytes;
+    CHECK(emu::counters() == want);
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    want.sync_stream = 1;
+    CHECK(emu::counters() == want);
+    CHECK(holds_iota(h.p, n));
+    // The replay's pinned source is watched until the wait as well.
+    CUDA_CHECK(cudaGraphLaunch(exec, s));
+    src.p[1] = -1.0f;
+    CHECK(cudaStreamSynchronize(s) == cudaErrorIllegalState);
+    const std::string msg = cudaGetErrorString(cudaErrorIllegalState);
+    CAPTURE(msg);
+    CHECK(contains(msg, "captured on stream"));
+    CHECK(contains(msg, "replayed by cudaGraphLaunch"));
+    (void)cudaGetLastError();
+    CUDA_CHECK(cudaGraphExecDestroy(exec));
+    CUDA_CHECK(cudaGraphDestroy(graph));
+    CUDA_CHECK(cudaStreamDestroy(s));
   }
 
   TEST_CASE("emu: cublasSgemm and cublasSgemmStridedBatched match a triple loop") {

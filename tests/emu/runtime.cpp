@@ -7,9 +7,40 @@
 //   memory    cudaMalloc/cudaMallocHost = posix_memalign(256, exact size), tracked in a map so
 //             that cudaFree, memcpy and memset can check their pointers and cudaMemGetInfo and
 //             the out-of-memory limit (half the host's RAM) can be honoured
-//   streams   objects that only carry flags and capture state: all work runs synchronously in
-//             the calling thread (submit), so every stream is in order
-//   events    timestamps of the host clock taken when recorded
+//   streams   objects that carry flags, capture state and a clock (below): all work runs
+//             synchronously in the calling thread (submit), so every stream is in order
+//   events    timestamps of the host clock taken when recorded, and the recording stream's clock
+//   ordering  what a host wait covers, as on a GPU, although the work itself has already run:
+//             each piece of work submitted outside a capture (a launch, copy, memset, cuBLAS
+//             call, or a whole cudaGraphLaunch, whose nodes share its number) and each event
+//             record gets an issue number; a stream's clock (stream id -> latest issue number
+//             covered) is its own latest work joined with what that work waits for:
+//             cudaStreamWaitEvent joins the event's clock; work on the legacy stream waits for
+//             every blocking stream's (cudaStreamPerThread counts as blocking), and work on a
+//             blocking stream for the legacy stream's. Waiting for the legacy stream
+//             (cudaStreamSynchronize(0), a synchronous copy) covers every blocking stream too
+//   pending   copies between the device and pinned host memory (cudaMallocHost/cudaHostAlloc)
+//             are asynchronous for the host: cudaMemcpyAsync device to host, eager or a replayed
+//             graph node, poisons the destination with 0xff bytes (NaN floats, -1 integers) and
+//             keeps the bytes; host to device keeps the bytes it read (a pending device-to-host
+//             copy's where they overlap, as the stream sees them). A host wait that covers the
+//             copy (wait_for) delivers the former and retires the latter: cudaStreamSynchronize
+//             or a cudaStreamQuery of its stream (or of the legacy stream, for a blocking
+//             stream), cudaEventSynchronize or cudaEventQuery of an event recorded after it,
+//             cudaDeviceSynchronize, a synchronous cudaMemcpy / cudaMemcpyToSymbol /
+//             cudaMemcpyFromSymbol except device to device (they wait for the legacy stream
+//             first), a cudaMemcpyAsync into pageable memory on its stream, and cudaFree /
+//             cudaFreeHost (every copy; cudaFreeHost of a pinned buffer thus waits for its
+//             copies before freeing it). cudaMemset, cudaFreeAsync, cudaStreamDestroy, a
+//             device-to-device cudaMemcpy and a query of the stream or event of other work do
+//             not wait. The host's misuse is reported by the wait with set_error
+//             (cudaErrorIllegalState, naming the copy, its stream and call site): a destination
+//             that no longer holds the poison (the host wrote it while the copy could still land
+//             over it), or a watched source byte that changed (the host reused the buffer while
+//             the copy could still read it); the copy is delivered all the same. A later
+//             device-to-host copy into bytes a pending copy reads or writes checks them at once
+//             (the stream orders it after that copy). Not covered: host-to-host copies (they run
+//             at issue), a host write of 0xff bytes into a pending destination
 //   capture   a stream in capture appends nodes (a name and a closure that does the work, with
 //             arguments baked) to its capture's graph instead of running them; cudaStreamWaitEvent
 //             on an event recorded inside a capture makes another stream join it (fork), and
@@ -20,9 +51,10 @@
 //   counters  emu/counters.h: counted where the work runs (inside the closures submit runs or a
 //             capture records), so a recorded node counts once per replay and nothing at
 //             capture; a per-thread replay depth tells a graph's nodes from eager work
-// One mutex (g_mu) guards the registries; work itself runs outside it.
+// One mutex (g_mu) guards the registries, clocks and pending copies; work itself runs outside it.
 #include "internal.h"
 
+#include <execinfo.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -38,6 +70,10 @@
 #include <thread>
 #include <vector>
 
+// Work known to be done, as a vector clock: stream id -> issue number of that stream's latest
+// work covered ("ordering" in the run book above).
+using WorkClock = std::map<uint64_t, uint64_t>;
+
 struct CUstream_st {
   unsigned flags = cudaStreamDefault;
   int priority = 0;
@@ -45,6 +81,9 @@ struct CUstream_st {
   uint64_t cap = 0;        // id of the capture this stream belongs to, 0: none
   size_t cap_work = 0;     // nodes this stream added to that capture
   bool cap_joined = true;  // a forked stream whose last work is joined back
+  uint64_t id = 0;         // names the stream in clocks; never reused
+  uint64_t last = 0;       // issue number of its latest work (0: none yet)
+  WorkClock after;         // other streams' work that its work waits for (events, legacy rules)
 };
 
 struct CUevent_st {
@@ -52,10 +91,15 @@ struct CUevent_st {
   unsigned flags = cudaEventDefault;
   Kind kind = Kind::Never;
   std::chrono::steady_clock::time_point t{};
+  WorkClock done;  // Timed: the work its completion implies
   uint64_t cap = 0;
   CUstream_st* cap_stream = nullptr;
   size_t cap_work = 0;
 };
+
+// The sanitizer runtime's symboliser, where one is linked (call sites in reports).
+extern "C" [[gnu::weak]] void __sanitizer_symbolize_pc(void* pc, const char* fmt, char* out,
+                                                       size_t out_size);
 
 struct CUgraphNode_st {
   std::string what;
@@ -235,9 +279,11 @@ std::set<CUgraph_st*> g_graphs;
 std::set<CUgraphExec_st*> g_execs;
 std::map<const void*, int> g_max_dynamic_smem;  // cudaFuncSetAttribute
 
+uint64_t g_last_stream_id = 1;  // the legacy stream is 1
 CUstream_st g_legacy_stream = [] {
   CUstream_st s;
   s.legacy = true;
+  s.id = 1;
   return s;
 }();
 thread_local std::unique_ptr<CUstream_st> tls_per_thread_stream;
@@ -258,7 +304,10 @@ size_t total_memory() {
 CUstream_st* resolve(cudaStream_t s) {
   if (s == nullptr || s == cudaStreamLegacy) return &g_legacy_stream;
   if (s == cudaStreamPerThread) {
-    if (!tls_per_thread_stream) tls_per_thread_stream = std::make_unique<CUstream_st>();
+    if (!tls_per_thread_stream) {
+      tls_per_thread_stream = std::make_unique<CUstream_st>();
+      tls_per_thread_stream->id = ++g_last_stream_id;
+    }
     return tls_per_thread_stream.get();
   }
   return g_streams.count(s) ? s : nullptr;
@@ -350,6 +399,273 @@ bool device_range_locked(const void* p, size_t bytes) {
   return a && a->device;
 }
 
+// ---- ordering: the work a host wait covers (guarded by g_mu) ------------------------------------
+uint64_t g_last_issue = 0;
+WorkClock g_blocking;  // every blocking stream's clock joined: what legacy-stream work waits for
+
+void join(WorkClock& into, const WorkClock& from) {
+  for (const auto& [id, issue] : from) into[id] = std::max(into[id], issue);
+}
+
+// into |= the clock of s: its latest work and everything that work waited for.
+void join_stream(WorkClock& into, const CUstream_st& s) {
+  join(into, s.after);
+  into[s.id] = std::max(into[s.id], s.last);
+}
+
+bool blocking(const CUstream_st& s) {
+  return !s.legacy && !(s.flags & cudaStreamNonBlocking);
+}
+
+// New work on s (outside a capture): its issue number. Work on the legacy stream waits for the work
+// issued so far on every blocking stream, and work on a blocking stream for the legacy stream's.
+uint64_t issue(CUstream_st& s) {
+  if (s.legacy)
+    join(s.after, g_blocking);
+  else if (blocking(s))
+    join_stream(s.after, g_legacy_stream);
+  s.last = ++g_last_issue;
+  if (blocking(s)) join_stream(g_blocking, s);
+  return s.last;
+}
+
+// The work done once the host has waited for stream s; waiting for the legacy stream
+// (cudaStreamSynchronize(0), a synchronous cudaMemcpy) also waits for every blocking stream.
+WorkClock completion(const CUstream_st& s) {
+  WorkClock c;
+  join_stream(c, s);
+  if (s.legacy) join(c, g_blocking);
+  return c;
+}
+
+// The submitted work this host thread is running (set by submit; a graph's nodes share their
+// cudaGraphLaunch's).
+struct Work {
+  uint64_t stream = 0, issue = 0;
+};
+thread_local Work tls_work;
+
+// Graph replays this host thread is running (nested: a graph launched inside a captured one).
+thread_local int tls_replay_depth = 0;
+
+// ---- asynchronous copies to and from pinned memory (guarded by g_mu) ----------------------------
+// printf into a string of any length.
+std::string vformat(const char* fmt, va_list ap) {
+  va_list again;
+  va_copy(again, ap);
+  std::string out(std::max(0, std::vsnprintf(nullptr, 0, fmt, ap)), '\0');
+  std::vsnprintf(out.data(), out.size() + 1, fmt, again);
+  va_end(again);
+  return out;
+}
+[[gnu::format(printf, 1, 2)]] std::string format(const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  std::string out = vformat(fmt, ap);
+  va_end(ap);
+  return out;
+}
+
+// Where a cudaMemcpyAsync was called, for reports: its stream and callers.
+struct CallSite {
+  cudaStream_t stream = nullptr;
+  int frames = 0;
+  void* pc[3] = {};
+};
+
+// The callers of the cudaMemcpyAsync that called this.
+[[gnu::noinline]] CallSite call_site(cudaStream_t stream) {
+  // The stack from backtrace (which a sanitizer may wrap: one frame more) up to cudaMemcpyAsync,
+  // the frame this function returns to, then its callers.
+  void* pc[8];
+  const int n = backtrace(pc, 8);
+  const int into = static_cast<int>(std::find(pc, pc + n, __builtin_return_address(0)) - pc);
+  CallSite c;
+  c.stream = stream;
+  for (int i = into + 1; i < n && c.frames < 3; ++i) c.pc[c.frames++] = pc[i];
+  return c;
+}
+
+// "on stream S from f (file:line) < g (file:line)": symbolised by the sanitizer runtime where it is
+// linked (test_emu, test_race), as addresses otherwise (bench).
+std::string describe(const CallSite& c) {
+  std::string out = format("on stream %p", static_cast<void*>(c.stream));
+  for (int i = 0; i < c.frames; ++i) {
+    char buf[512];
+    if (__sanitizer_symbolize_pc)
+      __sanitizer_symbolize_pc(c.pc[i], "%f (%L)", buf, sizeof buf);
+    else
+      std::snprintf(buf, sizeof buf, "%p", c.pc[i]);
+    out += i ? " < " : " from ";
+    out += buf;
+  }
+  return out;
+}
+
+// A copy between pinned host memory and the device that the host has not yet waited for.
+struct PendingCopy {
+  bool to_host;         // device to host (writes `host`), else host to device
+  unsigned char* host;  // the pinned bytes it writes or reads
+  size_t bytes;
+  const void* device;                // the other side, for reports
+  std::vector<unsigned char> data;   // to host: the bytes to deliver; to device: what it read
+  std::vector<unsigned char> watch;  // to device: nonzero for the bytes the host must not change
+  std::string early;                 // a misuse found before the wait (see copy_into_pinned)
+  Work work;                         // the work it belongs to
+  CallSite site;
+  bool replayed;  // a node of a captured graph, run by cudaGraphLaunch
+};
+std::vector<PendingCopy> g_pending;  // in issue order
+
+std::string describe(const PendingCopy& p) {
+  const void* dst = p.to_host ? static_cast<const void*>(p.host) : p.device;
+  const void* src = p.to_host ? p.device : static_cast<const void*>(p.host);
+  return format("cudaMemcpyAsync(%p, %p, %zu bytes, %s) %s %s%s", dst, src, p.bytes,
+                p.to_host ? "cudaMemcpyDeviceToHost" : "cudaMemcpyHostToDevice",
+                p.replayed ? "captured" : "issued", describe(p.site).c_str(),
+                p.replayed ? ", replayed by cudaGraphLaunch" : "");
+}
+
+// The host wrote byte i of the pinned range that p reads or writes.
+std::string misuse(const PendingCopy& p, size_t i) {
+  const void* lo = p.host;
+  const void* hi = p.host + p.bytes;
+  const void* at = p.host + i;
+  if (p.to_host)
+    return format(
+        "the host wrote pinned memory [%p, %p) (first changed byte at %p) that %s "
+        "still writes: on a GPU the copy lands over the host's bytes at an unknown "
+        "time; wait for the copy (cudaStreamSynchronize, or an event recorded after it) "
+        "before touching the buffer",
+        lo, hi, at, describe(p).c_str());
+  return format(
+      "the host wrote pinned memory [%p, %p) (first changed byte at %p) that %s could "
+      "still be reading: wait (cudaStreamSynchronize, or an event recorded after the "
+      "copy) before reusing the buffer, or use a second buffer",
+      lo, hi, at, describe(p).c_str());
+}
+
+// The overlap [lo, hi) of p's pinned range with [b, b + n) (empty when lo >= hi).
+std::pair<unsigned char*, unsigned char*> overlap(const PendingCopy& p, unsigned char* b,
+                                                  size_t n) {
+  return {std::max(p.host, b), std::min(p.host + p.bytes, b + n)};
+}
+
+// A cudaMemcpyAsync from pinned memory to the device runs: the device reads the source as its
+// stream sees it (the bytes of device-to-host copies still pending, the host's elsewhere), and
+// the host must leave the watched bytes alone until it has waited for the copy.
+void copy_from_pinned(void* dst, const void* src, size_t n, const CallSite& site) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  auto* host = static_cast<unsigned char*>(const_cast<void*>(src));
+  PendingCopy p{false,
+                host,
+                n,
+                dst,
+                {host, host + n},
+                std::vector<unsigned char>(n, 1),
+                {},
+                tls_work,
+                site,
+                tls_replay_depth > 0};
+  for (const PendingCopy& q : g_pending) {
+    if (!q.to_host) continue;
+    const auto [lo, hi] = overlap(q, host, n);
+    for (unsigned char* b = lo; b < hi; ++b) {
+      p.data[b - host] = q.data[b - q.host];
+      p.watch[b - host] = 0;
+    }
+  }
+  std::memcpy(dst, p.data.data(), n);
+  g_pending.push_back(std::move(p));
+}
+
+// A cudaMemcpyAsync from the device into pinned memory runs: the destination is poisoned (0xff
+// bytes: NaN floats, -1 integers) and the bytes are delivered at the host's next wait that covers
+// the copy (wait_for).
+void copy_into_pinned(void* dst, const void* src, size_t n, const CallSite& site) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  auto* host = static_cast<unsigned char*>(dst);
+  for (PendingCopy& q : g_pending) {
+    // This device write ends the watch of earlier copies that read these bytes, and re-poisons
+    // bytes that earlier copies into them still owe: check both now.
+    const auto [lo, hi] = overlap(q, host, n);
+    for (unsigned char* b = lo; b < hi; ++b) {
+      const size_t i = b - q.host;
+      const bool changed = q.to_host ? *b != 0xff : q.watch[i] && *b != q.data[i];
+      if (changed && q.early.empty()) q.early = misuse(q, i);
+      if (!q.to_host) q.watch[i] = 0;
+    }
+  }
+  const auto* from = static_cast<const unsigned char*>(src);
+  g_pending.push_back(PendingCopy{
+      true, host, n, src, {from, from + n}, {}, {}, tls_work, site, tls_replay_depth > 0});
+  std::memset(dst, 0xff, n);
+}
+
+// The host has waited for the work in `done` (nullptr: all work): the device-to-host copies it
+// covers are delivered and the host-to-device ones retired. A pinned byte the host changed while
+// a covered copy could still write or read it is reported (set_error, naming `call`); the copy
+// is delivered all the same, as a GPU would.
+cudaError_t wait_for(const char* call, const WorkClock* done) {
+  auto covered = [done](const PendingCopy& p) {
+    if (!done) return true;
+    auto it = done->find(p.work.stream);
+    return it != done->end() && it->second >= p.work.issue;
+  };
+  std::string first;
+  size_t misuses = 0;
+  auto report = [&](std::string text) {
+    if (misuses++ == 0) first = std::move(text);
+  };
+  // Destinations are checked before any is delivered (copies may overlap).
+  for (const PendingCopy& p : g_pending) {
+    if (!p.to_host || !covered(p)) continue;
+    if (!p.early.empty()) {
+      report(p.early);
+      continue;
+    }
+    const unsigned char* b =
+        std::find_if(p.host, p.host + p.bytes, [](unsigned char c) { return c != 0xff; });
+    if (b != p.host + p.bytes) report(misuse(p, b - p.host));
+  }
+  for (const PendingCopy& p : g_pending)
+    if (p.to_host && covered(p)) std::memcpy(p.host, p.data.data(), p.bytes);
+  // Bytes that a copy still pending writes stay poisoned.
+  for (const PendingCopy& q : g_pending) {
+    if (!q.to_host || covered(q)) continue;
+    for (const PendingCopy& p : g_pending) {
+      if (!p.to_host || !covered(p)) continue;
+      const auto [lo, hi] = overlap(q, p.host, p.bytes);
+      if (lo < hi) std::memset(lo, 0xff, hi - lo);
+    }
+  }
+  for (const PendingCopy& p : g_pending) {
+    if (p.to_host || !covered(p)) continue;
+    if (!p.early.empty()) {
+      report(p.early);
+      continue;
+    }
+    for (size_t i = 0; i < p.bytes; ++i)
+      if (p.watch[i] && p.host[i] != p.data[i]) {
+        report(misuse(p, i));
+        break;
+      }
+  }
+  std::erase_if(g_pending, covered);
+  if (misuses == 0) return cudaSuccess;
+  return set_error(cudaErrorIllegalState, "%s: %s%s", call, first.c_str(),
+                   misuses > 1 ? format(" (and %zu more such copies)", misuses - 1).c_str() : "");
+}
+cudaError_t wait_for(const char* call, const WorkClock& done) {
+  return wait_for(call, &done);
+}
+
+// A synchronous copy waits for the legacy stream (and so for every blocking stream). Takes g_mu.
+cudaError_t wait_for_legacy(const char* call) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  return wait_for(call, completion(g_legacy_stream));
+}
+
 // Checks a copy's pointers against its kind: the device side must lie in one cudaMalloc block.
 cudaError_t check_copy(const char* call, void* dst, const void* src, size_t count,
                        cudaMemcpyKind kind) {
@@ -409,6 +725,9 @@ cudaError_t host_free(const char* call, void* ptr, bool device, bool waits) {
                      it != g_allocs.end() ? (device ? " (it is pinned host memory: cudaFreeHost)"
                                                     : " (it is device memory: cudaFree)")
                                           : "");
+  // Waiting for the device delivers every pending copy (cudaFreeHost of a buffer that a copy
+  // still writes or reads waits for it first).
+  const cudaError_t misuse = waits ? wait_for(call, nullptr) : cudaSuccess;
   if (device) g_device_bytes -= it->second.bytes;
   g_allocs.erase(it);
   std::free(ptr);
@@ -416,7 +735,7 @@ cudaError_t host_free(const char* call, void* ptr, bool device, bool waits) {
     ++c.frees;
     c.sync_free += waits;
   });
-  return cudaSuccess;
+  return misuse;
 }
 
 // The direction of a copy: `kind`, or for cudaMemcpyDefault where the pointers lie. Takes g_mu.
@@ -455,9 +774,6 @@ CUevent_st* live_event(cudaEvent_t e) {
   return g_events.count(e) ? e : nullptr;
 }
 
-// Graph replays this host thread is running (nested: a graph launched inside a captured one).
-thread_local int tls_replay_depth = 0;
-
 cudaError_t run_nodes(const std::vector<CUgraphNode_st>& nodes) {
   struct Depth {
     Depth() { ++tls_replay_depth; }
@@ -491,23 +807,23 @@ void count_work(bool cublas) {
 
 // ---- shared with the other translation units (internal.h) ---------------------------------------
 cudaError_t set_error(cudaError_t code, const char* fmt, ...) {
-  char buf[2048];
   va_list ap;
   va_start(ap, fmt);
-  std::vsnprintf(buf, sizeof buf, fmt, ap);
+  const std::string text = vformat(fmt, ap);
   va_end(ap);
   tls_error.code = code;
   tls_error.detail_code = code;
-  if (buf[0] == '!')
-    tls_error.detail = buf + 1;
-  else if (buf[0])
-    tls_error.detail = std::string(cuda_text(code)) + " (host emulation: " + buf + ")";
+  if (text[0] == '!')
+    tls_error.detail = text.substr(1);
+  else if (!text.empty())
+    tls_error.detail = std::string(cuda_text(code)) + " (host emulation: " + text + ")";
   else
     tls_error.detail = cuda_text(code);
   return code;
 }
 
 cudaError_t submit(cudaStream_t stream, const char* what, std::function<cudaError_t()> work) {
+  Work issued;
   {
     std::lock_guard<std::mutex> lock(g_mu);
     CUstream_st* s = resolve(stream);
@@ -527,7 +843,13 @@ cudaError_t submit(cudaStream_t stream, const char* what, std::function<cudaErro
       s->cap_joined = s == c->origin;
       return cudaSuccess;
     }
+    issued = Work{s->id, issue(*s)};
   }
+  struct Running {  // tls_work for the copies the work runs
+    Work saved = tls_work;
+    explicit Running(Work w) { tls_work = w; }
+    ~Running() { tls_work = saved; }
+  } running(issued);
   return work();
 }
 
@@ -749,7 +1071,7 @@ cudaError_t cudaDeviceSynchronize() {
   Lock lock(g_mu);
   if (cudaError_t e = emu::detail::refuse_if_capturing("cudaDeviceSynchronize")) return e;
   emu::detail::count([](emu::Counters& c) { ++c.sync_device; });
-  return cudaSuccess;
+  return emu::detail::wait_for("cudaDeviceSynchronize", nullptr);
 }
 cudaError_t cudaDeviceGetStreamPriorityRange(int* leastPriority, int* greatestPriority) {
   if (leastPriority) *leastPriority = 0;
@@ -818,28 +1140,48 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t count, cudaMemcpyKind 
     if (cudaError_t e = emu::detail::refuse_if_capturing("cudaMemcpy")) return e;
   }
   if (cudaError_t e = emu::detail::check_copy("cudaMemcpy", dst, src, count, kind)) return e;
-  if (count) std::memcpy(dst, src, count);
-  // Synchronous for the host unless device to device (CUDA's API synchronization behavior).
+  // Synchronous for the host unless device to device (CUDA's API synchronization behavior): it
+  // waits for the legacy stream first.
   const cudaMemcpyKind dir = emu::detail::direction(kind, dst, src, count);
+  const cudaError_t misuse =
+      dir == cudaMemcpyDeviceToDevice ? cudaSuccess : emu::detail::wait_for_legacy("cudaMemcpy");
+  if (count) std::memcpy(dst, src, count);
   emu::detail::count_copy(dir, count);
   if (dir != cudaMemcpyDeviceToDevice) emu::detail::count([](emu::Counters& c) { ++c.sync_copy; });
-  return cudaSuccess;
+  return misuse;
 }
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, cudaMemcpyKind kind,
                             cudaStream_t stream) {
   if (cudaError_t e = emu::detail::check_copy("cudaMemcpyAsync", dst, src, count, kind)) return e;
   const cudaMemcpyKind dir = emu::detail::direction(kind, dst, src, count);
-  // Into pageable host memory the call returns only once the copy is done: a host wait when
-  // issued eagerly (a replayed graph node does not block the host).
-  const bool waits = dir == cudaMemcpyDeviceToHost && !emu::detail::pinned_range(dst, count);
-  return emu::detail::submit(stream, "cudaMemcpyAsync",
-                             [dst, src, count, dir, waits]() -> cudaError_t {
-                               if (count) std::memcpy(dst, src, count);
-                               emu::detail::count_copy(dir, count);
-                               if (waits && emu::detail::tls_replay_depth == 0)
-                                 emu::detail::count([](emu::Counters& c) { ++c.sync_copy; });
-                               return cudaSuccess;
-                             });
+  // Pinned memory on the host side: the copy is asynchronous for the host, which must wait for
+  // it before reading the destination or reusing the source (run book: pending copies). Into
+  // pageable host memory the call returns only once the copy is done: a host wait when issued
+  // eagerly (a replayed graph node does not block the host). From pageable memory the bytes are
+  // staged before the call returns.
+  const bool to_pinned = dir == cudaMemcpyDeviceToHost && emu::detail::pinned_range(dst, count);
+  const bool from_pinned = dir == cudaMemcpyHostToDevice && emu::detail::pinned_range(src, count);
+  const bool waits = dir == cudaMemcpyDeviceToHost && !to_pinned;
+  emu::detail::CallSite site;
+  if (count && (to_pinned || from_pinned)) site = emu::detail::call_site(stream);
+  return emu::detail::submit(stream, "cudaMemcpyAsync", [=]() -> cudaError_t {
+    emu::detail::count_copy(dir, count);
+    if (count == 0) return cudaSuccess;
+    if (to_pinned) {
+      emu::detail::copy_into_pinned(dst, src, count, site);
+      return cudaSuccess;
+    }
+    if (from_pinned) {
+      emu::detail::copy_from_pinned(dst, src, count, site);
+      return cudaSuccess;
+    }
+    std::memcpy(dst, src, count);
+    if (!waits || emu::detail::tls_replay_depth > 0) return cudaSuccess;
+    emu::detail::count([](emu::Counters& c) { ++c.sync_copy; });
+    Lock lock(g_mu);
+    return emu::detail::wait_for("cudaMemcpyAsync",
+                                 emu::detail::completion(*emu::detail::resolve(stream)));
+  });
 }
 cudaError_t cudaMemset(void* devPtr, int value, size_t count) {
   Lock lock(g_mu);
@@ -874,13 +1216,16 @@ cudaError_t cudaMemcpyToSymbol(const void* symbol, const void* src, size_t count
     Lock lock(g_mu);
     if (cudaError_t e = emu::detail::refuse_if_capturing("cudaMemcpyToSymbol")) return e;
   }
-  if (count) std::memcpy(static_cast<char*>(const_cast<void*>(symbol)) + offset, src, count);
-  // A symbol is device memory; the copy is synchronous unless its source is too.
+  // A symbol is device memory; the copy is synchronous (waits for the legacy stream) unless its
+  // source is too.
   const bool from_device = kind == cudaMemcpyDeviceToDevice ||
                            (kind == cudaMemcpyDefault && emu::detail::is_device_range(src, count));
+  const cudaError_t misuse =
+      from_device ? cudaSuccess : emu::detail::wait_for_legacy("cudaMemcpyToSymbol");
+  if (count) std::memcpy(static_cast<char*>(const_cast<void*>(symbol)) + offset, src, count);
   emu::detail::count_copy(from_device ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice, count);
   if (!from_device) emu::detail::count([](emu::Counters& c) { ++c.sync_copy; });
-  return cudaSuccess;
+  return misuse;
 }
 cudaError_t cudaMemcpyFromSymbol(void* dst, const void* symbol, size_t count, size_t offset,
                                  cudaMemcpyKind kind) {
@@ -893,12 +1238,14 @@ cudaError_t cudaMemcpyFromSymbol(void* dst, const void* symbol, size_t count, si
     Lock lock(g_mu);
     if (cudaError_t e = emu::detail::refuse_if_capturing("cudaMemcpyFromSymbol")) return e;
   }
-  if (count) std::memcpy(dst, static_cast<const char*>(symbol) + offset, count);
   const bool to_device = kind == cudaMemcpyDeviceToDevice ||
                          (kind == cudaMemcpyDefault && emu::detail::is_device_range(dst, count));
+  const cudaError_t misuse =
+      to_device ? cudaSuccess : emu::detail::wait_for_legacy("cudaMemcpyFromSymbol");
+  if (count) std::memcpy(dst, static_cast<const char*>(symbol) + offset, count);
   emu::detail::count_copy(to_device ? cudaMemcpyDeviceToDevice : cudaMemcpyDeviceToHost, count);
   if (!to_device) emu::detail::count([](emu::Counters& c) { ++c.sync_copy; });
-  return cudaSuccess;
+  return misuse;
 }
 
 // ---- streams ------------------------------------------------------------------------------------
@@ -919,6 +1266,7 @@ cudaError_t cudaStreamCreateWithPriority(cudaStream_t* pStream, unsigned int fla
   s->flags = flags;
   s->priority = priority < -5 ? -5 : (priority > 0 ? 0 : priority);  // CUDA clamps
   Lock lock(g_mu);
+  s->id = ++emu::detail::g_last_stream_id;
   emu::detail::g_streams.insert(s);
   *pStream = s;
   return cudaSuccess;
@@ -937,7 +1285,9 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
   delete stream;
   return cudaSuccess;
 }
-static cudaError_t sync_or_query(const char* call, cudaStream_t stream) {
+// Both wait (a query reports completion: the emulated work is done), so both deliver the pending
+// copies the stream's work covers; `sync` counts a host synchronisation.
+static cudaError_t sync_or_query(const char* call, cudaStream_t stream, bool sync) {
   Lock lock(g_mu);
   CUstream_st* s = emu::detail::resolve(stream);
   if (!s)
@@ -950,16 +1300,16 @@ static cudaError_t sync_or_query(const char* call, cudaStream_t stream) {
                      "%s(%p): the stream is capturing (this invalidated the capture)", call,
                      static_cast<void*>(stream));
   }
-  if (s->legacy) return emu::detail::refuse_legacy_during_capture(call);
-  return cudaSuccess;
+  if (s->legacy)
+    if (cudaError_t e = emu::detail::refuse_legacy_during_capture(call)) return e;
+  if (sync) emu::detail::count([](emu::Counters& c) { ++c.sync_stream; });
+  return emu::detail::wait_for(call, emu::detail::completion(*s));
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
-  if (cudaError_t e = sync_or_query("cudaStreamSynchronize", stream)) return e;
-  emu::detail::count([](emu::Counters& c) { ++c.sync_stream; });
-  return cudaSuccess;
+  return sync_or_query("cudaStreamSynchronize", stream, true);
 }
 cudaError_t cudaStreamQuery(cudaStream_t stream) {
-  return sync_or_query("cudaStreamQuery", stream);
+  return sync_or_query("cudaStreamQuery", stream, false);
 }
 cudaError_t cudaStreamGetFlags(cudaStream_t hStream, unsigned int* flags) {
   if (!flags) return set_error(cudaErrorInvalidValue, "cudaStreamGetFlags: flags is null");
@@ -984,10 +1334,14 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned
       e->kind == CUevent_st::Kind::Captured ? emu::detail::capture_by_id(e->cap) : nullptr;
   if (!c) {
     // Everything recorded before has already run (an event last recorded in a capture that has
-    // ended, or never recorded, is a no-op). A legacy-stream wait is still an implicit
-    // dependency on capturing blocking streams.
-    return s->legacy ? emu::detail::refuse_legacy_during_capture("cudaStreamWaitEvent")
-                     : cudaSuccess;
+    // ended, or never recorded, is a no-op), but the stream's later work now waits for the
+    // event's: a host wait for the stream covers it (pending copies). A legacy-stream wait is
+    // still an implicit dependency on capturing blocking streams.
+    if (s->legacy)
+      if (cudaError_t err = emu::detail::refuse_legacy_during_capture("cudaStreamWaitEvent"))
+        return err;
+    if (e->kind == CUevent_st::Kind::Timed && s->cap == 0) emu::detail::join(s->after, e->done);
+    return cudaSuccess;
   }
   if (s->legacy) return emu::detail::refuse_legacy_during_capture("cudaStreamWaitEvent");
   if (s->cap != 0 && s->cap != c->id)
@@ -1052,9 +1406,13 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   }
   e->kind = CUevent_st::Kind::Timed;
   e->t = std::chrono::steady_clock::now();
+  emu::detail::issue(*s);
+  e->done = emu::detail::completion(*s);
   return cudaSuccess;
 }
-static cudaError_t event_wait(const char* call, cudaEvent_t event) {
+// Both wait for the event's work (a query reports completion: the emulated work is done), so both
+// deliver the pending copies it covers; `sync` counts a host synchronisation.
+static cudaError_t event_wait(const char* call, cudaEvent_t event, bool sync) {
   Lock lock(g_mu);
   CUevent_st* e = emu::detail::live_event(event);
   if (!e)
@@ -1069,15 +1427,14 @@ static cudaError_t event_wait(const char* call, cudaEvent_t event) {
                        call, static_cast<void*>(event));
     }
   }
-  return cudaSuccess;
+  if (sync) emu::detail::count([](emu::Counters& c) { ++c.sync_event; });
+  return e->kind == CUevent_st::Kind::Timed ? emu::detail::wait_for(call, e->done) : cudaSuccess;
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
-  if (cudaError_t e = event_wait("cudaEventSynchronize", event)) return e;
-  emu::detail::count([](emu::Counters& c) { ++c.sync_event; });
-  return cudaSuccess;
+  return event_wait("cudaEventSynchronize", event, true);
 }
 cudaError_t cudaEventQuery(cudaEvent_t event) {
-  return event_wait("cudaEventQuery", event);
+  return event_wait("cudaEventQuery", event, false);
 }
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
   if (!ms) return set_error(cudaErrorInvalidValue, "cudaEventElapsedTime: ms is null");

@@ -11,14 +11,15 @@
 //
 // DESIGN
 // - Threads are fibers. Each CUDA thread of a block is a cooperative fiber (on x86-64 a
-//   hand-written register switch, elsewhere makecontext + swapcontext) on one OS thread. A fiber runs its thread until it blocks (__syncthreads, a warp
-//   collective) or exits, and an exiting fiber goes straight on with the next not-yet-started
-//   thread on the same stack, so a kernel without barriers costs no context switch per thread.
-//   Blocked threads resume in arrival order (round robin): the schedule of a block is
-//   deterministic. build/test_race randomises it instead and checks every access of kernel code
-//   for data races (run book: tests/emu/internal.h). Fiber stacks (256 KiB, POMPC_EMU_STACK_KB; mmap with a guard page below) are
-//   pooled per OS thread and reused across blocks and launches. Every switch is announced to
-//   AddressSanitizer (__sanitizer_start/finish_switch_fiber).
+//   hand-written register switch, elsewhere makecontext + swapcontext) on one OS thread. A fiber
+//   runs its thread until it blocks (__syncthreads, a warp collective) or exits, and an exiting
+//   fiber goes straight on with the next not-yet-started thread on the same stack, so a kernel
+//   without barriers costs no context switch per thread. Blocked threads resume in arrival order
+//   (round robin): the schedule of a block is deterministic. build/test_race randomises it instead
+//   and checks every access of kernel code for data races (run book: tests/emu/internal.h). Fiber
+//   stacks (256 KiB, POMPC_EMU_STACK_KB; mmap with a guard page below) are pooled per OS thread and
+//   reused across blocks and launches. Every switch is announced to AddressSanitizer
+//   (__sanitizer_start/finish_switch_fiber).
 // - Blocks run on OS threads: POMPC_EMU_THREADS of them (default max(2, min(cores, 4))): the
 //   launching thread and persistent workers. Block b runs on thread b mod T (a fixed assignment:
 //   reruns place blocks identically), so atomics across blocks are really concurrent. There is no
@@ -47,6 +48,22 @@
 //   returns, so every stream is trivially in order, events are complete when recorded
 //   (cudaEventElapsedTime measures host time between the records) and kernel faults are reported
 //   by the launch itself rather than by a later synchronisation. Errors are not sticky.
+// - ...but the host sees asynchronous copies as a GPU would make it see them. A cudaMemcpyAsync
+//   from the device into pinned memory (cudaMallocHost / cudaHostAlloc), eager or a node of a
+//   replayed graph, leaves the destination poisoned (0xff bytes: NaN floats, -1 integers) until a
+//   host wait that covers the copy delivers the bytes: cudaStreamSynchronize / cudaStreamQuery of
+//   its stream (or of the legacy stream, for a blocking stream), cudaEventSynchronize /
+//   cudaEventQuery of an event recorded after it (on its stream, or on one that waited for it),
+//   cudaDeviceSynchronize, a synchronous cudaMemcpy except device to device, a cudaMemcpyAsync into
+//   pageable memory on its stream, cudaFree / cudaFreeHost. A cudaMemset, a device-to-device
+//   cudaMemcpy and waits for other streams deliver nothing. From pinned memory to the device, the
+//   source must stay unchanged until such a wait. The wait reports the host's misuse,
+//   cudaErrorIllegalState naming the copy and where it was issued: "the host wrote pinned memory
+//   [p, p+n) ... that cudaMemcpyAsync(...) issued on stream S from f (file:line) still writes" (a
+//   GPU lets the copy land over the host's write at an unknown time) or "... could still be
+//   reading" (reuse of a staging buffer before its upload is known done). Copies into pageable
+//   memory return when done and copies from it stage the source, so both are unaffected. Details:
+//   tests/emu/runtime.cpp ("ordering", "pending").
 // - Graph capture: on a capturing stream, launches, memcpy/memset and cuBLAS calls are recorded,
 //   not run, with kernel arguments (and cuBLAS's host-pointer alpha/beta) copied at capture time;
 //   cudaGraphLaunch replays the nodes in capture order, which respects every dependency. Streams

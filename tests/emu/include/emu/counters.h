@@ -17,7 +17,9 @@
 //     cudaMemcpyToSymbol / FromSymbol) except device to device; a cudaMemcpyAsync from device to
 //     pageable host memory (one not from cudaMallocHost / cudaHostAlloc), which returns only
 //     once the copy is done; and cudaFree / cudaFreeHost, which wait for the device to go idle.
-//     Queries (cudaStreamQuery, cudaEventQuery) do not wait and count nothing.
+//     Queries (cudaStreamQuery, cudaEventQuery) do not wait and count nothing. (A
+//     device-to-host copy into pinned memory counts when it runs, at issue or in its replay,
+//     though the emulation hands its bytes to the host only at a later wait: cuda_runtime.h.)
 // Counts are process-wide (every host thread), since the last reset_counters().
 #pragma once
 
