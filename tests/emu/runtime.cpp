@@ -509,8 +509,8 @@ struct PendingCopy {
   size_t bytes;
   const void* device;                // the other side, for reports
   std::vector<unsigned char> data;   // to host: the bytes to deliver; to device: what it read
-  std::vector<unsigned char> watch;  // to device: nonzero for the bytes the host must not change
-  std::string early;                 // a misuse found before the wait (see copy_into_pinned)
+  std::vector<unsigned char> watch = {};  // to device: nonzero for bytes the host must not change
+  std::string early = {};                 // a misuse found before the wait (copy_into_pinned)
   Work work;                         // the work it belongs to
   CallSite site;
   bool replayed;  // a node of a captured graph, run by cudaGraphLaunch
@@ -557,16 +557,15 @@ std::pair<unsigned char*, unsigned char*> overlap(const PendingCopy& p, unsigned
 void copy_from_pinned(void* dst, const void* src, size_t n, const CallSite& site) {
   std::lock_guard<std::mutex> lock(g_mu);
   auto* host = static_cast<unsigned char*>(const_cast<void*>(src));
-  PendingCopy p{false,
-                host,
-                n,
-                dst,
-                {host, host + n},
-                std::vector<unsigned char>(n, 1),
-                {},
-                tls_work,
-                site,
-                tls_replay_depth > 0};
+  PendingCopy p{.to_host = false,
+                .host = host,
+                .bytes = n,
+                .device = dst,
+                .data = {host, host + n},
+                .watch = std::vector<unsigned char>(n, 1),
+                .work = tls_work,
+                .site = site,
+                .replayed = tls_replay_depth > 0};
   for (const PendingCopy& q : g_pending) {
     if (!q.to_host) continue;
     const auto [lo, hi] = overlap(q, host, n);
@@ -597,8 +596,14 @@ void copy_into_pinned(void* dst, const void* src, size_t n, const CallSite& site
     }
   }
   const auto* from = static_cast<const unsigned char*>(src);
-  g_pending.push_back(PendingCopy{
-      true, host, n, src, {from, from + n}, {}, {}, tls_work, site, tls_replay_depth > 0});
+  g_pending.push_back(PendingCopy{.to_host = true,
+                                  .host = host,
+                                  .bytes = n,
+                                  .device = src,
+                                  .data = {from, from + n},
+                                  .work = tls_work,
+                                  .site = site,
+                                  .replayed = tls_replay_depth > 0});
   std::memset(dst, 0xff, n);
 }
 
