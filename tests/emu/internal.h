@@ -3,7 +3,8 @@
 // Run book: tests/emu/include/cuda_runtime.h.
 //   scheduler.cpp  execute_grid: runs one grid on the OS threads, every block's threads as fibers
 //   runtime.cpp    set_error (the per-host-thread last error and its explanation) and submit
-//                  (run work on a stream now, or record it into the stream's capture)
+//                  (run work on a stream now, numbered for the clocks that decide what a host
+//                  wait covers, or record it into the stream's capture)
 //   cublas.cpp     uses submit for the GEMMs and count_work for the counters (emu/counters.h)
 #pragma once
 
