@@ -90,7 +90,10 @@ std::string shell_quote(const std::string& s) {
 
 std::string quoted_words(const std::vector<std::string>& words) {
   std::string out;
-  for (const std::string& w : words) out += (out.empty() ? "" : " ") + shell_quote(w);
+  for (const std::string& w : words) {  // appended piecewise: "x" + string&& trips GCC 12's
+    if (!out.empty()) out += ' ';        // -O3 -Wrestrict false positive
+    out += shell_quote(w);
+  }
   return out;
 }
 
