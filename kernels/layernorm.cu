@@ -56,14 +56,24 @@ struct LnArgs {
   int rows, C, per_group;
   float p;  // dropout probability (0: none)
   uint64_t seed;
-  PhiloxOffset offset;  // resolved where a mask element is drawn (its base is device memory)
+  PhiloxOffset offset;  // as passed (its base may be device memory); see resolve_offset
 };
+
+// Every kernel's first statement, on its own per-thread copy of the arguments: the dropout
+// offset's device-memory base is read once, and ln_keep / ln_input use the plain value after.
+__device__ __forceinline__ void resolve_offset(LnArgs& a) {
+  if (a.p > 0.0f) a.offset = PhiloxOffset(a.offset.resolve());
+}
+
+// Whether flat element i = r * C + c survives dropout (a resolved offset: see resolve_offset).
+__device__ __forceinline__ bool ln_keep(const LnArgs& a, int64_t i) {
+  return a.p <= 0.0f || dropout_keep(a.p, a.seed, a.offset.value, static_cast<uint64_t>(i));
+}
 
 // d = dropout(inp + bias) at flat element i = r * C + c of group g.
 __device__ __forceinline__ float ln_input(const LnArgs& a, int g, int c, int64_t i) {
   float v = a.inp[i] + (a.bias ? a.bias[static_cast<int64_t>(g) * a.C + c] : 0.0f);
-  if (a.p > 0.0f)
-    v = dropout_keep(a.p, a.seed, a.offset.resolve(), i) ? v * (1.0f / (1.0f - a.p)) : 0.0f;
+  if (a.p > 0.0f) v = ln_keep(a, i) ? v * (1.0f / (1.0f - a.p)) : 0.0f;
   return v;
 }
 
@@ -99,6 +109,7 @@ __device__ __forceinline__ float simnorm_dh(const LnArgs& a, int g, int r, int c
 template <bool kSimNorm>
 __global__ void layernorm_forward_kernel(LnArgs a, float* __restrict__ out, float* __restrict__ mean,
                                          float* __restrict__ rstd) {
+  resolve_offset(a);
   const int r = blockIdx.x * kWarps + (threadIdx.x >> 5), lane = threadIdx.x & 31;
   if (r >= a.rows) return;  // whole warps leave together: no warp op is left half-attended
   const int g = r / a.per_group, C = a.C;
@@ -155,6 +166,7 @@ __global__ void layernorm_backward_row_kernel(LnArgs a, float* __restrict__ dinp
                                               const float* __restrict__ mean,
                                               const float* __restrict__ rstd,
                                               float* __restrict__ rowstats) {
+  resolve_offset(a);
   const int r = blockIdx.x * kWarps + (threadIdx.x >> 5), lane = threadIdx.x & 31;
   if (r >= a.rows) return;
   const int g = r / a.per_group, C = a.C;
@@ -180,8 +192,7 @@ __global__ void layernorm_backward_row_kernel(LnArgs a, float* __restrict__ dinp
     float xhat;
     const float dh = ln_dh<kSimNorm>(a, g, r, c, mu, rs, dy, &xhat);
     const float dd = rs * (ga[c] * dh - m1 - xhat * m2);
-    const bool keep = a.p <= 0.0f || dropout_keep(a.p, a.seed, a.offset.resolve(), base + c);
-    dinp[base + c] += keep ? dd * keep_scale : 0.0f;
+    dinp[base + c] += ln_keep(a, base + c) ? dd * keep_scale : 0.0f;
   }
 }
 
@@ -193,6 +204,7 @@ __global__ void layernorm_backward_param_kernel(LnArgs a, float* __restrict__ db
                                                 const float* __restrict__ mean,
                                                 const float* __restrict__ rstd,
                                                 const float* __restrict__ rowstats) {
+  resolve_offset(a);
   const int c = blockIdx.x * blockDim.x + threadIdx.x, g = blockIdx.y;
   if (c >= a.C) return;
   const int64_t gc = static_cast<int64_t>(g) * a.C + c;
@@ -207,8 +219,7 @@ __global__ void layernorm_backward_param_kernel(LnArgs a, float* __restrict__ db
     sg += dh * xhat;
     sb += dh;
     const float dd = rs * (gam * dh - rowstats[2 * r] - xhat * rowstats[2 * r + 1]);
-    const bool keep = a.p <= 0.0f || dropout_keep(a.p, a.seed, a.offset.resolve(), base + c);
-    sx += keep ? dd * keep_scale : 0.0f;
+    sx += ln_keep(a, base + c) ? dd * keep_scale : 0.0f;
   }
   if (dgamma) dgamma[gc] += sg;
   if (dbeta) dbeta[gc] += sb;

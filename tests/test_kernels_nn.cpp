@@ -30,13 +30,22 @@ using pompc::test::normals;
 
 using pompc::test::Dev;
 
-void layernorm_case(bool simnorm, int rows, int C, int groups, float p) {
+// device_offset: the kernels get the dropout offset 3 as 1 + a base of 2 in device memory (as the
+// model passes its per-step offsets), the reference the plain 3.
+void layernorm_case(bool simnorm, int rows, int C, int groups, float p,
+                    bool device_offset = false) {
   CAPTURE(simnorm);
   CAPTURE(rows);
   CAPTURE(C);
   CAPTURE(groups);
   CAPTURE(p);
+  CAPTURE(device_offset);
   const pompc::Dropout dr{p, 11, 3};
+  uint64_t* d_base = nullptr;
+  CUDA_CHECK(cudaMalloc(&d_base, sizeof(uint64_t)));
+  const uint64_t base = 2;
+  CUDA_CHECK(cudaMemcpy(d_base, &base, sizeof base, cudaMemcpyHostToDevice));
+  const pompc::Dropout d_dr{p, 11, device_offset ? pompc::PhiloxOffset(1, d_base) : dr.offset};
   const size_t n = static_cast<size_t>(rows) * C, gc = static_cast<size_t>(groups) * C;
   const auto inp = normals(n, 1, 1.0f), bias = normals(gc, 2, 0.1f),
              gamma = normals(gc, 3, 0.2f, 1.0f), beta = normals(gc, 4, 0.1f),
@@ -70,11 +79,11 @@ void layernorm_case(bool simnorm, int rows, int C, int groups, float p) {
                                             d_inp.p, d_bias.p, d_gamma.p, d_beta.p, d_mean.p,
                                             d_rstd.p, rows, C, groups, rowstats.p, nullptr);
   } else {
-    pompc::cuda::layernorm_mish_forward(d_out.p, d_mean.p, d_rstd.p, d_inp.p, d_bias.p,
-                                        d_gamma.p, d_beta.p, rows, C, groups, dr, nullptr);
+    pompc::cuda::layernorm_mish_forward(d_out.p, d_mean.p, d_rstd.p, d_inp.p, d_bias.p, d_gamma.p,
+                                        d_beta.p, rows, C, groups, d_dr, nullptr);
     pompc::cuda::layernorm_mish_backward(d_dinp.p, d_dbias.p, d_dgamma.p, d_dbeta.p, d_dout.p,
-                                         d_inp.p, d_bias.p, d_gamma.p, d_beta.p, d_mean.p,
-                                         d_rstd.p, rows, C, groups, dr, rowstats.p, nullptr);
+                                         d_inp.p, d_bias.p, d_gamma.p, d_beta.p, d_mean.p, d_rstd.p,
+                                         rows, C, groups, d_dr, rowstats.p, nullptr);
   }
   // fp32 row sums in a different order; rstd can amplify tiny differences when var is small.
   CHECK(check_close("out", d_out.host(), out, 1e-5, 1e-4));
@@ -85,6 +94,7 @@ void layernorm_case(bool simnorm, int rows, int C, int groups, float p) {
   CHECK(check_close("dgamma", d_dgamma.host(), dgamma, 1e-3, 1e-3));
   CHECK(check_close("dbeta", d_dbeta.host(), dbeta, 1e-3, 1e-3));
   CHECK(check_close("dbias", d_dbias.host(), dbias, 1e-3, 1e-3));
+  CUDA_CHECK(cudaFree(d_base));
 }
 
 }  // namespace
@@ -94,6 +104,7 @@ TEST_SUITE("ops") {
     layernorm_case(false, 1, 1, 1, 0.0f);
     layernorm_case(false, 33, 33, 1, 0.0f);
     layernorm_case(false, 35, 257, 5, 0.01f);  // Q ensemble: per-head params, dropout 0.01
+    layernorm_case(false, 35, 257, 5, 0.01f, true);
     layernorm_case(false, 66, 512, 1, 0.3f);
     layernorm_case(false, 256, 512, 1, 0.0f);  // B x M at the 5M size
   }
