@@ -29,7 +29,10 @@ void clip_grad_norm(float* grad, size_t n, float max_norm, float* norm, double* 
                     cudaStream_t stream);
 void polyak(float* target, const float* online, size_t n, float tau, cudaStream_t stream);
 
-// kernels/layernorm.cu (twins of src/ref/layernorm.h; rowstats: 2 * rows floats of scratch)
+// kernels/layernorm.cu (twins of src/ref/layernorm.h). The backward's scratch: device memory of
+// layernorm_backward_scratch(rows, C, groups) floats (row statistics, then the parameter
+// gradients' per-chunk partial sums when a group has more than 128 rows).
+size_t layernorm_backward_scratch(int rows, int C, int groups);
 void layernorm_mish_forward(float* out, float* mean, float* rstd, const float* inp,
                             const float* bias, const float* gamma, const float* beta, int rows,
                             int C, int groups, const Dropout& dropout, cudaStream_t stream);
@@ -37,14 +40,14 @@ void layernorm_mish_backward(float* dinp, float* dbias, float* dgamma, float* db
                              const float* dout, const float* inp, const float* bias,
                              const float* gamma, const float* beta, const float* mean,
                              const float* rstd, int rows, int C, int groups, const Dropout& dropout,
-                             float* rowstats, cudaStream_t stream);
+                             float* scratch, cudaStream_t stream);
 void layernorm_simnorm_forward(float* out, float* mean, float* rstd, const float* inp,
                                const float* bias, const float* gamma, const float* beta, int rows,
                                int C, int groups, cudaStream_t stream);
 void layernorm_simnorm_backward(float* dinp, float* dbias, float* dgamma, float* dbeta,
                                 const float* dout, const float* inp, const float* bias,
                                 const float* gamma, const float* beta, const float* mean,
-                                const float* rstd, int rows, int C, int groups, float* rowstats,
+                                const float* rstd, int rows, int C, int groups, float* scratch,
                                 cudaStream_t stream);
 
 // kernels/two_hot.cu (twins of src/ref/two_hot.h)

@@ -15,13 +15,36 @@
 //   layernorm_backward_row_kernel   one warp per row: dh from the activation, the row means
 //                                   m1 = mean(gamma dh), m2 = mean(gamma dh xhat) -> rowstats,
 //                                   dinp += rstd (gamma dh - m1 - xhat m2) (dropout-masked).
-//   layernorm_backward_param_kernel one thread per (column, group), looping over the group's rows
-//                                   in order (deterministic, no atomics): recomputes xhat and dh
-//                                   and accumulates dgamma += sum dh xhat, dbeta += sum dh,
-//                                   dbias += sum dx (dx from rowstats).
-//   Gradients are ACCUMULATED (+=), as in the reference. rowstats: 2 * rows floats of scratch.
+//   layernorm_backward_param_kernel grid (ceil(C / 32) column tiles, ceil(per_group / 128) row
+//                                   chunks, groups) of 32 columns x 16 row lanes (512 threads; a
+//                                   warp is one row lane: 32 consecutive floats of a row). Lane l
+//                                   sums, at its column, the chunk's rows l, l + 16, ... in order
+//                                   (8 at most), recomputing xhat and dh: dh xhat (dgamma), dh
+//                                   (dbeta), dx from rowstats (dbias); the 16 lane sums are then
+//                                   added in lane order through shared memory. One chunk per
+//                                   group: += into the gradients; otherwise into partials
+//                                   [3][groups][chunks][C] of the scratch, and
+//   layernorm_param_finish_kernel   one thread per (column, group, quantity), 128-thread blocks,
+//                                   += the chunks' partials in chunk order.
+//   Deterministic run to run (fixed summation orders, no atomics). Gradients are ACCUMULATED (+=)
+//   as in the reference. Scratch: layernorm_backward_scratch(rows, C, groups) floats = rowstats
+//   (2 per row, overwritten) then the partials (overwritten) when a group has > 128 rows.
 //
-// Test: build/test_emu -ts=ops -tc='*layernorm*cuda*'. Bench: build/test_gpu -ts=bench.
+// Launch shapes at the 5M sizes (C = 512; encoder rows 1024 in one group; Q heads 5 groups of
+// 768 rows), param kernel before -> after:
+//   encoder  2 x 256 threads, 1024 rows in sequence each  ->  (16, 8, 1) = 128 blocks x 512, 8
+//            rows each + 16 lane sums; finish (4, 1, 3) = 12 x 128, 8 partials each.
+//   Q heads  (2, 5) = 10 x 256, 768 rows each  ->  (16, 6, 5) = 480 x 512, 8 rows each; finish
+//            (4, 5, 3) = 60 x 128, 6 partials each.
+// A row costs each thread ~5 loads (dout, inp, mean, rstd, rowstats) and mish' (4 transcendentals)
+// plus a Philox draw under dropout: ~1000 cycles of dependent latency, so 1024 rows in sequence on
+// 2 of 132 SMs cost ~0.5 ms. At 8 rows per thread and >= 16 warps on nearly every SM the kernel
+// nears the H100's issue rate (~5 us encoder, ~20 us Q heads, Philox-bound), and the finish pass
+// (one more launch, a few us) is cheaper than the 16x longer chains of a grid without row chunks.
+// (Estimates from block counts and chains; not measured on a GPU yet.)
+//
+// Test: build/test_emu -ts=ops -tc='*layernorm*cuda*'; races: build/test_race -ts=race,ops
+// -tc='*layernorm*'. Bench: build/test_gpu -ts=bench.
 #include "common.cuh"
 #include "launchers.h"
 #include "reduce.cuh"
@@ -30,6 +53,9 @@ namespace pompc {
 namespace {
 
 constexpr int kWarps = 8;  // rows per block in the row kernels
+// The param kernel's blocks: kParamCols columns x kParamLanes row lanes, kParamRows rows of one
+// group (kParamRows / kParamLanes = 8 per thread); the finish kernel's blocks: kFinishThreads.
+constexpr int kParamCols = 32, kParamLanes = 16, kParamRows = 128, kFinishThreads = 128;
 constexpr float kEps = static_cast<float>(kLayerNormEps);
 constexpr int kG = kSimNormGroup;
 
@@ -196,34 +222,80 @@ __global__ void layernorm_backward_row_kernel(LnArgs a, float* __restrict__ dinp
   }
 }
 
-template <bool kSimNorm>
-__global__ void layernorm_backward_param_kernel(LnArgs a, float* __restrict__ dbias,
-                                                float* __restrict__ dgamma,
-                                                float* __restrict__ dbeta,
-                                                const float* __restrict__ dout,
-                                                const float* __restrict__ mean,
-                                                const float* __restrict__ rstd,
-                                                const float* __restrict__ rowstats) {
-  resolve_offset(a);
-  const int c = blockIdx.x * blockDim.x + threadIdx.x, g = blockIdx.y;
-  if (c >= a.C) return;
-  const int64_t gc = static_cast<int64_t>(g) * a.C + c;
-  const float gam = a.gamma[gc];
-  const float keep_scale = a.p > 0.0f ? 1.0f / (1.0f - a.p) : 1.0f;
-  float sg = 0.0f, sb = 0.0f, sx = 0.0f;
-  for (int r = g * a.per_group; r < (g + 1) * a.per_group; ++r) {
-    const float mu = mean[r], rs = rstd[r];
-    const int64_t base = static_cast<int64_t>(r) * a.C;
-    float xhat;
-    const float dh = ln_dh<kSimNorm>(a, g, r, c, mu, rs, dout + base, &xhat);
-    sg += dh * xhat;
-    sb += dh;
-    const float dd = rs * (gam * dh - rowstats[2 * r] - xhat * rowstats[2 * r + 1]);
-    sx += ln_keep(a, base + c) ? dd * keep_scale : 0.0f;
+// Which parameter gradient quantity q of the param kernels is: 0 dgamma, 1 dbeta, 2 dbias. A null
+// pointer: that gradient is not wanted.
+struct LnParamGrads {
+  float* dgamma;
+  float* dbeta;
+  float* dbias;
+  __device__ __forceinline__ float* of(int q) const {
+    return q == 0 ? dgamma : q == 1 ? dbeta : dbias;
   }
-  if (dgamma) dgamma[gc] += sg;
-  if (dbeta) dbeta[gc] += sb;
-  if (dbias) dbias[gc] += sx;
+};
+
+// Block (column tile x, row chunk y, group z) of blockDim (kParamCols, kParamLanes): row lane
+// threadIdx.y sums the chunk's rows lane, lane + kParamLanes, ... at column threadIdx.x (a warp
+// is one row lane: 32 consecutive floats of one row), then the lanes' sums are added in lane
+// order through shared memory. partials null (one chunk per group): dst += the block's sums;
+// otherwise partials[q, g, chunk, c] = them, and layernorm_param_finish_kernel adds the chunks.
+template <bool kSimNorm>
+__global__ void __launch_bounds__(kParamCols* kParamLanes)
+    layernorm_backward_param_kernel(LnArgs a, LnParamGrads grads, float* __restrict__ partials,
+                                    const float* __restrict__ dout, const float* __restrict__ mean,
+                                    const float* __restrict__ rstd,
+                                    const float* __restrict__ rowstats) {
+  resolve_offset(a);
+  __shared__ float part[3][kParamLanes][kParamCols];
+  const int tx = threadIdx.x, lane = threadIdx.y;
+  const int c = blockIdx.x * kParamCols + tx, chunk = blockIdx.y, g = blockIdx.z;
+  float sg = 0.0f, sb = 0.0f, sx = 0.0f;
+  if (c < a.C) {
+    const float gam = a.gamma[static_cast<int64_t>(g) * a.C + c];
+    const float keep_scale = a.p > 0.0f ? 1.0f / (1.0f - a.p) : 1.0f;
+    const int r0 = g * a.per_group, k0 = chunk * kParamRows;
+    const int k1 = min(a.per_group, k0 + kParamRows);  // the chunk's rows r0 + [k0, k1)
+    for (int r = r0 + k0 + lane; r < r0 + k1; r += kParamLanes) {
+      const float mu = mean[r], rs = rstd[r];
+      const int64_t base = static_cast<int64_t>(r) * a.C;
+      float xhat;
+      const float dh = ln_dh<kSimNorm>(a, g, r, c, mu, rs, dout + base, &xhat);
+      sg += dh * xhat;
+      sb += dh;
+      const float dd = rs * (gam * dh - rowstats[2 * r] - xhat * rowstats[2 * r + 1]);
+      sx += ln_keep(a, base + c) ? dd * keep_scale : 0.0f;
+    }
+  }
+  part[0][lane][tx] = sg;
+  part[1][lane][tx] = sb;
+  part[2][lane][tx] = sx;
+  __syncthreads();
+  const int q = lane;  // row lanes 0, 1, 2 finish dgamma, dbeta, dbias
+  float* const dst = q < 3 ? grads.of(q) : nullptr;
+  if (!dst || c >= a.C) return;
+  float s = 0.0f;
+  for (int l = 0; l < kParamLanes; ++l) s += part[q][l][tx];
+  if (partials)
+    partials[((static_cast<int64_t>(q) * gridDim.z + g) * gridDim.y + chunk) * a.C + c] = s;
+  else
+    dst[static_cast<int64_t>(g) * a.C + c] += s;
+}
+
+// Second pass when a group has several chunks: dst_q[g, c] += sum over chunks k (in order) of
+// partials[q, g, k, c]. Grid (column blocks, groups, 3 quantities), one thread per column.
+__global__ void layernorm_param_finish_kernel(LnParamGrads grads,
+                                              const float* __restrict__ partials, int C,
+                                              int chunks) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x, g = blockIdx.y, q = blockIdx.z;
+  float* const dst = grads.of(q);
+  if (!dst || c >= C) return;
+  const float* p = partials + (static_cast<int64_t>(q) * gridDim.y + g) * chunks * C + c;
+  float s = 0.0f;
+  for (int k = 0; k < chunks; ++k) s += p[static_cast<int64_t>(k) * C];
+  dst[static_cast<int64_t>(g) * C + c] += s;
+}
+
+int param_chunks(int per_group) {
+  return static_cast<int>(ceil_div(per_group, kParamRows));
 }
 
 LnArgs make_args(const char* who, bool simnorm, const float* inp, const float* bias,
@@ -248,16 +320,28 @@ void forward(const LnArgs& a, float* out, float* mean, float* rstd, cudaStream_t
 
 template <bool kSimNorm>
 void backward(const LnArgs& a, float* dinp, float* dbias, float* dgamma, float* dbeta,
-              const float* dout, const float* mean, const float* rstd, float* rowstats,
+              const float* dout, const float* mean, const float* rstd, float* scratch,
               cudaStream_t stream) {
   POMPC_REQUIRE(mean && rstd, "layernorm backward: pass the mean and rstd the forward filled");
+  float* const rowstats = scratch;
   LAUNCH(layernorm_backward_row_kernel<kSimNorm>, ceil_div(a.rows, kWarps), 32 * kWarps, 0,
          stream, a, dinp, dout, mean, rstd, rowstats);
-  if (dbias || dgamma || dbeta) {
-    const unsigned groups = a.rows > 0 ? static_cast<unsigned>(a.rows / a.per_group) : 0;
-    LAUNCH(layernorm_backward_param_kernel<kSimNorm>, dim3(ceil_div(a.C, 256), groups), 256, 0,
-           stream, a, dbias, dgamma, dbeta, dout, mean, rstd, rowstats);
-  }
+  if (!dbias && !dgamma && !dbeta) return;
+  const int groups = a.rows > 0 ? a.rows / a.per_group : 0, chunks = param_chunks(a.per_group);
+  POMPC_REQUIRE(groups <= 65535 && chunks <= 65535,
+                "layernorm backward: groups (%d) and rows per group / %d (%d) must be <= 65535 "
+                "(grid limits): split the call",
+                groups, kParamRows, chunks);
+  const LnParamGrads grads{dgamma, dbeta, dbias};
+  float* const partials = chunks > 1 ? scratch + 2 * static_cast<size_t>(a.rows) : nullptr;
+  LAUNCH(
+      layernorm_backward_param_kernel<kSimNorm>,
+      dim3(ceil_div(a.C, kParamCols), static_cast<unsigned>(chunks), static_cast<unsigned>(groups)),
+      dim3(kParamCols, kParamLanes), 0, stream, a, grads, partials, dout, mean, rstd, rowstats);
+  if (partials)
+    LAUNCH(layernorm_param_finish_kernel,
+           dim3(ceil_div(a.C, kFinishThreads), static_cast<unsigned>(groups), 3), kFinishThreads, 0,
+           stream, grads, partials, a.C, chunks);
 }
 
 }  // namespace
@@ -276,10 +360,10 @@ void layernorm_mish_backward(float* dinp, float* dbias, float* dgamma, float* db
                              const float* dout, const float* inp, const float* bias,
                              const float* gamma, const float* beta, const float* mean,
                              const float* rstd, int rows, int C, int groups, const Dropout& dropout,
-                             float* rowstats, cudaStream_t stream) {
-  backward<false>(make_args("layernorm_mish_backward", false, inp, bias, gamma, beta, rows, C,
-                            groups, dropout),
-                  dinp, dbias, dgamma, dbeta, dout, mean, rstd, rowstats, stream);
+                             float* scratch, cudaStream_t stream) {
+  backward<false>(
+      make_args("layernorm_mish_backward", false, inp, bias, gamma, beta, rows, C, groups, dropout),
+      dinp, dbias, dgamma, dbeta, dout, mean, rstd, scratch, stream);
 }
 
 void layernorm_simnorm_forward(float* out, float* mean, float* rstd, const float* inp,
@@ -293,11 +377,18 @@ void layernorm_simnorm_forward(float* out, float* mean, float* rstd, const float
 void layernorm_simnorm_backward(float* dinp, float* dbias, float* dgamma, float* dbeta,
                                 const float* dout, const float* inp, const float* bias,
                                 const float* gamma, const float* beta, const float* mean,
-                                const float* rstd, int rows, int C, int groups, float* rowstats,
+                                const float* rstd, int rows, int C, int groups, float* scratch,
                                 cudaStream_t stream) {
   backward<true>(make_args("layernorm_simnorm_backward", true, inp, bias, gamma, beta, rows, C,
                            groups, Dropout{}),
-                 dinp, dbias, dgamma, dbeta, dout, mean, rstd, rowstats, stream);
+                 dinp, dbias, dgamma, dbeta, dout, mean, rstd, scratch, stream);
+}
+
+size_t layernorm_backward_scratch(int rows, int C, int groups) {
+  if (rows <= 0 || C < 1 || groups < 1) return 0;
+  const int chunks = param_chunks(rows / groups);
+  return 2 * static_cast<size_t>(rows) +
+         (chunks > 1 ? size_t{3} * static_cast<size_t>(groups) * chunks * C : 0);
 }
 
 }  // namespace cuda

@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -41,19 +42,22 @@ void layernorm_case(bool simnorm, int rows, int C, int groups, float p,
   CAPTURE(p);
   CAPTURE(device_offset);
   const pompc::Dropout dr{p, 11, 3};
-  uint64_t* d_base = nullptr;
-  CUDA_CHECK(cudaMalloc(&d_base, sizeof(uint64_t)));
+  Dev d_base(2);  // 8 bytes: the uint64 base
   const uint64_t base = 2;
-  CUDA_CHECK(cudaMemcpy(d_base, &base, sizeof base, cudaMemcpyHostToDevice));
-  const pompc::Dropout d_dr{p, 11, device_offset ? pompc::PhiloxOffset(1, d_base) : dr.offset};
+  CUDA_CHECK(cudaMemcpy(d_base.p, &base, sizeof base, cudaMemcpyHostToDevice));
+  const pompc::Dropout d_dr{
+      p, 11,
+      device_offset ? pompc::PhiloxOffset(1, reinterpret_cast<const uint64_t*>(d_base.p))
+                    : dr.offset};
   const size_t n = static_cast<size_t>(rows) * C, gc = static_cast<size_t>(groups) * C;
   const auto inp = normals(n, 1, 1.0f), bias = normals(gc, 2, 0.1f),
              gamma = normals(gc, 3, 0.2f, 1.0f), beta = normals(gc, 4, 0.1f),
              dout = normals(n, 5, 1.0f);
   // Reference.
-  std::vector<float> out(n), mean(rows), rstd(rows), dinp = normals(n, 6, 0.1f),
-                                                    dbias = normals(gc, 7, 0.1f),
-                                                    dgamma(gc, 0.5f), dbeta(gc, -0.5f);
+  // mean and rstd: at least one element, so that rows = 0 still passes non-null buffers.
+  const size_t nstat = static_cast<size_t>(std::max(rows, 1));
+  std::vector<float> out(n), mean(nstat), rstd(nstat),
+      dinp = normals(n, 6, 0.1f), dbias = normals(gc, 7, 0.1f), dgamma(gc, 0.5f), dbeta(gc, -0.5f);
   const auto dinp0 = dinp, dbias0 = dbias, dgamma0 = dgamma, dbeta0 = dbeta;
   if (simnorm) {
     pompc::ref::layernorm_simnorm_forward(out.data(), mean.data(), rstd.data(), inp.data(),
@@ -69,21 +73,21 @@ void layernorm_case(bool simnorm, int rows, int C, int groups, float p,
                                         beta.data(), mean.data(), rstd.data(), rows, C, groups, dr);
   }
   // CUDA.
-  Dev d_inp(inp), d_bias(bias), d_gamma(gamma), d_beta(beta), d_dout(dout), d_out(n),
-      d_mean(static_cast<size_t>(rows)), d_rstd(static_cast<size_t>(rows)), d_dinp(dinp0),
-      d_dbias(dbias0), d_dgamma(dgamma0), d_dbeta(dbeta0), rowstats(2 * static_cast<size_t>(rows));
+  Dev d_inp(inp), d_bias(bias), d_gamma(gamma), d_beta(beta), d_dout(dout), d_out(n), d_mean(nstat),
+      d_rstd(nstat), d_dinp(dinp0), d_dbias(dbias0), d_dgamma(dgamma0), d_dbeta(dbeta0),
+      scratch(pompc::cuda::layernorm_backward_scratch(rows, C, groups));
   if (simnorm) {
     pompc::cuda::layernorm_simnorm_forward(d_out.p, d_mean.p, d_rstd.p, d_inp.p, d_bias.p,
                                            d_gamma.p, d_beta.p, rows, C, groups, nullptr);
     pompc::cuda::layernorm_simnorm_backward(d_dinp.p, d_dbias.p, d_dgamma.p, d_dbeta.p, d_dout.p,
                                             d_inp.p, d_bias.p, d_gamma.p, d_beta.p, d_mean.p,
-                                            d_rstd.p, rows, C, groups, rowstats.p, nullptr);
+                                            d_rstd.p, rows, C, groups, scratch.p, nullptr);
   } else {
     pompc::cuda::layernorm_mish_forward(d_out.p, d_mean.p, d_rstd.p, d_inp.p, d_bias.p, d_gamma.p,
                                         d_beta.p, rows, C, groups, d_dr, nullptr);
     pompc::cuda::layernorm_mish_backward(d_dinp.p, d_dbias.p, d_dgamma.p, d_dbeta.p, d_dout.p,
                                          d_inp.p, d_bias.p, d_gamma.p, d_beta.p, d_mean.p, d_rstd.p,
-                                         rows, C, groups, d_dr, rowstats.p, nullptr);
+                                         rows, C, groups, d_dr, scratch.p, nullptr);
   }
   // fp32 row sums in a different order; rstd can amplify tiny differences when var is small.
   CHECK(check_close("out", d_out.host(), out, 1e-5, 1e-4));
@@ -94,7 +98,6 @@ void layernorm_case(bool simnorm, int rows, int C, int groups, float p,
   CHECK(check_close("dgamma", d_dgamma.host(), dgamma, 1e-3, 1e-3));
   CHECK(check_close("dbeta", d_dbeta.host(), dbeta, 1e-3, 1e-3));
   CHECK(check_close("dbias", d_dbias.host(), dbias, 1e-3, 1e-3));
-  CUDA_CHECK(cudaFree(d_base));
 }
 
 }  // namespace
@@ -107,6 +110,9 @@ TEST_SUITE("ops") {
     layernorm_case(false, 35, 257, 5, 0.01f, true);
     layernorm_case(false, 66, 512, 1, 0.3f);
     layernorm_case(false, 256, 512, 1, 0.0f);  // B x M at the 5M size
+    layernorm_case(false, 0, 33, 1, 0.0f);     // no rows: nothing launched, gradients unchanged
+    // 131 rows a group: the param kernel's row chunks of 128 + 3 per group, then the finish pass.
+    layernorm_case(false, 3 * 131, 40, 3, 0.01f, true);
   }
 
   TEST_CASE("layernorm_simnorm: cuda matches the reference") {
@@ -114,6 +120,7 @@ TEST_SUITE("ops") {
     layernorm_case(true, 33, 136, 1, 0.0f);
     layernorm_case(true, 30, 264, 3, 0.0f);
     layernorm_case(true, 256, 512, 1, 0.0f);  // B x Z at the 5M size
+    layernorm_case(true, 2 * 257, 72, 2, 0.0f);  // 257 rows a group: chunks of 128 + 128 + 1
   }
 
   TEST_CASE("two_hot: soft_ce and two_hot_inv, cuda matches the reference") {

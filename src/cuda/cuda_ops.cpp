@@ -3,6 +3,8 @@
 // (nvcc at build time) and into test_emu, where the kernels run in the host emulation.
 #include <cuda_runtime.h>
 
+#include <algorithm>
+
 #include "common.cuh"
 #include "launchers.h"
 #include "ops.h"
@@ -25,7 +27,7 @@ class CudaOps final : public Ops {
   }
   ~CudaOps() override {
     cudaFree(cublas_workspace_);
-    cudaFree(rowstats_);
+    cudaFree(ln_scratch_);
     cudaFree(norm_scratch_);
     cublasDestroy(cublas_);
     cudaStreamDestroy(stream_);
@@ -156,7 +158,8 @@ class CudaOps final : public Ops {
                                const float* rstd, int rows, int C, int groups,
                                const Dropout& dropout) override {
     cuda::layernorm_mish_backward(dinp, dbias, dgamma, dbeta, dout, inp, bias, gamma, beta, mean,
-                                  rstd, rows, C, groups, dropout, rowstats(rows), stream_);
+                                  rstd, rows, C, groups, dropout, ln_scratch(rows, C, groups),
+                                  stream_);
   }
   void layernorm_simnorm_forward(float* out, float* mean, float* rstd, const float* inp,
                                  const float* bias, const float* gamma, const float* beta,
@@ -168,8 +171,8 @@ class CudaOps final : public Ops {
                                   const float* dout, const float* inp, const float* bias,
                                   const float* gamma, const float* beta, const float* mean,
                                   const float* rstd, int rows, int C, int groups) override {
-    cuda::layernorm_simnorm_backward(dinp, dbias, dgamma, dbeta, dout, inp, bias, gamma, beta,
-                                     mean, rstd, rows, C, groups, rowstats(rows), stream_);
+    cuda::layernorm_simnorm_backward(dinp, dbias, dgamma, dbeta, dout, inp, bias, gamma, beta, mean,
+                                     rstd, rows, C, groups, ln_scratch(rows, C, groups), stream_);
   }
   void copy_rows(float* dst, int64_t ldd, const float* src, int64_t lds, int rows,
                  int cols) override {
@@ -312,25 +315,26 @@ class CudaOps final : public Ops {
   }
 
  private:
-  // Scratch of the LayerNorm backward (2 floats per row). It grows on first use at a new size
-  // (outside any graph capture: the model runs one eager step before capturing).
-  float* rowstats(int rows) {
-    const size_t need = 2 * static_cast<size_t>(rows > 0 ? rows : 1);
-    if (need > rowstats_size_) {
+  // Scratch of the LayerNorm backward (cuda::layernorm_backward_scratch floats: row statistics
+  // and per-chunk partial sums). It grows on first use at a new size (outside any graph capture:
+  // the model runs one eager step before capturing).
+  float* ln_scratch(int rows, int C, int groups) {
+    const size_t need = std::max<size_t>(1, cuda::layernorm_backward_scratch(rows, C, groups));
+    if (need > ln_scratch_size_) {
       CUDA_CHECK(cudaStreamSynchronize(stream_));
-      CUDA_CHECK(cudaFree(rowstats_));
-      CUDA_CHECK(cudaMalloc(&rowstats_, need * sizeof(float)));
-      rowstats_size_ = need;
+      CUDA_CHECK(cudaFree(ln_scratch_));
+      CUDA_CHECK(cudaMalloc(&ln_scratch_, need * sizeof(float)));
+      ln_scratch_size_ = need;
     }
-    return rowstats_;
+    return ln_scratch_;
   }
 
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   static_assert(cuda::kMsePartials <= cuda::kNormPartials, "MSE partials share norm_scratch_");
   double* norm_scratch_ = nullptr;  // kNormPartials doubles: norm and MSE partial sums
-  float* rowstats_ = nullptr;
-  size_t rowstats_size_ = 0;
+  float* ln_scratch_ = nullptr;
+  size_t ln_scratch_size_ = 0;
   static constexpr size_t kCublasWorkspace = size_t{32} << 20;
   void* cublas_workspace_ = nullptr;
 };
