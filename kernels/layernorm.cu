@@ -56,6 +56,7 @@ constexpr int kWarps = 8;  // rows per block in the row kernels
 // The param kernel's blocks: kParamCols columns x kParamLanes row lanes, kParamRows rows of one
 // group (kParamRows / kParamLanes = 8 per thread); the finish kernel's blocks: kFinishThreads.
 constexpr int kParamCols = 32, kParamLanes = 16, kParamRows = 128, kFinishThreads = 128;
+constexpr int kParamThreads = kParamCols * kParamLanes;
 constexpr float kEps = static_cast<float>(kLayerNormEps);
 constexpr int kG = kSimNormGroup;
 
@@ -239,7 +240,7 @@ struct LnParamGrads {
 // order through shared memory. partials null (one chunk per group): dst += the block's sums;
 // otherwise partials[q, g, chunk, c] = them, and layernorm_param_finish_kernel adds the chunks.
 template <bool kSimNorm>
-__global__ void __launch_bounds__(kParamCols* kParamLanes)
+__global__ void __launch_bounds__(kParamThreads)
     layernorm_backward_param_kernel(LnArgs a, LnParamGrads grads, float* __restrict__ partials,
                                     const float* __restrict__ dout, const float* __restrict__ mean,
                                     const float* __restrict__ rstd,

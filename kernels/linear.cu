@@ -13,28 +13,60 @@
 //   setting is on, the default on a GPU; off in parity tests, which then hold cuBLAS to fp32).
 //
 // Kernels: broadcast_rows_kernel (bias into out, 256 threads, grid-stride);
-//   add_column_sums_kernel (one thread per column, rows summed in order: deterministic).
-// Test: build/test_emu -ts=ops -tc='*linear*cuda*'.
+//   add_column_sums_kernel (the bias gradients dbias[g, c] += sum_r dout[g, r, c]; accumulated):
+//   grid (ceil(cols / 32), groups) of 32 columns x 32 row lanes (1024 threads). Row lane l sums
+//   rows l, l + 32, ... of its column in order (coalesced: a warp reads 32 consecutive floats of
+//   one row), then one warp per column adds the 32 lane sums with a fixed shuffle tree.
+//   Deterministic run to run, no atomics, no scratch.
+//   At the 5M sizes (cols = M = 512; rows = B (H + 1) = 1024 for the encoder, 768 per Q head,
+//   groups 1 or Qn = 5), before -> after: 2 (x 5) blocks x 256 threads with 1024 (768) rows in
+//   sequence each  ->  16 (x 5) blocks x 1024 threads with 32 (24) loads each, 8 in flight
+//   (8 loads issued before their adds), + a 5-step shuffle tree. Pure memory work (2 MB at 1024 x
+//   512): 16 x 1024 threads x 8 loads = 512 KB in flight, ~4 round trips to L2/HBM, a few us
+//   (estimated, not measured); a grid split over row chunks would add a second launch and a scratch
+//   buffer to save about one of them, so there is none.
+// Test: build/test_emu -ts=ops -tc='*linear*cuda*'; races: build/test_race -ts=race,ops
+//   -tc='*linear*'.
 #include "common.cuh"
 #include "launchers.h"
+#include "reduce.cuh"
 
 namespace pompc {
 namespace {
+
+constexpr int kSumCols = 32, kSumLanes = 32;  // add_column_sums_kernel's block: 1024 threads
+constexpr int kSumThreads = kSumCols * kSumLanes;
 
 __global__ void broadcast_rows_kernel(float* __restrict__ out, const float* __restrict__ row,
                                       int64_t rows, int cols) {
   POMPC_GRID_STRIDE(i, rows * cols) out[i] = row[i % cols];
 }
 
-// dst[g, c] += sum_r src[g, r, c] for groups g = blockIdx.y (src [groups, rows, cols]).
-__global__ void add_column_sums_kernel(float* __restrict__ dst, const float* __restrict__ src,
-                                       int rows, int cols) {
-  const int c = blockIdx.x * blockDim.x + threadIdx.x;
-  if (c >= cols) return;
-  const float* s = src + static_cast<int64_t>(blockIdx.y) * rows * cols + c;
+// dst[g, c] += sum_r src[g, r, c] for groups g = blockIdx.y (src [groups, rows, cols]). Block of
+// kSumCols columns x kSumLanes row lanes (a warp is one row lane: 32 consecutive floats of a
+// row): lane l sums rows l, l + 32, ... in order, then warp w adds the 32 lane sums of column w
+// with a fixed shuffle tree (deterministic; the transpose goes through padded shared memory).
+__global__ void __launch_bounds__(kSumThreads)
+    add_column_sums_kernel(float* __restrict__ dst, const float* __restrict__ src, int rows,
+                           int cols) {
+  __shared__ float part[kSumLanes][kSumCols + 1];  // +1: the column-wise reads hit 32 banks
+  const int tx = threadIdx.x, lane = threadIdx.y, c0 = blockIdx.x * kSumCols;
+  const float* s = src + static_cast<int64_t>(blockIdx.y) * rows * cols + c0 + tx;
   float acc = 0.0f;
-  for (int r = 0; r < rows; ++r) acc += s[static_cast<int64_t>(r) * cols];
-  dst[static_cast<int64_t>(blockIdx.y) * cols + c] += acc;
+  if (c0 + tx < cols) {
+    int r = lane;
+    for (; r + 7 * kSumLanes < rows; r += 8 * kSumLanes) {  // 8 loads in flight, then 8 adds
+      float v[8];
+      for (int k = 0; k < 8; ++k) v[k] = s[static_cast<int64_t>(r + k * kSumLanes) * cols];
+      for (int k = 0; k < 8; ++k) acc += v[k];
+    }
+    for (; r < rows; r += kSumLanes) acc += s[static_cast<int64_t>(r) * cols];
+  }
+  part[lane][tx] = acc;
+  __syncthreads();
+  // Warp `lane` now reduces column c0 + lane; its thread tx holds row lane tx's sum.
+  const float v = warp_reduce_sum(part[tx][lane]);
+  if (tx == 0 && c0 + lane < cols) dst[static_cast<int64_t>(blockIdx.y) * cols + c0 + lane] += v;
 }
 
 void check_sizes(const char* who, int B, int in, int out_features, int Qn = 1) {
@@ -71,8 +103,12 @@ void gemm_strided_batched(cublasHandle_t h, bool transa, bool transb, int m, int
 
 void add_column_sums(float* dst, const float* src, int rows, int cols, int groups,
                      cudaStream_t stream) {
-  LAUNCH(add_column_sums_kernel, dim3(ceil_div(cols, 256), groups), 256, 0, stream, dst, src,
-         rows, cols);
+  POMPC_REQUIRE(
+      rows >= 0 && cols >= 1 && groups >= 0 && groups <= 65535,
+      "add_column_sums: rows (%d) must be >= 0, cols (%d) >= 1, groups (%d) in [0, 65535]", rows,
+      cols, groups);
+  LAUNCH(add_column_sums_kernel, dim3(ceil_div(cols, kSumCols), static_cast<unsigned>(groups)),
+         dim3(kSumCols, kSumLanes), 0, stream, dst, src, rows, cols);
 }
 
 void linear_forward(cublasHandle_t h, float* out, const float* inp, const float* weight,

@@ -163,9 +163,12 @@ TEST_SUITE("ops") {
       int Qn, B, in, out;
       bool shared;
     };
-    for (const Shape s : {Shape{1, 1, 1, 1, false}, Shape{1, 33, 33, 257, false},
-                          Shape{1, 256, 512, 512, false}, Shape{5, 33, 38 + 512, 512, true},
-                          Shape{5, 256, 512, 101, false}}) {
+    // B = 0: no rows (the bias gradients gain 0); B = 300 with 40 columns in 3 groups: the bias
+    // gradient kernel's 8-row steps and remainder rows, a partial column tile.
+    for (const Shape s :
+         {Shape{1, 1, 1, 1, false}, Shape{1, 33, 33, 257, false}, Shape{1, 256, 512, 512, false},
+          Shape{5, 33, 38 + 512, 512, true}, Shape{5, 256, 512, 101, false},
+          Shape{1, 0, 7, 65, false}, Shape{3, 300, 20, 40, false}}) {
       CAPTURE(s.Qn);
       CAPTURE(s.B);
       CAPTURE(s.in);
