@@ -1,7 +1,9 @@
 // src/io/atomic_file.cpp: temp file + fsync + rename + directory fsync (see atomic_file.h).
 #include "io/atomic_file.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,6 +26,18 @@ std::string dir_of(const std::string& path) {
   return path.substr(0, slash);
 }
 
+// fsync of a directory, so that a rename in it is durable. Some filesystems refuse fsync on
+// directories (EINVAL); the file is already in place then, so only real I/O errors are reported.
+void fsync_dir(const std::string& dir) {
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return;
+  const int rc = ::fsync(dfd);
+  const int e = errno;
+  ::close(dfd);
+  POMPC_REQUIRE(rc == 0 || e == EINVAL || e == EROFS, "fsync of directory %s failed: %s",
+                dir.c_str(), std::strerror(e));
+}
+
 }  // namespace
 
 namespace testing {
@@ -32,8 +46,32 @@ void fail_next_atomic_write_after(uint64_t bytes) {
 }
 }  // namespace testing
 
+int remove_stale_temp_files(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  const std::string dir = dir_of(path);
+  const std::string prefix = (slash == std::string::npos ? path : path.substr(slash + 1)) + ".tmp.";
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return 0;  // AtomicWriter's open() reports a missing directory
+  int removed = 0;
+  while (const dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string digits = name.substr(prefix.size());
+    if (digits.empty() || digits.size() > 9 ||
+        digits.find_first_not_of("0123456789") != std::string::npos)
+      continue;
+    const long pid = std::stol(digits);
+    if (pid <= 0 || pid == static_cast<long>(::getpid())) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive (or EPERM)
+    removed += ::unlinkat(::dirfd(d), name.c_str(), 0) == 0;
+  }
+  ::closedir(d);
+  return removed;
+}
+
 AtomicWriter::AtomicWriter(std::string path) : path_(std::move(path)) {
   POMPC_REQUIRE(!path_.empty(), "cannot write a file with an empty path");
+  remove_stale_temp_files(path_);
   tmp_ = strfmt("%s.tmp.%ld", path_.c_str(), static_cast<long>(::getpid()));
   fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd_ < 0) {
@@ -116,23 +154,21 @@ void AtomicWriter::commit() {
     throw Error(strfmt("renaming %s over %s failed: %s; %s was left unchanged", tmp_.c_str(),
                        path_.c_str(), std::strerror(e), path_.c_str()));
   }
-  // Make the rename itself durable. Some filesystems refuse fsync on directories (EINVAL);
-  // the file is already in place then, so only real I/O errors are reported.
-  const std::string dir = dir_of(path_);
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    const int rc = ::fsync(dfd);
-    const int e = errno;
-    ::close(dfd);
-    POMPC_REQUIRE(rc == 0 || e == EINVAL || e == EROFS, "fsync of directory %s failed: %s",
-                  dir.c_str(), std::strerror(e));
-  }
+  fsync_dir(dir_of(path_));  // the rename itself made durable
 }
 
 void write_file_atomic(const std::string& path, std::string_view contents) {
   AtomicWriter w(path);
   w.write(contents);
   w.commit();
+}
+
+void rename_file(const std::string& from, const std::string& to) {
+  if (::rename(from.c_str(), to.c_str()) != 0) {
+    const int e = errno;
+    throw Error(strfmt("renaming %s to %s failed: %s", from.c_str(), to.c_str(), std::strerror(e)));
+  }
+  fsync_dir(dir_of(to));
 }
 
 std::string read_file(const std::string& path) {

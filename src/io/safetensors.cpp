@@ -433,6 +433,17 @@ void SafetensorsFile::read(const TensorInfo& info, void* dst, size_t dst_bytes) 
   pread_all(fd_, dst, dst_bytes, data_start_ + info.begin, path_);
 }
 
+void SafetensorsFile::read_part(const TensorInfo& info, uint64_t offset, void* dst,
+                                size_t bytes) const {
+  POMPC_REQUIRE(offset <= info.nbytes() && bytes <= info.nbytes() - offset,
+                "%s: bytes [%llu, %llu) are outside tensor %s (%llu bytes)", path_.c_str(),
+                static_cast<unsigned long long>(offset),
+                static_cast<unsigned long long>(offset + bytes), info.name.c_str(),
+                static_cast<unsigned long long>(info.nbytes()));
+  if (bytes == 0) return;
+  pread_all(fd_, dst, bytes, data_start_ + info.begin + offset, path_);
+}
+
 // ---- model check -------------------------------------------------------------------------------
 
 void check_tensors(const SafetensorsFile& file, const std::vector<ExpectedTensor>& expected,

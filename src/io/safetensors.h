@@ -18,7 +18,8 @@
 //                        through AtomicWriter: `<path>.tmp.<pid>`, fsync, rename, fsync of the
 //                        directory, so an interrupted save never damages the previous file.
 //   reading              SafetensorsFile(path) reads and validates the header only (a few KB);
-//                        read(name, dst, bytes) preads one tensor into caller memory. Refused,
+//                        read(name, dst, bytes) preads one tensor into caller memory
+//                        (read_part a piece of one). Refused,
 //                        with a message naming the problem: a file shorter than 8 bytes; a header
 //                        length beyond the file or above 100 MB; a JSON syntax error (file byte
 //                        position); a non-object entry, unknown or missing fields; an unknown
@@ -125,6 +126,8 @@ class SafetensorsFile {
   void read(std::string_view name, void* dst, size_t dst_bytes) const {
     read(at(name), dst, dst_bytes);
   }
+  // Copies bytes [offset, offset + bytes) of one tensor (for reading a large tensor in pieces).
+  void read_part(const TensorInfo& info, uint64_t offset, void* dst, size_t bytes) const;
   // The tensor as a vector of T; its dtype must be dtype_of<T>().
   template <class T>
   std::vector<T> read_vector(std::string_view name) const {
