@@ -239,7 +239,8 @@ TEST_ENV := OMP_WAIT_POLICY=passive ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
 .PHONY: test-emu test-race test-gpu
 test: probe test-emu test-race $(if $(HAVE_NVCC),test-gpu)
 
-test-emu: $(BUILD)/test_emu
+# The fault tests (tests/test_faults.cpp) run the program beside the test binary.
+test-emu: $(BUILD)/test_emu $(BUILD)/pompc
 	$(TEST_ENV) $(BUILD)/test_emu $(TEST_ARGS)
 
 # The race detector over the kernel suites and one whole agent in lockstep (tests/emu/internal.h).

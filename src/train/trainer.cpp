@@ -266,7 +266,10 @@ void resolve_model(TrainSettings& s, int obs_dim, int action_dim, int episode_le
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr const char* kFormat = "pompc-checkpoint-1";
+// Format 2's checksum covers the tensors and the metadata; format 1 (still read) covered the
+// tensors only, so a damaged counter or config line went unnoticed.
+constexpr const char* kFormat = "pompc-checkpoint-2";
+constexpr const char* kFormatV1 = "pompc-checkpoint-1";
 
 // Counters a checkpoint carries (metadata, decimal text).
 struct RunState {
@@ -281,10 +284,31 @@ struct RunState {
   double elapsed_s = 0;               // wall time of all processes of this run before this one
 };
 
+constexpr uint64_t kFnvBasis = 0xcbf29ce484222325ull;
+
+// FNV-1a: any change of one byte changes the result (each step is a bijection of the state).
 uint64_t fnv1a(uint64_t h, const void* data, size_t n) {
   const auto* p = static_cast<const uint8_t*>(data);
   for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
   return h;
+}
+
+// The checksum's metadata part (format 2): every entry but "checksum" in key order, key and
+// value each after its length.
+uint64_t hash_metadata(uint64_t h, const io::Metadata& meta) {
+  for (const auto& [k, v] : meta) {
+    if (k == "checksum") continue;
+    for (const std::string* s : {&k, &v}) {
+      const uint64_t n = s->size();
+      h = fnv1a(h, &n, sizeof n);
+      h = fnv1a(h, s->data(), s->size());
+    }
+  }
+  return h;
+}
+
+std::string checksum_text(uint64_t h) {
+  return strfmt("%016llx", static_cast<unsigned long long>(h));
 }
 
 // Host mirror of every checkpointed buffer of the world model, with the safetensors table: the
@@ -325,13 +349,14 @@ struct ModelState {
     std::sort(t.begin(), t.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
     return t;
   }
-  static std::string checksum(const std::vector<io::TensorDest>& t) {
-    uint64_t h = 0xcbf29ce484222325ull;
+  // The checksum's tensor part: each tensor's name, then its bytes, in name order.
+  static uint64_t hash_tensors(const std::vector<io::TensorDest>& t) {
+    uint64_t h = kFnvBasis;
     for (const io::TensorDest& d : t) {
       h = fnv1a(h, d.name.data(), d.name.size());
       h = fnv1a(h, d.data, io::shape_numel(d.shape) * io::dtype_size(d.dtype));
     }
-    return strfmt("%016llx", static_cast<unsigned long long>(h));
+    return h;
   }
   void download(model::WorldModel& wm) {
     Ops& o = wm.ops();
@@ -381,7 +406,6 @@ void save_checkpoint(const std::string& path, agent::Agent& ag, const io::Config
   io::Metadata meta;
   meta["format"] = kFormat;
   meta["config"] = cfg.to_lines();
-  meta["checksum"] = ModelState::checksum(table);
   meta["updates"] = std::to_string(wm.updates());
   meta["agent_step"] = std::to_string(st.agent_step);
   meta["env_step"] = std::to_string(st.env_step);
@@ -401,6 +425,7 @@ void save_checkpoint(const std::string& path, agent::Agent& ag, const io::Config
   meta["replay_episodes"] = std::to_string(replay_episodes);
   meta["policy_updates"] = std::to_string(ag.policy_updates());
   meta["reanalyses"] = std::to_string(ag.reanalyses());
+  meta["checksum"] = checksum_text(hash_metadata(ModelState::hash_tensors(table), meta));
   io::save_safetensors(path, views, meta);
 }
 
@@ -413,7 +438,27 @@ int64_t meta_int(const io::SafetensorsFile& f, const std::string& key) {
   return x;
 }
 
-// Checks and opens a checkpoint: the format tag and the config record.
+// The checksum of a checkpoint file as its format defines it (tensors read in pieces of at most
+// 16 MB).
+std::string file_checksum(const io::SafetensorsFile& f, bool with_metadata) {
+  uint64_t h = kFnvBasis;
+  std::vector<char> buf;
+  for (const io::TensorInfo& t : f.tensors()) {
+    h = fnv1a(h, t.name.data(), t.name.size());
+    for (uint64_t at = 0; at < t.nbytes();) {
+      const size_t n = size_t(std::min<uint64_t>(t.nbytes() - at, 16u << 20));
+      buf.resize(std::max(buf.size(), n));
+      f.read_part(t, at, buf.data(), n);
+      h = fnv1a(h, buf.data(), n);
+      at += n;
+    }
+  }
+  return checksum_text(with_metadata ? hash_metadata(h, f.metadata()) : h);
+}
+
+// Opens a checkpoint and checks it before anything in it is used: the format tag, the config
+// record and the checksum (so a damaged config line is reported as damage, not as a model that
+// does not fit).
 std::unique_ptr<io::SafetensorsFile> open_checkpoint(const std::string& path) {
   std::unique_ptr<io::SafetensorsFile> f;
   try {
@@ -424,26 +469,31 @@ std::unique_ptr<io::SafetensorsFile> open_checkpoint(const std::string& path) {
                        path.c_str(), e.what()));
   }
   const auto it = f->metadata().find("format");
-  POMPC_REQUIRE(it != f->metadata().end() && it->second == kFormat,
-                "checkpoint %s is not a pompc checkpoint (metadata format is not %s)",
+  POMPC_REQUIRE(it != f->metadata().end() && (it->second == kFormat || it->second == kFormatV1),
+                "checkpoint %s is not a pompc checkpoint (metadata format is not %s): it is "
+                "damaged or was not written by pompc",
                 path.c_str(), kFormat);
   POMPC_REQUIRE(f->metadata().count("config") && f->metadata().count("checksum"),
-                "checkpoint %s lacks its config or checksum record", path.c_str());
+                "checkpoint %s lacks its config or checksum record: it is damaged or was not "
+                "written by pompc",
+                path.c_str());
+  const std::string sum = file_checksum(*f, it->second == kFormat);
+  POMPC_REQUIRE(sum == f->meta("checksum"),
+                "checkpoint %s is corrupted: the checksum of its %s is %s, the file records %s; "
+                "use an intact checkpoint (a run directory's checkpoint is replaced atomically, "
+                "so this one was damaged after it was written)",
+                path.c_str(), it->second == kFormat ? "tensors and metadata" : "tensors",
+                sum.c_str(), f->meta("checksum").c_str());
   return f;
 }
 
-// Loads the agent's world model (checksum verified) and reanalysis clock; returns the run
-// counters.
+// Loads the agent's world model and reanalysis clock from a checkpoint open_checkpoint checked;
+// returns the run counters.
 RunState load_checkpoint(const io::SafetensorsFile& f, agent::Agent& ag) {
   model::WorldModel& wm = ag.world_model();
   ModelState ms(wm);
   const std::vector<io::TensorDest> table = ms.table(wm);
   io::load_tensors(f, table);
-  const std::string sum = ModelState::checksum(table);
-  POMPC_REQUIRE(sum == f.meta("checksum"),
-                "checkpoint %s is corrupted: its tensors' checksum is %s, the file records %s; "
-                "use an intact checkpoint",
-                f.path().c_str(), sum.c_str(), f.meta("checksum").c_str());
   ms.upload(wm);
   wm.set_updates(uint64_t(meta_int(f, "updates")));
   RunState st;
@@ -586,10 +636,18 @@ io::Config run_config(const std::vector<std::string>& args,
                   s.run_dir.c_str());
     return cfg;
   }
-  POMPC_REQUIRE(io::path_exists(ckpt_path),
-                "resume=true but %s does not exist: point run_dir= at a run with a checkpoint, "
-                "or drop resume=true to start a new run",
-                ckpt_path.c_str());
+  if (!io::path_exists(ckpt_path)) {
+    // A run stopped before its first checkpoint leaves config.txt and logs but nothing to resume.
+    POMPC_REQUIRE(!io::path_exists(s.run_dir + "/config.txt"),
+                  "resume=true but %s does not exist: run_dir %s holds a run that stopped before "
+                  "its first checkpoint; drop resume=true to start it over (its logs and replay "
+                  "files are replaced)",
+                  ckpt_path.c_str(), s.run_dir.c_str());
+    throw Error(
+        strfmt("resume=true but %s does not exist: point run_dir= at a run with a "
+               "checkpoint, or drop resume=true to start a new run",
+               ckpt_path.c_str()));
+  }
   *ckpt = open_checkpoint(ckpt_path);
   std::vector<std::string> merged = io::Config::parse_lines((*ckpt)->meta("config"));
   merged.insert(merged.end(), args.begin(), args.end());
@@ -623,6 +681,7 @@ class Run {
 
  private:
   void resume_from_checkpoint();
+  void load_replay(int64_t episodes);
   void open_logs();
   void round();
   int64_t act();                   // the active envs' actions; returns how many were planned
@@ -643,7 +702,7 @@ class Run {
   std::unique_ptr<io::SafetensorsFile> ckpt_;  // resume: open until loaded
   const io::Config cfg_;
   TrainSettings s_;
-  const std::string ckpt_path_, replay_path_;
+  const std::string ckpt_path_, replay_path_, replay_next_path_;
   env::VecEnv envs_;
   env::Env eval_env_;
   std::optional<env::Renderer> renderer_;  // save_video: frames of eval_env_
@@ -651,6 +710,7 @@ class Run {
   int64_t seed_steps_ = 0;
   std::unique_ptr<Ops> ops_;
   std::optional<agent::Agent> ag_;
+  replay::ReplaySettings replay_settings_;
   std::optional<replay::ReplayBuffer> replay_;
   std::optional<io::CsvLogger> train_log_, eval_log_;
   RunState st_;
@@ -693,6 +753,7 @@ Run::Run(const std::vector<std::string>& args)
       s_(settings_from(cfg_)),
       ckpt_path_(checkpoint_path(s_.run_dir)),
       replay_path_(s_.run_dir + "/replay.safetensors"),
+      replay_next_path_(s_.run_dir + "/replay.next.safetensors"),
       envs_(s_.task, s_.num_envs, uint32_t(s_.seed), s_.action_repeat, s_.num_threads),
       eval_env_(s_.task, uint32_t(s_.seed + kEvalSeedOffset), s_.action_repeat),
       S_(s_.num_envs),
@@ -708,7 +769,7 @@ Run::Run(const std::vector<std::string>& args)
   s_.agent.max_states = S_;
   ag_.emplace(*ops_, s_.model, s_.planner, s_.agent);
   const bool targets = s_.model.prior != model::Prior::none;
-  replay::ReplaySettings rs;
+  replay::ReplaySettings& rs = replay_settings_;
   rs.capacity = s_.buffer_size;
   rs.obs_dim = O_;
   rs.action_dim = A_;
@@ -766,19 +827,10 @@ void Run::allocate_buffers(bool targets) {
 // its finished episodes.
 void Run::resume_from_checkpoint() {
   st_ = load_checkpoint(*ckpt_, *ag_);
-  const int64_t want = meta_int(*ckpt_, "replay_episodes");
-  if (s_.save_buffer && io::path_exists(replay_path_)) {
-    replay_->load(replay_path_);
-    POMPC_REQUIRE(replay_->episodes_added() == want,
-                  "resume: %s holds %lld episodes, the checkpoint expects %lld (a save was "
-                  "interrupted between the two files): resume with save_buffer=false to start "
-                  "from an empty buffer",
-                  replay_path_.c_str(), static_cast<long long>(replay_->episodes_added()),
-                  static_cast<long long>(want));
-  } else {
-    std::printf("resume: no replay buffer restored (%s): the buffer starts empty\n",
-                s_.save_buffer ? "no replay.safetensors" : "save_buffer=false");
-  }
+  if (s_.save_buffer)
+    load_replay(meta_int(*ckpt_, "replay_episodes"));
+  else
+    std::printf("resume: no replay buffer restored (save_buffer=false): the buffer starts empty\n");
   // Checkpoints fall between rounds: every env continues its initial-state stream after as
   // many resets as it has finished episodes.
   std::vector<float> scratch(O_);
@@ -791,16 +843,53 @@ void Run::resume_from_checkpoint() {
   ckpt_.reset();
 }
 
-// config.txt, train.csv and eval.csv (a resumed run drops rows after its checkpoint) and the
-// banner line.
+// The replay buffer that belongs to the checkpoint (it holds `episodes` episodes):
+// replay.safetensors, or replay.next.safetensors when the run stopped after writing the
+// checkpoint and before renaming the buffer file over the old one (see save()); that rename is
+// done here then, so the run directory looks as if the save had finished.
+void Run::load_replay(int64_t episodes) {
+  std::string found;
+  for (const std::string& path : {replay_path_, replay_next_path_}) {
+    if (!io::path_exists(path)) continue;
+    try {
+      replay_.emplace(replay_settings_);
+      replay_->load(path);
+      if (replay_->episodes_added() == episodes) {
+        if (path == replay_next_path_) {  // finish the interrupted save
+          io::rename_file(replay_next_path_, replay_path_);
+          std::printf(
+              "resume: replay buffer from %s (the last save stopped before renaming it "
+              "to %s; renamed now)\n",
+              path.c_str(), replay_path_.c_str());
+        }
+        return;
+      }
+      found += strfmt("\n  %s holds %lld episodes", path.c_str(),
+                      static_cast<long long>(replay_->episodes_added()));
+    } catch (const Error& e) {
+      found += strfmt("\n  %s: %s", path.c_str(), e.what());
+    }
+  }
+  replay_.emplace(replay_settings_);
+  POMPC_REQUIRE(found.empty(),
+                "resume: no replay buffer file in %s belongs to the checkpoint, which expects %lld "
+                "episodes:%s\nresume with save_buffer=false to start from an empty buffer",
+                s_.run_dir.c_str(), static_cast<long long>(episodes), found.c_str());
+  std::printf("resume: no replay buffer restored (no %s): the buffer starts empty\n",
+              replay_path_.c_str());
+}
+
+// config.txt, train.csv and eval.csv (a resumed run drops rows after its checkpoint; a fresh
+// one removes what a run stopped before its first checkpoint left) and the banner line.
 void Run::open_logs() {
   std::filesystem::create_directories(s_.run_dir);
   std::optional<io::CsvLogger::Resume> resume_rows;
   if (s_.resume) {
     resume_rows = io::CsvLogger::Resume{"env_step", st_.env_step};
   } else {
-    std::remove((s_.run_dir + "/train.csv").c_str());
-    std::remove((s_.run_dir + "/eval.csv").c_str());
+    for (const std::string& f :
+         {s_.run_dir + "/train.csv", s_.run_dir + "/eval.csv", replay_path_, replay_next_path_})
+      std::remove(f.c_str());
   }
   io::write_file_atomic(s_.run_dir + "/config.txt", cfg_.to_lines());
   train_log_.emplace(s_.run_dir + "/train.csv",
@@ -1038,12 +1127,15 @@ void Run::print_progress() const {
   std::fflush(stdout);
 }
 
-// The replay buffer, then the checkpoint that names its episode count.
+// The replay buffer into replay.next.safetensors, the checkpoint that names its episode count
+// (the commit point), then the buffer file renamed over replay.safetensors: a run killed at any
+// moment leaves a checkpoint with its own buffer in one of the two files (load_replay).
 void Run::save() {
   while (st_.next_checkpoint <= st_.env_step) st_.next_checkpoint += s_.checkpoint_freq;
   st_.elapsed_s = elapsed();
-  if (s_.save_buffer) replay_->save(replay_path_);
+  if (s_.save_buffer) replay_->save(replay_next_path_);
   save_checkpoint(ckpt_path_, *ag_, cfg_, st_, replay_->episodes_added());
+  if (s_.save_buffer) io::rename_file(replay_next_path_, replay_path_);
 }
 
 TrainResult Run::finish() {

@@ -68,24 +68,45 @@
 //              returns do not depend on it. The renderer is made at the start, so a machine
 //              without headless OpenGL fails then, with the packages to install.
 //   run dir    run_dir (default runs/<task>/<preset>/<seed>): config.txt (key=value lines),
-//              train.csv, eval.csv, checkpoint.safetensors, replay.safetensors (save_buffer).
+//              train.csv, eval.csv, checkpoint.safetensors, replay.safetensors (save_buffer;
+//              replay.next.safetensors while a save is in flight, see faults).
 //   checkpoint safetensors, atomic: every WorldModel tensor by its state_dict name (model, pi,
 //              target Qs, the learned prior "_pi_prior.*"), Adam moments
 //              "optim.<model|pi|prior>.exp_avg|exp_avg_sq", Adam step and bias corrections,
 //              "q_scale", "prior_scale"; metadata: config lines, counters (agent/env steps,
 //              episodes, num_envs and episodes per env, eval episodes run, updates, the agent's
 //              policy updates and reanalyses, next eval / checkpoint step, elapsed time), the
-//              replay buffer's episode count. Checkpoints
-//              fall between rounds. resume=auto is resume=true when the checkpoint exists and a
-//              new run otherwise (a job that may be requeued: pompc sweep's Slurm script).
-//              resume=true loads it (its config, then the command line's
-//              key=value on top, e.g. a larger steps=; a num_envs unlike the checkpoint's is
-//              refused), the replay buffer (replay.safetensors, when saved) and replays each
-//              env's reset draws (its own episode count) so the initial-state streams continue
-//              where they stopped; the CSV logs drop rows after the checkpoint's env_step.
-//              With save_buffer=true the resumed run repeats the uninterrupted one bit for bit
-//              (tested, S = 1 and 2, and bmpc across reanalyses). Without it the buffer restarts
-//              empty.
+//              replay buffer's episode count; "checksum": FNV-1a over the tensors (name, bytes,
+//              name order) and every other metadata entry (format pompc-checkpoint-2; format 1,
+//              still read, covered the tensors only). Checkpoints fall between rounds.
+//              resume=auto is resume=true when the checkpoint exists and a new run otherwise (a
+//              job that may be requeued: pompc sweep's Slurm script). resume=true loads it
+//              (its config, then the command line's key=value on top, e.g. a larger steps=; a
+//              num_envs unlike the checkpoint's is refused), the replay buffer
+//              (replay.safetensors, when saved) and replays each env's reset draws (its own episode
+//              count) so the initial-state streams continue where they stopped; the CSV logs drop
+//              rows after the checkpoint's env_step. With save_buffer=true the resumed run repeats
+//              the uninterrupted one bit for bit (tested, S = 1 and 2, and bmpc across reanalyses).
+//              Without it the buffer restarts empty.
+//   faults     (tests/test_faults.cpp, build/test_emu -ts=e2e -tc='*faults*')
+//              kill -9 at any moment: a save writes the buffer to replay.next.safetensors, then
+//                the checkpoint (the commit point), then renames the buffer file over
+//                replay.safetensors; resume loads whichever of the two holds the checkpoint's
+//                episode count. A run killed before its first checkpoint has nothing to resume
+//                (resume=true says so): start it again without resume=true; a fresh start
+//                removes the logs and replay files it left. Temp files of killed writes are
+//                ignored and removed by the next write (io/atomic_file.h). Killed and resumed
+//                any number of times, the run ends with the uninterrupted run's checkpoint,
+//                train.csv (but its steps_per_s and elapsed_s) and eval.csv, bit for bit.
+//              damage: open_checkpoint checks format, config record and checksum before anything
+//                in the file is used, so a truncated or bit-flipped checkpoint (any single bit,
+//                header or data) is refused with "is corrupted" / "is not readable" and nothing
+//                in run_dir is written. The trainer never replaces a good checkpoint by a bad
+//                one: a failed save throws before its rename, and a non-finite loss stops the
+//                run before the save. No checkpoint.prev is kept: the atomic replacement is the
+//                guarantee, and a second copy would double the disk a large model needs.
+//              full disk: a failed write (ENOSPC, EFBIG) stops the run with an error naming the
+//                file and the OS error; the last checkpoint and its buffer still resume.
 //   tests      build/test_emu -ts=e2e,agent
 //   bench      build/bench -ts=bench -tc='*train*' (env steps/s of make run's CPU configuration
 //              with num_envs 1 and 2; build/test_gpu adds the 5M dog-run model on a GPU)
