@@ -9,6 +9,7 @@
 #                      detector (tests/emu/internal.h)
 #   $(BUILD)/test_gpu  the same tests against the real kernels (only with nvcc; runs on a GPU)
 #   $(BUILD)/bench     the tests built -O3 without sanitizers, run with the bench suite
+#   $(BUILD)/fuzz      the parser fuzzers (tests/fuzz/fuzz.h) on test_emu's objects (ASan + UBSan)
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := all
@@ -106,7 +107,8 @@ SRC_HOST := $(filter-out src/main.cpp $(EXCLUDE),$(wildcard src/*.cpp src/*/*.cp
 SRC_HOST := $(filter-out src/cuda/%,$(SRC_HOST))
 SRC_CUDA := $(wildcard src/cuda/*.cpp)
 KERNELS := $(filter-out $(EXCLUDE),$(wildcard kernels/*.cu))
-TESTS := $(filter-out $(EXCLUDE),$(wildcard tests/*.cpp))
+# tests/fuzz/fuzz.cpp: the fuzz engine, shared by build/fuzz and a short test in test_emu.
+TESTS := $(filter-out $(EXCLUDE),$(wildcard tests/*.cpp) tests/fuzz/fuzz.cpp)
 EMU := $(filter-out $(EXCLUDE) tests/emu/race.cpp tests/emu/race_test.cpp,$(wildcard tests/emu/*.cpp))
 
 obj = $(patsubst %,$(BUILD)/obj-$(1)/%.o,$(2))
@@ -129,7 +131,7 @@ endif
 
 # ---- targets --------------------------------------------------------------------------------
 .PHONY: all deps test bench bench-build check-docs profile sass run clean print-config probe help \
-  gpu-bundle gpu-check
+  gpu-bundle gpu-check fuzz
 
 all: probe $(BUILD)/pompc
 
@@ -140,6 +142,7 @@ help:
 	@echo "make bench      the bench suite (-O3, no sanitizers; plus the GPU build on a GPU)"
 	@echo "make bench-build  build $(BUILD)/bench without running it (CI does, so it cannot rot)"
 	@echo "make check-docs the run-book commands in comments and README select tests (and the cheap ones pass)"
+	@echo "make fuzz       seeded parser fuzzers under ASan + UBSan (FUZZ_ITERS, FUZZ_SEED)"
 	@echo "make profile    build with -lineinfo and NVTX ranges into build-profile/"
 	@echo "make sass       SASS of every kernel into $(BUILD)/sass/"
 	@echo "make gpu-check  on a GPU machine: build, GPU tests, pompc check, GPU benchmarks, a dog-run run; one report"
@@ -267,6 +270,19 @@ ifneq ($(and $(HAVE_NVCC),$(HAVE_GPU)),)
 endif
 
 bench-build: probe $(BUILD)/bench
+
+# make fuzz: the seeded mutation fuzzers of tests/fuzz/fuzz.h (json, safetensors, config,
+# config-args) under ASan + UBSan, FUZZ_ITERS inputs each; the seed is printed and FUZZ_SEED=N
+# replays a run. Not part of make test (which runs 2000 inputs per target).
+FUZZ_ITERS ?= 200000
+FUZZ_SEED ?=
+FUZZ_OBJ := $(call obj,emu,$(SRC_HOST) $(SRC_CUDA) $(KERNELS) \
+  $(filter-out tests/emu/emu_test.cpp,$(EMU)) tests/fuzz/fuzz.cpp tests/fuzz/main.cpp)
+$(BUILD)/fuzz: $(FUZZ_OBJ)
+	$(CXX) $(CXXSTD) -fopenmp -fsanitize=address,undefined $^ -o $@ $(LDMUJOCO)
+
+fuzz: $(BUILD)/fuzz
+	$(TEST_ENV) $(BUILD)/fuzz iters=$(FUZZ_ITERS) $(if $(FUZZ_SEED),seed=$(FUZZ_SEED))
 
 # The run-book commands written in comments and README select tests and run (tests/check_docs.sh).
 check-docs: probe $(BUILD)/test_emu $(BUILD)/test_race $(BUILD)/bench $(BUILD)/pompc

@@ -301,7 +301,8 @@ void Config::apply(const std::vector<std::string>& args) {
     const size_t eq = a.find('=');
     POMPC_REQUIRE(eq != std::string::npos && eq > 0,
                   "expected key=value, got '%s' (keys are listed by `pompc help`)", a.c_str());
-    kvs.emplace_back(trim(std::string_view(a).substr(0, eq)), a.substr(eq + 1));
+    kvs.emplace_back(trim(std::string_view(a).substr(0, eq)),
+                     trim(std::string_view(a).substr(eq + 1)));
     const size_t i = index_of(kvs.back().first);
     parse_value(table_[i], kvs.back().second);
   }

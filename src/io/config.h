@@ -8,7 +8,9 @@
 //   values               Config::apply({"horizon=5", "lr=1e-3", ...}) sets keys in order (later
 //                        wins). Int accepts integers and integral numbers like 1e6; Float any
 //                        finite number; Bool true/false/1/0; Enum one of its values; String
-//                        anything (including '=' after the first). Errors name the fix:
+//                        anything (including '=' after the first). Spaces, tabs and CRs around
+//                        a key or a value are dropped, as parse_lines() drops them around a line,
+//                        so a value reads back from to_lines() as it was set. Errors name the fix:
 //                          unknown config key 'horizn' (did you mean 'horizon'?); valid keys: ...
 //                          config key horizon=40 is out of range: it must be in [1, 16]
 //                          config key prior=x is not valid: it must be one of planner, learned

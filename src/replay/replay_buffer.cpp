@@ -435,7 +435,9 @@ void ReplayBuffer::load(const std::string& path) {
                 "file",
                 p, static_cast<long long>(n), static_cast<long long>(head),
                 static_cast<long long>(C));
-  const int64_t n_eps = f.find("episodes") ? f.at("episodes").shape.at(0) : 0;
+  // The episode table is [episodes, 4]; any other shape is refused by load_tensors below.
+  const io::TensorInfo* table = f.find("episodes");
+  const int64_t n_eps = table && !table->shape.empty() ? table->shape[0] : 0;
   std::vector<int64_t> eps(static_cast<size_t>(n_eps) * 4);
 
   std::vector<io::TensorDest> d;
