@@ -6,6 +6,9 @@
 #include <doctest/doctest.h>
 
 #include <cstdint>
+#include <cstring>
+#include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -22,6 +25,32 @@ const pompc::fuzz::Target& target(const std::vector<pompc::fuzz::Target>& all,
     if (t.name == name) return t;
   FAIL("no fuzz target " << name);
   return all.front();
+}
+
+// A safetensors file rebuilt from `bytes` after `edit` changed its tensors and metadata.
+struct Tensor {
+  pompc::io::DType dtype;
+  pompc::io::Shape shape;
+  std::string bytes;
+};
+std::string rebuilt(
+    const std::string& bytes,
+    const std::function<void(std::map<std::string, Tensor>&, pompc::io::Metadata&)>& edit) {
+  pompc::test::TempDir tmp;
+  pompc::io::write_file_atomic(tmp.file("in"), bytes);
+  const pompc::io::SafetensorsFile f(tmp.file("in"));
+  std::map<std::string, Tensor> tensors;
+  for (const auto& t : f.tensors()) {
+    Tensor& d = tensors[t.name];
+    d = {t.dtype, t.shape, std::string(size_t(t.nbytes()), '\0')};
+    f.read(t, d.bytes.data(), d.bytes.size());
+  }
+  pompc::io::Metadata meta = f.metadata();
+  edit(tensors, meta);
+  std::vector<pompc::io::TensorView> views;
+  for (const auto& [name, t] : tensors) views.push_back({name, t.dtype, t.shape, t.bytes.data()});
+  pompc::io::save_safetensors(tmp.file("out"), views, meta);
+  return pompc::io::read_file(tmp.file("out"));
 }
 
 }  // namespace
@@ -53,24 +82,25 @@ TEST_SUITE("io") {
     // replay: a scalar episode table made load() throw std::out_of_range (shape.at(0)), which
     // the CLI does not catch. Refused with pompc::Error now.
     const pompc::fuzz::Target& replay = target(all, "replay");
-    pompc::test::TempDir tmp;
-    const std::string seed = tmp.file("seed.safetensors");
-    pompc::io::write_file_atomic(seed, replay.seeds.back());  // the empty buffer
-    const pompc::io::SafetensorsFile f(seed);
-    std::vector<std::string> bytes;
-    bytes.reserve(f.tensors().size());  // the views point into these strings
-    std::vector<pompc::io::TensorView> views;
-    const int64_t scalar = 0;
-    for (const auto& t : f.tensors()) {
-      bytes.emplace_back(size_t(t.nbytes()), '\0');
-      f.read(t, bytes.back().data(), bytes.back().size());
-      if (t.name == "episodes")
-        views.push_back({t.name, pompc::io::DType::I64, {}, &scalar});
-      else
-        views.push_back({t.name, t.dtype, t.shape, bytes.back().data()});
-    }
-    const std::string bad = tmp.file("scalar-episodes.safetensors");
-    pompc::io::save_safetensors(bad, views, f.metadata());
-    CHECK_FALSE(pompc::fuzz::run_one(replay, pompc::io::read_file(bad)));
+    CHECK_FALSE(
+        pompc::fuzz::run_one(replay, rebuilt(replay.seeds.back(), [&](auto& t, auto&) {
+                               t["episodes"] = {pompc::io::DType::I64, {}, std::string(8, '\0')};
+                             })));
+    // replay (make fuzz, FUZZ_SEED=20261207): an episode whose cum_end left a gap above its
+    // predecessor's made sample() compute a negative slice offset and read outside the ring
+    // (ASan: heap-use-after-free). load() now checks that the table tiles the ring and counts
+    // valid starts exactly. Here: the wrapped-ring seed with 100 added to every cum_end after
+    // the first row.
+    CHECK_FALSE(pompc::fuzz::run_one(replay, rebuilt(replay.seeds[1], [&](auto& t, auto& meta) {
+                                       std::string& e = t["episodes"].bytes;
+                                       for (size_t row = 1; row < e.size() / 32; ++row) {
+                                         int64_t cum = 0;
+                                         std::memcpy(&cum, e.data() + row * 32 + 24, 8);
+                                         cum += 100;
+                                         std::memcpy(e.data() + row * 32 + 24, &cum, 8);
+                                       }
+                                       meta["cum_total"] =
+                                           std::to_string(std::stoll(meta["cum_total"]) + 100);
+                                     })));
   }
 }

@@ -478,23 +478,37 @@ void ReplayBuffer::load(const std::string& path) {
   }
   io::load_tensors(f, d, "was it saved by a run with other settings?");
 
-  // The episode table must describe the ring it came with.
+  // The episode table must describe the ring it came with: episodes laid end to end up to head
+  // (from slot 0 while the ring has not wrapped), each but the first (which may have lost
+  // records to the ring) exactly valid_of(length) valid starts above its predecessor. sample()
+  // maps a draw to a ring index through this table, so a row that breaks it would read outside
+  // the ring.
   std::deque<Episode> episodes;
   uint64_t prev_cum = 0;
   int64_t records = 0;
   for (int64_t k = 0; k < n_eps; ++k) {
     const int64_t* e = eps.data() + 4 * k;
     Episode ep{e[0], e[1], static_cast<uint32_t>(e[2]), static_cast<uint64_t>(e[3])};
-    POMPC_REQUIRE(ep.start >= 0 && ep.start < C && ep.length >= 1 && ep.length <= C && e[3] >= 0 &&
-                      ep.cum_end >= prev_cum,
-                  "%s: episode table row %lld is inconsistent: corrupted file", p,
+    bool ok = ep.start >= 0 && ep.start < C && ep.length >= 1 && ep.length <= C && e[3] >= 0;
+    const uint64_t valid = static_cast<uint64_t>(ok ? valid_of(ep) : 0);
+    if (k == 0) {
+      ok = ok && ep.cum_end >= valid;
+    } else {
+      const Episode& prev = episodes.back();
+      ok = ok && ep.start == (prev.start + prev.length) % C && ep.cum_end - prev_cum == valid &&
+           ep.cum_end >= prev_cum;
+    }
+    POMPC_REQUIRE(ok, "%s: episode table row %lld is inconsistent: corrupted file", p,
                   static_cast<long long>(k));
     prev_cum = ep.cum_end;
     records += ep.length;
     episodes.push_back(ep);
   }
   const uint64_t cum_total = static_cast<uint64_t>(meta_int(f, "cum_total"));
-  POMPC_REQUIRE(records <= n && (episodes.empty() || cum_total == prev_cum),
+  const bool tiled =
+      episodes.empty() || ((episodes.back().start + episodes.back().length) % C == head &&
+                           (n == C || (episodes.front().start == 0 && records == n)));
+  POMPC_REQUIRE(records <= n && tiled && (episodes.empty() || cum_total == prev_cum),
                 "%s: the episode table does not match the ring: corrupted file", p);
 
   head_ = head;
