@@ -254,7 +254,7 @@ test-race: $(BUILD)/test_race
 # Without a GPU only the kernels are compiled with nvcc (the program links them); test_gpu itself
 # is built and run where there is a GPU.
 ifdef HAVE_GPU
-test-gpu: $(BUILD)/test_gpu
+test-gpu: $(BUILD)/test_gpu $(BUILD)/pompc
 	@echo "nvcc: every kernel compiled for $(NVCC_ARCHS_TEXT) without warnings"
 	$(BUILD)/test_gpu $(TEST_ARGS)
 else
