@@ -138,7 +138,7 @@ all: probe $(BUILD)/pompc
 help:
 	@echo "make            build $(BUILD)/pompc (installs .deps/ first when missing)"
 	@echo "make run        the main job (see README.md)"
-	@echo "make test       build and run $(BUILD)/test_emu and $(BUILD)/test_race (+ $(BUILD)/test_gpu on a GPU machine)"
+	@echo "make test       build and run $(BUILD)/test_emu, $(BUILD)/test_race, tests/test_convert.py (+ $(BUILD)/test_gpu on a GPU machine)"
 	@echo "make bench      the bench suite (-O3, no sanitizers; plus the GPU build on a GPU)"
 	@echo "make bench-build  build $(BUILD)/bench without running it (CI does, so it cannot rot)"
 	@echo "make check-docs the run-book commands in comments and README select tests (and the cheap ones pass)"
@@ -230,17 +230,17 @@ $(BUILD)/test_gpu: $(GPU_OBJ)
 $(BUILD)/bench: $(BENCH_OBJ)
 	$(CXX) $(CXXSTD) -fopenmp $^ -o $@ $(LDMUJOCO)
 
-# make test = test-emu + test-race (+ test-gpu with nvcc); `make -j2 test` runs them side by side
-# (.ci/run does, with --output-sync so that each one's report stays in one piece). OpenMP threads
-# wait passively: the suites share the cores.
+# make test = test-emu + test-race + test-convert (+ test-gpu with nvcc); `make -j2 test` runs
+# them side by side (.ci/run does, with --output-sync so that each one's report stays in one
+# piece). OpenMP threads wait passively: the suites share the cores.
 TEST_ARGS ?=
 RACE_ARGS ?= -ts=race,ops,planner
 RACE_AGENT_ARGS ?= -ts=agent -tc='*lockstep: pompc*'
 TEST_ENV := OMP_WAIT_POLICY=passive ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
   LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp) \
   UBSAN_OPTIONS=print_stacktrace=1
-.PHONY: test-emu test-race test-gpu
-test: probe test-emu test-race $(if $(HAVE_NVCC),test-gpu)
+.PHONY: test-emu test-race test-gpu test-convert
+test: probe test-emu test-race test-convert $(if $(HAVE_NVCC),test-gpu)
 
 # The fault tests (tests/test_faults.cpp) run the program beside the test binary.
 test-emu: $(BUILD)/test_emu $(BUILD)/pompc
@@ -250,6 +250,11 @@ test-emu: $(BUILD)/test_emu $(BUILD)/pompc
 test-race: $(BUILD)/test_race
 	$(TEST_ENV) $(BUILD)/test_race $(RACE_ARGS)
 	$(TEST_ENV) $(BUILD)/test_race $(RACE_AGENT_ARGS)
+
+# src/tools/tdmpc2_ckpt.py (TD-MPC2 .pt <-> pompc checkpoints) on a tiny run of the program, in
+# about 10 s; python3's standard library only (the torch cross-checks run where torch is installed).
+test-convert: $(BUILD)/pompc
+	$(PYTHON) tests/test_convert.py $(BUILD)/pompc
 
 # Without a GPU only the kernels are compiled with nvcc (the program links them); test_gpu itself
 # is built and run where there is a GPU.

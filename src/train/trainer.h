@@ -78,7 +78,9 @@
 //              policy updates and reanalyses, next eval / checkpoint step, elapsed time), the
 //              replay buffer's episode count; "checksum": FNV-1a over the tensors (name, bytes,
 //              name order) and every other metadata entry (format pompc-checkpoint-2; format 1,
-//              still read, covered the tensors only). Checkpoints fall between rounds.
+//              still read, covered the tensors only). src/tools/tdmpc2_ckpt.py converts
+//              TD-MPC2's .pt files to this format (Adam state, scales and counters as a fresh
+//              model's) and back (the model tensors only). Checkpoints fall between rounds.
 //              resume=auto is resume=true when the checkpoint exists and a new run otherwise (a
 //              job that may be requeued: pompc sweep's Slurm script). resume=true loads it
 //              (its config, then the command line's key=value on top, e.g. a larger steps=; a
