@@ -255,13 +255,17 @@ class RealCheckpoint(unittest.TestCase):
                 self.assertEqual((t.dtype, t.shape), (self.tensors[name].dtype,
                                                       self.tensors[name].shape))
         self.assertEqual(ck.f32_value(tensors["q_scale"]), 1.0)
-        self.assertEqual(meta["format"], "pompc-checkpoint-1")
-        self.assertEqual(meta["checksum"], ck.checksum(tensors))
+        self.assertEqual(meta["format"], "pompc-checkpoint-2")
+        self.assertEqual(meta["checksum"], ck.checksum(tensors, meta))
         self.assertEqual(meta["updates"], "0")
         return tensors, meta
 
     def test_checksum_matches_pompc(self):
-        self.assertEqual(ck.checksum(self.tensors), self.meta["checksum"])
+        self.assertEqual(self.meta["format"], "pompc-checkpoint-2")
+        self.assertEqual(ck.checksum(self.tensors, self.meta), self.meta["checksum"])
+        # Format 2 covers the metadata: one changed counter changes the checksum.
+        self.assertNotEqual(ck.checksum(self.tensors, dict(self.meta, updates=self.meta["updates"] + "7")),
+                            self.meta["checksum"])
 
     def test_round_trip_through_pt_is_bit_identical(self):
         for layout, aliases in (("tensordict", "true"), ("tensordict", "false"),
@@ -293,7 +297,8 @@ class RealCheckpoint(unittest.TestCase):
             tensors["_pi_prior." + name[4:]] = ck.Tensor("F32", t.shape, t.data[::-1])
         for name in [n for n in tensors if n.startswith("optim.pi.")]:
             tensors["optim.prior." + name[9:]] = tensors[name]
-        meta = dict(self.meta, checksum=ck.checksum(tensors))
+        meta = dict(self.meta)
+        meta["checksum"] = ck.checksum(tensors, meta)
         for keep in (False, True):
             with self.subTest(keep_prior=keep):
                 model, notes = ck.to_tdmpc2(tensors, meta, "prior", keep_prior=keep)

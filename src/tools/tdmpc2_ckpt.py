@@ -26,8 +26,9 @@ Run book
              (updates, steps, episodes; next_eval = next_checkpoint = 0: a resumed run
              evaluates and checkpoints at its first round's end). Eval reads none of these; a
              run resumed from the file trains the loaded weights with a fresh optimizer,
-             seed phase and empty buffer. The checksum is pompc's (trainer.cpp ModelState:
-             FNV-1a 64 over each tensor's name and bytes, tensors sorted by name); pure Python
+             seed phase and empty buffer. The checksum is pompc's format 2 (trainer.cpp: FNV-1a
+             64 over each tensor's name and bytes, tensors sorted by name, then each metadata
+             entry's key and value after their lengths, keys sorted); pure Python
              hashes ~4 MB/s (the 5M model: about 10 s, 317M: minutes; zero tensors are free).
   to-pt      writes {"model": OrderedDict(name -> tensor)} that torch.load reads (also with
              weights_only=True): the model tensors under TD-MPC2's names and shapes, float32,
@@ -105,7 +106,8 @@ import struct
 import sys
 import zipfile
 
-FORMAT = "pompc-checkpoint-1"  # trainer.cpp kFormat
+FORMAT = "pompc-checkpoint-2"     # trainer.cpp kFormat (written)
+FORMAT_V1 = "pompc-checkpoint-1"  # trainer.cpp kFormatV1 (read: its checksum covers tensors only)
 NUM_BINS = 101                 # pompc's K (ModelConfig::num_bins)
 FIELDS = ("weight", "bias", "ln.weight", "ln.bias")  # a NormedLinear's tensors, in order
 # Encoder layers in a .pt -> pompc model_size (num_enc_layers: 1M and 5M 2, 19M 3, 48M 4, 317M 5).
@@ -279,11 +281,20 @@ def fnv1a(h, data):
     return h
 
 
-def checksum(tensors):
+def checksum(tensors, meta=None):
+    """Format 2 (meta given): tensors, then every metadata entry but "checksum" in key order,
+    key and value each after its length (uint64 little-endian); format 1: the tensors only."""
     h = FNV_OFFSET
     for name in sorted(tensors, key=lambda k: k.encode()):
         h = fnv1a(h, name.encode())
         h = fnv1a(h, tensors[name].data)
+    if meta is not None:
+        for key in sorted(meta, key=lambda k: k.encode()):
+            if key == "checksum":
+                continue
+            for text in (key.encode(), meta[key].encode()):
+                h = fnv1a(h, struct.pack("<Q", len(text)))
+                h = fnv1a(h, text)
     return f"{h:016x}"
 
 
@@ -830,13 +841,14 @@ def pompc_checkpoint(model, dims, config, source):
         tensors[p + "bias_correction"] = Tensor("F32", (2,), bytes(8))
     tensors["q_scale"] = f32_scalar(1.0)
     tensors["prior_scale"] = f32_scalar(1.0)
-    meta = {"format": FORMAT, "config": config, "checksum": checksum(tensors)}
+    meta = {"format": FORMAT, "config": config}
     for key in ("updates", "agent_step", "env_step", "episodes", "eval_episodes_run",
                 "next_eval", "next_checkpoint", "pretrained", "replay_episodes",
                 "policy_updates", "reanalyses"):
         meta[key] = "0"
     meta.update(num_envs="1", env_episodes="0", elapsed_s="0",
                 converted_from=source, converter="src/tools/tdmpc2_ckpt.py: " + FRESH_STATE)
+    meta["checksum"] = checksum(tensors, meta)
     return tensors, meta
 
 
@@ -881,12 +893,14 @@ def _ordered(names):
 
 def to_tdmpc2(tensors, meta, where, layout="tensordict", aliases=True, keep_prior=False):
     """The OrderedDict TD-MPC2's model.state_dict() has, and notes on what was left out."""
-    if meta.get("format") != FORMAT:
+    if meta.get("format") not in (FORMAT, FORMAT_V1):
         raise ConversionError(f"{where} is not a pompc checkpoint (metadata format is not "
-                              f"{FORMAT})")
-    if "checksum" in meta and checksum(tensors) != meta["checksum"]:
-        raise ConversionError(f"{where} is corrupted: its tensors' checksum is "
-                              f"{checksum(tensors)}, the file records {meta['checksum']}")
+                              f"{FORMAT} or {FORMAT_V1})")
+    if "checksum" in meta:
+        sum_now = checksum(tensors, meta if meta["format"] == FORMAT else None)
+        if sum_now != meta["checksum"]:
+            raise ConversionError(f"{where} is corrupted: its checksum is {sum_now}, the file "
+                                  f"records {meta['checksum']}")
     cfg = _config_values(meta.get("config", ""))
     other = sorted(n for n in tensors if n.startswith("optim.") or n in ("q_scale",
                                                                          "prior_scale"))
