@@ -81,18 +81,77 @@ POMPC_HD float philox_uniform(uint64_t seed, uint64_t offset, uint64_t i) {
   return (static_cast<float>(philox_u32(seed, offset, i) >> 8) + 1.0f) * (1.0f / 16777216.0f);
 }
 
-// Standard normal draw i: Box-Muller on the word pair (2j, 2j+1) of j = i / 2, the cosine branch
-// for even i and the sine branch for odd i. Computed in double and rounded once, so host and
-// device agree bit for bit (their float log/cos may differ by an ulp; in double the difference
-// does not survive the rounding to float except in vanishingly rare ties).
-POMPC_HD float philox_normal(uint64_t seed, uint64_t offset, uint64_t i) {
-  const uint64_t j = i >> 1;
-  const uint32_t a = philox_u32(seed, offset, 2 * j), b = philox_u32(seed, offset, 2 * j + 1);
+// Box-Muller on one word pair: r cos t (sine: r sin t), r = sqrt(-2 log u1), t = 2 pi u2, u1 =
+// (a + 1) 2^-32 in (0, 1], u2 = b 2^-32 in [0, 1). Computed in double and rounded once, so host
+// and device agree bit for bit (their float log/cos may differ by an ulp; in double the
+// difference does not survive the rounding to float except in vanishingly rare ties).
+POMPC_HD float box_muller(uint32_t a, uint32_t b, bool sine) {
   const double u1 = (static_cast<double>(a) + 1.0) * (1.0 / 4294967296.0);  // (0, 1]
   const double u2 = static_cast<double>(b) * (1.0 / 4294967296.0);          // [0, 1)
   const double r = sqrt(-2.0 * log(u1));
   const double t = 6.283185307179586 * u2;
-  return static_cast<float>((i & 1) ? r * sin(t) : r * cos(t));
+  return static_cast<float>(sine ? r * sin(t) : r * cos(t));
+}
+
+// Standard normal draw i: box_muller on the word pair (2j, 2j+1) of j = i / 2, the cosine branch
+// for even i and the sine branch for odd i. The definition of pompc's noise: the reference ops
+// and the golden fixtures use it; some kernels use philox_normal_f below.
+POMPC_HD float philox_normal(uint64_t seed, uint64_t offset, uint64_t i) {
+  const uint64_t j = i >> 1;
+  const uint32_t a = philox_u32(seed, offset, 2 * j), b = philox_u32(seed, offset, 2 * j + 1);
+  return box_muller(a, b, i & 1);
+}
+
+// box_muller in float, for kernels where the double Box-Muller would be the serial bottleneck
+// (kernels/policy.cu, kernels/prior.cu): the same words and branch, computed with float logf /
+// log1pf / sqrtf / sincosf (the accurate functions, no fast-math intrinsics) so that every step
+// has a small RELATIVE error:
+//   -log u1:  logf((a + 1) 2^-32) for u1 < 1/2; above, log1pf(-(~a) 2^-32) (1 - u1 = ~a 2^-32
+//             exactly: u1 itself would round to 1 in float near 1 and lose the small r, ~2^-15)
+//   angle:    2 pi b 2^-32 = k pi/2 + d with |d| <= pi/4, k and d from b's bits in integers (the
+//             octant o = b >> 29; d = +-(pi/4) 2^-29 times a 29-bit integer), then cos t =
+//             +-cos d or +-sin d by k mod 4 (sin t = cos(t - pi/2)): a result near 0 comes from
+//             sin d with d near 0, so it too is accurate relative to itself.
+// Error bound against box_muller, relative to its |result|, in units of u = 2^-24 (CUDA's
+// documented maxima: logf, log1pf 1 ulp, sqrtf correctly rounded, sincosf 2 ulp):
+//   d 2.5 (the rounding of the integer, of pi/4 2^-29 and of their product); cos d or sin d:
+//   2.5 from d (d tan d <= 1, d / tan d <= 1) + 4 (2 ulp); -log u1: 1.44 (the rounding of u1 or
+//   1 - u1 times the condition number, largest at u1 = 1/2) + 2 (1 ulp), so r 1.72 + 1 (sqrtf);
+//   the product 1; box_muller's own rounding to float 1. In all:
+//     |box_muller_f - box_muller| <= 12 u |box_muller| + 1e-14   (~7e-7 relative)
+//   (1e-14: box_muller's own error near a zero of cos or sin, r times the double rounding of t,
+//   where box_muller_f returns an exact 0 or a relatively accurate tiny value). With glibc's
+//   functions (< 1 ulp) up to ~6 u is reached (tests/test_rng.cpp checks the bound over 2^22
+//   draws and the extreme words; tests/test_kernels_prior.cpp with the device's own functions,
+//   through prior_sample).
+constexpr float kBoxMullerFRelErr = 12.0f * 0x1p-24f;
+
+POMPC_HD float box_muller_f(uint32_t a, uint32_t b, bool sine) {
+  const float nl = a < 0x80000000u ? -logf(static_cast<float>(a + 1u) * 0x1p-32f)
+                                   : -log1pf(-static_cast<float>(~a) * 0x1p-32f);
+  const float r = sqrtf(2.0f * nl);
+  // t = o pi/4 + (pi/4) m 2^-29 = k pi/2 + d; an odd octant rounds up to the next k, d < 0.
+  const uint32_t o = b >> 29, m = b & 0x1FFFFFFFu;
+  constexpr float kPi4 = 1.46291807926715968e-9f;  // pi/4 2^-29
+  const float d =
+      (o & 1) ? -static_cast<float>(0x20000000u - m) * kPi4 : static_cast<float>(m) * kPi4;
+  const uint32_t k = ((o + 1) >> 1) - (sine ? 1u : 0u);  // mod 4
+  float s, c;
+  sincosf(d, &s, &c);
+  const float v = (k & 1) ? s : c;  // cos(k pi/2 + d) = c, -s, -c, s for k mod 4 = 0, 1, 2, 3
+  return (((k + 1) & 2) ? -v : v) * r;
+}
+
+// philox_normal(seed, offset, i) in float: box_muller_f on the same words. Draw i's pair j = i / 2
+// is words 2j, 2j + 1: words 0, 1 or 2, 3 of Philox block i / 4, computed once (philox_normal
+// runs the block twice).
+POMPC_HD float philox_normal_f(uint64_t seed, uint64_t offset, uint64_t i) {
+  const u32x4 w =
+      philox4x32_10(u32x4{static_cast<uint32_t>(i >> 2), static_cast<uint32_t>(i >> 34),
+                          static_cast<uint32_t>(offset), static_cast<uint32_t>(offset >> 32)},
+                    static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
+  const bool hi = i & 2;
+  return box_muller_f(hi ? w.z : w.x, hi ? w.w : w.y, i & 1);
 }
 
 }  // namespace pompc

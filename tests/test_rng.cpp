@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "philox.cuh"
@@ -62,5 +63,54 @@ TEST_SUITE("ops") {
     CHECK(usum / n == doctest::Approx(0.5).epsilon(0.005));
     CHECK(std::fabs(sum / n) < 0.01);
     CHECK(sumsq / n == doctest::Approx(1.0).epsilon(0.015));
+  }
+
+  TEST_CASE("philox_normal_f: within 12 u of philox_normal (relative), tails and u1 near 1") {
+    // (|f - d| - 1e-14) / (u |d|), u = 2^-24: the bound of kernels/philox.cuh is 12
+    // (kBoxMullerFRelErr; 1e-14 absolute is the double reference's own error at a zero of cos).
+    const double u = 0x1p-24;
+    double worst = 0, worst_abs = 0;
+    auto check = [&](float f, float d) {
+      const double err = std::fabs(double(f) - double(d));
+      worst_abs = std::fmax(worst_abs, err);
+      if (err <= 1e-14) return;
+      const double rel = d == 0 ? INFINITY : (err - 1e-14) / (u * std::fabs(double(d)));
+      if (!(rel <= worst)) worst = rel;  // NaN stays
+    };
+    // Many draws through the public functions (the same words, the draw index's branch).
+    const uint64_t n = uint64_t{1} << 22;
+    for (uint64_t i = 0; i < n; ++i)
+      check(pompc::philox_normal_f(77, 3, i), pompc::philox_normal(77, 3, i));
+    const double worst_draws = worst;
+    // The extreme words: u1 = 2^-32 (the largest r, 6.66), u1 around 1/2 (the log / log1p
+    // switch), u1 within a few 2^-32 of 1 (r ~ 2^-15, where u1 in float would round to 1), and
+    // angles at and around every octant boundary (t = k pi/4) in both branches.
+    std::vector<uint32_t> as = {0,           1,           2,           3,           0x7FFFFFFEu,
+                                0x7FFFFFFFu, 0x80000000u, 0x80000001u, 0xFFFFFFF0u, 0xFFFFFFFCu,
+                                0xFFFFFFFDu, 0xFFFFFFFEu, 0xFFFFFFFFu};
+    std::vector<uint32_t> bs;
+    for (uint32_t o = 0; o < 8; ++o)
+      for (int64_t dlt : {-2, -1, 0, 1, 2, 1000})
+        bs.push_back(static_cast<uint32_t>(int64_t{o} * 0x20000000 + dlt));
+    bs.push_back(0xFFFFFFFFu);
+    for (uint64_t k = 0; k < 64; ++k) {  // and 64 random words of each
+      as.push_back(pompc::philox_u32(9, 1, k));
+      bs.push_back(pompc::philox_u32(9, 2, k));
+    }
+    for (uint32_t a : as)
+      for (uint32_t b : bs)
+        for (bool sine : {false, true})
+          check(pompc::box_muller_f(a, b, sine), pompc::box_muller(a, b, sine));
+    MESSAGE("philox_normal_f: max |f - d| / (u |d|) "
+            << worst_draws << " over 2^22 draws, " << worst
+            << " with the extreme words; max |f - d| " << worst_abs);
+    CHECK(worst_draws <= 12);
+    CHECK(worst <= 12);
+    CHECK(double(pompc::kBoxMullerFRelErr) == 12 * u);
+    // The tails are reached: the largest r and a tiny r (u1 one 2^-32 below 1).
+    CHECK(pompc::box_muller_f(0, 0, false) == doctest::Approx(std::sqrt(64 * std::log(2.0))));
+    CHECK(pompc::box_muller_f(0xFFFFFFFEu, 0, false) ==
+          doctest::Approx(std::sqrt(2.0) * 0x1p-16).epsilon(1e-6));
+    CHECK(pompc::box_muller_f(0xFFFFFFFFu, 0x12345678u, true) == 0.0f);
   }
 }
