@@ -213,7 +213,7 @@ TEST_SUITE("ops") {
 
   TEST_CASE("policy_head: cuda matches the reference, both entropy forms") {
     for (auto form : {pompc::EntropyForm::paper, pompc::EntropyForm::current}) {
-      for (int A : {1, 6, 21, 38}) {
+      for (int A : {1, 6, 21, 38, 300}) {  // 300: more than one element per thread
         for (int B : {1, 33, 256}) {
           CAPTURE(A);
           CAPTURE(B);
@@ -236,11 +236,14 @@ TEST_SUITE("ops") {
                                            head, 9, 2, nullptr);
           pompc::cuda::policy_head_backward(d_draw.p, d_da.p, d_dm.p, d_dls.p, d_dlp.p, d_raw.p, B, A,
                                             head, 9, 2, nullptr);
-          // Same Philox noise; float tanh/exp/log differ by an ulp or two between libm and CUDA.
+          // The same Philox words; the kernels' float Box-Muller moves eps by <= 12 u |eps|
+          // (kernels/philox.cuh), entering each output through a product (exp(log_std) eps, eps^2)
+          // with float tanh/exp/log's ulp or two between libm and CUDA.
           CHECK(check_close("action", d_act.host(), act, 1e-6, 1e-5));
           CHECK(check_close("mu", d_mu.host(), mu, 1e-6, 1e-5));
           CHECK(check_close("log_std", d_ls.host(), ls, 1e-5, 1e-5));
-          // Sums over A terms, the paper form scaled by A: a few ulps of A * |row sum|.
+          // Sums over A terms (a tree order in the kernels, reduce.cuh row_sum), the paper form
+          // scaled by A: a few ulps of A * |row sum|.
           CHECK(check_close("log_prob", d_lprob.host(), lprob, 1e-3, 1e-4));
           CHECK(check_close("log_pi", d_lpi.host(), lpi, 1e-2, 1e-4));
           CHECK(check_close("draw", d_draw.host(), draw, 1e-3, 1e-3));
