@@ -1,11 +1,15 @@
 // Parity of the policy-prior kernels (kernels/prior.cu) with their reference twins
 // (src/ref/prior.h), through the Ops interface of both backends (the shipped path), at rows in
-// {1, 33, 257} (not multiples of a warp or of the 128-thread block), A in {1, 6, 38} and S in
-// {1, 8}. The same cases run emulated in test_emu and on the GPU in test_gpu.
+// {1, 33, 257} (not multiples of a warp or of the 128-thread block), A in {1, 6, 38, 300} (300:
+// more than one element per thread) and S in {1, 8}. The same cases run emulated in test_emu and
+// on the GPU in test_gpu.
 //
-// Tolerances: both sides compute each row in fp32 in the same order; they differ by the ulp or
-// two between libm's and CUDA's expf / logf and by fma contraction on the GPU, relative to the
-// largest term of a row sum (KL terms reach ~1e3 at sigma_p = 0.05, exp(-2 log_std) ~ 400).
+// Tolerances: both sides compute in fp32, the kernels' row sums in a tree order (reduce.cuh
+// row_sum) instead of the reference's sequential one; they differ by the ulp or two between
+// libm's and CUDA's expf / logf, by fma contraction on the GPU and by the summation order,
+// relative to the largest term of a row sum (KL terms reach ~1e3 at sigma_p = 0.05, exp(-2
+// log_std) ~ 400). prior_sample's noise is the float Box-Muller (kernels/philox.cuh: within
+// 12 u |eps| of the reference's).
 //   build/test_emu -ts=ops -tc='prior*cuda*'
 #include <doctest/doctest.h>
 
@@ -39,7 +43,7 @@ TEST_SUITE("ops") {
     auto ref = pompc::make_ref_ops();
     auto gpu = pompc::make_cuda_ops();
     for (int rows : {1, 33, 257})
-      for (int A : {1, 6, 38}) {
+      for (int A : {1, 6, 38, 300}) {
         CAPTURE(rows);
         CAPTURE(A);
         const size_t n = static_cast<size_t>(rows) * A, ur = static_cast<size_t>(rows);
@@ -88,7 +92,7 @@ TEST_SUITE("ops") {
     auto ref = pompc::make_ref_ops();
     auto gpu = pompc::make_cuda_ops();
     for (int rows : {1, 33, 257})
-      for (int A : {1, 6, 38})
+      for (int A : {1, 6, 38, 300})
         for (int S : {1, 8}) {
           CAPTURE(rows);
           CAPTURE(A);
@@ -100,8 +104,9 @@ TEST_SUITE("ops") {
               akr(*ref, nk), akg(*gpu, nk);
           ref->prior_sample(akr.p, mpr.p, spr.p, S, rows, A, 21, 4);
           gpu->prior_sample(akg.p, mpg.p, spg.p, S, rows, A, 21, 4);
-          // The same Philox draw; mu_p + sigma_p eps may be one fma on the GPU: <= 1 ulp of
-          // the product (|sigma_p eps| < ~2 where not clamped).
+          // The same Philox words; eps within 12 u |eps| (the float Box-Muller), times sigma_p
+          // with |sigma_p eps| = |a - mu_p| < 2 where not clamped, and mu_p + sigma_p eps may be
+          // one fma on the GPU: <= 1 ulp of the product.
           const auto a_k = akr.get();
           CHECK(check_close("prior_sample", akg.get(), a_k, 1e-6, 0));
           // q ~ Qbar values (scale 10), beta in {0.5, 1, 3} (PO-MPC's default 1).
@@ -137,6 +142,27 @@ TEST_SUITE("ops") {
           CHECK(check_close("weighted_nll dmu", dmg.get(), dmr.get(), 1e-4, 1e-5));
           CHECK(check_close("weighted_nll dlog_std", dlg.get(), dlr.get(), 1e-4, 1e-5));
         }
+  }
+
+  TEST_CASE(
+      "prior: prior_sample's float Box-Muller on the backend is within 12 u of philox_normal") {
+    // The device's own logf / log1pf / sqrtf / sincosf (on a GPU; libm's under emulation): a_k =
+    // 0 + 0.125 eps is exact and never clamped (|eps| <= 6.7), so 8 a_k is the kernel's eps.
+    auto gpu = pompc::make_cuda_ops();
+    const int S = 4, rows = 256, A = 256;
+    const size_t n = size_t{S} * rows * A, per = size_t{rows} * A;
+    Array mu_p(*gpu, std::vector<float>(per, 0.0f)), sigma_p(*gpu, std::vector<float>(per, 0.125f)),
+        a_k(*gpu, n);
+    gpu->prior_sample(a_k.p, mu_p.p, sigma_p.p, S, rows, A, 77, 5);
+    const auto got = a_k.get();
+    double worst = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const double d = pompc::philox_normal(77, 5, i), err = std::fabs(8.0 * got[i] - d);
+      // kernels/philox.cuh: |philox_normal_f - philox_normal| <= 12 u |philox_normal| + 1e-14.
+      if (err > 1e-14) worst = std::fmax(worst, (err - 1e-14) / (0x1p-24 * std::fabs(d)));
+    }
+    MESSAGE("prior_sample eps: max |f - d| / (u |d|) " << worst << " over " << n << " draws");
+    CHECK(worst <= 12);
   }
 
   TEST_CASE("prior: exp_forward and scale_gate, cuda matches the reference") {
