@@ -193,7 +193,8 @@ class Ops {
                                  const float* sigma_p, int rows, int A, float min_std) = 0;
   virtual void gauss_nll_backward(float* da, const float* dout, const float* a, const float* mu_p,
                                   const float* sigma_p, int rows, int A, float min_std) = 0;
-  // prior_sample: a_k = clamp(mu_p + sigma_p philox_normal(seed, offset, flat index), -1, 1).
+  // prior_sample: a_k = clamp(mu_p + sigma_p philox_normal(seed, offset, flat index), -1, 1)
+  // (the CUDA backend draws philox_normal_f, its float twin within 12 u |eps|: kernels/philox.cuh).
   virtual void prior_sample(float* a_k, const float* mu_p, const float* sigma_p, int S, int rows,
                             int A, uint64_t seed, PhiloxOffset offset) = 0;
   // sample_weights: w = softmax_k(q / beta) per row; log_z = log mean_k exp(q / beta) (or null).

@@ -38,7 +38,9 @@
 //   pi(action [rows, A], mu, log_std [rows, A], log_pi [rows], z, seed, offset)
 //                                                       mu / log_std / log_pi may be null;
 //                                                       noise eps[r, j] = philox_normal(seed,
-//                                                       offset, r A + j) (src/ref/policy.h)
+//                                                       offset, r A + j) (src/ref/policy.h; the
+//                                                       CUDA backend: philox_normal_f, within
+//                                                       12 u |eps|, kernels/policy.cu)
 //   Q(out, z, a, mode, target, seed, offset)            min / avg: out [rows], two heads picked
 //                                                       by pick_pair(Qn, seed, offset) for the
 //                                                       whole batch; all: out = the logits

@@ -4,7 +4,8 @@
 // Two forms (PolicyHead::form). Common to both, per row b and action dim j (raw = the pi MLP
 // output [mean | s], torch's chunk(2, -1)):
 //   log_std_j = lo + 0.5 (hi - lo) (tanh(s_j) + 1)               lo, hi = log_std_min, log_std_max
-//   eps_j     = philox_normal(seed, offset, b * A + j)            reparameterised noise
+//   eps_j     = philox_normal(seed, offset, b * A + j)            reparameterised noise (the
+//               kernels draw philox_normal_f, its float twin within 12 u |eps|: kernels/policy.cu)
 //   mu_j      = tanh(mean_j),  c = 0.5 log(2 pi)
 //
 // squashed (TD-MPC2): the Gaussian lives before a tanh.

@@ -16,7 +16,8 @@
 //                 out_r = -A (sum_j(-0.5 e_j^2 - log s_j) - c)
 //     backward    da_j += dout_r A e_j / s_j  (no gradient to the prior)
 //   prior_sample: a_k[k, r, j] = clamp(mu_p[r, j] + sigma_p[r, j] eps, -1, 1),
-//                 eps = philox_normal(seed, offset, (k rows + r) A + j)
+//                 eps = philox_normal(seed, offset, (k rows + r) A + j) (kernels/prior.cu:
+//                 philox_normal_f, its float twin within 12 u |eps|)
 //                 (the intermediate prior's S samples a_k ~ planner)
 //   sample_weights: x_k = q[k, r] / beta; m = max_k x_k;
 //                 w[k, r] = exp(x_k - m) / sum_k exp(x_k - m)  (softmax_k(Qbar / beta));
