@@ -32,9 +32,10 @@
 // Forward outputs overwritten (mu, log_std, log_pi, log_prob may be null; with both row outputs
 // null the sums are skipped); draw ACCUMULATED; null upstream gradients count as zero.
 //
-// Test: build/test_emu -ts=ops -tc='*policy*' (test_kernels_nn.cpp, test_ref_policy.cpp:
-// parity with the reference at A in {1, 6, 21, 38, 300}; the race detector: build/test_race
-// -ts=race,ops -tc='*policy*').
+// Test: build/test_emu -ts=ops -tc='*policy*'
+//   (test_kernels_nn.cpp, test_ref_policy.cpp: parity with the reference at A in {1, 6, 21, 38,
+//   300}), and under the shared-memory race detector:
+//   build/test_race -ts=race,ops -tc='*policy*'
 #include "common.cuh"
 #include "launchers.h"
 #include "reduce.cuh"

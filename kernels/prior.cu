@@ -31,8 +31,10 @@
 //   null), gradients ACCUMULATED (gauss_kl_backward's dmu or dlog_std may be null: skipped;
 //   no other pointer may be null).
 //
-// Test: build/test_emu -ts=ops -tc='prior*' (parity at rows {1, 33, 257}, A {1, 6, 38, 300}; the
-// device's float Box-Muller through prior_sample); build/test_race -ts=race,ops -tc='prior*'.
+// Test: build/test_emu -ts=ops -tc='prior*'
+//   (parity at rows {1, 33, 257}, A {1, 6, 38, 300}; the backend's float Box-Muller through
+//   prior_sample), and under the shared-memory race detector:
+//   build/test_race -ts=race,ops -tc='prior*'
 #include <cmath>
 
 #include "common.cuh"
