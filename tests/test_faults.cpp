@@ -18,8 +18,9 @@
 //                 damage, and the run directory is left untouched.
 //   full disk     RLIMIT_FSIZE with SIGXFSZ ignored (write fails with EFBIG, as on a full disk):
 //                 AtomicWriter names the file and the OS error, removes its temp file and keeps
-//                 the old file; build/pompc stops at a checkpoint save with that error, and the
-//                 last checkpoint resumes to the uninterrupted run's result bit for bit.
+//                 the old file; the program (build/pompc) stops at a checkpoint save with that
+//                 error, and the last checkpoint resumes to the uninterrupted run's result bit
+//                 for bit.
 //   stale temps   `<path>.tmp.<pid>` of dead processes are removed by the next write, others kept.
 //   no checkpoint resume=true in a run_dir left without a checkpoint says to start over; a fresh
 //                 start there replaces what the stopped run left.
@@ -87,7 +88,7 @@ std::vector<std::string> run_args(const std::string& run_dir, int64_t steps) {
           "run_dir=" + run_dir};
 }
 
-// build/pompc beside this test binary (/proc/self/exe's directory).
+// The program (build/pompc) in this test binary's directory (/proc/self/exe's).
 std::string pompc_binary() {
   char buf[4096];
   const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
