@@ -130,7 +130,7 @@ else
 endif
 
 # ---- targets --------------------------------------------------------------------------------
-.PHONY: all deps test bench bench-build check-docs profile sass run clean print-config probe help \
+.PHONY: all deps test bench bench-build bench-torch check-docs profile sass run clean print-config probe help \
   gpu-bundle gpu-check fuzz
 
 all: probe $(BUILD)/pompc
@@ -141,6 +141,7 @@ help:
 	@echo "make test       build and run $(BUILD)/test_emu, $(BUILD)/test_race, tests/test_convert.py (+ $(BUILD)/test_gpu on a GPU machine)"
 	@echo "make bench      the bench suite (-O3, no sanitizers; plus the GPU build on a GPU)"
 	@echo "make bench-build  build $(BUILD)/bench without running it (CI does, so it cannot rot)"
+	@echo "make bench-torch  the update in PyTorch (eager, torch.compile; needs torch) beside pompc's, one thread"
 	@echo "make check-docs the run-book commands in comments and README select tests (and the cheap ones pass)"
 	@echo "make fuzz       seeded parser fuzzers under ASan + UBSan (FUZZ_ITERS, FUZZ_SEED)"
 	@echo "make profile    build with -lineinfo and NVTX ranges into build-profile/"
@@ -275,6 +276,14 @@ ifneq ($(and $(HAVE_NVCC),$(HAVE_GPU)),)
 endif
 
 bench-build: probe $(BUILD)/bench
+
+# make bench-torch: issue 12's CPU comparison, the same update in PyTorch (eager and torch.compile,
+# tests/bench_torch.py) beside pompc's reference update, both on BENCH_THREADS threads. torch is
+# not a dependency: without it the script says so and the target still succeeds.
+BENCH_THREADS ?= 1
+bench-torch: $(BUILD)/bench
+	$(PYTHON) tests/bench_torch.py --threads $(BENCH_THREADS)
+	OMP_NUM_THREADS=$(BENCH_THREADS) $(BUILD)/bench -ts=bench -tc='*update*reference*'
 
 # make fuzz: the seeded mutation fuzzers of tests/fuzz/fuzz.h (json, safetensors, config,
 # config-args) under ASan + UBSan, FUZZ_ITERS inputs each; the seed is printed and FUZZ_SEED=N

@@ -162,5 +162,7 @@ void pair_select_forward(float* out, const float* q, int Qn, int rows, PairMode 
                          PhiloxOffset offset, cudaStream_t stream);
 void pair_select_backward(float* dq, const float* dout, const float* q, int Qn, int rows,
                           PairMode mode, uint64_t seed, PhiloxOffset offset, cudaStream_t stream);
+void gather_pair(float* dst, int32_t* heads, const float* src, const PairGather& g, uint64_t seed,
+                 PhiloxOffset offset, cudaStream_t stream);
 
 }  // namespace pompc::cuda

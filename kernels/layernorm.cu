@@ -83,7 +83,8 @@ struct LnArgs {
   int rows, C, per_group;
   float p;  // dropout probability (0: none)
   uint64_t seed;
-  PhiloxOffset offset;  // as passed (its base may be device memory); see resolve_offset
+  PhiloxOffset offset;   // as passed (its base may be device memory); see resolve_offset
+  const int32_t* heads;  // Dropout::heads: null, or the ensemble head of each group
 };
 
 // Every kernel's first statement, on its own per-thread copy of the arguments: the dropout
@@ -92,9 +93,15 @@ __device__ __forceinline__ void resolve_offset(LnArgs& a) {
   if (a.p > 0.0f) a.offset = PhiloxOffset(a.offset.resolve());
 }
 
-// Whether flat element i = r * C + c survives dropout (a resolved offset: see resolve_offset).
+// Whether flat element i = r * C + c survives dropout (a resolved offset: see resolve_offset),
+// drawn at row dropout_row(heads, r, per_group) when the groups are gathered heads.
 __device__ __forceinline__ bool ln_keep(const LnArgs& a, int64_t i) {
-  return a.p <= 0.0f || dropout_keep(a.p, a.seed, a.offset.value, static_cast<uint64_t>(i));
+  if (a.p <= 0.0f) return true;
+  if (a.heads) {
+    const int64_t r = i / a.C;
+    i += (dropout_row(a.heads, r, a.per_group) - r) * a.C;
+  }
+  return dropout_keep(a.p, a.seed, a.offset.value, static_cast<uint64_t>(i));
 }
 
 // d = dropout(inp + bias) at flat element i = r * C + c of group g.
@@ -309,8 +316,8 @@ LnArgs make_args(const char* who, bool simnorm, const float* inp, const float* b
                 who, C, kG);
   POMPC_REQUIRE(dr.p >= 0.0f && dr.p < 1.0f, "%s: dropout p (%g) must be in [0, 1)", who,
                 static_cast<double>(dr.p));
-  return LnArgs{inp, bias, gamma, beta, rows, C, rows > 0 ? rows / groups : 1,
-                dr.p, dr.seed, dr.offset};
+  const int per_group = rows > 0 ? rows / groups : 1;
+  return LnArgs{inp, bias, gamma, beta, rows, C, per_group, dr.p, dr.seed, dr.offset, dr.heads};
 }
 
 template <bool kSimNorm>

@@ -1,17 +1,23 @@
 // kernels/loss.cu: the glue ops of the world model's losses: fill, scale_add, weighted_sum,
-// pair_select (min / avg of two randomly picked Q heads).
+// pair_select (min / avg of two randomly picked Q heads), gather_pair (the two picked heads'
+// parameters copied out, so that only they run).
 //
 // Maths: exactly src/ref/loss.h (same names, same pick_pair from Philox, src/op_types.h).
 //   fill: x = value.  scale_add: y = beta y + (alpha x) / *divisor (beta == 0: y not read).
 //   weighted_sum: *out = beta *out + alpha sum_i w_i x_i / *divisor, summed in double.
 //   pair_select: out_r = min / avg of heads (i, j) = pick_pair(Qn, seed, offset); backward
-//   routes dout_r to the head min took (a tie: head i), or half to each for avg.
+//   routes dout_r to the head min took (a tie: head i), or half to each for avg. gather_pair:
+//   heads = pick_pair_sorted(Qn, seed, offset), each tensor's two head slices copied to dst.
 // Shapes: x, y, w [n]; q, dq [Qn, rows]; out, dout [rows]; divisor and *out single device scalars.
 // Launch shapes: grid-stride elementwise kernels (256 threads); weighted_sum is one 256-thread
 //   block (n is a loss's row count, B H Qn at most a few thousand) with a fixed summation order:
-//   deterministic run to run. Forward outputs overwritten, pair_select_backward ACCUMULATES.
+//   deterministic run to run. gather_pair: grid (blocks over the largest tensor's per-head size,
+//   tensors, 2 heads) of 256 threads, one copy per element. Forward outputs and gather_pair's
+//   overwritten, pair_select_backward ACCUMULATES.
 //
 // Test: build/test_emu -ts=ops -tc='loss*'.
+#include <algorithm>
+
 #include "common.cuh"
 #include "launchers.h"
 #include "reduce.cuh"
@@ -90,6 +96,25 @@ __global__ void pair_select_backward_kernel(float* __restrict__ dq, const float*
   }
 }
 
+// Grid (x, tensors, 2): block (x, t, k) copies, grid-striding over x, tensor t of head k of the
+// pair (the lower head for k = 0); thread 0 of block (0, 0, 0) also writes `heads`.
+__global__ void gather_pair_kernel(float* __restrict__ dst, int32_t* __restrict__ heads,
+                                   const float* __restrict__ src, PairGather g, uint64_t seed,
+                                   PhiloxOffset offset_at) {
+  const uint64_t offset = offset_at.resolve();  // device memory: read at run time
+  int lo = 0, hi = 0;
+  pick_pair_sorted(g.Qn, seed, offset, &lo, &hi);
+  const int t = static_cast<int>(blockIdx.y), k = static_cast<int>(blockIdx.z);
+  if (blockIdx.x == 0 && t == 0 && k == 0 && threadIdx.x == 0) {
+    heads[0] = lo;
+    heads[1] = hi;
+  }
+  const int64_t n = g.per_head[t];
+  float* __restrict__ d = dst + g.dst[t] + k * n;
+  const float* __restrict__ s = src + g.src[t] + (k == 0 ? lo : hi) * n;
+  POMPC_GRID_STRIDE(e, n) d[e] = s[e];
+}
+
 void check_n(const char* who, int64_t n) {
   POMPC_REQUIRE(n >= 0, "%s: n (%lld) must be >= 0", who, static_cast<long long>(n));
 }
@@ -157,6 +182,16 @@ void pair_select_backward(float* dq, const float* dout, const float* q, int Qn, 
   check_pair("pair_select_backward", Qn, rows, mode);
   LAUNCH(pair_select_backward_kernel, grid_stride_blocks(rows), 256, 0, stream, dq, dout, q, Qn,
          rows, mode, seed, offset);
+}
+
+void gather_pair(float* dst, int32_t* heads, const float* src, const PairGather& g, uint64_t seed,
+                 PhiloxOffset offset, cudaStream_t stream) {
+  check_pair_gather("gather_pair", g);
+  int64_t largest = 0;
+  for (int t = 0; t < g.tensors; ++t) largest = std::max(largest, g.per_head[t]);
+  const dim3 grid(grid_stride_blocks(static_cast<size_t>(std::max<int64_t>(largest, 1))),
+                  static_cast<unsigned>(g.tensors), 2);
+  LAUNCH(gather_pair_kernel, grid, 256, 0, stream, dst, heads, src, g, seed, offset);
 }
 
 }  // namespace cuda

@@ -27,12 +27,25 @@ struct Dropout {
   float p = 0.0f;       // drop probability in [0, 1); 0 disables dropout (eval / target nets)
   uint64_t seed = 0;    // Philox key
   PhiloxOffset offset;  // Philox stream: a different offset per use of the same seed
+  // Null, or (for the two heads of an ensemble that gather_pair copied out) the ensemble head
+  // each group of rows is, in the backend's memory: group g then draws the mask that head
+  // heads[g] would draw in the whole ensemble (dropout_row), so two heads run alone drop
+  // exactly what they drop among all Qn.
+  const int32_t* heads = nullptr;
 };
 
 // The dropout rule of both backends: element i (flat index into [rows, C]) survives iff this
 // returns true (PyTorch semantics: dropped with probability p; uniform in (0, 1]).
 POMPC_HD bool dropout_keep(float p, uint64_t seed, uint64_t offset, uint64_t i) {
   return p <= 0.0f || philox_uniform(seed, offset, i) > p;
+}
+
+// The row whose mask row `row` of a grouped layer ([groups * per_group, C], group g = row /
+// per_group) draws: itself, or with `heads` (Dropout::heads) the same row of head heads[g].
+POMPC_HD int64_t dropout_row(const int32_t* heads, int64_t row, int per_group) {
+  if (heads == nullptr) return row;
+  const int64_t g = row / per_group;
+  return row + (static_cast<int64_t>(heads[g]) - g) * per_group;
 }
 
 // ---- losses' glue (src/ref/loss.h) -------------------------------------------------------------
@@ -48,6 +61,34 @@ POMPC_HD void pick_pair(int Qn, uint64_t seed, uint64_t offset, int* i, int* j) 
   const int lo = static_cast<int>((static_cast<uint64_t>(b) * static_cast<uint32_t>(Qn - 1)) >> 32);
   *i = hi;
   *j = lo >= hi ? lo + 1 : lo;
+}
+
+// Where gather_pair copies an ensemble's two picked heads: per tensor t of the ensemble's
+// parameters (laid out [Qn, per_head[t]] from src[t]), their rows go to [2, per_head[t]] from
+// dst[t] of a two-head copy of the same layout (offsets in floats).
+struct PairGather {
+  static constexpr int kMaxTensors = 16;
+  int Qn = 0, tensors = 0;
+  int64_t src[kMaxTensors] = {}, dst[kMaxTensors] = {}, per_head[kMaxTensors] = {};
+};
+
+// gather_pair's argument check, shared by both backends.
+inline void check_pair_gather(const char* who, const PairGather& g) {
+  POMPC_REQUIRE(g.Qn >= 2, "%s: Qn (%d) must be >= 2 (two distinct heads are picked)", who, g.Qn);
+  POMPC_REQUIRE(g.tensors >= 1 && g.tensors <= PairGather::kMaxTensors,
+                "%s: %d tensors (1 to %d: raise PairGather::kMaxTensors)", who, g.tensors,
+                PairGather::kMaxTensors);
+  for (int t = 0; t < g.tensors; ++t)
+    POMPC_REQUIRE(g.src[t] >= 0 && g.dst[t] >= 0 && g.per_head[t] >= 0,
+                  "%s: tensor %d has a negative offset or size", who, t);
+}
+
+// The pair gather_pair copies, lower head first: pick_pair's (i, j) in ascending order.
+POMPC_HD void pick_pair_sorted(int Qn, uint64_t seed, uint64_t offset, int* lo, int* hi) {
+  int i = 0, j = 0;
+  pick_pair(Qn, seed, offset, &i, &j);
+  *lo = i < j ? i : j;
+  *hi = i < j ? j : i;
 }
 
 // ---- MPPI (src/ref/mppi.h) ---------------------------------------------------------------------

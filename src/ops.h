@@ -222,6 +222,10 @@ class Ops {
                                    uint64_t seed, PhiloxOffset offset) = 0;
   virtual void pair_select_backward(float* dq, const float* dout, const float* q, int Qn, int rows,
                                     PairMode mode, uint64_t seed, PhiloxOffset offset) = 0;
+  // The two heads pair_select would pick with (seed, offset), ascending, into heads[2] (backend
+  // int32s), and their parameters out of the ensemble's into a two-head layout (PairGather).
+  virtual void gather_pair(float* dst, int32_t* heads, const float* src, const PairGather& g,
+                           uint64_t seed, PhiloxOffset offset) = 0;
 
   // GEMM precision: TF32 tensor cores (the CUDA backend's default) or full fp32 (parity tests set
   // it off). The reference backend always computes in fp32 and ignores it.

@@ -266,6 +266,18 @@ void check_basic(Ops& g, Ops& r, const Sizes& z, std::vector<OpCheckRow>& rows) 
             fillb = c.f32(n), y = c.f32(n), sum = c.f32(1), w = c.f32(n), divisor = c.uniform(1, 1, 3),
             ex = c.f32(n), gate = c.f32(1), scale = c.uniform(1, 0.5f, 4), rs = c.uniform(1, 1, 2),
             q = c.f32(size_t(z.Qn) * R), sel = c.f32(R), dsel = c.f32(R), dq = c.f32(size_t(z.Qn) * R);
+  // gather_pair: two tensors of the Q ensemble (a weight of M x 33 and a bias of M per head).
+  PairGather pg;
+  pg.Qn = z.Qn;
+  pg.tensors = 2;
+  pg.src[1] = int64_t(z.Qn) * z.M * 33;
+  pg.dst[1] = int64_t(2) * z.M * 33;
+  pg.per_head[0] = int64_t(z.M) * 33;
+  pg.per_head[1] = z.M;
+  const int32_t no_heads[2] = {-1, -1};
+  const size_t pair_n = size_t(2) * z.M * 34;
+  const int ens = c.f32(size_t(z.Qn) * z.M * 34), pair = c.f32(pair_n),
+            heads = c.bytes(no_heads, sizeof no_heads);
   c.run([&](Ops& o, int s) {
     o.concat_forward(c.f(cat, s), c.f(x1, s), c.f(x2, s), R, n1, n2);
     o.concat_backward(c.f(dx1, s), c.f(dx2, s), c.f(dcat, s), R, n1, n2);
@@ -281,6 +293,7 @@ void check_basic(Ops& g, Ops& r, const Sizes& z, std::vector<OpCheckRow>& rows) 
     o.running_scale_update(c.f(rs, s), c.f(pred, s), R, 0.01f);
     o.pair_select_forward(c.f(sel, s), c.f(q, s), z.Qn, R, PairMode::min, 9, 4);
     o.pair_select_backward(c.f(dq, s), c.f(dsel, s), c.f(q, s), z.Qn, R, PairMode::avg, 9, 4);
+    o.gather_pair(c.f(pair, s), c.i32(heads, s), c.f(ens, s), pg, 9, 4);
   });
   const std::string sh = dims("rows %d", R);
   c.expect("concat_forward", sh, cat, size_t(R) * (n1 + n2), 1, true);
@@ -298,6 +311,7 @@ void check_basic(Ops& g, Ops& r, const Sizes& z, std::vector<OpCheckRow>& rows) 
   c.expect("running_scale_update", sh, rs, 1, R);
   c.expect("pair_select_forward (min)", dims("Qn %d rows %d", z.Qn, R), sel, R, 1);
   c.expect("pair_select_backward (avg)", dims("Qn %d rows %d", z.Qn, R), dq, size_t(z.Qn) * R, 1);
+  c.expect("gather_pair", dims("Qn %d M %d", z.Qn, z.M), pair, pair_n, 1, true);
 }
 
 void check_heads(Ops& g, Ops& r, const Sizes& z, std::vector<OpCheckRow>& rows) {

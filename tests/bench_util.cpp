@@ -132,6 +132,16 @@ Cost pass(const Module& m, double rows, Pass p, const Peaks& peaks, double heads
   return c;
 }
 
+// A min2 / avg2 of the Q heads runs only the picked pair (WorldModel's CriticPair): gather_pair
+// first copies the two heads' parameters (read and written once: 8 B per parameter).
+constexpr double kPair = 2;
+Cost gather_pair_cost(const Module& q, const Peaks& peaks) {
+  Cost c;
+  c.bytes = 8 * params(q, kPair);
+  c.roofline_s = c.bytes / peaks.mem_bw;
+  return c;
+}
+
 }  // namespace
 
 Cost update_cost(const model::ModelConfig& c, const Peaks& peaks) {
@@ -142,10 +152,12 @@ Cost update_cost(const model::ModelConfig& c, const Peaks& peaks) {
   const Pass bwd_inner{false, true, true, false};   // the first layer's input takes none
   const Pass igrad_only{false, false, true, true};  // through the Qs to the action, weights fixed
   Cost t;
-  // TD targets: encode the next observations, a' ~ pi(z'), min2 of the target Qs (no gradient).
+  // TD targets: encode the next observations, a' ~ pi(z'), min2 of the target Qs (no gradient;
+  // the picked pair only).
   t += pass(m.enc, HB, fwd, peaks);
   t += pass(m.pi, HB, fwd, peaks);
-  t += pass(m.q, HB, fwd, peaks, m.heads);
+  t += gather_pair_cost(m.q, peaks);
+  t += pass(m.q, HB, fwd, peaks, kPair);
   // Model loss: encode obs[0], roll the dynamics one step at a time (B rows each), reward and
   // Qs on all H latents at once, and back.
   t += pass(m.enc, B, fwd, peaks);
@@ -158,10 +170,11 @@ Cost update_cost(const model::ModelConfig& c, const Peaks& peaks) {
   t += pass(m.rew, HB, bwd_latent, peaks);
   t += pass(m.q, HB, fwd, peaks, m.heads);
   t += pass(m.q, HB, bwd_latent, peaks, m.heads);
-  // Policy step on the H + 1 detached latents: pi, the Qs, and back through both.
+  // Policy step on the H + 1 detached latents: pi, the Qs (avg2: the pair), and back through both.
   t += pass(m.pi, H1B, fwd, peaks);
-  t += pass(m.q, H1B, fwd, peaks, m.heads);
-  t += pass(m.q, H1B, igrad_only, peaks, m.heads);
+  t += gather_pair_cost(m.q, peaks);
+  t += pass(m.q, H1B, fwd, peaks, kPair);
+  t += pass(m.q, H1B, igrad_only, peaks, kPair);
   t += pass(m.pi, H1B, bwd_inner, peaks);
   // Optimizer: Adam, clipping and zeroing of the trained parameters, Polyak of the target Qs.
   const double model_params = params(m.enc) + params(m.dyn) + params(m.rew) + params(m.q, m.heads);
@@ -186,8 +199,9 @@ Cost plan_cost(const model::ModelConfig& c, const agent::PlannerSettings& p, con
       t += pass(m.rew, N, fwd, peaks);
       t += pass(m.dyn, N, fwd, peaks);
     }
-    t += pass(m.pi, N, fwd, peaks);  // terminal value: a ~ pi(z_H), avg2 of the Q heads
-    t += pass(m.q, N, fwd, peaks, m.heads);
+    t += pass(m.pi, N, fwd, peaks);  // terminal value: a ~ pi(z_H), avg2 of the Q heads' pair
+    t += gather_pair_cost(m.q, peaks);
+    t += pass(m.q, N, fwd, peaks, kPair);
   }
   return t;
 }

@@ -55,8 +55,9 @@ double host_cpuinfo_mhz();
 
 // ---- analytic cost of the TD-MPC2 agent step (the one home of these formulas) ------------------
 // Counted: the GEMMs of every Linear layer (2 FLOP per multiply-add), for the modules of SPEC 1
-// (encoder, dynamics, reward, pi, the num_q Q heads; layer widths as in world_model.h) in the
-// passes each plan or update makes of them. Traffic model (fp32, every operand from and to device
+// (encoder, dynamics, reward, pi, the num_q Q heads, or only the two a min2 / avg2 picks after
+// gather_pair copied them out; layer widths as in world_model.h) in the passes each plan or
+// update makes of them. Traffic model (fp32, every operand from and to device
 // memory, nothing reused from cache between kernels):
 //   forward GEMM        weights + input + output, plus the fused bias/LayerNorm/activation
 //                       reading and writing the output once more

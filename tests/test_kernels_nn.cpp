@@ -14,6 +14,7 @@
 
 #include "common.cuh"
 #include "launchers.h"
+#include "ops.h"
 #include "philox.cuh"
 #include "ref/basic.h"
 #include "ref/layernorm.h"
@@ -113,6 +114,50 @@ TEST_SUITE("ops") {
     layernorm_case(false, 0, 33, 1, 0.0f);     // no rows: nothing launched, gradients unchanged
     // 131 rows a group: the param kernel's row chunks of 128 + 3 per group, then the finish pass.
     layernorm_case(false, 3 * 131, 40, 3, 0.01f, true);
+  }
+
+  TEST_CASE("layernorm_mish: two gathered heads (Dropout::heads) drop what they drop among all") {
+    // Qn = 5 groups of R rows with dropout; heads 1 and 3 run alone as a two-group layer (their
+    // rows, biases and LayerNorm parameters copied out) with heads = {1, 3}: out and dinp equal
+    // those heads' rows of the whole layer bit for bit, on both backends.
+    const int Qn = 5, R = 37, C = 72;
+    const int32_t pick[2] = {1, 3};
+    const size_t RC = static_cast<size_t>(R) * C, uC = static_cast<size_t>(C);
+    const auto inp = normals(Qn * RC, 1, 1.0f), bias = normals(Qn * uC, 2, 0.1f),
+               gamma = normals(Qn * uC, 3, 0.2f, 1.0f), beta = normals(Qn * uC, 4, 0.1f),
+               dout = normals(Qn * RC, 5, 1.0f);
+    auto two = [&](const std::vector<float>& v, size_t per) {
+      std::vector<float> o;
+      for (int32_t h : pick) o.insert(o.end(), v.begin() + h * per, v.begin() + (h + 1) * per);
+      return o;
+    };
+    auto ref = pompc::make_ref_ops();
+    auto gpu = pompc::make_cuda_ops();
+    for (pompc::Ops* ops : {ref.get(), gpu.get()}) {
+      CAPTURE(ops->description());
+      using A = pompc::test::BackendArray<float>;
+      pompc::test::BackendArray<int32_t> heads(*ops, std::vector<int32_t>{pick[0], pick[1]});
+      const pompc::Dropout all{0.3f, 11, 3};
+      pompc::Dropout pair = all;
+      pair.heads = heads.p;
+      A i5(*ops, inp), b5(*ops, bias), g5(*ops, gamma), be5(*ops, beta), d5(*ops, dout),
+          o5(*ops, Qn * RC), m5(*ops, Qn * R), r5(*ops, Qn * R),
+          di5(*ops, std::vector<float>(Qn * RC, 0.0f));
+      A i2(*ops, two(inp, RC)), b2(*ops, two(bias, uC)), g2(*ops, two(gamma, uC)),
+          be2(*ops, two(beta, uC)), d2(*ops, two(dout, RC)), o2(*ops, 2 * RC), m2(*ops, 2 * R),
+          r2(*ops, 2 * R), di2(*ops, std::vector<float>(2 * RC, 0.0f));
+      ops->layernorm_mish_forward(o5.p, m5.p, r5.p, i5.p, b5.p, g5.p, be5.p, Qn * R, C, Qn, all);
+      ops->layernorm_mish_forward(o2.p, m2.p, r2.p, i2.p, b2.p, g2.p, be2.p, 2 * R, C, 2, pair);
+      ops->layernorm_mish_backward(di5.p, nullptr, nullptr, nullptr, d5.p, i5.p, b5.p, g5.p, be5.p,
+                                   m5.p, r5.p, Qn * R, C, Qn, all);
+      ops->layernorm_mish_backward(di2.p, nullptr, nullptr, nullptr, d2.p, i2.p, b2.p, g2.p, be2.p,
+                                   m2.p, r2.p, 2 * R, C, 2, pair);
+      CHECK(o2.get() == two(o5.get(), RC));
+      CHECK(di2.get() == two(di5.get(), RC));
+      // Without heads the two groups would draw heads 0 and 1's masks: a different output.
+      ops->layernorm_mish_forward(o2.p, m2.p, r2.p, i2.p, b2.p, g2.p, be2.p, 2 * R, C, 2, all);
+      CHECK(o2.get() != two(o5.get(), RC));
+    }
   }
 
   TEST_CASE("layernorm_simnorm: cuda matches the reference") {

@@ -718,13 +718,15 @@ TEST_SUITE("model") {
     wm.next(z2, z, d_a, rows);
     wm.next(z, z, d_a, rows);  // in place
     CHECK(host(*ops, z, rows * Z) == host(*ops, z2, rows * Z));
-    // Q: min / avg equal the pair picked by pick_pair over two_hot_inv of the heads' logits.
+    // Q: min / avg equal the pair picked by pick_pair over two_hot_inv of the heads' logits (only
+    // the picked pair runs for min / avg: gather_pair; offsets 0..7 pick pairs in both orders).
     for (bool target : {false, true}) {
       wm.Q(logits, z, d_a, rows, QMode::all, target, 0, 0);
       const auto lg = host(*ops, logits, Qn * rows * K);
       std::vector<float> val(Qn * rows);
       pompc::ref::two_hot_inv_forward(val.data(), lg.data(), Qn * rows, c.bins());
-      for (uint64_t off : {3u, 4u}) {
+      for (uint64_t off = 0; off < 8; ++off) {
+        CAPTURE(off);
         int i = 0, j = 0;
         pompc::pick_pair(Qn, 21, off, &i, &j);
         wm.Q(q, z, d_a, rows, QMode::min, target, 21, off);

@@ -121,6 +121,52 @@ TEST_SUITE("ops") {
         doctest::Contains("Qn (1) must be >= 2"), pompc::Error);
   }
 
+  TEST_CASE("loss: gather_pair copies pair_select's two heads, lower first, on both backends") {
+    // Three tensors of an ensemble of Qn heads (per-head sizes 7, 1 and 300), laid out one after
+    // another from offset 5, gathered into a two-head layout from offset 2.
+    auto ref = pompc::make_ref_ops();
+    auto gpu = pompc::make_cuda_ops();
+    for (int Qn : {2, 5}) {
+      CAPTURE(Qn);
+      pompc::PairGather g;
+      g.Qn = Qn;
+      int64_t src = 5, dst = 2;
+      for (int64_t n : {7, 1, 300}) {
+        g.src[g.tensors] = src;
+        g.dst[g.tensors] = dst;
+        g.per_head[g.tensors++] = n;
+        src += Qn * n;
+        dst += 2 * n;
+      }
+      const auto ens = normals(static_cast<size_t>(src), 7, 1.0f);
+      for (uint64_t off : {0u, 1u, 2u, 3u, 4u, 5u}) {
+        CAPTURE(off);
+        int i = 0, j = 0;
+        pompc::pick_pair(Qn, 11, off, &i, &j);
+        const int lo = std::min(i, j), hi = std::max(i, j);
+        std::vector<float> want(static_cast<size_t>(dst), -1.0f);
+        for (int t = 0; t < g.tensors; ++t)
+          for (int k = 0; k < 2; ++k)
+            for (int64_t e = 0; e < g.per_head[t]; ++e)
+              want[static_cast<size_t>(g.dst[t] + k * g.per_head[t] + e)] =
+                  ens[static_cast<size_t>(g.src[t] + (k == 0 ? lo : hi) * g.per_head[t] + e)];
+        for (pompc::Ops* ops : {ref.get(), gpu.get()}) {
+          CAPTURE(ops->description());
+          Array e(*ops, ens), d(*ops, std::vector<float>(static_cast<size_t>(dst), -1.0f));
+          pompc::test::BackendArray<int32_t> heads(*ops, std::vector<int32_t>{-1, -1});
+          ops->gather_pair(d.p, heads.p, e.p, g, 11, off);
+          CHECK(heads.get() == std::vector<int32_t>{lo, hi});
+          CHECK(d.get() == want);
+        }
+      }
+      g.tensors = 0;
+      std::vector<float> none(1);
+      int32_t h2[2];
+      CHECK_THROWS_WITH_AS(pompc::ref::gather_pair(none.data(), h2, none.data(), g, 11, 0),
+                           doctest::Contains("tensors (1 to 16"), pompc::Error);
+    }
+  }
+
   TEST_CASE("loss: CUDA kernels match the reference at n = 1, 33, 1025, 5000") {
     auto ref = pompc::make_ref_ops();
     auto gpu = pompc::make_cuda_ops();

@@ -288,6 +288,10 @@ class CudaOps final : public Ops {
                             PairMode mode, uint64_t seed, PhiloxOffset offset) override {
     cuda::pair_select_backward(dq, dout, q, Qn, rows, mode, seed, offset, stream_);
   }
+  void gather_pair(float* dst, int32_t* heads, const float* src, const PairGather& g, uint64_t seed,
+                   PhiloxOffset offset) override {
+    cuda::gather_pair(dst, heads, src, g, seed, offset, stream_);
+  }
 
   void mppi_init(float* mean, float* std, const float* prev_mean, const uint8_t* first,
                  const MppiShape& sh, float max_std) override {

@@ -4,6 +4,7 @@
 #include "model/world_model.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 
 #include "common.h"
@@ -122,6 +123,28 @@ void WorldModel::build_layout() {
   qs_ = make_mlp(
       "_Qs.params", Qn_,
       {layer(critic_in_, M, Act::mish, true), layer(M, M, Act::mish), layer(M, K_, Act::linear)});
+  pair_ = make_mlp("_Qs.pair", 2, qs_.layers);
+  pair_gather_ = PairGather{};
+  pair_gather_.Qn = Qn_;
+  for (size_t l = 0; l < qs_.layers.size(); ++l) {
+    const Layer &from = qs_.layers[l], &to = pair_.layers[l];
+    const int64_t C = from.out, weight = static_cast<int64_t>(from.out) * from.in;
+    std::vector<std::array<int64_t, 3>> t = {{int64_t(from.weight), int64_t(to.weight), weight},
+                                             {int64_t(from.bias), int64_t(to.bias), C}};
+    if (from.act != Act::linear) {
+      t.push_back({int64_t(from.gamma), int64_t(to.gamma), C});
+      t.push_back({int64_t(from.beta), int64_t(to.beta), C});
+    }
+    for (const auto& [src, dst, n] : t) {
+      POMPC_REQUIRE(pair_gather_.tensors < PairGather::kMaxTensors,
+                    "the Q heads have more than %d tensors (raise PairGather::kMaxTensors)",
+                    PairGather::kMaxTensors);
+      const int k = pair_gather_.tensors++;
+      pair_gather_.src[k] = src;
+      pair_gather_.dst[k] = dst;
+      pair_gather_.per_head[k] = n;
+    }
+  }
   const bool learned = cfg_.prior == Prior::learned;
   if (learned)
     prior_ = make_mlp("_pi_prior", 1,
@@ -203,16 +226,24 @@ void WorldModel::allocate() {
 
   // Forward activations, then (grads) the activation gradients, step by step.
   Arena acts, grads;
+  constexpr size_t P = 2;  // the critic heads a min2 / avg2 runs (CriticPair)
+  auto reserve_pair = [&](CriticPair* p) {
+    acts.add(&p->params, pair_.param_count());
+    p->heads = ops_.alloc<int32_t>(2);
+    blocks_.push_back(p->heads);
+    allocated_bytes_ += 2 * sizeof(int32_t);
+  };
   TdTargetBuffers& td = td_target_;
   reserve_acts(acts, encoder_, iRH1, false, &td.encoder);
   reserve_acts(acts, pi_, iRH, false, &td.pi);
-  reserve_acts(acts, qs_, iRH, false, &td.target_qs);
+  reserve_acts(acts, pair_, iRH, false, &td.target_qs);
+  reserve_pair(&td.pair);
   acts.add(&td.z, RH1 * Z);
   acts.add(&td.pi_raw, RH * 2 * A);
   acts.add(&td.a, RH * A);
   acts.add(&td.za, RH * ZA);
-  acts.add(&td.q_logits, Qn * RH * K);
-  acts.add(&td.q, Qn * RH);
+  acts.add(&td.q_logits, P * RH * K);
+  acts.add(&td.q, P * RH);
   acts.add(&td.q_pair, RH);
   acts.add(&td.td, RH);
   if (v_critic) {
@@ -269,11 +300,12 @@ void WorldModel::allocate() {
   }
   if (intermediate) {
     IntermediateBuffers& im = intermediate_;
-    reserve_acts(acts, qs_, static_cast<int>(S) * iRH, false, &im.qs);
+    reserve_acts(acts, pair_, static_cast<int>(S) * iRH, false, &im.qs);
+    reserve_pair(&im.pair);
     acts.add(&im.a, S * RH * A);
     acts.add(&im.za, S * RH * ZA);
-    acts.add(&im.q_logits, Qn * S * RH * K);
-    acts.add(&im.q, Qn * S * RH);
+    acts.add(&im.q_logits, P * S * RH * K);
+    acts.add(&im.q, P * S * RH);
     acts.add(&im.qbar, S * RH);
     acts.add(&im.w, S * RH);
     acts.add(&im.log_z, RH);
@@ -281,23 +313,24 @@ void WorldModel::allocate() {
 
   PiLossBuffers& pl = pi_loss_;
   reserve_acts(acts, pi_, iRH1, true, &pl.pi);
-  reserve_acts(acts, qs_, iRH1, true, &pl.qs);
+  reserve_acts(acts, pair_, iRH1, true, &pl.qs);
+  reserve_pair(&pl.pair);
   acts.add(&pl.raw, RH1 * 2 * A);
   acts.add(&pl.a, RH1 * A);
   acts.add(&pl.log_pi, RH1);
   acts.add(&pl.mu, RH1 * A);
   acts.add(&pl.log_std, RH1 * A);
   acts.add(&pl.za, RH1 * ZA);
-  acts.add(&pl.q_logits, Qn * RH1 * K);
-  acts.add(&pl.q, Qn * RH1);
+  acts.add(&pl.q_logits, P * RH1 * K);
+  acts.add(&pl.q, P * RH1);
   acts.add(&pl.qbar, RH1);
   acts.add(&pl.div, RH1);
   acts.add(&pl.gate, 1);
   reserve_grads(grads, pi_, iRH1, &pl.d_pi);
-  reserve_grads(grads, qs_, iRH1, &pl.d_qs);
+  reserve_grads(grads, pair_, iRH1, &pl.d_qs);
   grads.add(&pl.d_qbar, RH1);
-  grads.add(&pl.d_q, Qn * RH1);
-  grads.add(&pl.d_q_logits, Qn * RH1 * K);
+  grads.add(&pl.d_q, P * RH1);
+  grads.add(&pl.d_q_logits, P * RH1 * K);
   grads.add(&pl.d_za, RH1 * ZA);
   grads.add(&pl.d_a, RH1 * A);
   grads.add(&pl.d_raw, RH1 * 2 * A);
@@ -311,8 +344,10 @@ void WorldModel::allocate() {
   reserve_acts(acts, reward_, max_rows_, false, &inf.reward);
   reserve_acts(acts, pi_, max_rows_, false, &inf.pi);
   reserve_acts(acts, qs_, max_rows_, false, &inf.qs);
+  reserve_acts(acts, pair_, max_rows_, false, &inf.pair_qs);
+  reserve_pair(&inf.pair);
   acts.add(&inf.za, R * ZA);
-  acts.add(&inf.q, Qn * R);
+  acts.add(&inf.q, P * R);
 
   allocated_bytes_ += acts.floats() * sizeof(float);
   blocks_.push_back(acts.allocate(ops_));
@@ -454,6 +489,11 @@ void WorldModel::V(float* out, const float* z, int rows, QMode mode, bool target
   critic_heads(out, z, rows, mode, target, seed, offset);
 }
 
+void WorldModel::gather_critic_pair(const CriticPair& p, const float* ensemble, uint64_t seed,
+                                    PhiloxOffset offset) {
+  ops_.gather_pair(p.params, p.heads, ensemble, pair_gather_, seed, offset);
+}
+
 void WorldModel::critic_heads(float* out, const float* in, int rows, QMode mode, bool target,
                               uint64_t seed, PhiloxOffset offset) {
   const float* params = target ? target_qs_ : model_set_.params + q_offset_;
@@ -461,9 +501,11 @@ void WorldModel::critic_heads(float* out, const float* in, int rows, QMode mode,
     mlp_forward(ops_, qs_, params, in, rows, infer_.qs, out, Dropout{});
     return;
   }
-  mlp_forward(ops_, qs_, params, in, rows, infer_.qs, nullptr, Dropout{});
-  ops_.two_hot_inv_forward(infer_.q, infer_.qs.out.back(), Qn_ * rows, cfg_.bins());
-  ops_.pair_select_forward(out, infer_.q, Qn_, rows,
+  // Only the two heads the pair takes run; pair_select over them (Qn = 2) combines both.
+  gather_critic_pair(infer_.pair, params, seed, offset);
+  mlp_forward(ops_, pair_, infer_.pair.params, in, rows, infer_.pair_qs, nullptr, Dropout{});
+  ops_.two_hot_inv_forward(infer_.q, infer_.pair_qs.out.back(), 2 * rows, cfg_.bins());
+  ops_.pair_select_forward(out, infer_.q, 2, rows,
                            mode == QMode::min ? PairMode::min : PairMode::avg, seed, offset);
 }
 

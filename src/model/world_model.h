@@ -292,12 +292,21 @@ class WorldModel {
   };
   Trained& trained(ParamSet set);
 
+  // The two critic heads a min2 / avg2 call combines, gathered out of the ensemble (gather_pair)
+  // so that only they run: TD-MPC2 computes all Qn heads and keeps two; their parameters copied
+  // into the two-head layout pair_, and which heads they are (dropout draws their masks).
+  struct CriticPair {
+    float* params = nullptr;   // [pair_.param_count()]
+    int32_t* heads = nullptr;  // [2] ascending
+  };
+
   // Buffers of the update, one struct per step (shapes: H B rows per step t < H, T = pi_steps()).
   // Weights are constants filled at construction (model_loss_weights / pi_loss_weights, beside
   // the losses they weight); activations are overwritten; d_* gradients are zeroed by
   // zero_grads() and accumulated.
   struct TdTargetBuffers {
-    MlpActs encoder, pi, target_qs;
+    MlpActs encoder, pi, target_qs;  // target_qs: the picked pair (pair_)
+    CriticPair pair;                 // of the target heads
     MlpActs reward, dynamics;       // critic v: rhat(z_t, a), dynamics(z_t, a)
     MlpActs prior;                  // kl_critic: pi_psi(next_z)
     float* z = nullptr;             // [(H+1) B, Z] encoder(obs[0..H]) (critic q fills next_z only)
@@ -305,8 +314,8 @@ class WorldModel {
     float* pi_raw = nullptr;        // [H B, 2A] pi's head input at next_z (critic v: at z_t)
     float* a = nullptr;             // [H B, A] a' ~ pi
     float* za = nullptr;            // [H B, Z+A] [next_z, a'] (critic v: [z_t, a])
-    float* q_logits = nullptr;      // [Qn, H B, K] of the target heads
-    float* q = nullptr;             // [Qn H B]
+    float* q_logits = nullptr;      // [2, H B, K] of the picked target heads
+    float* q = nullptr;             // [2 H B]
     float* q_pair = nullptr;        // [H B] min2 (critic q; minus the KL term) / avg2 (critic v)
     float* td = nullptr;            // [H B] the targets
     float* rhat = nullptr;          // [H B] (critic v)
@@ -358,11 +367,12 @@ class WorldModel {
     float* d_raw = nullptr;          // [H B, 2A]
   };
   struct IntermediateBuffers {       // prior=intermediate: S planner samples per row
-    MlpActs qs;
+    MlpActs qs;                      // the picked pair (pair_)
+    CriticPair pair;
     float* a = nullptr;              // [S, T B, A]
     float* za = nullptr;             // [S T B, Z+A]
-    float* q_logits = nullptr;       // [Qn, S T B, K]
-    float* q = nullptr;              // [Qn S T B]
+    float* q_logits = nullptr;       // [2, S T B, K]
+    float* q = nullptr;              // [2 S T B]
     float* qbar = nullptr;           // [S T B] avg2, then / S_Q
     float* w = nullptr;              // [S T B] softmax weights
     float* log_z = nullptr;          // [T B]
@@ -370,23 +380,24 @@ class WorldModel {
   struct PiLossBuffers {
     float* w = nullptr;              // [T B] rho^t / (B T) (rows t >= T: 0)
     float* g_log_pi = nullptr;       // [T B] entropy_coef rho^t / (B T)
-    MlpActs pi, qs;
+    MlpActs pi, qs;                  // qs: the picked pair (pair_)
+    CriticPair pair;
     float* raw = nullptr;            // [T B, 2A]
     float* a = nullptr;              // [T B, A]
     float* log_pi = nullptr;         // [T B]
     float* mu = nullptr;             // [T B, A] tanh(mean)
     float* log_std = nullptr;        // [T B, A]
     float* za = nullptr;             // [T B, Z+A] [z, a]
-    float* q_logits = nullptr;       // [Qn, T B, K]
-    float* q = nullptr;              // [Qn T B]
+    float* q_logits = nullptr;       // [2, T B, K]
+    float* q = nullptr;              // [2 T B]
     float* qbar = nullptr;           // [T B] avg2
     float* div = nullptr;            // [T B] D per row
     float* gate = nullptr;           // [1] the gated S_D (scale_gate)
     const float* divisor = nullptr;  // S_D as the last pi_loss took it (pi_loss_backward's)
     MlpGrads d_pi, d_qs;
     float* d_qbar = nullptr;         // [T B]
-    float* d_q = nullptr;            // [Qn T B]
-    float* d_q_logits = nullptr;     // [Qn, T B, K]
+    float* d_q = nullptr;            // [2 T B]
+    float* d_q_logits = nullptr;     // [2, T B, K]
     float* d_za = nullptr;           // [T B, Z+A]
     float* d_a = nullptr;            // [T B, A]
     float* d_raw = nullptr;          // [T B, 2A]
@@ -395,9 +406,11 @@ class WorldModel {
     float* d_div = nullptr;          // [T B]
   };
   struct InferenceBuffers {          // max_rows rows
-    MlpActs encoder, dynamics, reward, pi, qs;
+    MlpActs encoder, dynamics, reward, pi, qs;  // qs: every head (QMode::all)
+    MlpActs pair_qs;                            // the picked pair (QMode::min / avg)
+    CriticPair pair;
     float* za = nullptr;             // [rows, Z+A]
-    float* q = nullptr;              // [Qn rows]
+    float* q = nullptr;              // [2 rows]
   };
 
   void build_layout();
@@ -407,7 +420,13 @@ class WorldModel {
   void model_loss_weights();  // fills model_loss_'s weights (beside model_loss)
   void pi_loss_weights();     // fills pi_loss_'s and prior_fit_'s weights (beside pi_loss)
   Dropout q_dropout(bool on, int purpose) const;
+  // d for the heads of `pair` (their masks as drawn among all Qn heads: Dropout::heads).
+  static Dropout pair_dropout(Dropout d, const CriticPair& pair);
   void td_target_v(const Batch& batch);
+  // The pair a min2 / avg2 call with (seed, offset) combines, out of `ensemble` (the Qs or the
+  // target Qs) into p.
+  void gather_critic_pair(const CriticPair& p, const float* ensemble, uint64_t seed,
+                          PhiloxOffset offset);
   // Q / V inference on the heads' input rows ([z, a] or z).
   void critic_heads(float* out, const float* in, int rows, QMode mode, bool target, uint64_t seed,
                     PhiloxOffset offset);
@@ -434,6 +453,8 @@ class WorldModel {
 
   // Modules (layouts) and where they live in the parameter buffers.
   Mlp encoder_, dynamics_, reward_, pi_, qs_, prior_;
+  Mlp pair_;                // qs_'s layout with two heads (CriticPair)
+  PairGather pair_gather_;  // qs_ -> pair_, tensor by tensor
   size_t dynamics_offset_ = 0, reward_offset_ = 0, q_offset_ = 0;  // in the model buffer
   size_t n_encoder_ = 0, n_q_ = 0;
   int critic_in_ = 0;         // the critic heads' input width: Z + A (q) or Z (v)

@@ -43,6 +43,11 @@ void WorldModel::set_updates(uint64_t u) {
   ops_.copy_to_backend(offset_base_, &base, sizeof base);
 }
 
+Dropout WorldModel::pair_dropout(Dropout d, const CriticPair& pair) {
+  d.heads = pair.heads;
+  return d;
+}
+
 Dropout WorldModel::q_dropout(bool on, int purpose) const {
   if (!on || cfg_.dropout <= 0.0f) return Dropout{};
   return Dropout{cfg_.dropout, cfg_.seed, draw(purpose)};
@@ -132,11 +137,12 @@ void WorldModel::td_target(const Batch& batch) {
   mlp_forward(ops_, pi_, pi_set_.params, b.next_z, RH, b.pi, b.pi_raw, Dropout{});
   ops_.policy_head_forward(b.a, nullptr, nullptr, nullptr, nullptr, b.pi_raw, RH, A_,
                            cfg_.policy_head(), cfg_.seed, draw(kTdNoise));
-  // min2 of the target heads at (next_z, a')
+  // min2 of the target heads at (next_z, a'): only the picked pair runs (CriticPair)
   ops_.concat_forward(b.za, b.next_z, b.a, RH, Z_, A_);
-  mlp_forward(ops_, qs_, target_qs_, b.za, RH, b.target_qs, b.q_logits, Dropout{});
-  ops_.two_hot_inv_forward(b.q, b.q_logits, Qn_ * RH, cfg_.bins());
-  ops_.pair_select_forward(b.q_pair, b.q, Qn_, RH, PairMode::min, cfg_.seed, draw(kTdPair));
+  gather_critic_pair(b.pair, target_qs_, cfg_.seed, draw(kTdPair));
+  mlp_forward(ops_, pair_, b.pair.params, b.za, RH, b.target_qs, b.q_logits, Dropout{});
+  ops_.two_hot_inv_forward(b.q, b.q_logits, 2 * RH, cfg_.bins());
+  ops_.pair_select_forward(b.q_pair, b.q, 2, RH, PairMode::min, cfg_.seed, draw(kTdPair));
   if (cfg_.kl_critic) {
     // PO-MPC: min2 -= lambda (log pi(a') - log pi_psi(a')), pi_psi as the last update left it.
     mlp_forward(ops_, prior_, prior_set_.params, b.next_z, RH, b.prior, b.prior_raw, Dropout{});
@@ -164,9 +170,10 @@ void WorldModel::td_target_v(const Batch& batch) {
   ops_.two_hot_inv_forward(b.rhat, b.reward.out.back(), RH, cfg_.bins());
   mlp_forward(ops_, dynamics_, model_set_.params + dynamics_offset_, b.za, RH, b.dynamics,
               b.z_next, Dropout{});
-  mlp_forward(ops_, qs_, target_qs_, b.z_next, RH, b.target_qs, b.q_logits, Dropout{});
-  ops_.two_hot_inv_forward(b.q, b.q_logits, Qn_ * RH, cfg_.bins());
-  ops_.pair_select_forward(b.q_pair, b.q, Qn_, RH, PairMode::avg, cfg_.seed, draw(kTdPair));
+  gather_critic_pair(b.pair, target_qs_, cfg_.seed, draw(kTdPair));
+  mlp_forward(ops_, pair_, b.pair.params, b.z_next, RH, b.target_qs, b.q_logits, Dropout{});
+  ops_.two_hot_inv_forward(b.q, b.q_logits, 2 * RH, cfg_.bins());
+  ops_.pair_select_forward(b.q_pair, b.q, 2, RH, PairMode::avg, cfg_.seed, draw(kTdPair));
   ops_.scale_add(b.td, b.rhat, RH, 1.0f, nullptr, 0.0f);            // td = rhat
   ops_.scale_add(b.td, b.q_pair, RH, cfg_.discount, nullptr, 1.0f);  // td += gamma avg2 V
 }
@@ -405,10 +412,10 @@ void WorldModel::intermediate_weights(const Batch& batch) {
   ops_.prior_sample(im.a, batch.mu_p, batch.sigma_p, S, R, A_, cfg_.seed, draw(kPriorSample));
   for (int k = 0; k < S; ++k)
     ops_.concat_forward(im.za + k * RZA, rollout_.z, im.a + k * RA, R, Z_, A_);
-  mlp_forward(ops_, qs_, model_set_.params + q_offset_, im.za, S * R, im.qs, im.q_logits,
-              Dropout{});
-  ops_.two_hot_inv_forward(im.q, im.q_logits, Qn_ * S * R, cfg_.bins());
-  ops_.pair_select_forward(im.qbar, im.q, Qn_, S * R, PairMode::avg, cfg_.seed, draw(kPriorPair));
+  gather_critic_pair(im.pair, model_set_.params + q_offset_, cfg_.seed, draw(kPriorPair));
+  mlp_forward(ops_, pair_, im.pair.params, im.za, S * R, im.qs, im.q_logits, Dropout{});
+  ops_.two_hot_inv_forward(im.q, im.q_logits, 2 * S * R, cfg_.bins());
+  ops_.pair_select_forward(im.qbar, im.q, 2, S * R, PairMode::avg, cfg_.seed, draw(kPriorPair));
   // beta acts on Qbar / S_Q (S_Q of this pi step), so its scale does not depend on the task.
   ops_.scale_add(im.qbar, im.qbar, static_cast<int64_t>(S) * R, 1.0f, q_scale_, 0.0f);
   ops_.sample_weights(im.w, im.log_z, im.qbar, S, R, cfg_.beta);
@@ -428,12 +435,13 @@ void WorldModel::pi_loss(const Batch& batch, UpdateStats* stats, bool update_sca
                            cfg_.policy_head(), cfg_.seed, draw(kPiNoise));
   // pi_loss = sum w alpha log_pi
   ops_.weighted_sum(&stats->pi_loss, p.log_pi, p.w, R, cfg_.entropy_coef, nullptr, 0.0f);
-  if (need_q) {  // Qbar = avg2 Qs(z, a), the Qs frozen, their dropout on
+  if (need_q) {  // Qbar = avg2 Qs(z, a), the Qs frozen, their dropout on; only the pair runs
     ops_.concat_forward(p.za, z, p.a, R, Z_, A_);
-    mlp_forward(ops_, qs_, model_set_.params + q_offset_, p.za, R, p.qs, p.q_logits,
-                q_dropout(dropout, kPiDropout));
-    ops_.two_hot_inv_forward(p.q, p.q_logits, Qn_ * R, cfg_.bins());
-    ops_.pair_select_forward(p.qbar, p.q, Qn_, R, PairMode::avg, cfg_.seed, draw(kPiPair));
+    gather_critic_pair(p.pair, model_set_.params + q_offset_, cfg_.seed, draw(kPiPair));
+    mlp_forward(ops_, pair_, p.pair.params, p.za, R, p.qs, p.q_logits,
+                pair_dropout(q_dropout(dropout, kPiDropout), p.pair));
+    ops_.two_hot_inv_forward(p.q, p.q_logits, 2 * R, cfg_.bins());
+    ops_.pair_select_forward(p.qbar, p.q, 2, R, PairMode::avg, cfg_.seed, draw(kPiPair));
   }
   if (need_q && update_scale) ops_.running_scale_update(q_scale_, p.qbar, B_, cfg_.tau);
   if (use_q) {
@@ -517,11 +525,12 @@ void WorldModel::pi_loss_backward(const Batch& batch, bool dropout) {
   }
   if (grad_q) {
     // Through the frozen Q heads (no parameter gradients) to the action.
-    ops_.pair_select_backward(p.d_q, p.d_qbar, p.q, Qn_, R, PairMode::avg, cfg_.seed,
-                              draw(kPiPair));
-    ops_.two_hot_inv_backward(p.d_q_logits, p.d_q, p.q_logits, Qn_ * R, cfg_.bins());
-    mlp_backward(ops_, qs_, model_set_.params + q_offset_, nullptr, p.za, R, p.qs, p.d_q_logits,
-                 p.d_qs, p.d_za, q_dropout(dropout, kPiDropout));
+    ops_.pair_select_backward(p.d_q, p.d_qbar, p.q, 2, R, PairMode::avg, cfg_.seed, draw(kPiPair));
+    ops_.two_hot_inv_backward(p.d_q_logits, p.d_q, p.q_logits, 2 * R, cfg_.bins());
+    // The pair's heads in ascending order add into d_za as the whole ensemble's would (the
+    // others' gradients are zero).
+    mlp_backward(ops_, pair_, p.pair.params, nullptr, p.za, R, p.qs, p.d_q_logits, p.d_qs, p.d_za,
+                 pair_dropout(q_dropout(dropout, kPiDropout), p.pair));
     ops_.concat_backward(nullptr, p.d_a, p.d_za, R, Z_, A_);  // z is detached
   }
   const bool kl = prior_term && div != Divergence::nll;  // D reads mu and log_std

@@ -197,7 +197,8 @@ void forward_impl(T* out, T* mean, T* rstd, const T* inp, const T* bias, const T
       const int64_t base = static_cast<int64_t>(r) * C;
       T* __restrict o = out + base;
       dropped_input(o, keep, inp + base,
-                    bias != nullptr ? bias + static_cast<int64_t>(g) * C : nullptr, C, dr, base);
+                    bias != nullptr ? bias + static_cast<int64_t>(g) * C : nullptr, C, dr,
+                    dropout_row(dr.heads, r, per_group) * C);
       double s = 0;
 #pragma omp simd reduction(+ : s)
       for (int c = 0; c < C; ++c) s += o[c];
@@ -257,7 +258,8 @@ void backward_impl(T* dinp, T* dbias, T* dgamma, T* dbeta, const T* dout, const 
       const T* __restrict be = beta + static_cast<int64_t>(g) * C;
       const T* __restrict dy = dout + base;
       dropped_input(d, keep, inp + base,
-                    bias != nullptr ? bias + static_cast<int64_t>(g) * C : nullptr, C, dr, base);
+                    bias != nullptr ? bias + static_cast<int64_t>(g) * C : nullptr, C, dr,
+                    dropout_row(dr.heads, r, per_group) * C);
       const T mu = mean[r], rs = rstd[r];
       // d becomes xhat, dh the gradient w.r.t. h.
       if constexpr (act == Act::mish) {

@@ -20,6 +20,8 @@
 //   keep_c = philox_uniform(seed, offset, r * C + c) > p   (uniform in (0, 1]; index = the flat
 //   element index of [rows, C], so every head of an ensemble draws its own mask). The backward
 //   recomputes the mask from (seed, offset); both backends use dropout_keep() (src/op_types.h).
+//   With Dropout::heads (two heads gathered out of an ensemble by gather_pair), row r of group g
+//   draws at row dropout_row(heads, r, rows / groups): the mask head heads[g] draws among all.
 //
 // Shapes: inp/out [rows, C]; bias, gamma, beta [groups, C]; mean, rstd [rows].
 //   rows is B (or N, B*H, ...) times `groups`: groups = 1 for a single network; groups = Qn for

@@ -1,7 +1,8 @@
-// src/ref/loss.cpp: fill, scale_add, weighted_sum, pair_select. Run book: loss.h.
+// src/ref/loss.cpp: fill, scale_add, weighted_sum, pair_select, gather_pair. Run book: loss.h.
 #include "ref/loss.h"
 
 #include <cmath>
+#include <cstring>
 
 #include "common.h"
 
@@ -91,6 +92,21 @@ void pair_select_backward(T* dq, const T* dout, const T* q, int Qn, int rows, Pa
     } else {
       dj[r] += dout[r];
     }
+  }
+}
+
+void gather_pair(float* dst, int32_t* heads, const float* src, const PairGather& g, uint64_t seed,
+                 uint64_t offset) {
+  check_pair_gather("gather_pair", g);
+  int lo = 0, hi = 0;
+  pick_pair_sorted(g.Qn, seed, offset, &lo, &hi);
+  heads[0] = lo;
+  heads[1] = hi;
+  for (int t = 0; t < g.tensors; ++t) {
+    const int64_t n = g.per_head[t];
+    for (int k = 0; k < 2; ++k)
+      std::memcpy(dst + g.dst[t] + k * n, src + g.src[t] + (k == 0 ? lo : hi) * n,
+                  static_cast<size_t>(n) * sizeof(float));
   }
 }
 

@@ -18,6 +18,16 @@
 //                  avg: out_r = (q[i, r] + q[j, r]) / 2
 //     backward:    min: dq[k, r] += dout_r for the head k whose value was taken;
 //                  avg: dq[i, r] += dout_r / 2, dq[j, r] += dout_r / 2.
+//   gather_pair:   (lo, hi) = pick_pair's (i, j) in ascending order (pick_pair_sorted);
+//                  heads = {lo, hi}; for every tensor t of g (PairGather, src/op_types.h):
+//                  dst[g.dst[t] + k * n_t + e] = src[g.src[t] + head_k * n_t + e], k = 0, 1,
+//                  n_t = g.per_head[t]: the parameters of the two heads a Q call with the same
+//                  (seed, offset) averages or takes the min of, as a two-head ensemble. Run at
+//                  rows R, its two heads compute exactly what heads lo and hi compute among all
+//                  Qn (each head's GEMMs and LayerNorms are its own; Dropout::heads = heads keeps
+//                  their dropout masks), and pair_select on the pair (Qn = 2) picks both: min
+//                  and avg are symmetric, so the values equal pair_select's over all Qn heads
+//                  (min's backward on an exact tie may credit the other head).
 //   pick_pair:     i = floor(u0 Qn), j' = floor(u1 (Qn - 1)), j = j' + (j' >= i), with u0, u1 the
 //                  32-bit Philox words 0 and 1 of (seed, offset) scaled to [0, 1) (multiply-shift).
 //
@@ -25,16 +35,16 @@
 //   head, head-major as the ensemble's outputs), out / dout [rows]. divisor, out of weighted_sum:
 //   one backend scalar each.
 //
-// Overwritten / accumulated: fill, scale_add (with beta = 0), weighted_sum (beta = 0) and
-//   pair_select_forward overwrite their output; pair_select_backward ACCUMULATES into dq (the
-//   heads not picked are left untouched). Nothing here has parameters.
+// Overwritten / accumulated: fill, scale_add (with beta = 0), weighted_sum (beta = 0),
+//   gather_pair (dst, heads) and pair_select_forward overwrite their output; pair_select_backward
+//   ACCUMULATES into dq (the heads not picked are left untouched). Nothing here has parameters.
 //
 // Test: build/test_emu -ts=ops -tc='loss*'
 #pragma once
 
 #include <cstdint>
 
-#include "op_types.h"  // PairMode, pick_pair
+#include "op_types.h"  // PairMode, pick_pair, PairGather
 
 namespace pompc::ref {
 
@@ -54,5 +64,8 @@ void pair_select_forward(T* out, const T* q, int Qn, int rows, PairMode mode, ui
 template <typename T>
 void pair_select_backward(T* dq, const T* dout, const T* q, int Qn, int rows, PairMode mode,
                           uint64_t seed, uint64_t offset);
+
+void gather_pair(float* dst, int32_t* heads, const float* src, const PairGather& g, uint64_t seed,
+                 uint64_t offset);
 
 }  // namespace pompc::ref

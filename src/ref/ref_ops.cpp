@@ -227,6 +227,10 @@ class RefOps final : public Ops {
                             PairMode mode, uint64_t seed, PhiloxOffset offset) override {
     ref::pair_select_backward(dq, dout, q, Qn, rows, mode, seed, offset.resolve());
   }
+  void gather_pair(float* dst, int32_t* heads, const float* src, const PairGather& g, uint64_t seed,
+                   PhiloxOffset offset) override {
+    ref::gather_pair(dst, heads, src, g, seed, offset.resolve());
+  }
   void set_tf32(bool) override {}
 
   void mppi_init(float* mean, float* std, const float* prev_mean, const uint8_t* first,
