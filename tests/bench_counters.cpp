@@ -14,6 +14,8 @@
 // allocations, only larger): a second, wider configuration must give the same counts (bytes
 // apart), which the bench checks. Targets (issue 12): <= 2 graph launches (and no eager launch
 // besides), <= 1 host synchronisation, 0 allocations per agent step; printed as met / not met.
+// Then the plan graph's and the update graph's nodes by kernel name (cuBLAS calls by function),
+// most frequent first (emu::kernel_counts, emu::cublas_counts): also width-independent.
 //
 // Analytic H100 time per agent step at the real configuration (5M model, batch 256): GEMM FLOPs
 // and bytes of plan and update from tests/bench_util.h (update_cost, plan_cost; the traffic
@@ -35,11 +37,14 @@
 
 #include <emu/counters.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "agent/agent.h"
@@ -65,10 +70,33 @@ bool is_bytes(const emu::CounterField& f) {
   return std::strstr(f.name, "bytes") != nullptr;
 }
 
+using Named = std::map<std::string, emu::NamedCount>;
+
+// Since the last reset_counters(): kernels by name, then cuBLAS calls by function (marked).
+Named named_counts() {
+  Named all = emu::kernel_counts();
+  for (const auto& [name, n] : emu::cublas_counts()) all[name + " (cuBLAS)"] = n;
+  return all;
+}
+
 struct StepCounts {
   Counters plan, update;
+  Named plan_named, update_named;  // the same work by kernel name (named_counts)
   Counters step() const { return plus(plan, update); }
 };
+
+// The graph nodes of `named` by name, most frequent first (then by name).
+void print_nodes_by_name(const char* what, const Named& named, uint64_t total) {
+  std::vector<std::pair<std::string, uint64_t>> rows;
+  for (const auto& [name, n] : named)
+    if (n.graph) rows.emplace_back(name, n.graph);
+  std::stable_sort(rows.begin(), rows.end(),
+                   [](const auto& a, const auto& b) { return a.second > b.second; });
+  std::printf("bench: counters/%s graph nodes by name (%llu nodes, %zu names)\n", what,
+              (unsigned long long)total, rows.size());
+  for (const auto& [name, n] : rows)
+    std::printf("bench: counters/%s %6llu  %s\n", what, (unsigned long long)n, name.c_str());
+}
 
 // dog-run with the defaults (tdmpc2, model_size 5, the planner's defaults) and `extra` on top.
 TrainSettings dog_run(const pompc::env::Env& env, const std::vector<std::string>& extra) {
@@ -138,16 +166,20 @@ StepCounts count_agent_step(const TrainSettings& s, pompc::env::Env& env, int wa
     agent.act(obs.data(), first.data(), 1, /*explore=*/true, s.seed, uint64_t(k), action.data(),
               mu.data(), sigma.data());
     const Counters plan = emu::counters();
+    const Named plan_named = named_counts();
     env.step(action.data(), obs.data());
     first[0] = 0;
     emu::reset_counters();
     agent.update(batch, /*burst=*/false);
     const Counters update = emu::counters();
+    const Named update_named = named_counts();
     if (k > warmup) {  // steady state: the same requests every step
       CHECK(plan == counted.plan);
       CHECK(update == counted.update);
+      CHECK(plan_named == counted.plan_named);
+      CHECK(update_named == counted.update_named);
     }
-    counted = {plan, update};
+    counted = {plan, update, plan_named, update_named};
   }
   return counted;
 }
@@ -175,6 +207,8 @@ TEST_SUITE("bench") {
       CHECK(c.plan.*f.member == w.plan.*f.member);
       CHECK(c.update.*f.member == w.update.*f.member);
     }
+    CHECK(c.plan_named == w.plan_named);
+    CHECK(c.update_named == w.update_named);
     // The host-transfer model (used below at the real size) against the emulation's bytes.
     double h2d = 0, d2h = 0;
     host_bytes(narrow, &h2d, &d2h);
@@ -211,6 +245,10 @@ TEST_SUITE("bench") {
         (unsigned long long)step.graph_launches, (unsigned long long)eager,
         met(step.graph_launches <= 2 && eager == 0), (unsigned long long)step.syncs(),
         met(step.syncs() <= 1), (unsigned long long)step.allocs, met(step.allocs == 0));
+
+    // What the graphs' nodes are: the candidates for fusion (issue 12 item 3).
+    print_nodes_by_name("plan", c.plan_named, c.plan.graph_kernels + c.plan.graph_cublas);
+    print_nodes_by_name("update", c.update_named, c.update.graph_kernels + c.update.graph_cublas);
 
     // Analytic H100 time at the real configuration.
     const pompc::test::Cost plan = pompc::test::plan_cost(m, p),

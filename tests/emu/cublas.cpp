@@ -229,8 +229,8 @@ cublasStatus_t sgemm(const char* call, cublasHandle_t h, cublasOperation_t trans
                   call, bad, i, m, n, k, lda, ldb, ldc);
   }
 
-  const cudaError_t e = emu::detail::submit(stream, call, [g]() -> cudaError_t {
-    emu::detail::count_work(/*cublas=*/true);
+  const cudaError_t e = emu::detail::submit(stream, call, [g, call]() -> cudaError_t {
+    emu::detail::count_work(/*cublas=*/true, call);
     g.run();
     return cudaSuccess;
   });

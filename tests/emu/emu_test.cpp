@@ -18,7 +18,8 @@
 //   counters   emu/counters.h on a known sequence: eager launches, GEMMs, copies by direction
 //              (pinned vs pageable), memsets, waits, allocations and frees; a capture counts
 //              nothing, each replay its launch and nodes (nested graphs too); refused calls
-//              count nothing; every field is listed in counter_fields()
+//              count nothing; every field is listed in counter_fields(); the counts by name
+//              (kernel_counts, cublas_counts) of eager launches and replayed nodes
 //   pinned     a device-to-host cudaMemcpyAsync into pinned memory (eager or a graph node) leaves
 //              the destination poisoned until a host wait that covers it (each kind of wait, and
 //              the calls that do not wait), a copy into pageable memory lands at once; a host
@@ -35,6 +36,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -884,6 +886,64 @@ TEST_SUITE("emu") {
     CHECK(emu::counters().syncs() == 2 + 1 + 1 + 3 + 3);
     emu::reset_counters();
     expect(emu::Counters{}, "second reset");
+  }
+
+  TEST_CASE("emu: counts by name: kernels by kernel name, cuBLAS by function, eager and replayed") {
+    constexpr int n = 64;  // also an 8 x 8 matrix
+    DeviceBuffer<float> x(n), y(n);
+    DeviceBuffer<uint32_t> idx(4 * 32);  // index_kernel: 4 words per thread
+    cudaStream_t s = nullptr;
+    CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    cublasHandle_t h = nullptr;
+    CUBLAS_CHECK(cublasCreate(&h));
+    CUBLAS_CHECK(cublasSetStream(h, s));
+    const float one = 1.0f, zero = 0.0f;
+    auto sgemm = [&] {
+      CUBLAS_CHECK(
+          cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 8, 8, 8, &one, x.p, 8, x.p, 8, &zero, y.p, 8));
+    };
+    emu::reset_counters();
+    CHECK(emu::kernel_counts().empty());
+    CHECK(emu::cublas_counts().empty());
+    // Eager: two axpb, one add, one GEMM.
+    LAUNCH(axpb_kernel, dim3(1), dim3(n), 0, s, x.p, y.p, n, 2.0f, 1.0f);
+    LAUNCH(axpb_kernel, dim3(1), dim3(n), 0, s, x.p, y.p, n, 2.0f, 1.0f);
+    LAUNCH(add_kernel, dim3(1), dim3(n), 0, s, y.p, x.p, n);
+    sgemm();
+    // A capture counts nothing; each of two replays counts its nodes by name.
+    CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    LAUNCH(add_kernel, dim3(1), dim3(n), 0, s, y.p, x.p, n);
+    LAUNCH(add_kernel, dim3(1), dim3(n), 0, s, y.p, x.p, n);
+    LAUNCH(index_kernel, dim3(1), dim3(32), 0, s, idx.p);
+    sgemm();
+    cudaGraph_t graph = nullptr;
+    CUDA_CHECK(cudaStreamEndCapture(s, &graph));
+    cudaGraphExec_t exec = nullptr;
+    CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    CHECK(emu::kernel_counts().count("index_kernel") == 0);
+    for (int r = 0; r < 2; ++r) CUDA_CHECK(cudaGraphLaunch(exec, s));
+    CUDA_CHECK(cudaStreamSynchronize(s));
+    const std::map<std::string, emu::NamedCount> kernels = emu::kernel_counts(),
+                                                 cublas = emu::cublas_counts();
+    CHECK(kernels.size() == 3);
+    CHECK(kernels.at("axpb_kernel") == emu::NamedCount{2, 0});
+    CHECK(kernels.at("add_kernel") == emu::NamedCount{1, 4});
+    CHECK(kernels.at("index_kernel") == emu::NamedCount{0, 2});
+    CHECK(cublas.size() == 1);
+    CHECK(cublas.at("cublasSgemm") == emu::NamedCount{1, 2});
+    // The sums by name are the totals of Counters.
+    const emu::Counters c = emu::counters();
+    CHECK(c.kernels == 3);
+    CHECK(c.graph_kernels == 6);
+    CHECK(c.cublas == 1);
+    CHECK(c.graph_cublas == 2);
+    emu::reset_counters();
+    CHECK(emu::kernel_counts().empty());
+    CHECK(emu::cublas_counts().empty());
+    CUDA_CHECK(cudaGraphExecDestroy(exec));
+    CUDA_CHECK(cudaGraphDestroy(graph));
+    CUBLAS_CHECK(cublasDestroy(h));
+    CUDA_CHECK(cudaStreamDestroy(s));
   }
 
   TEST_CASE("emu: a device-to-host cudaMemcpyAsync into pinned memory lands at the host's wait") {

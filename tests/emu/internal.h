@@ -55,9 +55,10 @@ bool device_allocation_of(const void* ptr, uintptr_t* base, size_t* bytes);
 // ---- counters (runtime.cpp; emu/counters.h) -----------------------------------------------------
 // Adds to the process-wide counts, under their lock.
 void count(const std::function<void(Counters&)>& add);
-// Kernel or cuBLAS work that runs now: issued by the host (kernels, cublas), or a node of the
-// graph replay this host thread is running (graph_kernels, graph_cublas).
-void count_work(bool cublas);
+// Kernel or cuBLAS work named `name` (the kernel, or the cuBLAS function) that runs now: issued
+// by the host (kernels, cublas), or a node of the graph replay this host thread is running
+// (graph_kernels, graph_cublas); also counted by name (kernel_counts, cublas_counts).
+void count_work(bool cublas, const char* name);
 
 // ---- race detection (build/test_race; scheduler.cpp) ---------------------------------------------
 // test_race compiles kernels with GCC's -fsanitize=thread instrumentation and links

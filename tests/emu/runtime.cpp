@@ -789,8 +789,9 @@ cudaError_t run_nodes(const std::vector<CUgraphNode_st>& nodes) {
   return cudaSuccess;
 }
 
-std::mutex g_count_mu;  // guards g_counts; taken after g_mu when both are held
+std::mutex g_count_mu;  // guards g_counts and the named counts; taken after g_mu when both are held
 Counters g_counts;
+std::map<std::string, NamedCount> g_kernel_counts, g_cublas_counts;
 
 }  // namespace
 
@@ -800,14 +801,16 @@ void count(const std::function<void(Counters&)>& add) {
   add(g_counts);
 }
 
-void count_work(bool cublas) {
+void count_work(bool cublas, const char* name) {
   const bool replay = tls_replay_depth > 0;
-  count([cublas, replay](Counters& c) {
-    if (cublas)
-      ++(replay ? c.graph_cublas : c.cublas);
-    else
-      ++(replay ? c.graph_kernels : c.kernels);
-  });
+  std::lock_guard<std::mutex> lock(g_count_mu);
+  Counters& c = g_counts;
+  NamedCount& n = (cublas ? g_cublas_counts : g_kernel_counts)[name];
+  if (cublas)
+    ++(replay ? c.graph_cublas : c.cublas);
+  else
+    ++(replay ? c.graph_kernels : c.kernels);
+  ++(replay ? n.graph : n.eager);
 }
 
 // ---- shared with the other translation units (internal.h) ---------------------------------------
@@ -925,7 +928,7 @@ void launch_erased(const char* name, const void* fn, std::shared_ptr<const Kerne
   }
   Grid g{name, std::move(call), grid, block, smem};
   submit(stream, name, [g = std::move(g)]() -> cudaError_t {
-    count_work(/*cublas=*/false);
+    count_work(/*cublas=*/false, g.name);
     const GridResult r = execute_grid(g);
     if (r.code != cudaSuccess) return set_error(r.code, "!%s", r.message.c_str());
     return cudaSuccess;
@@ -946,6 +949,16 @@ Counters counters() {
 void reset_counters() {
   std::lock_guard<std::mutex> lock(detail::g_count_mu);
   detail::g_counts = Counters{};
+  detail::g_kernel_counts.clear();
+  detail::g_cublas_counts.clear();
+}
+std::map<std::string, NamedCount> kernel_counts() {
+  std::lock_guard<std::mutex> lock(detail::g_count_mu);
+  return detail::g_kernel_counts;
+}
+std::map<std::string, NamedCount> cublas_counts() {
+  std::lock_guard<std::mutex> lock(detail::g_count_mu);
+  return detail::g_cublas_counts;
 }
 const std::vector<CounterField>& counter_fields() {
   static const std::vector<CounterField> fields = {

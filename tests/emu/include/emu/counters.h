@@ -24,6 +24,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <string>
 #include <vector>
 
 namespace emu {
@@ -61,6 +63,19 @@ struct Counters {
 // The counts since the last reset_counters() (or since the process started).
 Counters counters();
 void reset_counters();
+
+// The kernel and cuBLAS work above by name: kernels by the name LAUNCH gives emu::launch (the
+// kernel function's name), cuBLAS calls by their function ("cublasSgemm",
+// "cublasSgemmStridedBatched"). Counted with the same rules as Counters, since the same
+// reset_counters(); for each map the eager counts sum to Counters::kernels (cublas) and the graph
+// counts to Counters::graph_kernels (graph_cublas). A name that ran neither way is absent.
+struct NamedCount {
+  uint64_t eager = 0;  // run one call at a time (Counters::kernels, Counters::cublas)
+  uint64_t graph = 0;  // run as nodes of graph replays (graph_kernels, graph_cublas)
+  bool operator==(const NamedCount&) const = default;
+};
+std::map<std::string, NamedCount> kernel_counts();
+std::map<std::string, NamedCount> cublas_counts();
 
 // Every field of Counters, in declaration order, with its name: for tables and comparisons.
 struct CounterField {
