@@ -117,14 +117,14 @@ std::string describe(const TrainSettings& s) {
 }
 
 // Bytes an agent step moves between host and device (src/agent/agent.cpp): act uploads the
-// observation and the first-step flag and downloads the action and the planner targets; update
-// uploads the batch (obs [H+1, B, O], action [H, B, A], reward [H, B]; mu and sigma [H, B, A]
-// with a prior).
+// observation, the first-step flag and the step's Philox base (a uint64) and downloads the action
+// and the planner targets; update uploads the batch (obs [H+1, B, O], action [H, B, A], reward
+// [H, B]; mu and sigma [H, B, A] with a prior).
 void host_bytes(const TrainSettings& s, double* h2d, double* d2h) {
   const auto& m = s.model;
   const double O = m.obs_dim, A = m.action_dim, B = m.batch_size, H = m.horizon;
   const bool prior = m.prior != pompc::model::Prior::none;
-  *h2d = 4 * O + 1 + 4 * ((H + 1) * B * O + H * B * A + H * B + (prior ? 2 * H * B * A : 0));
+  *h2d = 4 * O + 1 + 8 + 4 * ((H + 1) * B * O + H * B * A + H * B + (prior ? 2 * H * B * A : 0));
   *d2h = 3 * 4 * A;
 }
 
