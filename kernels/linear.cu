@@ -12,7 +12,8 @@
 // Precision: the cuBLAS handle's math mode decides (TF32 tensor cores when the backend's `tf32`
 //   setting is on, the default on a GPU; off in parity tests, which then hold cuBLAS to fp32).
 //
-// Kernels: broadcast_rows_kernel (bias into out, 256 threads, grid-stride);
+// Kernels: broadcast_rows_kernel (bias into out, every head of an ensemble in one launch: 256
+//   threads, grid-stride);
 //   add_column_sums_kernel (the bias gradients dbias[g, c] += sum_r dout[g, r, c]; accumulated):
 //   grid (ceil(cols / 32), groups) of 32 columns x 32 row lanes (1024 threads). Row lane l sums
 //   rows l, l + 32, ... of its column in order (coalesced: a warp reads 32 consecutive floats of
@@ -37,9 +38,12 @@ namespace {
 constexpr int kSumCols = 32, kSumLanes = 32;  // add_column_sums_kernel's block: 1024 threads
 constexpr int kSumThreads = kSumCols * kSumLanes;
 
-__global__ void broadcast_rows_kernel(float* __restrict__ out, const float* __restrict__ row,
-                                      int64_t rows, int cols) {
-  POMPC_GRID_STRIDE(i, rows * cols) out[i] = row[i % cols];
+// out[g, r, c] = bias[g, c] for `groups` consecutive [rows, cols] blocks (every head's bias in
+// one launch).
+__global__ void broadcast_rows_kernel(float* __restrict__ out, const float* __restrict__ bias,
+                                      int groups, int64_t rows, int cols) {
+  const int64_t per_group = rows * cols;
+  POMPC_GRID_STRIDE(i, groups * per_group) out[i] = bias[i / per_group * cols + i % cols];
 }
 
 // dst[g, c] += sum_r src[g, r, c] for groups g = blockIdx.y (src [groups, rows, cols]). Block of
@@ -76,8 +80,10 @@ void check_sizes(const char* who, int B, int in, int out_features, int Qn = 1) {
   POMPC_REQUIRE(Qn >= 1, "%s: Qn (%d) must be >= 1", who, Qn);
 }
 
-void broadcast_bias(float* out, const float* bias, int64_t rows, int cols, cudaStream_t stream) {
-  LAUNCH(broadcast_rows_kernel, grid_stride_blocks(size_t(rows) * cols), 256, 0, stream, out, bias, rows, cols);
+void broadcast_bias(float* out, const float* bias, int groups, int64_t rows, int cols,
+                    cudaStream_t stream) {
+  LAUNCH(broadcast_rows_kernel, grid_stride_blocks(size_t(groups) * rows * cols), 256, 0, stream,
+         out, bias, groups, rows, cols);
 }
 
 }  // namespace
@@ -114,7 +120,7 @@ void add_column_sums(float* dst, const float* src, int rows, int cols, int group
 void linear_forward(cublasHandle_t h, float* out, const float* inp, const float* weight,
                     const float* bias, int B, int in, int out_features, cudaStream_t stream) {
   check_sizes("linear_forward", B, in, out_features);
-  if (bias) broadcast_bias(out, bias, B, out_features, stream);
+  if (bias) broadcast_bias(out, bias, 1, B, out_features, stream);
   gemm(h, false, true, B, out_features, in, 1.0f, inp, in, weight, in, bias ? 1.0f : 0.0f, out,
        out_features);
 }
@@ -137,10 +143,7 @@ void linear_ensemble_forward(cublasHandle_t h, float* out, const float* inp, con
                              bool shared_input, cudaStream_t stream) {
   check_sizes("linear_ensemble_forward", B, in, out_features, Qn);
   const int64_t out_stride = static_cast<int64_t>(B) * out_features;
-  if (bias)
-    for (int q = 0; q < Qn; ++q)
-      broadcast_bias(out + q * out_stride, bias + static_cast<int64_t>(q) * out_features, B,
-                     out_features, stream);
+  if (bias) broadcast_bias(out, bias, Qn, B, out_features, stream);  // every head at once
   gemm_strided_batched(h, false, true, B, out_features, in, 1.0f, inp, in,
                        shared_input ? 0 : static_cast<int64_t>(B) * in, weight, in,
                        static_cast<int64_t>(out_features) * in, bias ? 1.0f : 0.0f, out,
