@@ -154,6 +154,7 @@ void mppi_select(float* action, float* mu_p, float* sigma_p, const float* action
 
 // kernels/loss.cu (twins of src/ref/loss.h)
 void fill(float* x, int64_t n, float value, cudaStream_t stream);
+void discounted_sum(float* out, const float* x, int64_t n, const Discounts& w, cudaStream_t stream);
 void scale_add(float* y, const float* x, int64_t n, float alpha, const float* divisor, float beta,
                cudaStream_t stream);
 void weighted_sum(float* out, const float* x, const float* w, int64_t n, float alpha,

@@ -1,15 +1,20 @@
-// kernels/loss.cu: the glue ops of the world model's losses: fill, scale_add, weighted_sum,
-// pair_select (min / avg of two randomly picked Q heads), gather_pair (the two picked heads'
-// parameters copied out, so that only they run).
+// kernels/loss.cu: the glue ops of the world model's losses: fill, scale_add, discounted_sum,
+// weighted_sum, pair_select (min / avg of two randomly picked Q heads), gather_pair (the two picked
+// heads' parameters copied out, so that only they run).
 //
 // Maths: exactly src/ref/loss.h (same names, same pick_pair from Philox, src/op_types.h).
 //   fill: x = value.  scale_add: y = beta y + (alpha x) / *divisor (beta == 0: y not read).
+//   discounted_sum: out_i = sum_t w_t x[t, i] from +0 in t order: the fusion of fill(out, 0) and
+//   T scale_adds (alpha w_t, no divisor, beta 1) with the same roundings (__fmul_rn, __fadd_rn:
+//   no contraction into an fma), bit-for-bit the reference; one launch instead of T + 1 (the
+//   planner's value: 5 -> 1 per MPPI iteration at H = 3).
 //   weighted_sum: *out = beta *out + alpha sum_i w_i x_i / *divisor, summed in double.
 //   pair_select: out_r = min / avg of heads (i, j) = pick_pair(Qn, seed, offset); backward
 //   routes dout_r to the head min took (a tie: head i), or half to each for avg. gather_pair:
 //   heads = pick_pair_sorted(Qn, seed, offset), each tensor's two head slices copied to dst.
-// Shapes: x, y, w [n]; q, dq [Qn, rows]; out, dout [rows]; divisor and *out single device scalars.
-// Launch shapes: grid-stride elementwise kernels (256 threads); weighted_sum is one 256-thread
+// Shapes: x, y, w [n]; discounted_sum x [T, n], out [n] (T = w.count <= Discounts::kMax); q, dq
+// [Qn, rows]; out, dout [rows]; divisor and *out single device scalars. Launch shapes: grid-stride
+// elementwise kernels (256 threads); weighted_sum is one 256-thread
 //   block (n is a loss's row count, B H Qn at most a few thousand) with a fixed summation order:
 //   deterministic run to run. gather_pair: grid (blocks over the largest tensor's per-head size,
 //   tensors, 2 heads) of 256 threads, one copy per element. Forward outputs and gather_pair's
@@ -35,6 +40,15 @@ __global__ void scale_add_kernel(float* __restrict__ y, const float* __restrict_
   POMPC_GRID_STRIDE(i, n) {
     const float v = alpha * x[i] / d;
     y[i] = beta == 0.0f ? v : beta * y[i] + v;
+  }
+}
+
+__global__ void discounted_sum_kernel(float* __restrict__ out, const float* __restrict__ x,
+                                      int64_t n, Discounts w) {
+  POMPC_GRID_STRIDE(i, n) {
+    float acc = 0.0f;
+    for (int t = 0; t < w.count; ++t) acc = __fadd_rn(acc, __fmul_rn(w.w[t], x[t * n + i]));
+    out[i] = acc;
   }
 }
 
@@ -162,6 +176,13 @@ void scale_add(float* y, const float* x, int64_t n, float alpha, const float* di
                cudaStream_t stream) {
   check_n("scale_add", n);
   LAUNCH(scale_add_kernel, grid_stride_blocks(n), 256, 0, stream, y, x, n, alpha, divisor, beta);
+}
+
+void discounted_sum(float* out, const float* x, int64_t n, const Discounts& w,
+                    cudaStream_t stream) {
+  check_n("discounted_sum", n);
+  check_discounts("discounted_sum", w);
+  LAUNCH(discounted_sum_kernel, grid_stride_blocks(n), 256, 0, stream, out, x, n, w);
 }
 
 void weighted_sum(float* out, const float* x, const float* w, int64_t n, float alpha,

@@ -52,6 +52,20 @@ POMPC_HD int64_t dropout_row(const int32_t* heads, int64_t row, int per_group) {
 
 enum class PairMode { min, avg };  // how pair_select combines the two picked Q heads
 
+// The weights of discounted_sum, one per term (the planner's gamma^t, t = 0..H): passed by value
+// (baked into a captured graph). count in [0, kMax]; kMax = the planner's largest horizon + 1.
+struct Discounts {
+  static constexpr int kMax = 17;
+  int count = 0;       // terms in use
+  float w[kMax] = {};  // w[t] multiplies term t
+};
+
+inline void check_discounts(const char* who, const Discounts& w) {
+  POMPC_REQUIRE(w.count >= 0 && w.count <= Discounts::kMax,
+                "%s: %d discount terms; at most %d (a horizon of at most %d)", who, w.count,
+                Discounts::kMax, Discounts::kMax - 1);
+}
+
 // The two distinct heads (i, j) that a Q call with (seed, offset) uses. Qn >= 2.
 // i = floor(u0 Qn), j' = floor(u1 (Qn - 1)), j = j' + (j' >= i), u0, u1 = Philox words 0 and 1
 // of (seed, offset) scaled to [0, 1) by a multiply-shift.

@@ -216,6 +216,8 @@ class Ops {
   virtual void fill(float* x, int64_t n, float value) = 0;
   virtual void scale_add(float* y, const float* x, int64_t n, float alpha, const float* divisor,
                          float beta) = 0;
+  // out[n] = sum_t w_t x[t, n] in t order from +0 (fill + scale_adds fused; src/ref/loss.h).
+  virtual void discounted_sum(float* out, const float* x, int64_t n, const Discounts& w) = 0;
   virtual void weighted_sum(float* out, const float* x, const float* w, int64_t n, float alpha,
                             const float* divisor, float beta) = 0;
   virtual void pair_select_forward(float* out, const float* q, int Qn, int rows, PairMode mode,

@@ -1,10 +1,14 @@
 // The loss-glue ops (src/ref/loss.h, kernels/loss.cu): the reference against closed forms, then
 // the CUDA kernels against the reference at sizes 1, 33, 1025 and 5000 (not multiples of a warp;
-// 5000 ~ Qn B (H+1) at the 5M size with B = 256).
+// 5000 ~ Qn B (H+1) at the 5M size with B = 256); discounted_sum bit-for-bit the fill +
+// scale_add chain it fuses, on both backends.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <tuple>
 #include <vector>
 
 #include "common.h"
@@ -34,6 +38,17 @@ TEST_SUITE("ops") {
     CHECK(y == std::vector<float>{1.5f, -3.0f, 6.0f});
     pompc::ref::scale_add(y.data(), a.data(), 3, 1.0f, static_cast<const float*>(nullptr), 2.0f);
     CHECK(y == std::vector<float>{4.0f, -8.0f, 16.0f});
+
+    // discounted_sum: x [T = 3, n = 2], out overwritten (NaN not read).
+    const std::vector<float> terms = {1.0f, -2.0f, 4.0f, 8.0f, 0.5f, -0.25f};
+    std::vector<float> g = {NAN, NAN};
+    pompc::ref::discounted_sum(g.data(), terms.data(), 2, pompc::Discounts{3, {1.0f, 0.5f, 2.0f}});
+    CHECK(g == std::vector<float>{1.0f + 2.0f + 1.0f, -2.0f + 4.0f - 0.5f});
+    pompc::ref::discounted_sum(g.data(), terms.data(), 2, pompc::Discounts{});
+    CHECK(g == std::vector<float>{0.0f, 0.0f});  // no terms: +0
+    CHECK_THROWS_WITH_AS(
+        pompc::ref::discounted_sum(g.data(), terms.data(), 2, pompc::Discounts{18, {}}),
+        doctest::Contains("at most 17"), pompc::Error);
 
     const std::vector<float> w = {0.5f, 0.25f, 1.0f};
     float out = NAN;
@@ -188,6 +203,37 @@ TEST_SUITE("ops") {
       ref->scale_add(yr.p, xr.p, n, 2.0f, nullptr, 0.0f);
       gpu->scale_add(yg.p, xg.p, n, 2.0f, nullptr, 0.0f);
       CHECK(yg.get() == yr.get());
+      // discounted_sum over T = 4 terms (the planner's H = 3 rewards and the terminal value, its
+      // float gamma^t): bit-for-bit the chain it fuses, fill(0) then one scale_add per term (on
+      // both backends), and the reference. A -0 term and a NaN term in element 0 and 1.
+      {
+        auto terms = normals(4 * un, 7, 3.0f);
+        terms[0] = -0.0f;
+        if (n > 1) terms[un + 1] = NAN;
+        pompc::Discounts disc{4, {}};
+        float gamma = 1.0f;
+        for (int t = 0; t < 4; ++t, gamma *= 0.99f) disc.w[t] = gamma;
+        Array tr(*ref, terms), tg(*gpu, terms), gr(*ref, y0), gg(*gpu, y0), cr(*ref, y0),
+            cg(*gpu, y0);
+        ref->discounted_sum(gr.p, tr.p, n, disc);
+        gpu->discounted_sum(gg.p, tg.p, n, disc);
+        for (auto [ops, c, t] :
+             {std::tuple{ref.get(), &cr, &tr}, std::tuple{gpu.get(), &cg, &tg}}) {
+          ops->fill(c->p, n, 0.0f);
+          for (int k = 0; k < 4; ++k)
+            ops->scale_add(c->p, t->p + k * un, n, disc.w[k], nullptr, 1.0f);
+        }
+        const auto bits = [](const std::vector<float>& v) {  // any NaN as one pattern (a GPU's
+          std::vector<uint32_t> b(v.size());                 // are canonical, x86's keep theirs)
+          std::memcpy(b.data(), v.data(), v.size() * sizeof(float));
+          for (size_t i = 0; i < v.size(); ++i)
+            if (std::isnan(v[i])) b[i] = 0x7fffffffu;
+          return b;
+        };
+        CHECK(bits(gr.get()) == bits(cr.get()));
+        CHECK(bits(gg.get()) == bits(cg.get()));
+        CHECK(bits(gg.get()) == bits(gr.get()));
+      }
       // weighted_sum: double sums in a different order, rounded once to float.
       Array wr(*ref, w), wg(*gpu, w), outr(*ref, std::vector<float>{0.5f}),
           outg(*gpu, std::vector<float>{0.5f});

@@ -25,6 +25,7 @@ TEST_SUITE("ops") {
       ops.insert(r.op.substr(0, r.op.find(' ')));
     }
     // Every op of the interface but the memory and graph plumbing (exercised everywhere else).
+    // clang-format off
     for (const char* op :
          {"adam_update", "clip_grad_norm", "polyak", "linear_forward", "linear_backward",
           "linear_ensemble_forward", "linear_ensemble_backward", "layernorm_mish_forward",
@@ -35,8 +36,10 @@ TEST_SUITE("ops") {
           "policy_log_ratio", "gauss_kl_forward", "gauss_kl_backward", "gauss_nll_forward",
           "gauss_nll_backward", "prior_sample", "sample_weights", "weighted_nll_forward",
           "weighted_nll_backward", "exp_forward", "scale_gate", "running_scale_update", "fill",
-          "scale_add", "weighted_sum", "pair_select_forward", "pair_select_backward",
-          "mppi_init", "mppi_sample", "mppi_elites", "mppi_update", "mppi_select"}) {
+          "scale_add", "discounted_sum", "weighted_sum", "pair_select_forward",
+          "pair_select_backward", "mppi_init", "mppi_sample", "mppi_elites", "mppi_update",
+          "mppi_select"}) {
+      // clang-format on
       const std::string name = op;
       CAPTURE(name);
       CHECK(ops.count(op) == 1);

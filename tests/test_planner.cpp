@@ -4,7 +4,9 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "agent/planner.h"
@@ -24,6 +26,7 @@ using pompc::agent::PlannerSettings;
 using pompc::test::check_close;
 using pompc::model::ModelConfig;
 using pompc::model::WorldModel;
+using Array = pompc::test::BackendArray<float>;
 
 std::vector<float> host(Ops& o, const float* p, size_t n) {
   std::vector<float> h(n);
@@ -334,6 +337,63 @@ TEST_SUITE("planner") {
     CHECK(check_close("value", out[1][2], out[0][2], 1e-5, 1e-4));
     CHECK(check_close("mu_p", out[1][1], out[0][1], 1e-5, 1e-4));
     CHECK(check_close("action", out[1][0], out[0][0], 1e-5, 1e-4));
+  }
+
+  TEST_CASE("planner over the world model: G is the unfused chain's bit for bit (both backends)") {
+    // estimate_value's fused ops (reward_next: one [z, a] concatenation; discounted_sum: the
+    // fill and the H + 1 accumulations) against the chain they replace, run here op by op on
+    // the last iteration's samples: repeat_rows, fill(G, 0), then per t reward, next and
+    // scale_add(G, r_t, gamma^t), then value and scale_add(G, V, gamma^H).
+    ModelConfig c;
+    c.obs_dim = 7;
+    c.action_dim = 3;
+    c.latent_dim = 16;
+    c.mlp_dim = 24;
+    c.enc_dim = 20;
+    c.num_q = 3;
+    c.seed = 5;
+    c.tf32 = false;
+    PlannerSettings cfg;
+    cfg.num_samples = 64;
+    cfg.num_elites = 8;
+    cfg.num_pi_trajs = 6;
+    cfg.iterations = 2;
+    const int S = 3, N = cfg.num_samples, rows = S * N, H = cfg.horizon, Z = c.latent_dim,
+              A = c.action_dim;
+    constexpr uint64_t kValueBase = 40;  // planner.cpp's Philox purpose of the terminal value
+    for (int b = 0; b < 2; ++b) {
+      CAPTURE(b);
+      auto o = b ? pompc::make_cuda_ops() : pompc::make_ref_ops();
+      WorldModel wm(*o, c, rows);
+      pompc::agent::WorldModelLatent latent(wm, rows);
+      Planner p(*o, latent, cfg, S);
+      const std::vector<float> obs = pompc::test::normals(size_t(S) * c.obs_dim, 4, 1.0f);
+      o->copy_to_backend(p.obs_buffer(), obs.data(), obs.size() * sizeof(float));
+      const std::vector<uint8_t> first(S, 1);
+      o->copy_to_backend(p.first_buffer(), first.data(), S);
+      p.plan(S, true, true, 21, 3);
+      Array z0(*o, size_t(S) * Z), z(*o, size_t(rows) * Z), zn(*o, size_t(rows) * Z),
+          r(*o, size_t(rows)), g(*o, size_t(rows));
+      latent.encode(p.obs_buffer(), S, z0.p);
+      o->repeat_rows(z.p, z0.p, S, N, Z);
+      o->fill(g.p, rows, 0.0f);
+      float* zt = z.p;
+      float* znext = zn.p;
+      float discount = 1.0f;
+      for (int t = 0; t < H; ++t) {
+        const float* a = p.actions() + size_t(t) * rows * A;
+        latent.reward(zt, a, rows, r.p);
+        latent.next(zt, a, rows, znext);
+        std::swap(zt, znext);
+        o->scale_add(g.p, r.p, rows, discount, nullptr, 1.0f);
+        discount *= cfg.discount;
+      }
+      const int last = cfg.iterations_for(A) - 1;
+      latent.value(zt, rows, 21, pompc::PhiloxOffset(kValueBase + last, p.step_buffer()), r.p);
+      o->scale_add(g.p, r.p, rows, discount, nullptr, 1.0f);
+      const std::vector<float> fused = host(*o, p.value(), size_t(rows)), chain = g.get();
+      CHECK(std::memcmp(fused.data(), chain.data(), fused.size() * sizeof(float)) == 0);
+    }
   }
 }
 

@@ -59,7 +59,7 @@ Planner::Planner(Ops& ops, LatentModel& model, const PlannerSettings& settings, 
   z0_ = ops.alloc<float>(S * Z_);
   z_ = ops.alloc<float>(S * N * Z_);
   z_next_ = ops.alloc<float>(S * N * Z_);
-  r_ = ops.alloc<float>(S * N);
+  r_ = ops.alloc<float>((H + 1) * S * N);
   value_ = ops.alloc<float>(S * N);
   zpi_ = ops.alloc<float>(S * P * Z_ + 1);
   zpi_next_ = ops.alloc<float>(S * P * Z_ + 1);
@@ -95,18 +95,22 @@ void Planner::estimate_value(int S, uint64_t seed, PhiloxOffset offset) {
   const int N = cfg_.num_samples, rows = S * N;
   float *z = z_, *z_next = z_next_;  // local: a plan leaves the members as it found them
   ops_.repeat_rows(z, z0_, S, N, Z_);
-  ops_.fill(value_, rows, 0.0f);
+  const int H = cfg_.horizon;
+  Discounts gamma;  // gamma^t, t = 0..H, as TD-MPC2 forms them: discount *= gamma after each term
+  gamma.count = H + 1;
   float discount = 1.0f;
-  for (int t = 0; t < cfg_.horizon; ++t) {
+  for (int t = 0; t < H; ++t) {
     const float* a = actions_ + size_t(t) * S * N * A_;
-    model_.reward(z, a, rows, r_);
-    model_.next(z, a, rows, z_next);
+    model_.reward_next(z, a, rows, r_ + size_t(t) * rows, z_next);  // r_t, z_{t+1}
     std::swap(z, z_next);
-    ops_.scale_add(value_, r_, rows, discount, nullptr, 1.0f);  // G += gamma^t r_t
+    gamma.w[t] = discount;
     discount *= cfg_.discount;
   }
-  model_.value(z, rows, seed, offset, r_);
-  ops_.scale_add(value_, r_, rows, discount, nullptr, 1.0f);  // G += gamma^H V(z_H)
+  model_.value(z, rows, seed, offset, r_ + size_t(H) * rows);  // V(z_H)
+  gamma.w[H] = discount;
+  // G = sum_t gamma^t r_t + gamma^H V(z_H), summed from 0 in t order: one op for the fill and
+  // the H + 1 accumulations (the same float operations, src/ref/loss.h).
+  ops_.discounted_sum(value_, r_, rows, gamma);
 }
 
 void Planner::plan(int S, bool explore, bool warm, uint64_t seed, uint64_t step) {

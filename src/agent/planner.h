@@ -48,6 +48,12 @@ class LatentModel {
   virtual void next(const float* z, const float* a, int rows, float* z_next) = 0;
   // Scalar rewards (two_hot_inv of the reward head).
   virtual void reward(const float* z, const float* a, int rows, float* r) = 0;
+  // reward then next at the same (z, a): what estimate_value calls. A model may share their work
+  // (WorldModelLatent concatenates [z, a] once); the results must equal the two calls'.
+  virtual void reward_next(const float* z, const float* a, int rows, float* r, float* z_next) {
+    reward(z, a, rows, r);
+    next(z, a, rows, z_next);
+  }
   // The sampling policy's action a ~ pi(z) (noise from Philox (seed, offset)). What pi and
   // value compute may depend on the model's parameters' values, not on other host state that
   // changes between the plans of one plan_graph key (the graph bakes every argument).
@@ -141,7 +147,8 @@ class Planner {
   uint8_t* first_ = nullptr;
   uint8_t* cold_ = nullptr;  // all ones: the `first` flags of a cold start (reanalysis)
   uint64_t* step_base_ = nullptr;  // [1] offset_base of the step being planned
-  float *z0_ = nullptr, *z_ = nullptr, *z_next_ = nullptr, *r_ = nullptr, *value_ = nullptr;
+  float *z0_ = nullptr, *z_ = nullptr, *z_next_ = nullptr, *value_ = nullptr;
+  float* r_ = nullptr;  // [H + 1, S * N]: the rewards r_t, then V(z_H): the terms of G
   float *zpi_ = nullptr, *zpi_next_ = nullptr, *api_ = nullptr;
   float *actions_ = nullptr, *mean_ = nullptr, *std_ = nullptr, *prev_mean_ = nullptr;
   float *elite_value_ = nullptr, *score_ = nullptr;

@@ -30,6 +30,11 @@ void WorldModelLatent::reward(const float* z, const float* a, int rows, float* r
   wm_.reward(r, z, a, rows);
 }
 
+void WorldModelLatent::reward_next(const float* z, const float* a, int rows, float* r,
+                                   float* z_next) {
+  wm_.reward_next(r, z_next, z, a, rows);
+}
+
 void WorldModelLatent::pi(const float* z, int rows, uint64_t seed, PhiloxOffset offset, float* a) {
   wm_.pi(a, nullptr, nullptr, nullptr, z, rows, seed, offset);
 }

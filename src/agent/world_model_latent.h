@@ -1,7 +1,8 @@
 // src/agent/world_model_latent.h: the TD-MPC2 world model seen through the planner's
 // LatentModel interface (src/agent/planner.h).
 //
-//   encode / next / reward   forward to WorldModel (dropout off, outputs overwritten)
+//   encode / next / reward   forward to WorldModel (dropout off, outputs overwritten);
+//   reward_next              WorldModel::reward_next: one [z, a] concatenation for both
 //   pi(z)                    the sampled action of the policy head (Philox (seed, offset))
 //   value(z)                 critic q: avg2 of the online Q heads at (z, a ~ pi(z)), TD-MPC2's
 //                            terminal value in `_estimate_value` (the pi draw uses offset, the
@@ -28,6 +29,7 @@ class WorldModelLatent final : public LatentModel {
   void encode(const float* obs, int rows, float* z) override;
   void next(const float* z, const float* a, int rows, float* z_next) override;
   void reward(const float* z, const float* a, int rows, float* r) override;
+  void reward_next(const float* z, const float* a, int rows, float* r, float* z_next) override;
   void pi(const float* z, int rows, uint64_t seed, PhiloxOffset offset, float* a) override;
   void value(const float* z, int rows, uint64_t seed, PhiloxOffset offset, float* v) override;
 

@@ -272,6 +272,9 @@ class CudaOps final : public Ops {
     cuda::running_scale_update(value, x, n, tau, stream_);
   }
   void fill(float* x, int64_t n, float value) override { cuda::fill(x, n, value, stream_); }
+  void discounted_sum(float* out, const float* x, int64_t n, const Discounts& w) override {
+    cuda::discounted_sum(out, x, n, w, stream_);
+  }
   void scale_add(float* y, const float* x, int64_t n, float alpha, const float* divisor,
                  float beta) override {
     cuda::scale_add(y, x, n, alpha, divisor, beta, stream_);

@@ -454,13 +454,28 @@ void WorldModel::encode(float* z, const float* obs, int rows) {
 void WorldModel::next(float* z_next, const float* z, const float* a, int rows) {
   check_rows("next", rows, max_rows_);
   ops_.concat_forward(infer_.za, z, a, rows, Z_, A_);
-  mlp_forward(ops_, dynamics_, model_set_.params + dynamics_offset_, infer_.za, rows,
-              infer_.dynamics, z_next, Dropout{});
+  next_from_za(z_next, rows);
 }
 
 void WorldModel::reward(float* r, const float* z, const float* a, int rows) {
   check_rows("reward", rows, max_rows_);
   ops_.concat_forward(infer_.za, z, a, rows, Z_, A_);
+  reward_from_za(r, rows);
+}
+
+void WorldModel::reward_next(float* r, float* z_next, const float* z, const float* a, int rows) {
+  check_rows("reward_next", rows, max_rows_);
+  ops_.concat_forward(infer_.za, z, a, rows, Z_, A_);  // once for both (z_next may alias z)
+  reward_from_za(r, rows);
+  next_from_za(z_next, rows);
+}
+
+void WorldModel::next_from_za(float* z_next, int rows) {
+  mlp_forward(ops_, dynamics_, model_set_.params + dynamics_offset_, infer_.za, rows,
+              infer_.dynamics, z_next, Dropout{});
+}
+
+void WorldModel::reward_from_za(float* r, int rows) {
   mlp_forward(ops_, reward_, model_set_.params + reward_offset_, infer_.za, rows, infer_.reward,
               nullptr, Dropout{});
   ops_.two_hot_inv_forward(r, infer_.reward.out.back(), rows, cfg_.bins());

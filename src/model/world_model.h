@@ -35,6 +35,8 @@
 //   encode(z [rows, Z], obs [rows, O])
 //   next(z_next [rows, Z], z, a [rows, A])              z_next may alias z (in-place rollout)
 //   reward(r [rows], z, a)                              two_hot_inv of the reward logits
+//   reward_next(r, z_next, z, a)                        reward then next with one [z, a]
+//                                                       concatenation (bit for bit the two)
 //   pi(action [rows, A], mu, log_std [rows, A], log_pi [rows], z, seed, offset)
 //                                                       mu / log_std / log_pi may be null;
 //                                                       noise eps[r, j] = philox_normal(seed,
@@ -224,6 +226,7 @@ class WorldModel {
   void encode(float* z, const float* obs, int rows);
   void next(float* z_next, const float* z, const float* a, int rows);
   void reward(float* r, const float* z, const float* a, int rows);
+  void reward_next(float* r, float* z_next, const float* z, const float* a, int rows);
   void pi(float* action, float* mu, float* log_std, float* log_pi, const float* z, int rows,
           uint64_t seed, PhiloxOffset offset);
   void Q(float* out, const float* z, const float* a, int rows, QMode mode, bool target,
@@ -428,6 +431,9 @@ class WorldModel {
   void gather_critic_pair(const CriticPair& p, const float* ensemble, uint64_t seed,
                           PhiloxOffset offset);
   // Q / V inference on the heads' input rows ([z, a] or z).
+  // reward and next from the concatenation [z, a] already in infer_.za.
+  void reward_from_za(float* r, int rows);
+  void next_from_za(float* z_next, int rows);
   void critic_heads(float* out, const float* in, int rows, QMode mode, bool target, uint64_t seed,
                     PhiloxOffset offset);
   // The pi step evaluates Qbar(z, a): for the Q term, or for the intermediate prior (S_Q scales

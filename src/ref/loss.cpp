@@ -1,4 +1,5 @@
-// src/ref/loss.cpp: fill, scale_add, weighted_sum, pair_select, gather_pair. Run book: loss.h.
+// src/ref/loss.cpp: fill, scale_add, discounted_sum, weighted_sum, pair_select, gather_pair.
+// Run book: loss.h.
 #include "ref/loss.h"
 
 #include <cmath>
@@ -42,6 +43,18 @@ void scale_add(T* y, const T* x, int64_t n, T alpha, const T* divisor, T beta) {
   for (int64_t i = 0; i < n; ++i) {
     const T v = alpha * x[i] / d;
     y[i] = beta == T(0) ? v : beta * y[i] + v;
+  }
+}
+
+template <typename T>
+void discounted_sum(T* out, const T* x, int64_t n, const Discounts& w) {
+  check_n("discounted_sum", n);
+  check_discounts("discounted_sum", w);
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) {
+    T acc = T(0);  // fill(out, 0), then per term scale_add's beta * y + (alpha * x) / 1, beta = 1
+    for (int t = 0; t < w.count; ++t) acc = acc + T(w.w[t]) * x[t * n + i];
+    out[i] = acc;
   }
 }
 
@@ -113,6 +126,7 @@ void gather_pair(float* dst, int32_t* heads, const float* src, const PairGather&
 #define POMPC_INSTANTIATE(T)                                                                  \
   template void fill<T>(T*, int64_t, T);                                                      \
   template void scale_add<T>(T*, const T*, int64_t, T, const T*, T);                          \
+  template void discounted_sum<T>(T*, const T*, int64_t, const Discounts&);                   \
   template void weighted_sum<T>(T*, const T*, const T*, int64_t, T, const T*, T);             \
   template void pair_select_forward<T>(T*, const T*, int, int, PairMode, uint64_t, uint64_t); \
   template void pair_select_backward<T>(T*, const T*, const T*, int, int, PairMode, uint64_t, \

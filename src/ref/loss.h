@@ -8,6 +8,11 @@
 //                  (beta == 0: y is not read, so it copies / scales into uninitialised memory).
 //                  In the update: the pi loss's gradient w.r.t. Qbar, -rho^t / (B (H+1)) / S_Q;
 //                  td = reward + gamma * min2(...); a copy of z[0] into the rollout buffer.
+//   discounted_sum: out_i = sum_t w_t x[t, i] over t = 0..T-1 (T = w.count), accumulated in fp32
+//                  in t order from +0: exactly fill(out, 0) then scale_add(out, x[t], n, w_t,
+//                  null, 1) for t = 0, 1, ... (the same float operations in the same order, one
+//                  op instead of T + 1). The planner's value G = sum_t gamma^t r_t + gamma^H V
+//                  (TD-MPC2 `_estimate_value`), with x = [r_0 .. r_{H-1}, V].
 //   weighted_sum:  s = sum_i w_i x_i  (w null: w_i = 1), summed in double;
 //                  *out = beta * *out + alpha * s / d (in double, rounded once to T;
 //                  beta == 0: *out is not read). The losses: reward = sum_t rho^t mean_b ce / H
@@ -31,20 +36,22 @@
 //   pick_pair:     i = floor(u0 Qn), j' = floor(u1 (Qn - 1)), j = j' + (j' >= i), with u0, u1 the
 //                  32-bit Philox words 0 and 1 of (seed, offset) scaled to [0, 1) (multiply-shift).
 //
-// Shapes: x, y, w [n] (n = B, B H, Qn B H, ...); q / dq [Qn, rows] (the two_hot_inv values of every
+// Shapes: x, y, w [n] (n = B, B H, Qn B H, ...); discounted_sum's x [T, n], out [n]; q / dq [Qn,
+// rows] (the two_hot_inv values of every
 //   head, head-major as the ensemble's outputs), out / dout [rows]. divisor, out of weighted_sum:
 //   one backend scalar each.
 //
-// Overwritten / accumulated: fill, scale_add (with beta = 0), weighted_sum (beta = 0),
-//   gather_pair (dst, heads) and pair_select_forward overwrite their output; pair_select_backward
-//   ACCUMULATES into dq (the heads not picked are left untouched). Nothing here has parameters.
+// Overwritten / accumulated: fill, scale_add (with beta = 0), discounted_sum, weighted_sum
+//   (beta = 0), gather_pair (dst, heads) and pair_select_forward overwrite their output;
+//   pair_select_backward ACCUMULATES into dq (the heads not picked are left untouched). Nothing
+//   here has parameters.
 //
 // Test: build/test_emu -ts=ops -tc='loss*'
 #pragma once
 
 #include <cstdint>
 
-#include "op_types.h"  // PairMode, pick_pair, PairGather
+#include "op_types.h"  // PairMode, pick_pair, PairGather, Discounts
 
 namespace pompc::ref {
 
@@ -53,6 +60,9 @@ void fill(T* x, int64_t n, T value);
 
 template <typename T>
 void scale_add(T* y, const T* x, int64_t n, T alpha, const T* divisor, T beta);
+
+template <typename T>
+void discounted_sum(T* out, const T* x, int64_t n, const Discounts& w);
 
 template <typename T>
 void weighted_sum(T* out, const T* x, const T* w, int64_t n, T alpha, const T* divisor, T beta);

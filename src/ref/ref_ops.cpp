@@ -211,6 +211,9 @@ class RefOps final : public Ops {
     ref::running_scale_update(value, x, n, scale_scratch_.data(), tau);
   }
   void fill(float* x, int64_t n, float value) override { ref::fill(x, n, value); }
+  void discounted_sum(float* out, const float* x, int64_t n, const Discounts& w) override {
+    ref::discounted_sum(out, x, n, w);
+  }
   void scale_add(float* y, const float* x, int64_t n, float alpha, const float* divisor,
                  float beta) override {
     ref::scale_add(y, x, n, alpha, divisor, beta);
