@@ -144,6 +144,9 @@ void mppi_sample(float* actions, const float* mean, const float* std, const Mppi
                  uint64_t seed, PhiloxOffset offset, cudaStream_t stream);
 void mppi_elites(int32_t* elite_idx, float* elite_value, const float* value, const MppiShape& sh,
                  cudaStream_t stream);
+void mppi_elites_update(int32_t* elite_idx, float* elite_value, float* mean, float* std,
+                        float* score, const float* value, const float* actions, const MppiShape& sh,
+                        float temperature, float min_std, float max_std, cudaStream_t stream);
 void mppi_update(float* mean, float* std, float* score, const float* actions,
                  const int32_t* elite_idx, const float* elite_value, const MppiShape& sh,
                  float temperature, float min_std, float max_std, cudaStream_t stream);

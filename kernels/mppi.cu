@@ -11,6 +11,9 @@
 //   mppi_update_kernel   one block per state: thread 0 forms the scores in the reference's order
 //                        (max, exp, sum, divide), then one thread per (t, j) sums over the elites
 //                        in order: mean, then the clamped std
+//   mppi_elites_update_kernel  the two above fused (one launch per MPPI iteration instead of
+//                        two; the planner's path): one 256-thread block per state sorts, then,
+//                        after a barrier, forms the scores, mean and std exactly as above
 //   mppi_select_kernel   one block per state: thread 0 draws the elite by Gumbel-max (double, as
 //                        the reference), threads j write mu_p, sigma_p and the action
 // Everything is overwritten. No host synchronisation: the plan step is a fixed
@@ -60,8 +63,12 @@ __device__ __forceinline__ bool elite_before(float va, int ia, float vb, int ib)
   return va > vb || (va == vb && ia < ib);
 }
 
-__global__ void mppi_elites_kernel(int32_t* __restrict__ elite_idx, float* __restrict__ elite_value,
-                                   const float* __restrict__ value, MppiShape sh, int n_pow2) {
+// The bodies of the elites and update kernels, one block per state s = blockIdx.x, shared by
+// their own kernels and by the fused mppi_elites_update_kernel.
+__device__ __forceinline__ void elites_block(int32_t* __restrict__ elite_idx,
+                                             float* __restrict__ elite_value,
+                                             const float* __restrict__ value, const MppiShape& sh,
+                                             int n_pow2) {
   float* key = dynamic_smem<float>();
   int* idx = reinterpret_cast<int*>(key + n_pow2);
   const int s = blockIdx.x;
@@ -99,11 +106,13 @@ __global__ void mppi_elites_kernel(int32_t* __restrict__ elite_idx, float* __res
   }
 }
 
-__global__ void mppi_update_kernel(float* __restrict__ mean, float* __restrict__ std,
-                                   float* __restrict__ score, const float* __restrict__ actions,
-                                   const int32_t* __restrict__ elite_idx,
-                                   const float* __restrict__ elite_value, MppiShape sh,
-                                   float temperature, float min_std, float max_std) {
+__device__ __forceinline__ void update_block(float* __restrict__ mean, float* __restrict__ std,
+                                             float* __restrict__ score,
+                                             const float* __restrict__ actions,
+                                             const int32_t* __restrict__ elite_idx,
+                                             const float* __restrict__ elite_value,
+                                             const MppiShape& sh, float temperature, float min_std,
+                                             float max_std) {
   const int s = blockIdx.x;
   float* sc = score + int64_t{s} * sh.E;
   const int32_t* idx = elite_idx + int64_t{s} * sh.E;
@@ -133,6 +142,35 @@ __global__ void mppi_update_kernel(float* __restrict__ mean, float* __restrict__
     mean[o] = m;
     std[o] = fminf(max_std, fmaxf(min_std, sqrtf(var)));
   }
+}
+
+__global__ void mppi_elites_kernel(int32_t* __restrict__ elite_idx, float* __restrict__ elite_value,
+                                   const float* __restrict__ value, MppiShape sh, int n_pow2) {
+  elites_block(elite_idx, elite_value, value, sh, n_pow2);
+}
+
+__global__ void mppi_update_kernel(float* __restrict__ mean, float* __restrict__ std,
+                                   float* __restrict__ score, const float* __restrict__ actions,
+                                   const int32_t* __restrict__ elite_idx,
+                                   const float* __restrict__ elite_value, MppiShape sh,
+                                   float temperature, float min_std, float max_std) {
+  update_block(mean, std, score, actions, elite_idx, elite_value, sh, temperature, min_std,
+               max_std);
+}
+
+// mppi_elites then mppi_update in one launch: the block that sorted state s's samples forms its
+// scores, mean and std (the elites it wrote to global memory are visible to it after the barrier).
+__global__ void mppi_elites_update_kernel(int32_t* __restrict__ elite_idx,
+                                          float* __restrict__ elite_value, float* __restrict__ mean,
+                                          float* __restrict__ std, float* __restrict__ score,
+                                          const float* __restrict__ value,
+                                          const float* __restrict__ actions, MppiShape sh,
+                                          int n_pow2, float temperature, float min_std,
+                                          float max_std) {
+  elites_block(elite_idx, elite_value, value, sh, n_pow2);
+  __syncthreads();
+  update_block(mean, std, score, actions, elite_idx, elite_value, sh, temperature, min_std,
+               max_std);
 }
 
 __global__ void mppi_select_kernel(float* __restrict__ action, float* __restrict__ mu_p,
@@ -169,6 +207,18 @@ __global__ void mppi_select_kernel(float* __restrict__ action, float* __restrict
   }
 }
 
+// Checks the shape; the power of two >= N that the elites' bitonic sort runs over.
+int elites_sort_size(const char* who, const MppiShape& sh) {
+  check_mppi_shape(who, sh);
+  POMPC_REQUIRE(sh.N <= cuda::kMppiMaxN,
+                "%s: num_samples (%d) must be <= %d (one block sorts a state's samples in shared "
+                "memory)",
+                who, sh.N, cuda::kMppiMaxN);
+  int n_pow2 = 1;
+  while (n_pow2 < sh.N) n_pow2 <<= 1;
+  return n_pow2;
+}
+
 }  // namespace
 
 namespace cuda {
@@ -189,15 +239,18 @@ void mppi_sample(float* actions, const float* mean, const float* std, const Mppi
 
 void mppi_elites(int32_t* elite_idx, float* elite_value, const float* value, const MppiShape& sh,
                  cudaStream_t stream) {
-  check_mppi_shape("mppi_elites", sh);
-  POMPC_REQUIRE(sh.N <= kMppiMaxN,
-                "mppi_elites: num_samples (%d) must be <= %d (one block sorts a state's samples "
-                "in shared memory)",
-                sh.N, kMppiMaxN);
-  int n_pow2 = 1;
-  while (n_pow2 < sh.N) n_pow2 <<= 1;
+  const int n_pow2 = elites_sort_size("mppi_elites", sh);
   LAUNCH(mppi_elites_kernel, sh.S, 256, size_t(n_pow2) * (sizeof(float) + sizeof(int)), stream,
          elite_idx, elite_value, value, sh, n_pow2);
+}
+
+void mppi_elites_update(int32_t* elite_idx, float* elite_value, float* mean, float* std,
+                        float* score, const float* value, const float* actions, const MppiShape& sh,
+                        float temperature, float min_std, float max_std, cudaStream_t stream) {
+  const int n_pow2 = elites_sort_size("mppi_elites_update", sh);
+  LAUNCH(mppi_elites_update_kernel, sh.S, 256, size_t(n_pow2) * (sizeof(float) + sizeof(int)),
+         stream, elite_idx, elite_value, mean, std, score, value, actions, sh, n_pow2, temperature,
+         min_std, max_std);
 }
 
 void mppi_update(float* mean, float* std, float* score, const float* actions,

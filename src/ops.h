@@ -244,6 +244,11 @@ class Ops {
                            const int32_t* elite_idx, const float* elite_value,
                            const MppiShape& sh, float temperature, float min_std,
                            float max_std) = 0;
+  // mppi_elites then mppi_update (the planner's path: one launch per iteration on CUDA).
+  virtual void mppi_elites_update(int32_t* elite_idx, float* elite_value, float* mean, float* std,
+                                  float* score, const float* value, const float* actions,
+                                  const MppiShape& sh, float temperature, float min_std,
+                                  float max_std) = 0;
   virtual void mppi_select(float* action, float* mu_p, float* sigma_p, const float* actions,
                            const int32_t* elite_idx, const float* score, const float* std,
                            const MppiShape& sh, bool explore, uint64_t seed,

@@ -422,15 +422,19 @@ void check_mppi(Ops& g, Ops& r, const Sizes& z, std::vector<OpCheckRow>& rows) {
   std::vector<uint8_t> first(size_t(z.S));
   for (int s = 0; s < z.S; ++s) first[size_t(s)] = s % 2;
   const int mean0 = c.f32(SHA), std0 = c.f32(SHA), mean = c.f32(SHA), stdv = c.f32(SHA),
-            prev = c.uniform(SHA, -1, 1),
-            fst = c.bytes(first.data(), first.size()), actions = c.f32(size_t(z.H) * SN * z.A),
-            value = c.f32(SN, 5.0f), eidx = c.bytes(std::vector<int32_t>(SE).data(), SE * 4),
-            evalue = c.f32(SE), score = c.f32(SE), act = c.f32(size_t(z.S) * z.A),
-            mu_p = c.f32(size_t(z.S) * z.A), sig_p = c.f32(size_t(z.S) * z.A);
+            prev = c.uniform(SHA, -1, 1), fst = c.bytes(first.data(), first.size()),
+            actions = c.f32(size_t(z.H) * SN * z.A), value = c.f32(SN, 5.0f),
+            eidx = c.bytes(std::vector<int32_t>(SE).data(), SE * 4), evalue = c.f32(SE),
+            score = c.f32(SE), act = c.f32(size_t(z.S) * z.A), mu_p = c.f32(size_t(z.S) * z.A),
+            sig_p = c.f32(size_t(z.S) * z.A),
+            eidx2 = c.bytes(std::vector<int32_t>(SE).data(), SE * 4), evalue2 = c.f32(SE),
+            mean2 = c.f32(SHA), std2 = c.f32(SHA), score2 = c.f32(SE);
   c.run([&](Ops& o, int s) {
     o.mppi_init(c.f(mean0, s), c.f(std0, s), c.f(prev, s), c.u8(fst, s), sh, 2.0f);
     o.mppi_init(c.f(mean, s), c.f(stdv, s), c.f(prev, s), c.u8(fst, s), sh, 2.0f);
     o.mppi_sample(c.f(actions, s), c.f(mean, s), c.f(stdv, s), sh, 17, 3);
+    o.mppi_elites_update(c.i32(eidx2, s), c.f(evalue2, s), c.f(mean2, s), c.f(std2, s),
+                         c.f(score2, s), c.f(value, s), c.f(actions, s), sh, 0.5f, 0.05f, 2.0f);
     o.mppi_elites(c.i32(eidx, s), c.f(evalue, s), c.f(value, s), sh);
     o.mppi_update(c.f(mean, s), c.f(stdv, s), c.f(score, s), c.f(actions, s), c.i32(eidx, s),
                   c.f(evalue, s), sh, 0.5f, 0.05f, 2.0f);
@@ -446,6 +450,10 @@ void check_mppi(Ops& g, Ops& r, const Sizes& z, std::vector<OpCheckRow>& rows) {
   c.expect("mppi_update mean", d, mean, SHA, z.E);
   c.expect("mppi_update std", d, stdv, SHA, z.E);
   c.expect("mppi_update score", d, score, SE, z.E);
+  c.expect_i32("mppi_elites_update indices", d, eidx2, SE);
+  c.expect("mppi_elites_update mean", d, mean2, SHA, z.E);
+  c.expect("mppi_elites_update std", d, std2, SHA, z.E);
+  c.expect("mppi_elites_update score", d, score2, SE, z.E);
   c.expect("mppi_select action", d, act, size_t(z.S) * z.A, z.E);
   c.expect("mppi_select mu_p", d, mu_p, size_t(z.S) * z.A, 1);
   c.expect("mppi_select sigma_p", d, sig_p, size_t(z.S) * z.A, z.E);

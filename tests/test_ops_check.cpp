@@ -38,6 +38,7 @@ TEST_SUITE("ops") {
           "weighted_nll_backward", "exp_forward", "scale_gate", "running_scale_update", "fill",
           "scale_add", "discounted_sum", "weighted_sum", "pair_select_forward",
           "pair_select_backward", "mppi_init", "mppi_sample", "mppi_elites", "mppi_update",
+          "mppi_elites_update",
           "mppi_select"}) {
       // clang-format on
       const std::string name = op;

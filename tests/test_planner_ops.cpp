@@ -1,10 +1,12 @@
 // The MPPI ops (src/ref/mppi.h, kernels/mppi.cu) through the Ops interface: parity of every
-// stage with the same Philox noise, edge shapes, and MPPI converging on a known optimum with a
-// hand-made objective on both backends.
+// stage with the same Philox noise (and the fused mppi_elites_update bit for bit its two stages),
+// edge shapes, and MPPI converging on a known optimum with a hand-made objective on both backends.
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "common.h"
@@ -89,6 +91,20 @@ void parity_case(const MppiShape& sh) {
   CHECK(check_close("mu_p", b.mu_p.get(), a.mu_p.get(), 1e-6, 1e-6));  // the same elite
   CHECK(check_close("sigma_p", b.sigma_p.get(), a.sigma_p.get(), 1e-6, 1e-5));
   CHECK(check_close("action", b.action.get(), a.action.get(), 1e-6, 1e-5));
+  // The planner's fused mppi_elites_update: bit for bit elites then update, on each backend.
+  const auto same_bits = [](const std::vector<float>& x, const std::vector<float>& y) {
+    return x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0;
+  };
+  for (auto [o, p] : {std::pair{ref.get(), &a}, std::pair{gpu.get(), &b}}) {
+    Plan f(*o, sh);
+    o->mppi_elites_update(f.elite_idx.p, f.elite_value.p, f.mean.p, f.std.p, f.score.p, p->value.p,
+                          p->actions.p, sh, 0.5f, 0.05f, 2.0f);
+    CHECK(f.elite_idx.get() == p->elite_idx.get());
+    CHECK(same_bits(f.elite_value.get(), p->elite_value.get()));
+    CHECK(same_bits(f.score.get(), p->score.get()));
+    CHECK(same_bits(f.mean.get(), p->mean.get()));
+    CHECK(same_bits(f.std.get(), p->std.get()));
+  }
 }
 
 }  // namespace

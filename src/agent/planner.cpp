@@ -170,9 +170,8 @@ void Planner::plan_steps(int S, bool explore, bool warm, uint64_t seed) {
     NvtxRange iter("plan/iter");
     ops_.mppi_sample(actions_, mean_, std_, sh, seed, draw(kSample + it));
     estimate_value(S, seed, draw(kValueBase + it));
-    ops_.mppi_elites(elite_idx_, elite_value_, value_, sh);
-    ops_.mppi_update(mean_, std_, score_, actions_, elite_idx_, elite_value_, sh, cfg_.temperature,
-                     cfg_.min_std, cfg_.max_std);
+    ops_.mppi_elites_update(elite_idx_, elite_value_, mean_, std_, score_, value_, actions_, sh,
+                            cfg_.temperature, cfg_.min_std, cfg_.max_std);
   }
   ops_.mppi_select(action_, mu_p_, sigma_p_, actions_, elite_idx_, score_, std_, sh, explore, seed,
                    draw(kSelect));

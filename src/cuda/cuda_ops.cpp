@@ -314,6 +314,13 @@ class CudaOps final : public Ops {
     cuda::mppi_update(mean, std, score, actions, elite_idx, elite_value, sh, temperature, min_std,
                     max_std, stream_);
   }
+  void mppi_elites_update(int32_t* elite_idx, float* elite_value, float* mean, float* std,
+                          float* score, const float* value, const float* actions,
+                          const MppiShape& sh, float temperature, float min_std,
+                          float max_std) override {
+    cuda::mppi_elites_update(elite_idx, elite_value, mean, std, score, value, actions, sh,
+                             temperature, min_std, max_std, stream_);
+  }
   void mppi_select(float* action, float* mu_p, float* sigma_p, const float* actions,
                    const int32_t* elite_idx, const float* score, const float* std,
                    const MppiShape& sh, bool explore, uint64_t seed, PhiloxOffset offset) override {

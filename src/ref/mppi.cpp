@@ -89,6 +89,13 @@ void mppi_update(float* mean, float* std, float* score, const float* actions,
   }
 }
 
+void mppi_elites_update(int32_t* elite_idx, float* elite_value, float* mean, float* std,
+                        float* score, const float* value, const float* actions, const MppiShape& sh,
+                        float temperature, float min_std, float max_std) {
+  mppi_elites(elite_idx, elite_value, value, sh);
+  mppi_update(mean, std, score, actions, elite_idx, elite_value, sh, temperature, min_std, max_std);
+}
+
 void mppi_select(float* action, float* mu_p, float* sigma_p, const float* actions,
                  const int32_t* elite_idx, const float* score, const float* std,
                  const MppiShape& sh, bool explore, uint64_t seed, uint64_t offset) {
