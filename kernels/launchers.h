@@ -57,6 +57,9 @@ void soft_ce_backward(float* dlogits, const float* dloss, const float* logits, c
                       int rows, const Bins& bins, cudaStream_t stream);
 void two_hot_inv_forward(float* out, const float* logits, int rows, const Bins& bins,
                          cudaStream_t stream);
+void two_hot_inv_pair_forward(float* out, const float* logits, int Qn, int rows, const Bins& bins,
+                              PairMode mode, uint64_t seed, PhiloxOffset offset,
+                              cudaStream_t stream);
 void two_hot_inv_backward(float* dlogits, const float* dout, const float* logits, int rows,
                           const Bins& bins, cudaStream_t stream);
 

@@ -6,11 +6,14 @@
 //   two_hot_inv(logits) = symexp(m), m = sum_k softmax(logits)_k bin_k
 //     dlogits_k += dout * symexp'(m) p_k (bin_k - m)
 // Shapes: logits [rows, K], x / loss / out / dloss / dout [rows]; rows = B, B*H, Qn*B, N, ...
+//   two_hot_inv_pair: two_hot_inv of the two heads pick_pair(Qn, seed, offset) chose, then
+//     pair_select's min / avg (kernels/loss.cu): the inference Q's two kernels in one, bit for
+//     bit (the same warp code per head row; the other Qn - 2 heads are not computed).
 // One warp per row (K = 101: four logits per lane), 8 rows per 256-thread block. Forward outputs
 // are overwritten, gradients ACCUMULATED. A NaN target x gives a NaN loss here (the reference
 // throws; a kernel cannot): the trainer's finite-loss check reports it.
 //
-// Test: build/test_emu -ts=ops -tc='*two_hot*cuda*'.
+// Test: build/test_emu -ts=ops -tc='*two_hot*cuda*,*two_hot_inv_pair*'.
 #include "common.cuh"
 #include "launchers.h"
 #include "reduce.cuh"
@@ -93,17 +96,43 @@ __global__ void soft_ce_backward_kernel(float* __restrict__ dlogits,
   }
 }
 
-__global__ void two_hot_inv_forward_kernel(float* __restrict__ out,
-                                           const float* __restrict__ logits, int rows, Bins b) {
-  const int r = blockIdx.x * kWarps + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-  if (r >= rows) return;
-  const float* l = logits + static_cast<int64_t>(r) * b.num_bins;
+// m = sum_k softmax(l)_k bin_k over the warp's row l (every lane gets it).
+__device__ __forceinline__ float row_bin_mean(const float* l, const Bins& b, int lane) {
   float mx, z;
   row_stats(l, b.num_bins, lane, &mx, &z);
   float m = 0.0f;
   for (int k = lane; k < b.num_bins; k += 32) m += expf(l[k] - mx) / z * bin_center<float>(b, k);
-  m = warp_allreduce_sum(m);
+  return warp_allreduce_sum(m);
+}
+
+__global__ void two_hot_inv_forward_kernel(float* __restrict__ out,
+                                           const float* __restrict__ logits, int rows, Bins b) {
+  const int r = blockIdx.x * kWarps + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+  if (r >= rows) return;
+  const float m = row_bin_mean(logits + static_cast<int64_t>(r) * b.num_bins, b, lane);
   if (lane == 0) out[r] = symexp_f(m);
+}
+
+// two_hot_inv_forward_kernel's value for row r of the two heads pick_pair chose, then
+// pair_select_forward_kernel's rule (kernels/loss.cu), one warp per row.
+__global__ void two_hot_inv_pair_forward_kernel(float* __restrict__ out,
+                                                const float* __restrict__ logits, int Qn, int rows,
+                                                Bins b, PairMode mode, uint64_t seed,
+                                                PhiloxOffset offset_at) {
+  const int r = blockIdx.x * kWarps + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+  if (r >= rows) return;
+  int hi = 0, hj = 0;
+  pick_pair(Qn, seed, offset_at.resolve(), &hi, &hj);  // device memory: read at run time
+  const int64_t K = b.num_bins;
+  const float mi = row_bin_mean(logits + (int64_t{hi} * rows + r) * K, b, lane);
+  const float mj = row_bin_mean(logits + (int64_t{hj} * rows + r) * K, b, lane);
+  if (lane == 0) {
+    const float qi = symexp_f(mi), qj = symexp_f(mj);
+    if (mode == PairMode::avg)
+      out[r] = (qi + qj) / 2.0f;
+    else
+      out[r] = (qi <= qj || isnan(qi)) ? qi : qj;  // NaN propagates, a tie takes head i
+  }
 }
 
 __global__ void two_hot_inv_backward_kernel(float* __restrict__ dlogits,
@@ -154,6 +183,20 @@ void two_hot_inv_forward(float* out, const float* logits, int rows, const Bins& 
   check("two_hot_inv_forward", rows, bins);
   LAUNCH(two_hot_inv_forward_kernel, ceil_div(rows, kWarps), 32 * kWarps, 0, stream, out, logits,
          rows, bins);
+}
+
+void two_hot_inv_pair_forward(float* out, const float* logits, int Qn, int rows, const Bins& bins,
+                              PairMode mode, uint64_t seed, PhiloxOffset offset,
+                              cudaStream_t stream) {
+  check("two_hot_inv_pair_forward", rows, bins);
+  POMPC_REQUIRE(Qn >= 2,
+                "two_hot_inv_pair_forward: Qn (%d) must be >= 2 (two distinct heads are "
+                "picked)",
+                Qn);
+  POMPC_REQUIRE(mode == PairMode::min || mode == PairMode::avg,
+                "two_hot_inv_pair_forward: mode must be min or avg");
+  LAUNCH(two_hot_inv_pair_forward_kernel, ceil_div(rows, kWarps), 32 * kWarps, 0, stream, out,
+         logits, Qn, rows, bins, mode, seed, offset);
 }
 
 void two_hot_inv_backward(float* dlogits, const float* dout, const float* logits, int rows,

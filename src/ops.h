@@ -163,6 +163,11 @@ class Ops {
                                 const float* x, int rows, const Bins& bins) = 0;
   virtual void two_hot_inv_forward(float* out, const float* logits, int rows,
                                    const Bins& bins) = 0;
+  // two_hot_inv_forward of Qn heads' logits [Qn, rows, K] then pair_select_forward in one op
+  // (only the two picked heads are computed; forward only).
+  virtual void two_hot_inv_pair_forward(float* out, const float* logits, int Qn, int rows,
+                                        const Bins& bins, PairMode mode, uint64_t seed,
+                                        PhiloxOffset offset) = 0;
   virtual void two_hot_inv_backward(float* dlogits, const float* dout, const float* logits,
                                     int rows, const Bins& bins) = 0;
   // src/ref/policy.h | kernels/policy.cu

@@ -1,7 +1,8 @@
 // The loss-glue ops (src/ref/loss.h, kernels/loss.cu): the reference against closed forms, then
 // the CUDA kernels against the reference at sizes 1, 33, 1025 and 5000 (not multiples of a warp;
 // 5000 ~ Qn B (H+1) at the 5M size with B = 256); discounted_sum bit-for-bit the fill +
-// scale_add chain it fuses, on both backends.
+// scale_add chain it fuses, on both backends; two_hot_inv_pair bit for bit two_hot_inv then
+// pair_select.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -14,10 +15,12 @@
 #include "common.h"
 #include "ops.h"
 #include "ref/loss.h"
+#include "ref/two_hot.h"
 #include "test_util.h"
 
 namespace {
 
+using pompc::Ops;
 using pompc::PairMode;
 using pompc::test::check_close;
 using pompc::test::normals;
@@ -261,6 +264,39 @@ TEST_SUITE("ops") {
             ref->pair_select_backward(dqr.p, dor.p, qr.p, Qn, n, mode, 11, off);
             gpu->pair_select_backward(dqg.p, dog.p, qg.p, Qn, n, mode, 11, off);
             CHECK(dqg.get() == dqr.get());
+          }
+        }
+      }
+    }
+  }
+
+  TEST_CASE("two_hot_inv_pair: bit for bit two_hot_inv then pair_select, on both backends") {
+    // The inference Q's fused op against the two ops it replaces, on each backend: Qn heads of
+    // rows logits (a tie between heads 0 and 1 in row 0, a NaN logit in row 1 of head 0), both
+    // modes, three Philox offsets (different head pairs).
+    const pompc::Bins bins;
+    const int K = bins.num_bins;
+    auto ref = pompc::make_ref_ops();
+    auto gpu = pompc::make_cuda_ops();
+    for (int rows : {1, 33, 257}) {
+      for (int Qn : {2, 5}) {
+        CAPTURE(rows);
+        CAPTURE(Qn);
+        const size_t RK = static_cast<size_t>(rows) * K;
+        auto logits = normals(static_cast<size_t>(Qn) * RK, 8, 2.0f);
+        std::copy(logits.begin(), logits.begin() + K, logits.begin() + RK);  // row 0: a tie
+        if (rows > 1) logits[static_cast<size_t>(K) + 3] = NAN;
+        for (Ops* o : {ref.get(), gpu.get()}) {
+          for (PairMode mode : {PairMode::min, PairMode::avg}) {
+            for (uint64_t off : {0u, 1u, 2u}) {
+              Array l(*o, logits), q(*o, static_cast<size_t>(Qn) * rows),
+                  chain(*o, static_cast<size_t>(rows)), fused(*o, static_cast<size_t>(rows));
+              o->two_hot_inv_forward(q.p, l.p, Qn * rows, bins);
+              o->pair_select_forward(chain.p, q.p, Qn, rows, mode, 11, off);
+              o->two_hot_inv_pair_forward(fused.p, l.p, Qn, rows, bins, mode, 11, off);
+              const auto a = chain.get(), b = fused.get();
+              CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+            }
           }
         }
       }

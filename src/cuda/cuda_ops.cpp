@@ -204,6 +204,10 @@ class CudaOps final : public Ops {
                         int rows, const Bins& bins) override {
     cuda::soft_ce_backward(dlogits, dloss, logits, x, rows, bins, stream_);
   }
+  void two_hot_inv_pair_forward(float* out, const float* logits, int Qn, int rows, const Bins& bins,
+                                PairMode mode, uint64_t seed, PhiloxOffset offset) override {
+    cuda::two_hot_inv_pair_forward(out, logits, Qn, rows, bins, mode, seed, offset, stream_);
+  }
   void two_hot_inv_forward(float* out, const float* logits, int rows, const Bins& bins) override {
     cuda::two_hot_inv_forward(out, logits, rows, bins, stream_);
   }

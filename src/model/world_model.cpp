@@ -243,7 +243,6 @@ void WorldModel::allocate() {
   acts.add(&td.a, RH * A);
   acts.add(&td.za, RH * ZA);
   acts.add(&td.q_logits, P * RH * K);
-  acts.add(&td.q, P * RH);
   acts.add(&td.q_pair, RH);
   acts.add(&td.td, RH);
   if (v_critic) {
@@ -305,7 +304,6 @@ void WorldModel::allocate() {
     acts.add(&im.a, S * RH * A);
     acts.add(&im.za, S * RH * ZA);
     acts.add(&im.q_logits, P * S * RH * K);
-    acts.add(&im.q, P * S * RH);
     acts.add(&im.qbar, S * RH);
     acts.add(&im.w, S * RH);
     acts.add(&im.log_z, RH);
@@ -347,7 +345,6 @@ void WorldModel::allocate() {
   reserve_acts(acts, pair_, max_rows_, false, &inf.pair_qs);
   reserve_pair(&inf.pair);
   acts.add(&inf.za, R * ZA);
-  acts.add(&inf.q, P * R);
 
   allocated_bytes_ += acts.floats() * sizeof(float);
   blocks_.push_back(acts.allocate(ops_));
@@ -516,12 +513,11 @@ void WorldModel::critic_heads(float* out, const float* in, int rows, QMode mode,
     mlp_forward(ops_, qs_, params, in, rows, infer_.qs, out, Dropout{});
     return;
   }
-  // Only the two heads the pair takes run; pair_select over them (Qn = 2) combines both.
+  // Only the two heads the pair takes run; the pair's min / avg over them (Qn = 2) is the same.
   gather_critic_pair(infer_.pair, params, seed, offset);
   mlp_forward(ops_, pair_, infer_.pair.params, in, rows, infer_.pair_qs, nullptr, Dropout{});
-  ops_.two_hot_inv_forward(infer_.q, infer_.pair_qs.out.back(), 2 * rows, cfg_.bins());
-  ops_.pair_select_forward(out, infer_.q, 2, rows,
-                           mode == QMode::min ? PairMode::min : PairMode::avg, seed, offset);
+  ops_.two_hot_inv_pair_forward(out, infer_.pair_qs.out.back(), 2, rows, cfg_.bins(),
+                                mode == QMode::min ? PairMode::min : PairMode::avg, seed, offset);
 }
 
 }  // namespace pompc::model

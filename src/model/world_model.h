@@ -318,7 +318,6 @@ class WorldModel {
     float* a = nullptr;             // [H B, A] a' ~ pi
     float* za = nullptr;            // [H B, Z+A] [next_z, a'] (critic v: [z_t, a])
     float* q_logits = nullptr;      // [2, H B, K] of the picked target heads
-    float* q = nullptr;             // [2 H B]
     float* q_pair = nullptr;        // [H B] min2 (critic q; minus the KL term) / avg2 (critic v)
     float* td = nullptr;            // [H B] the targets
     float* rhat = nullptr;          // [H B] (critic v)
@@ -375,7 +374,6 @@ class WorldModel {
     float* a = nullptr;              // [S, T B, A]
     float* za = nullptr;             // [S T B, Z+A]
     float* q_logits = nullptr;       // [2, S T B, K]
-    float* q = nullptr;              // [2 S T B]
     float* qbar = nullptr;           // [S T B] avg2, then / S_Q
     float* w = nullptr;              // [S T B] softmax weights
     float* log_z = nullptr;          // [T B]
@@ -412,8 +410,7 @@ class WorldModel {
     MlpActs encoder, dynamics, reward, pi, qs;  // qs: every head (QMode::all)
     MlpActs pair_qs;                            // the picked pair (QMode::min / avg)
     CriticPair pair;
-    float* za = nullptr;             // [rows, Z+A]
-    float* q = nullptr;              // [2 rows]
+    float* za = nullptr;  // [rows, Z+A]
   };
 
   void build_layout();

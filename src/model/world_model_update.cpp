@@ -141,8 +141,8 @@ void WorldModel::td_target(const Batch& batch) {
   ops_.concat_forward(b.za, b.next_z, b.a, RH, Z_, A_);
   gather_critic_pair(b.pair, target_qs_, cfg_.seed, draw(kTdPair));
   mlp_forward(ops_, pair_, b.pair.params, b.za, RH, b.target_qs, b.q_logits, Dropout{});
-  ops_.two_hot_inv_forward(b.q, b.q_logits, 2 * RH, cfg_.bins());
-  ops_.pair_select_forward(b.q_pair, b.q, 2, RH, PairMode::min, cfg_.seed, draw(kTdPair));
+  ops_.two_hot_inv_pair_forward(b.q_pair, b.q_logits, 2, RH, cfg_.bins(), PairMode::min, cfg_.seed,
+                                draw(kTdPair));
   if (cfg_.kl_critic) {
     // PO-MPC: min2 -= lambda (log pi(a') - log pi_psi(a')), pi_psi as the last update left it.
     mlp_forward(ops_, prior_, prior_set_.params, b.next_z, RH, b.prior, b.prior_raw, Dropout{});
@@ -172,8 +172,8 @@ void WorldModel::td_target_v(const Batch& batch) {
               b.z_next, Dropout{});
   gather_critic_pair(b.pair, target_qs_, cfg_.seed, draw(kTdPair));
   mlp_forward(ops_, pair_, b.pair.params, b.z_next, RH, b.target_qs, b.q_logits, Dropout{});
-  ops_.two_hot_inv_forward(b.q, b.q_logits, 2 * RH, cfg_.bins());
-  ops_.pair_select_forward(b.q_pair, b.q, 2, RH, PairMode::avg, cfg_.seed, draw(kTdPair));
+  ops_.two_hot_inv_pair_forward(b.q_pair, b.q_logits, 2, RH, cfg_.bins(), PairMode::avg, cfg_.seed,
+                                draw(kTdPair));
   ops_.scale_add(b.td, b.rhat, RH, 1.0f, nullptr, 0.0f);            // td = rhat
   ops_.scale_add(b.td, b.q_pair, RH, cfg_.discount, nullptr, 1.0f);  // td += gamma avg2 V
 }
@@ -414,8 +414,8 @@ void WorldModel::intermediate_weights(const Batch& batch) {
     ops_.concat_forward(im.za + k * RZA, rollout_.z, im.a + k * RA, R, Z_, A_);
   gather_critic_pair(im.pair, model_set_.params + q_offset_, cfg_.seed, draw(kPriorPair));
   mlp_forward(ops_, pair_, im.pair.params, im.za, S * R, im.qs, im.q_logits, Dropout{});
-  ops_.two_hot_inv_forward(im.q, im.q_logits, 2 * S * R, cfg_.bins());
-  ops_.pair_select_forward(im.qbar, im.q, 2, S * R, PairMode::avg, cfg_.seed, draw(kPriorPair));
+  ops_.two_hot_inv_pair_forward(im.qbar, im.q_logits, 2, S * R, cfg_.bins(), PairMode::avg,
+                                cfg_.seed, draw(kPriorPair));
   // beta acts on Qbar / S_Q (S_Q of this pi step), so its scale does not depend on the task.
   ops_.scale_add(im.qbar, im.qbar, static_cast<int64_t>(S) * R, 1.0f, q_scale_, 0.0f);
   ops_.sample_weights(im.w, im.log_z, im.qbar, S, R, cfg_.beta);

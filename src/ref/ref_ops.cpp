@@ -144,6 +144,10 @@ class RefOps final : public Ops {
                         int rows, const Bins& bins) override {
     ref::soft_ce_backward(dlogits, dloss, logits, x, rows, bins);
   }
+  void two_hot_inv_pair_forward(float* out, const float* logits, int Qn, int rows, const Bins& bins,
+                                PairMode mode, uint64_t seed, PhiloxOffset offset) override {
+    ref::two_hot_inv_pair_forward(out, logits, Qn, rows, bins, mode, seed, offset.resolve());
+  }
   void two_hot_inv_forward(float* out, const float* logits, int rows, const Bins& bins) override {
     ref::two_hot_inv_forward(out, logits, rows, bins);
   }

@@ -157,6 +157,39 @@ void two_hot_inv_forward(T* out, const T* logits, int rows, const Bins& bins) {
 }
 
 template <typename T>
+void two_hot_inv_pair_forward(T* out, const T* logits, int Qn, int rows, const Bins& bins,
+                              PairMode mode, uint64_t seed, uint64_t offset) {
+  check_bins("two_hot_inv_pair_forward", bins, rows);
+  POMPC_REQUIRE(Qn >= 2,
+                "two_hot_inv_pair_forward: Qn (%d) must be >= 2 (two distinct heads are "
+                "picked)",
+                Qn);
+  POMPC_REQUIRE(mode == PairMode::min || mode == PairMode::avg,
+                "two_hot_inv_pair_forward: mode must be min or avg");
+  const int K = bins.num_bins;
+  int hi = 0, hj = 0;
+  pick_pair(Qn, seed, offset, &hi, &hj);
+  const T* li = logits + static_cast<int64_t>(hi) * rows * K;
+  const T* lj = logits + static_cast<int64_t>(hj) * rows * K;
+#pragma omp parallel if (int64_t{rows} * K > (1 << 14))
+  {
+    static thread_local std::vector<T> pbuf;
+    if (static_cast<int>(pbuf.size()) < K) pbuf.resize(K);
+    T* p = pbuf.data();
+#pragma omp for schedule(static)
+    for (int r = 0; r < rows;
+         ++r) {  // two_hot_inv_forward's value of each head, pair_select's rule
+      const T qi = symexp(softmax_bin_mean(li + static_cast<int64_t>(r) * K, bins, p));
+      const T qj = symexp(softmax_bin_mean(lj + static_cast<int64_t>(r) * K, bins, p));
+      if (mode == PairMode::avg)
+        out[r] = (qi + qj) / T(2);
+      else
+        out[r] = (qi <= qj || std::isnan(qi)) ? qi : qj;  // NaN propagates, a tie takes head i
+    }
+  }
+}
+
+template <typename T>
 void two_hot_inv_backward(T* dlogits, const T* dout, const T* logits, int rows, const Bins& bins) {
   check_bins("two_hot_inv_backward", bins, rows);
   const int K = bins.num_bins;
@@ -175,13 +208,15 @@ void two_hot_inv_backward(T* dlogits, const T* dout, const T* logits, int rows, 
   }
 }
 
-#define POMPC_INSTANTIATE_TWO_HOT(T)                                                     \
-  template T symlog<T>(T);                                                               \
-  template T symexp<T>(T);                                                               \
-  template void soft_ce_forward<T>(T*, const T*, const T*, int, const Bins&);            \
-  template void soft_ce_backward<T>(T*, const T*, const T*, const T*, int, const Bins&); \
-  template void two_hot_inv_forward<T>(T*, const T*, int, const Bins&);                  \
-  template void two_hot_inv_backward<T>(T*, const T*, const T*, int, const Bins&);
+#define POMPC_INSTANTIATE_TWO_HOT(T)                                                       \
+  template T symlog<T>(T);                                                                 \
+  template T symexp<T>(T);                                                                 \
+  template void soft_ce_forward<T>(T*, const T*, const T*, int, const Bins&);              \
+  template void soft_ce_backward<T>(T*, const T*, const T*, const T*, int, const Bins&);   \
+  template void two_hot_inv_forward<T>(T*, const T*, int, const Bins&);                    \
+  template void two_hot_inv_backward<T>(T*, const T*, const T*, int, const Bins&);         \
+  template void two_hot_inv_pair_forward<T>(T*, const T*, int, int, const Bins&, PairMode, \
+                                            uint64_t, uint64_t);
 POMPC_INSTANTIATE_TWO_HOT(float)
 POMPC_INSTANTIATE_TWO_HOT(double)
 #undef POMPC_INSTANTIATE_TWO_HOT

@@ -14,10 +14,14 @@
 //     rounding, kept as computed to mirror autograd)
 //   two_hot_inv(logits) = symexp(m), m = sum_k softmax(logits)_k * bin_k
 //     d/dlogits_k = symexp'(m) * p_k * (bin_k - m)
+//   two_hot_inv_pair: out_r = pair_select(two_hot_inv(logits of head i, row r), two_hot_inv(...
+//     head j, row r)) with (i, j) = pick_pair(Qn, seed, offset) and pair_select's min / avg rule
+//     (src/ref/loss.h): two_hot_inv_forward over Qn heads then pair_select_forward in one op,
+//     the same operations on the two picked heads (the others are not computed); forward only.
 //   Bin centres use torch.linspace's formula: start + step*i for i < K/2, end - step*(K-1-i) after.
 //
 // Shapes: x, loss, two_hot_inv out: [rows] (one scalar per row: rows = B, or B*H, or Qn*B...);
-//   logits: [rows, K] (K = 101).
+//   logits: [rows, K] (K = 101); two_hot_inv_pair: logits [Qn, rows, K], out [rows].
 //
 // Overwritten / accumulated: forward outputs overwritten; gradients (dlogits) ACCUMULATED
 //   (+=). dloss / dout hold one upstream gradient per row (e.g. rho^t * 0.1 / (B * H)).
@@ -28,7 +32,7 @@
 
 #include <cstdint>
 
-#include "op_types.h"  // Bins, bin_center
+#include "op_types.h"  // Bins, bin_center, PairMode, pick_pair
 
 namespace pompc::ref {
 
@@ -47,5 +51,9 @@ template <typename T>
 void two_hot_inv_forward(T* out, const T* logits, int rows, const Bins& bins);
 template <typename T>
 void two_hot_inv_backward(T* dlogits, const T* dout, const T* logits, int rows, const Bins& bins);
+
+template <typename T>
+void two_hot_inv_pair_forward(T* out, const T* logits, int Qn, int rows, const Bins& bins,
+                              PairMode mode, uint64_t seed, uint64_t offset);
 
 }  // namespace pompc::ref
