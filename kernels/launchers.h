@@ -55,6 +55,10 @@ void soft_ce_forward(float* loss, const float* logits, const float* x, int rows,
                      cudaStream_t stream);
 void soft_ce_backward(float* dlogits, const float* dloss, const float* logits, const float* x,
                       int rows, const Bins& bins, cudaStream_t stream);
+void soft_ce_heads_forward(float* loss, const float* logits, const float* x, int heads, int rows,
+                           const Bins& bins, cudaStream_t stream);
+void soft_ce_heads_backward(float* dlogits, const float* dloss, const float* logits, const float* x,
+                            int heads, int rows, const Bins& bins, cudaStream_t stream);
 void two_hot_inv_forward(float* out, const float* logits, int rows, const Bins& bins,
                          cudaStream_t stream);
 void two_hot_inv_pair_forward(float* out, const float* logits, int Qn, int rows, const Bins& bins,

@@ -6,6 +6,8 @@
 //   two_hot_inv(logits) = symexp(m), m = sum_k softmax(logits)_k bin_k
 //     dlogits_k += dout * symexp'(m) p_k (bin_k - m)
 // Shapes: logits [rows, K], x / loss / out / dloss / dout [rows]; rows = B, B*H, Qn*B, N, ...
+//   soft_ce_heads: soft_ce of Qn heads' logits [Qn, rows, K] against the same x [rows] (backward:
+//     the same dloss [rows]) in one launch, not one per head: row r of Qn * rows takes x[r % rows].
 //   two_hot_inv_pair: two_hot_inv of the two heads pick_pair(Qn, seed, offset) chose, then
 //     pair_select's min / avg (kernels/loss.cu): the inference Q's two kernels in one, bit for
 //     bit (the same warp code per head row; the other Qn - 2 heads are not computed).
@@ -13,7 +15,7 @@
 // are overwritten, gradients ACCUMULATED. A NaN target x gives a NaN loss here (the reference
 // throws; a kernel cannot): the trainer's finite-loss check reports it.
 //
-// Test: build/test_emu -ts=ops -tc='*two_hot*cuda*,*two_hot_inv_pair*'.
+// Test: build/test_emu -ts=ops -tc='*two_hot*cuda*,*two_hot_inv_pair*,*soft_ce_heads*'.
 #include "common.cuh"
 #include "launchers.h"
 #include "reduce.cuh"
@@ -59,17 +61,19 @@ __device__ __forceinline__ void row_stats(const float* l, int K, int lane, float
   *z = warp_allreduce_sum(s);
 }
 
+// soft_ce over `heads` consecutive [rows, K] logit blocks sharing the targets x [rows] (and, in
+// the backward, dloss [rows]): logit row r (of heads * rows) takes target r % rows.
 __global__ void soft_ce_forward_kernel(float* __restrict__ loss, const float* __restrict__ logits,
-                                       const float* __restrict__ x, int rows, Bins b) {
+                                       const float* __restrict__ x, int rows, int heads, Bins b) {
   const int r = blockIdx.x * kWarps + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-  if (r >= rows) return;
+  if (r >= heads * rows) return;
   const float* l = logits + static_cast<int64_t>(r) * b.num_bins;
   float mx, z;
   row_stats(l, b.num_bins, lane, &mx, &z);
   if (lane == 0) {
     int k0, k1;
     float w0, w1;
-    two_hot_entries(x[r], b, &k0, &k1, &w0, &w1);
+    two_hot_entries(x[r % rows], b, &k0, &k1, &w0, &w1);
     const float lse = logf(z);
     loss[r] = -(w0 * (l[k0] - mx - lse) + w1 * (l[k1] - mx - lse));
   }
@@ -78,9 +82,9 @@ __global__ void soft_ce_forward_kernel(float* __restrict__ loss, const float* __
 __global__ void soft_ce_backward_kernel(float* __restrict__ dlogits,
                                         const float* __restrict__ dloss,
                                         const float* __restrict__ logits,
-                                        const float* __restrict__ x, int rows, Bins b) {
+                                        const float* __restrict__ x, int rows, int heads, Bins b) {
   const int r = blockIdx.x * kWarps + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-  if (r >= rows) return;
+  if (r >= heads * rows) return;
   const int K = b.num_bins;
   const float* l = logits + static_cast<int64_t>(r) * K;
   float* d = dlogits + static_cast<int64_t>(r) * K;
@@ -88,8 +92,8 @@ __global__ void soft_ce_backward_kernel(float* __restrict__ dlogits,
   row_stats(l, K, lane, &mx, &z);
   int k0, k1;
   float w0, w1;
-  two_hot_entries(x[r], b, &k0, &k1, &w0, &w1);
-  const float g = dloss[r], tsum = w0 + w1;
+  two_hot_entries(x[r % rows], b, &k0, &k1, &w0, &w1);
+  const float g = dloss[r % rows], tsum = w0 + w1;
   for (int k = lane; k < K; k += 32) {
     const float p = expf(l[k] - mx) / z;
     d[k] += g * p * tsum - (k == k0 ? g * w0 : 0.0f) - (k == k1 ? g * w1 : 0.0f);
@@ -164,18 +168,34 @@ void check(const char* who, int rows, const Bins& b) {
 
 namespace cuda {
 
+void soft_ce_heads_forward(float* loss, const float* logits, const float* x, int heads, int rows,
+                           const Bins& bins, cudaStream_t stream) {
+  check("soft_ce_forward", rows, bins);
+  POMPC_REQUIRE(heads >= 1 && int64_t{heads} * rows <= INT32_MAX,
+                "soft_ce_forward: heads (%d) must be >= 1 with heads * rows (%d) < 2^31", heads,
+                rows);
+  LAUNCH(soft_ce_forward_kernel, ceil_div(heads * rows, kWarps), 32 * kWarps, 0, stream, loss,
+         logits, x, rows, heads, bins);
+}
+
+void soft_ce_heads_backward(float* dlogits, const float* dloss, const float* logits, const float* x,
+                            int heads, int rows, const Bins& bins, cudaStream_t stream) {
+  check("soft_ce_backward", rows, bins);
+  POMPC_REQUIRE(heads >= 1 && int64_t{heads} * rows <= INT32_MAX,
+                "soft_ce_backward: heads (%d) must be >= 1 with heads * rows (%d) < 2^31", heads,
+                rows);
+  LAUNCH(soft_ce_backward_kernel, ceil_div(heads * rows, kWarps), 32 * kWarps, 0, stream, dlogits,
+         dloss, logits, x, rows, heads, bins);
+}
+
 void soft_ce_forward(float* loss, const float* logits, const float* x, int rows, const Bins& bins,
                      cudaStream_t stream) {
-  check("soft_ce_forward", rows, bins);
-  LAUNCH(soft_ce_forward_kernel, ceil_div(rows, kWarps), 32 * kWarps, 0, stream, loss, logits, x,
-         rows, bins);
+  soft_ce_heads_forward(loss, logits, x, 1, rows, bins, stream);
 }
 
 void soft_ce_backward(float* dlogits, const float* dloss, const float* logits, const float* x,
                       int rows, const Bins& bins, cudaStream_t stream) {
-  check("soft_ce_backward", rows, bins);
-  LAUNCH(soft_ce_backward_kernel, ceil_div(rows, kWarps), 32 * kWarps, 0, stream, dlogits, dloss,
-         logits, x, rows, bins);
+  soft_ce_heads_backward(dlogits, dloss, logits, x, 1, rows, bins, stream);
 }
 
 void two_hot_inv_forward(float* out, const float* logits, int rows, const Bins& bins,

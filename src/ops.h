@@ -163,6 +163,12 @@ class Ops {
                                 const float* x, int rows, const Bins& bins) = 0;
   virtual void two_hot_inv_forward(float* out, const float* logits, int rows,
                                    const Bins& bins) = 0;
+  // soft_ce of `heads` logit blocks [heads, rows, K] against the same x [rows] (backward: the
+  // same dloss [rows]): one soft_ce call per head in one op; loss [heads, rows].
+  virtual void soft_ce_heads_forward(float* loss, const float* logits, const float* x, int heads,
+                                     int rows, const Bins& bins) = 0;
+  virtual void soft_ce_heads_backward(float* dlogits, const float* dloss, const float* logits,
+                                      const float* x, int heads, int rows, const Bins& bins) = 0;
   // two_hot_inv_forward of Qn heads' logits [Qn, rows, K] then pair_select_forward in one op
   // (only the two picked heads are computed; forward only).
   virtual void two_hot_inv_pair_forward(float* out, const float* logits, int Qn, int rows,

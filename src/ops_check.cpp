@@ -325,12 +325,16 @@ void check_heads(Ops& g, Ops& r, const Sizes& z, std::vector<OpCheckRow>& rows) 
     Checker c(g, r, rows);
     const int logits = c.f32(size_t(R) * K), x = c.f32(R, 3.0f), loss = c.f32(R), dloss = c.f32(R),
               dl = c.f32(size_t(R) * K), inv = c.f32(R), dinv = c.f32(R),
-              dl2 = c.f32(size_t(R) * K), qlogits = c.f32(size_t(z.Qn) * R * K), qpair = c.f32(R);
+              dl2 = c.f32(size_t(R) * K), qlogits = c.f32(size_t(z.Qn) * R * K), qpair = c.f32(R),
+              hloss = c.f32(size_t(z.Qn) * R), hdl = c.f32(size_t(z.Qn) * R * K);
     c.run([&](Ops& o, int s) {
       o.soft_ce_forward(c.f(loss, s), c.f(logits, s), c.f(x, s), R, bins);
       o.soft_ce_backward(c.f(dl, s), c.f(dloss, s), c.f(logits, s), c.f(x, s), R, bins);
       o.two_hot_inv_forward(c.f(inv, s), c.f(logits, s), R, bins);
       o.two_hot_inv_backward(c.f(dl2, s), c.f(dinv, s), c.f(logits, s), R, bins);
+      o.soft_ce_heads_forward(c.f(hloss, s), c.f(qlogits, s), c.f(x, s), z.Qn, R, bins);
+      o.soft_ce_heads_backward(c.f(hdl, s), c.f(dloss, s), c.f(qlogits, s), c.f(x, s), z.Qn, R,
+                               bins);
       o.two_hot_inv_pair_forward(c.f(qpair, s), c.f(qlogits, s), z.Qn, R, bins, PairMode::avg, 9,
                                  4);
     });
@@ -339,6 +343,9 @@ void check_heads(Ops& g, Ops& r, const Sizes& z, std::vector<OpCheckRow>& rows) 
     c.expect("soft_ce_backward", sh, dl, size_t(R) * K, K);
     c.expect("two_hot_inv_forward", sh, inv, R, K);
     c.expect("two_hot_inv_backward", sh, dl2, size_t(R) * K, K);
+    const std::string hs = dims("heads %d rows %d K %d", z.Qn, R, K);
+    c.expect("soft_ce_heads_forward", hs, hloss, size_t(z.Qn) * R, K);
+    c.expect("soft_ce_heads_backward", hs, hdl, size_t(z.Qn) * R * K, K);
     c.expect("two_hot_inv_pair_forward (avg)", dims("Qn %d rows %d K %d", z.Qn, R, K), qpair, R, K);
   }
   // Policy heads: TD-MPC2's squashed form (both entropy forms) and BMPC's clamped form.

@@ -2,7 +2,7 @@
 // the CUDA kernels against the reference at sizes 1, 33, 1025 and 5000 (not multiples of a warp;
 // 5000 ~ Qn B (H+1) at the 5M size with B = 256); discounted_sum bit-for-bit the fill +
 // scale_add chain it fuses, on both backends; two_hot_inv_pair bit for bit two_hot_inv then
-// pair_select.
+// pair_select; soft_ce_heads bit for bit one soft_ce per head.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -298,6 +298,38 @@ TEST_SUITE("ops") {
               CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
             }
           }
+        }
+      }
+    }
+  }
+
+  TEST_CASE("soft_ce_heads: bit for bit one soft_ce per head, on both backends") {
+    // The value loss's Qn heads against one shared target row each, in one op; the backward
+    // accumulates into dlogits with one shared dloss per row.
+    const pompc::Bins bins;
+    const int K = bins.num_bins;
+    auto ref = pompc::make_ref_ops();
+    auto gpu = pompc::make_cuda_ops();
+    for (int rows : {1, 33, 257}) {
+      for (int heads : {1, 5}) {
+        CAPTURE(rows);
+        CAPTURE(heads);
+        const size_t RK = static_cast<size_t>(rows) * K, n = static_cast<size_t>(heads) * RK;
+        const auto logits = normals(n, 9, 2.0f), x = normals(rows, 10, 30.0f),
+                   dloss = normals(rows, 11, 1.0f), d0 = normals(n, 12, 0.1f);
+        for (Ops* o : {ref.get(), gpu.get()}) {
+          Array l(*o, logits), xs(*o, x), g(*o, dloss), fl(*o, static_cast<size_t>(heads) * rows),
+              pl(*o, static_cast<size_t>(heads) * rows), fd(*o, d0), pd(*o, d0);
+          o->soft_ce_heads_forward(fl.p, l.p, xs.p, heads, rows, bins);
+          o->soft_ce_heads_backward(fd.p, g.p, l.p, xs.p, heads, rows, bins);
+          for (int h = 0; h < heads; ++h) {
+            o->soft_ce_forward(pl.p + static_cast<size_t>(h) * rows, l.p + h * RK, xs.p, rows,
+                               bins);
+            o->soft_ce_backward(pd.p + h * RK, g.p, l.p + h * RK, xs.p, rows, bins);
+          }
+          const auto a = fl.get(), b = pl.get(), da = fd.get(), db = pd.get();
+          CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+          CHECK(std::memcmp(da.data(), db.data(), da.size() * sizeof(float)) == 0);
         }
       }
     }

@@ -204,6 +204,14 @@ class CudaOps final : public Ops {
                         int rows, const Bins& bins) override {
     cuda::soft_ce_backward(dlogits, dloss, logits, x, rows, bins, stream_);
   }
+  void soft_ce_heads_forward(float* loss, const float* logits, const float* x, int heads, int rows,
+                             const Bins& bins) override {
+    cuda::soft_ce_heads_forward(loss, logits, x, heads, rows, bins, stream_);
+  }
+  void soft_ce_heads_backward(float* dlogits, const float* dloss, const float* logits,
+                              const float* x, int heads, int rows, const Bins& bins) override {
+    cuda::soft_ce_heads_backward(dlogits, dloss, logits, x, heads, rows, bins, stream_);
+  }
   void two_hot_inv_pair_forward(float* out, const float* logits, int Qn, int rows, const Bins& bins,
                                 PairMode mode, uint64_t seed, PhiloxOffset offset) override {
     cuda::two_hot_inv_pair_forward(out, logits, Qn, rows, bins, mode, seed, offset, stream_);

@@ -245,10 +245,7 @@ void WorldModel::model_loss(const Batch& batch, UpdateStats* stats, bool dropout
   const float* critic_in = cfg_.critic == Critic::q ? r.za : r.z;  // [z, a] or z[0..H-1]
   mlp_forward(ops_, qs_, model_set_.params + q_offset_, critic_in, RH, l.qs, l.q_logits,
               q_dropout(dropout, kValueDropout));
-  for (int q = 0; q < Qn_; ++q)
-    ops_.soft_ce_forward(l.value_ce + static_cast<size_t>(q) * RH,
-                         l.q_logits + static_cast<size_t>(q) * RH * K_, td_target_.td, RH,
-                         cfg_.bins());
+  ops_.soft_ce_heads_forward(l.value_ce, l.q_logits, td_target_.td, Qn_, RH, cfg_.bins());
   ops_.weighted_sum(&stats->consistency_loss, l.consistency, l.w_consistency, H_, 1.0f, nullptr,
                     0.0f);
   ops_.weighted_sum(&stats->reward_loss, l.reward_ce, l.w_reward, RH, 1.0f, nullptr, 0.0f);
@@ -272,10 +269,8 @@ void WorldModel::model_loss_backward(const Batch& batch, bool dropout) {
   // Heads: soft_ce -> logits -> reward / Q MLPs -> [z, a] of steps 0..H-1.
   ops_.soft_ce_backward(l.d_reward_logits, l.g_reward, l.reward_logits, batch.reward, RH,
                         cfg_.bins());
-  for (int q = 0; q < Qn_; ++q)
-    ops_.soft_ce_backward(l.d_q_logits + static_cast<size_t>(q) * RH * K_, l.g_value,
-                          l.q_logits + static_cast<size_t>(q) * RH * K_, td_target_.td, RH,
-                          cfg_.bins());
+  ops_.soft_ce_heads_backward(l.d_q_logits, l.g_value, l.q_logits, td_target_.td, Qn_, RH,
+                              cfg_.bins());
   mlp_backward(ops_, reward_, params + reward_offset_, grads + reward_offset_, r.za, RH, l.reward,
                l.d_reward_logits, l.d_reward, l.d_heads_in, Dropout{});
   if (cfg_.critic == Critic::q)

@@ -144,6 +144,20 @@ class RefOps final : public Ops {
                         int rows, const Bins& bins) override {
     ref::soft_ce_backward(dlogits, dloss, logits, x, rows, bins);
   }
+  void soft_ce_heads_forward(float* loss, const float* logits, const float* x, int heads, int rows,
+                             const Bins& bins) override {
+    POMPC_REQUIRE(heads >= 1, "soft_ce_forward: heads (%d) must be >= 1", heads);
+    const int64_t RK = int64_t{rows} * bins.num_bins;
+    for (int h = 0; h < heads; ++h)  // the reference: soft_ce per head
+      ref::soft_ce_forward(loss + int64_t{h} * rows, logits + h * RK, x, rows, bins);
+  }
+  void soft_ce_heads_backward(float* dlogits, const float* dloss, const float* logits,
+                              const float* x, int heads, int rows, const Bins& bins) override {
+    POMPC_REQUIRE(heads >= 1, "soft_ce_backward: heads (%d) must be >= 1", heads);
+    const int64_t RK = int64_t{rows} * bins.num_bins;
+    for (int h = 0; h < heads; ++h)
+      ref::soft_ce_backward(dlogits + h * RK, dloss, logits + h * RK, x, rows, bins);
+  }
   void two_hot_inv_pair_forward(float* out, const float* logits, int Qn, int rows, const Bins& bins,
                                 PairMode mode, uint64_t seed, PhiloxOffset offset) override {
     ref::two_hot_inv_pair_forward(out, logits, Qn, rows, bins, mode, seed, offset.resolve());
