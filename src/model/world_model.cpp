@@ -179,7 +179,8 @@ void WorldModel::build_layout() {
 }
 
 // Three blocks: persistent state and constants, forward activations (update and inference), and
-// the activation gradients (one block, so that zero_grads() clears it with one fill). Sizes per
+// the parameter and activation gradients (one block, so that zero_grads() clears it with one
+// fill). Sizes per
 // step: the buffer structs in world_model.h.
 void WorldModel::allocate() {
   const int ZA = Z_ + A_;
@@ -197,7 +198,6 @@ void WorldModel::allocate() {
   for (Trained* t : {&model_set_, &pi_set_, &prior_set_}) {
     if (!t->n) continue;
     state.add(&t->params, t->n);
-    state.add(&t->grads, t->n);
     state.add(&t->m, t->n);
     state.add(&t->v, t->n);
   }
@@ -226,6 +226,9 @@ void WorldModel::allocate() {
 
   // Forward activations, then (grads) the activation gradients, step by step.
   Arena acts, grads;
+  // The parameter gradients first, then the activation gradients: one block, one fill.
+  for (Trained* t : {&model_set_, &pi_set_, &prior_set_})
+    if (t->n) grads.add(&t->grads, t->n);
   constexpr size_t P = 2;  // the critic heads a min2 / avg2 runs (CriticPair)
   auto reserve_pair = [&](CriticPair* p) {
     acts.add(&p->params, pair_.param_count());

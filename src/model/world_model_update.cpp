@@ -3,6 +3,7 @@
 // update_prior, update_pi, polyak), each loss beside the weights it uses. Maths, shapes and the
 // Philox purposes: the run book in world_model.h; the buffers of each step: its struct there.
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <utility>
 
@@ -106,9 +107,7 @@ void WorldModel::update_steps(const Batch& batch, UpdateStats* stats, bool polic
   ops_.counter_add(offset_base_, kPurposes);
 }
 
-void WorldModel::zero_grads() {
-  for (Trained* t : {&model_set_, &pi_set_, &prior_set_})
-    if (t->n) ops_.fill(t->grads, static_cast<int64_t>(t->n), 0.0f);
+void WorldModel::zero_grads() {  // every trained set's gradients are in the block (allocate())
   ops_.fill(grad_block_, static_cast<int64_t>(grad_block_floats_), 0.0f);
 }
 
@@ -445,8 +444,9 @@ void WorldModel::pi_loss(const Batch& batch, UpdateStats* stats, bool update_sca
   }
   ops_.scale_add(&stats->pi_scale, q_scale_, 1, 1.0f, nullptr, 0.0f);
   if (prior != Prior::learned) {
-    ops_.fill(&stats->prior_fit_loss, 1, 0.0f);
-    ops_.fill(&stats->prior_grad_norm, 1, 0.0f);
+    static_assert(offsetof(UpdateStats, prior_grad_norm) ==
+                  offsetof(UpdateStats, prior_fit_loss) + sizeof(float));
+    ops_.fill(&stats->prior_fit_loss, 2, 0.0f);  // and prior_grad_norm, the next field
   }
   if (!pi_has_prior_term()) {  // no prior, or prior_coef = 0: the objective is TD-MPC2's
     ops_.fill(&stats->prior_loss, 1, 0.0f);
