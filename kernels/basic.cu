@@ -9,8 +9,13 @@
 // mse_forward: kMsePartials blocks of double partial sums, then one block sums them in order
 //   (deterministic); *loss is a device scalar. Forward outputs overwritten, gradients ACCUMULATED.
 // mse_backward takes dloss as a host float (a loss weight, fixed for a captured graph).
+// mse_segments_forward / _backward: the same over T consecutive segments of n (the consistency
+//   loss's H rollout steps) in one pair of launches / one launch instead of T: the partial grid
+//   gets a y dimension (segment), the final kernel one block per segment, the backward one
+//   weight per segment; each segment's numbers are exactly mse_forward's / mse_backward's.
+//   Scratch: T kMsePartials doubles.
 //
-// Test: build/test_emu -ts=ops -tc='*basic*cuda*'.
+// Test: build/test_emu -ts=ops -tc='*basic*cuda*,*mse_segments*'.
 #include <algorithm>
 
 #include "common.cuh"
@@ -60,9 +65,13 @@ __global__ void concat_backward_kernel(float* __restrict__ dx1, float* __restric
   }
 }
 
+// Segment blockIdx.y of n elements (pred, target + y n): partial[y * gridDim.x + blockIdx.x].
 __global__ void mse_partial_kernel(double* __restrict__ partial, const float* __restrict__ pred,
                                    const float* __restrict__ target, int64_t n) {
   __shared__ double scratch[32];
+  pred += static_cast<int64_t>(blockIdx.y) * n;
+  target += static_cast<int64_t>(blockIdx.y) * n;
+  partial += static_cast<int64_t>(blockIdx.y) * gridDim.x;
   double acc = 0;
   POMPC_GRID_STRIDE(i, n) {
     const double d = static_cast<double>(pred[i]) - static_cast<double>(target[i]);
@@ -72,18 +81,21 @@ __global__ void mse_partial_kernel(double* __restrict__ partial, const float* __
   if (threadIdx.x == 0) partial[blockIdx.x] = acc;
 }
 
+// Block t: loss[t] from segment t's `count` partial sums, in order.
 __global__ void mse_final_kernel(float* __restrict__ loss, const double* __restrict__ partial,
                                  unsigned count, int64_t n) {
   __shared__ double scratch[32];
+  partial += static_cast<int64_t>(blockIdx.x) * count;
   double acc = 0;
   for (unsigned i = threadIdx.x; i < count; i += blockDim.x) acc += partial[i];
   acc = block_reduce_sum(acc, scratch);
-  if (threadIdx.x == 0) *loss = static_cast<float>(acc / static_cast<double>(n));
+  if (threadIdx.x == 0) loss[blockIdx.x] = static_cast<float>(acc / static_cast<double>(n));
 }
 
+// Segments t < k.count of n elements: dpred += k_t (pred - target) in segment t.
 __global__ void mse_backward_kernel(float* __restrict__ dpred, const float* __restrict__ pred,
-                                    const float* __restrict__ target, float k, int64_t n) {
-  POMPC_GRID_STRIDE(i, n) dpred[i] += k * (pred[i] - target[i]);
+                                    const float* __restrict__ target, TermWeights k, int64_t n) {
+  POMPC_GRID_STRIDE(i, k.count * n) dpred[i] += k.w[i / n] * (pred[i] - target[i]);
 }
 
 // One thread: the world model's Philox update counter (PhiloxOffset base) advances in stream order.
@@ -124,19 +136,35 @@ void concat_backward(float* dx1, float* dx2, const float* dout, int rows, int n1
          dout, rows, n1, n2);
 }
 
+void mse_segments_forward(float* loss, const float* pred, const float* target, int T, int64_t n,
+                          double* scratch, cudaStream_t stream) {
+  POMPC_REQUIRE(n >= 1, "mse_forward: n (%lld) must be >= 1", static_cast<long long>(n));
+  POMPC_REQUIRE(T >= 1 && T <= 65535, "mse_forward: segments (%d) must be in [1, 65535]", T);
+  const unsigned parts = std::min(grid_stride_blocks(n), kMsePartials);
+  LAUNCH(mse_partial_kernel, dim3(parts, static_cast<unsigned>(T)), 256, 0, stream, scratch, pred,
+         target, n);
+  LAUNCH(mse_final_kernel, static_cast<unsigned>(T), 256, 0, stream, loss, scratch, parts, n);
+}
+
+void mse_segments_backward(float* dpred, const float* pred, const float* target,
+                           const TermWeights& dloss, int64_t n, cudaStream_t stream) {
+  POMPC_REQUIRE(n >= 1, "mse_backward: n (%lld) must be >= 1", static_cast<long long>(n));
+  check_term_weights("mse_backward", dloss);
+  TermWeights k = dloss;  // per segment 2 dloss_t / n, rounded to float as the reference does
+  for (int t = 0; t < k.count; ++t)
+    k.w[t] = static_cast<float>(2.0 * dloss.w[t] / static_cast<double>(n));
+  LAUNCH(mse_backward_kernel, grid_stride_blocks(size_t(k.count) * n), 256, 0, stream, dpred, pred,
+         target, k, n);
+}
+
 void mse_forward(float* loss, const float* pred, const float* target, int64_t n, double* scratch,
                  cudaStream_t stream) {
-  POMPC_REQUIRE(n >= 1, "mse_forward: n (%lld) must be >= 1", static_cast<long long>(n));
-  const unsigned parts = std::min(grid_stride_blocks(n), kMsePartials);
-  LAUNCH(mse_partial_kernel, parts, 256, 0, stream, scratch, pred, target, n);
-  LAUNCH(mse_final_kernel, 1, 256, 0, stream, loss, scratch, parts, n);
+  mse_segments_forward(loss, pred, target, 1, n, scratch, stream);
 }
 
 void mse_backward(float* dpred, const float* pred, const float* target, float dloss, int64_t n,
                   cudaStream_t stream) {
-  POMPC_REQUIRE(n >= 1, "mse_backward: n (%lld) must be >= 1", static_cast<long long>(n));
-  const float k = static_cast<float>(2.0 * dloss / static_cast<double>(n));
-  LAUNCH(mse_backward_kernel, grid_stride_blocks(n), 256, 0, stream, dpred, pred, target, k, n);
+  mse_segments_backward(dpred, pred, target, TermWeights{1, {dloss}}, n, stream);
 }
 
 void counter_add(uint64_t* counter, uint64_t k, cudaStream_t stream) {

@@ -135,6 +135,10 @@ void concat_backward(float* dx1, float* dx2, const float* dout, int rows, int n1
                      cudaStream_t stream);
 void mse_forward(float* loss, const float* pred, const float* target, int64_t n, double* scratch,
                  cudaStream_t stream);
+void mse_segments_forward(float* loss, const float* pred, const float* target, int T, int64_t n,
+                          double* scratch, cudaStream_t stream);
+void mse_segments_backward(float* dpred, const float* pred, const float* target,
+                           const TermWeights& dloss, int64_t n, cudaStream_t stream);
 void mse_backward(float* dpred, const float* pred, const float* target, float dloss, int64_t n,
                   cudaStream_t stream);
 void counter_add(uint64_t* counter, uint64_t k, cudaStream_t stream);
@@ -164,7 +168,8 @@ void mppi_select(float* action, float* mu_p, float* sigma_p, const float* action
 
 // kernels/loss.cu (twins of src/ref/loss.h)
 void fill(float* x, int64_t n, float value, cudaStream_t stream);
-void discounted_sum(float* out, const float* x, int64_t n, const Discounts& w, cudaStream_t stream);
+void discounted_sum(float* out, const float* x, int64_t n, const TermWeights& w,
+                    cudaStream_t stream);
 void scale_add(float* y, const float* x, int64_t n, float alpha, const float* divisor, float beta,
                cudaStream_t stream);
 void weighted_sum(float* out, const float* x, const float* w, int64_t n, float alpha,

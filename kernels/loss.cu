@@ -12,7 +12,7 @@
 //   pair_select: out_r = min / avg of heads (i, j) = pick_pair(Qn, seed, offset); backward
 //   routes dout_r to the head min took (a tie: head i), or half to each for avg. gather_pair:
 //   heads = pick_pair_sorted(Qn, seed, offset), each tensor's two head slices copied to dst.
-// Shapes: x, y, w [n]; discounted_sum x [T, n], out [n] (T = w.count <= Discounts::kMax); q, dq
+// Shapes: x, y, w [n]; discounted_sum x [T, n], out [n] (T = w.count <= TermWeights::kMax); q, dq
 // [Qn, rows]; out, dout [rows]; divisor and *out single device scalars. Launch shapes: grid-stride
 // elementwise kernels (256 threads); weighted_sum is one 256-thread
 //   block (n is a loss's row count, B H Qn at most a few thousand) with a fixed summation order:
@@ -44,7 +44,7 @@ __global__ void scale_add_kernel(float* __restrict__ y, const float* __restrict_
 }
 
 __global__ void discounted_sum_kernel(float* __restrict__ out, const float* __restrict__ x,
-                                      int64_t n, Discounts w) {
+                                      int64_t n, TermWeights w) {
   POMPC_GRID_STRIDE(i, n) {
     float acc = 0.0f;
     for (int t = 0; t < w.count; ++t) acc = __fadd_rn(acc, __fmul_rn(w.w[t], x[t * n + i]));
@@ -178,10 +178,10 @@ void scale_add(float* y, const float* x, int64_t n, float alpha, const float* di
   LAUNCH(scale_add_kernel, grid_stride_blocks(n), 256, 0, stream, y, x, n, alpha, divisor, beta);
 }
 
-void discounted_sum(float* out, const float* x, int64_t n, const Discounts& w,
+void discounted_sum(float* out, const float* x, int64_t n, const TermWeights& w,
                     cudaStream_t stream) {
   check_n("discounted_sum", n);
-  check_discounts("discounted_sum", w);
+  check_term_weights("discounted_sum", w);
   LAUNCH(discounted_sum_kernel, grid_stride_blocks(n), 256, 0, stream, out, x, n, w);
 }
 

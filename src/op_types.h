@@ -52,18 +52,19 @@ POMPC_HD int64_t dropout_row(const int32_t* heads, int64_t row, int per_group) {
 
 enum class PairMode { min, avg };  // how pair_select combines the two picked Q heads
 
-// The weights of discounted_sum, one per term (the planner's gamma^t, t = 0..H): passed by value
-// (baked into a captured graph). count in [0, kMax]; kMax = the planner's largest horizon + 1.
-struct Discounts {
+// Per-term weights passed by value (baked into a captured graph): discounted_sum's (the planner's
+// gamma^t, t = 0..H) and mse_segments_backward's upstream gradients (one per rollout step).
+// count in [0, kMax]; kMax = the planner's largest horizon + 1.
+struct TermWeights {
   static constexpr int kMax = 17;
   int count = 0;       // terms in use
   float w[kMax] = {};  // w[t] multiplies term t
 };
 
-inline void check_discounts(const char* who, const Discounts& w) {
-  POMPC_REQUIRE(w.count >= 0 && w.count <= Discounts::kMax,
-                "%s: %d discount terms; at most %d (a horizon of at most %d)", who, w.count,
-                Discounts::kMax, Discounts::kMax - 1);
+inline void check_term_weights(const char* who, const TermWeights& w) {
+  POMPC_REQUIRE(w.count >= 0 && w.count <= TermWeights::kMax,
+                "%s: %d weighted terms; at most %d (a horizon of at most %d)", who, w.count,
+                TermWeights::kMax, TermWeights::kMax - 1);
 }
 
 // The two distinct heads (i, j) that a Q call with (seed, offset) uses. Qn >= 2.

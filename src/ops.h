@@ -154,6 +154,12 @@ class Ops {
   virtual void concat_backward(float* dx1, float* dx2, const float* dout, int rows, int n1,
                                int n2) = 0;
   virtual void mse_forward(float* loss, const float* pred, const float* target, int64_t n) = 0;
+  // mse_forward / mse_backward of T = dloss.count consecutive segments of n (loss[t] of segment
+  // t; dloss.w[t] its upstream gradient) in one op each.
+  virtual void mse_segments_forward(float* loss, const float* pred, const float* target, int T,
+                                    int64_t n) = 0;
+  virtual void mse_segments_backward(float* dpred, const float* pred, const float* target,
+                                     const TermWeights& dloss, int64_t n) = 0;
   virtual void mse_backward(float* dpred, const float* pred, const float* target, float dloss,
                             int64_t n) = 0;
   // src/ref/two_hot.h | kernels/two_hot.cu
@@ -228,7 +234,7 @@ class Ops {
   virtual void scale_add(float* y, const float* x, int64_t n, float alpha, const float* divisor,
                          float beta) = 0;
   // out[n] = sum_t w_t x[t, n] in t order from +0 (fill + scale_adds fused; src/ref/loss.h).
-  virtual void discounted_sum(float* out, const float* x, int64_t n, const Discounts& w) = 0;
+  virtual void discounted_sum(float* out, const float* x, int64_t n, const TermWeights& w) = 0;
   virtual void weighted_sum(float* out, const float* x, const float* w, int64_t n, float alpha,
                             const float* divisor, float beta) = 0;
   virtual void pair_select_forward(float* out, const float* q, int Qn, int rows, PairMode mode,

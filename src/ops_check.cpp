@@ -263,10 +263,11 @@ void check_basic(Ops& g, Ops& r, const Sizes& z, std::vector<OpCheckRow>& rows) 
             dx1 = c.f32(size_t(R) * n1), dx2 = c.f32(size_t(R) * n2),
             rows_out = c.f32(size_t(R) * n1), rep = c.f32(size_t(z.S) * z.N * n1), pred = c.f32(n),
             target = c.f32(n), loss = c.f32(1), dpred = c.f32(n), fillb = c.f32(n), y = c.f32(n),
-            terms = c.f32(4 * n), dsum = c.f32(n), sum = c.f32(1), w = c.f32(n),
-            divisor = c.uniform(1, 1, 3), ex = c.f32(n), gate = c.f32(1),
-            scale = c.uniform(1, 0.5f, 4), rs = c.uniform(1, 1, 2), q = c.f32(size_t(z.Qn) * R),
-            sel = c.f32(R), dsel = c.f32(R), dq = c.f32(size_t(z.Qn) * R);
+            terms = c.f32(4 * n), terms2 = c.f32(4 * n), sloss = c.f32(4), sdpred = c.f32(4 * n),
+            dsum = c.f32(n), sum = c.f32(1), w = c.f32(n), divisor = c.uniform(1, 1, 3),
+            ex = c.f32(n), gate = c.f32(1), scale = c.uniform(1, 0.5f, 4), rs = c.uniform(1, 1, 2),
+            q = c.f32(size_t(z.Qn) * R), sel = c.f32(R), dsel = c.f32(R),
+            dq = c.f32(size_t(z.Qn) * R);
   // gather_pair: two tensors of the Q ensemble (a weight of M x 33 and a bias of M per head).
   PairGather pg;
   pg.Qn = z.Qn;
@@ -286,10 +287,13 @@ void check_basic(Ops& g, Ops& r, const Sizes& z, std::vector<OpCheckRow>& rows) 
     o.repeat_rows(c.f(rep, s), c.f(x1, s), z.S, z.N, n1);
     o.mse_forward(c.f(loss, s), c.f(pred, s), c.f(target, s), int64_t(n));
     o.mse_backward(c.f(dpred, s), c.f(pred, s), c.f(target, s), 0.7f, int64_t(n));
+    o.mse_segments_forward(c.f(sloss, s), c.f(terms, s), c.f(terms2, s), 4, int64_t(n));
+    o.mse_segments_backward(c.f(sdpred, s), c.f(terms, s), c.f(terms2, s),
+                            TermWeights{4, {0.5f, 0.25f, 0.125f, 1.0f}}, int64_t(n));
     o.fill(c.f(fillb, s), int64_t(n), 0.25f);
     o.scale_add(c.f(y, s), c.f(pred, s), int64_t(n), 0.5f, c.f(divisor, s), 0.9f);
     o.discounted_sum(c.f(dsum, s), c.f(terms, s), int64_t(n),
-                     Discounts{4, {1.0f, 0.99f, 0.9801f, 0.970299f}});
+                     TermWeights{4, {1.0f, 0.99f, 0.9801f, 0.970299f}});
     o.weighted_sum(c.f(sum, s), c.f(pred, s), c.f(w, s), int64_t(n), 0.5f, c.f(divisor, s), 0.0f);
     o.exp_forward(c.f(ex, s), c.f(pred, s), int64_t(n));
     o.scale_gate(c.f(gate, s), c.f(scale, s), 2.0f);
@@ -306,6 +310,8 @@ void check_basic(Ops& g, Ops& r, const Sizes& z, std::vector<OpCheckRow>& rows) 
   c.expect("repeat_rows", dims("S %d N %d", z.S, z.N), rep, size_t(z.S) * z.N * n1, 1, true);
   c.expect("mse_forward", dims("n %zu", n), loss, 1, double(n));
   c.expect("mse_backward", dims("n %zu", n), dpred, n, 1);
+  c.expect("mse_segments_forward", dims("T 4 n %zu", n), sloss, 4, double(n));
+  c.expect("mse_segments_backward", dims("T 4 n %zu", n), sdpred, 4 * n, 1);
   c.expect("fill", dims("n %zu", n), fillb, n, 1, true);
   c.expect("scale_add", dims("n %zu", n), y, n, 1);
   c.expect("discounted_sum", dims("T 4 n %zu", n), dsum, n, 1, true);

@@ -2,7 +2,7 @@
 // the CUDA kernels against the reference at sizes 1, 33, 1025 and 5000 (not multiples of a warp;
 // 5000 ~ Qn B (H+1) at the 5M size with B = 256); discounted_sum bit-for-bit the fill +
 // scale_add chain it fuses, on both backends; two_hot_inv_pair bit for bit two_hot_inv then
-// pair_select; soft_ce_heads bit for bit one soft_ce per head.
+// pair_select; soft_ce_heads bit for bit one soft_ce per head; mse_segments one mse per segment.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -45,12 +45,13 @@ TEST_SUITE("ops") {
     // discounted_sum: x [T = 3, n = 2], out overwritten (NaN not read).
     const std::vector<float> terms = {1.0f, -2.0f, 4.0f, 8.0f, 0.5f, -0.25f};
     std::vector<float> g = {NAN, NAN};
-    pompc::ref::discounted_sum(g.data(), terms.data(), 2, pompc::Discounts{3, {1.0f, 0.5f, 2.0f}});
+    pompc::ref::discounted_sum(g.data(), terms.data(), 2,
+                               pompc::TermWeights{3, {1.0f, 0.5f, 2.0f}});
     CHECK(g == std::vector<float>{1.0f + 2.0f + 1.0f, -2.0f + 4.0f - 0.5f});
-    pompc::ref::discounted_sum(g.data(), terms.data(), 2, pompc::Discounts{});
+    pompc::ref::discounted_sum(g.data(), terms.data(), 2, pompc::TermWeights{});
     CHECK(g == std::vector<float>{0.0f, 0.0f});  // no terms: +0
     CHECK_THROWS_WITH_AS(
-        pompc::ref::discounted_sum(g.data(), terms.data(), 2, pompc::Discounts{18, {}}),
+        pompc::ref::discounted_sum(g.data(), terms.data(), 2, pompc::TermWeights{18, {}}),
         doctest::Contains("at most 17"), pompc::Error);
 
     const std::vector<float> w = {0.5f, 0.25f, 1.0f};
@@ -213,7 +214,7 @@ TEST_SUITE("ops") {
         auto terms = normals(4 * un, 7, 3.0f);
         terms[0] = -0.0f;
         if (n > 1) terms[un + 1] = NAN;
-        pompc::Discounts disc{4, {}};
+        pompc::TermWeights disc{4, {}};
         float gamma = 1.0f;
         for (int t = 0; t < 4; ++t, gamma *= 0.99f) disc.w[t] = gamma;
         Array tr(*ref, terms), tg(*gpu, terms), gr(*ref, y0), gg(*gpu, y0), cr(*ref, y0),
@@ -326,6 +327,39 @@ TEST_SUITE("ops") {
             o->soft_ce_forward(pl.p + static_cast<size_t>(h) * rows, l.p + h * RK, xs.p, rows,
                                bins);
             o->soft_ce_backward(pd.p + h * RK, g.p, l.p + h * RK, xs.p, rows, bins);
+          }
+          const auto a = fl.get(), b = pl.get(), da = fd.get(), db = pd.get();
+          CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+          CHECK(std::memcmp(da.data(), db.data(), da.size() * sizeof(float)) == 0);
+        }
+      }
+    }
+  }
+
+  TEST_CASE("mse_segments: bit for bit one mse per segment, on both backends") {
+    // The consistency loss's H steps in one op: T segments of n, each segment's loss and its
+    // accumulated gradient exactly mse_forward's and mse_backward's (n = 1, 33 and 5000; one
+    // segment too).
+    auto ref = pompc::make_ref_ops();
+    auto gpu = pompc::make_cuda_ops();
+    for (int n : {1, 33, 5000}) {
+      for (int T : {1, 3}) {
+        CAPTURE(n);
+        CAPTURE(T);
+        const size_t tn = static_cast<size_t>(T) * n;
+        const auto pred = normals(tn, 13, 1.0f), target = normals(tn, 14, 1.0f),
+                   d0 = normals(tn, 15, 0.1f);
+        pompc::TermWeights dloss{T, {}};
+        for (int t = 0; t < T; ++t) dloss.w[t] = 0.3f / static_cast<float>(t + 1);
+        for (Ops* o : {ref.get(), gpu.get()}) {
+          Array p(*o, pred), g(*o, target), fl(*o, static_cast<size_t>(T)),
+              pl(*o, static_cast<size_t>(T)), fd(*o, d0), pd(*o, d0);
+          o->mse_segments_forward(fl.p, p.p, g.p, T, n);
+          o->mse_segments_backward(fd.p, p.p, g.p, dloss, n);
+          for (int t = 0; t < T; ++t) {
+            const size_t at = static_cast<size_t>(t) * n;
+            o->mse_forward(pl.p + t, p.p + at, g.p + at, n);
+            o->mse_backward(pd.p + at, p.p + at, g.p + at, dloss.w[t], n);
           }
           const auto a = fl.get(), b = pl.get(), da = fd.get(), db = pd.get();
           CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);

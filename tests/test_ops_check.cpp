@@ -31,15 +31,15 @@ TEST_SUITE("ops") {
           "linear_ensemble_forward", "linear_ensemble_backward", "layernorm_mish_forward",
           "layernorm_mish_backward", "layernorm_simnorm_forward", "layernorm_simnorm_backward",
           "copy_rows", "repeat_rows", "concat_forward", "concat_backward", "mse_forward",
-          "mse_backward", "soft_ce_forward", "soft_ce_backward", "soft_ce_heads_forward",
-          "soft_ce_heads_backward", "two_hot_inv_forward", "two_hot_inv_pair_forward",
-          "two_hot_inv_backward", "policy_head_forward", "policy_head_backward", "policy_log_ratio",
-          "gauss_kl_forward", "gauss_kl_backward", "gauss_nll_forward", "gauss_nll_backward",
-          "prior_sample", "sample_weights", "weighted_nll_forward", "weighted_nll_backward",
-          "exp_forward", "scale_gate", "running_scale_update", "fill", "scale_add",
-          "discounted_sum", "weighted_sum", "pair_select_forward", "pair_select_backward",
-          "mppi_init", "mppi_sample", "mppi_elites", "mppi_update", "mppi_elites_update",
-          "mppi_select"}) {
+          "mse_backward", "mse_segments_forward", "mse_segments_backward", "soft_ce_forward",
+          "soft_ce_backward", "soft_ce_heads_forward", "soft_ce_heads_backward",
+          "two_hot_inv_forward", "two_hot_inv_pair_forward", "two_hot_inv_backward",
+          "policy_head_forward", "policy_head_backward", "policy_log_ratio", "gauss_kl_forward",
+          "gauss_kl_backward", "gauss_nll_forward", "gauss_nll_backward", "prior_sample",
+          "sample_weights", "weighted_nll_forward", "weighted_nll_backward", "exp_forward",
+          "scale_gate", "running_scale_update", "fill", "scale_add", "discounted_sum",
+          "weighted_sum", "pair_select_forward", "pair_select_backward", "mppi_init", "mppi_sample",
+          "mppi_elites", "mppi_update", "mppi_elites_update", "mppi_select"}) {
       // clang-format on
       const std::string name = op;
       CAPTURE(name);

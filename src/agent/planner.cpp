@@ -96,7 +96,7 @@ void Planner::estimate_value(int S, uint64_t seed, PhiloxOffset offset) {
   float *z = z_, *z_next = z_next_;  // local: a plan leaves the members as it found them
   ops_.repeat_rows(z, z0_, S, N, Z_);
   const int H = cfg_.horizon;
-  Discounts gamma;  // gamma^t, t = 0..H, as TD-MPC2 forms them: discount *= gamma after each term
+  TermWeights gamma;  // gamma^t, t = 0..H, as TD-MPC2 forms them: discount *= gamma after each term
   gamma.count = H + 1;
   float discount = 1.0f;
   for (int t = 0; t < H; ++t) {

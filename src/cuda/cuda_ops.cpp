@@ -28,6 +28,7 @@ class CudaOps final : public Ops {
   ~CudaOps() override {
     cudaFree(cublas_workspace_);
     cudaFree(ln_scratch_);
+    cudaFree(mse_scratch_);
     cudaFree(norm_scratch_);
     cublasDestroy(cublas_);
     cudaStreamDestroy(stream_);
@@ -189,6 +190,14 @@ class CudaOps final : public Ops {
                        int n2) override {
     cuda::concat_backward(dx1, dx2, dout, rows, n1, n2, stream_);
   }
+  void mse_segments_forward(float* loss, const float* pred, const float* target, int T,
+                            int64_t n) override {
+    cuda::mse_segments_forward(loss, pred, target, T, n, mse_scratch(T), stream_);
+  }
+  void mse_segments_backward(float* dpred, const float* pred, const float* target,
+                             const TermWeights& dloss, int64_t n) override {
+    cuda::mse_segments_backward(dpred, pred, target, dloss, n, stream_);
+  }
   void mse_forward(float* loss, const float* pred, const float* target, int64_t n) override {
     cuda::mse_forward(loss, pred, target, n, norm_scratch_, stream_);
   }
@@ -284,7 +293,7 @@ class CudaOps final : public Ops {
     cuda::running_scale_update(value, x, n, tau, stream_);
   }
   void fill(float* x, int64_t n, float value) override { cuda::fill(x, n, value, stream_); }
-  void discounted_sum(float* out, const float* x, int64_t n, const Discounts& w) override {
+  void discounted_sum(float* out, const float* x, int64_t n, const TermWeights& w) override {
     cuda::discounted_sum(out, x, n, w, stream_);
   }
   void scale_add(float* y, const float* x, int64_t n, float alpha, const float* divisor,
@@ -344,6 +353,17 @@ class CudaOps final : public Ops {
   // Scratch of the LayerNorm backward (cuda::layernorm_backward_scratch floats: row statistics
   // and per-chunk partial sums). It grows on first use at a new size (outside any graph capture:
   // the model runs one eager step before capturing).
+  // Scratch of the segmented MSE: T kMsePartials doubles (grown at an eager call, before capture).
+  double* mse_scratch(int T) {
+    const size_t need = size_t(std::max(T, 1)) * cuda::kMsePartials;
+    if (need > mse_scratch_size_) {
+      CUDA_CHECK(cudaStreamSynchronize(stream_));
+      CUDA_CHECK(cudaFree(mse_scratch_));
+      CUDA_CHECK(cudaMalloc(&mse_scratch_, need * sizeof(double)));
+      mse_scratch_size_ = need;
+    }
+    return mse_scratch_;
+  }
   float* ln_scratch(int rows, int C, int groups) {
     const size_t need = std::max<size_t>(1, cuda::layernorm_backward_scratch(rows, C, groups));
     if (need > ln_scratch_size_) {
@@ -360,6 +380,8 @@ class CudaOps final : public Ops {
   static_assert(cuda::kMsePartials <= cuda::kNormPartials, "MSE partials share norm_scratch_");
   double* norm_scratch_ = nullptr;  // kNormPartials doubles: norm and MSE partial sums
   float* ln_scratch_ = nullptr;
+  double* mse_scratch_ = nullptr;
+  size_t mse_scratch_size_ = 0;
   size_t ln_scratch_size_ = 0;
   static constexpr size_t kCublasWorkspace = size_t{32} << 20;
   void* cublas_workspace_ = nullptr;

@@ -233,9 +233,8 @@ void WorldModel::model_loss(const Batch& batch, UpdateStats* stats, bool dropout
   const int RH = H_ * B_;
   const size_t BZ = static_cast<size_t>(B_) * Z_;
   // consistency_t = mean((z[t+1] - next_z[t])^2)
-  for (int t = 0; t < H_; ++t)
-    ops_.mse_forward(l.consistency + t, r.z + (t + 1) * BZ, td_target_.next_z + t * BZ,
-                     static_cast<int64_t>(BZ));
+  ops_.mse_segments_forward(l.consistency, r.z + BZ, td_target_.next_z, H_,
+                            static_cast<int64_t>(BZ));
   // reward: soft_ce(reward(z[t], a[t]), reward[t])
   mlp_forward(ops_, reward_, model_set_.params + reward_offset_, r.za, RH, l.reward,
               l.reward_logits, Dropout{});
@@ -280,12 +279,13 @@ void WorldModel::model_loss_backward(const Batch& batch, bool dropout) {
                  l.d_qs, r.dz, q_dropout(dropout, kValueDropout));
   ops_.concat_backward(r.dz, nullptr, l.d_heads_in, RH, Z_, A_);  // actions get no gradient
   // Consistency: d z[t+1] += consistency_coef rho^t / H * 2 (z[t+1] - next_z[t]) / (B Z).
-  for (int t = 0; t < H_; ++t) {
-    const float dloss =
+  TermWeights dloss;  // one per step t, in one op
+  dloss.count = H_;
+  for (int t = 0; t < H_; ++t)
+    dloss.w[t] =
         static_cast<float>(cfg_.consistency_coef * std::pow(static_cast<double>(cfg_.rho), t) / H_);
-    ops_.mse_backward(r.dz + (t + 1) * BZ, r.z + (t + 1) * BZ, td_target_.next_z + t * BZ, dloss,
-                      static_cast<int64_t>(BZ));
-  }
+  ops_.mse_segments_backward(r.dz + BZ, r.z + BZ, td_target_.next_z, dloss,
+                             static_cast<int64_t>(BZ));
   // Latent rollout backwards: dz[t+1] is complete before dynamics step t propagates it to z[t].
   for (int t = H_ - 1; t >= 0; --t) {
     mlp_backward(ops_, dynamics_, params + dynamics_offset_, grads + dynamics_offset_,

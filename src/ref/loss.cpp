@@ -47,9 +47,9 @@ void scale_add(T* y, const T* x, int64_t n, T alpha, const T* divisor, T beta) {
 }
 
 template <typename T>
-void discounted_sum(T* out, const T* x, int64_t n, const Discounts& w) {
+void discounted_sum(T* out, const T* x, int64_t n, const TermWeights& w) {
   check_n("discounted_sum", n);
-  check_discounts("discounted_sum", w);
+  check_term_weights("discounted_sum", w);
 #pragma omp parallel for schedule(static) if (n > (1 << 16))
   for (int64_t i = 0; i < n; ++i) {
     T acc = T(0);  // fill(out, 0), then per term scale_add's beta * y + (alpha * x) / 1, beta = 1
@@ -126,7 +126,7 @@ void gather_pair(float* dst, int32_t* heads, const float* src, const PairGather&
 #define POMPC_INSTANTIATE(T)                                                                  \
   template void fill<T>(T*, int64_t, T);                                                      \
   template void scale_add<T>(T*, const T*, int64_t, T, const T*, T);                          \
-  template void discounted_sum<T>(T*, const T*, int64_t, const Discounts&);                   \
+  template void discounted_sum<T>(T*, const T*, int64_t, const TermWeights&);                 \
   template void weighted_sum<T>(T*, const T*, const T*, int64_t, T, const T*, T);             \
   template void pair_select_forward<T>(T*, const T*, int, int, PairMode, uint64_t, uint64_t); \
   template void pair_select_backward<T>(T*, const T*, const T*, int, int, PairMode, uint64_t, \

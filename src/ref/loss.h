@@ -51,7 +51,7 @@
 
 #include <cstdint>
 
-#include "op_types.h"  // PairMode, pick_pair, PairGather, Discounts
+#include "op_types.h"  // PairMode, pick_pair, PairGather, TermWeights
 
 namespace pompc::ref {
 
@@ -62,7 +62,7 @@ template <typename T>
 void scale_add(T* y, const T* x, int64_t n, T alpha, const T* divisor, T beta);
 
 template <typename T>
-void discounted_sum(T* out, const T* x, int64_t n, const Discounts& w);
+void discounted_sum(T* out, const T* x, int64_t n, const TermWeights& w);
 
 template <typename T>
 void weighted_sum(T* out, const T* x, const T* w, int64_t n, T alpha, const T* divisor, T beta);

@@ -129,6 +129,17 @@ class RefOps final : public Ops {
                        int n2) override {
     ref::concat_backward(dx1, dx2, dout, rows, n1, n2);
   }
+  void mse_segments_forward(float* loss, const float* pred, const float* target, int T,
+                            int64_t n) override {
+    POMPC_REQUIRE(T >= 1, "mse_forward: segments (%d) must be >= 1", T);
+    for (int t = 0; t < T; ++t) ref::mse_forward(loss + t, pred + t * n, target + t * n, n);
+  }
+  void mse_segments_backward(float* dpred, const float* pred, const float* target,
+                             const TermWeights& dloss, int64_t n) override {
+    check_term_weights("mse_backward", dloss);
+    for (int t = 0; t < dloss.count; ++t)
+      ref::mse_backward(dpred + t * n, pred + t * n, target + t * n, dloss.w[t], n);
+  }
   void mse_forward(float* loss, const float* pred, const float* target, int64_t n) override {
     ref::mse_forward(loss, pred, target, n);
   }
@@ -229,7 +240,7 @@ class RefOps final : public Ops {
     ref::running_scale_update(value, x, n, scale_scratch_.data(), tau);
   }
   void fill(float* x, int64_t n, float value) override { ref::fill(x, n, value); }
-  void discounted_sum(float* out, const float* x, int64_t n, const Discounts& w) override {
+  void discounted_sum(float* out, const float* x, int64_t n, const TermWeights& w) override {
     ref::discounted_sum(out, x, n, w);
   }
   void scale_add(float* y, const float* x, int64_t n, float alpha, const float* divisor,
