@@ -12,9 +12,10 @@
 //   pair_select: out_r = min / avg of heads (i, j) = pick_pair(Qn, seed, offset); backward
 //   routes dout_r to the head min took (a tie: head i), or half to each for avg. gather_pair:
 //   heads = pick_pair_sorted(Qn, seed, offset), each tensor's two head slices copied to dst.
-// Shapes: x, y, w [n]; discounted_sum x [T, n], out [n] (T = w.count <= TermWeights::kMax); q, dq
-// [Qn, rows]; out, dout [rows]; divisor and *out single device scalars. Launch shapes: grid-stride
-// elementwise kernels (256 threads); weighted_sum is one 256-thread
+// Shapes: x, y, w [n]; discounted_sum x [T, n], out [n] (T = w.count <= TermWeights::kMax);
+//   q, dq [Qn, rows]; out, dout [rows]; divisor and *out single device scalars; gather_pair's
+//   PairGather tensors (src/op_types.h).
+// Launch shapes: grid-stride elementwise kernels (256 threads); weighted_sum is one 256-thread
 //   block (n is a loss's row count, B H Qn at most a few thousand) with a fixed summation order:
 //   deterministic run to run. gather_pair: grid (blocks over the largest tensor's per-head size,
 //   tensors, 2 heads) of 256 threads, one copy per element. Forward outputs and gather_pair's
@@ -131,12 +132,6 @@ __global__ void gather_pair_kernel(float* __restrict__ dst, int32_t* __restrict_
 
 void check_n(const char* who, int64_t n) {
   POMPC_REQUIRE(n >= 0, "%s: n (%lld) must be >= 0", who, static_cast<long long>(n));
-}
-
-void check_pair(const char* who, int Qn, int rows, PairMode mode) {
-  POMPC_REQUIRE(Qn >= 2, "%s: Qn (%d) must be >= 2 (two distinct heads are picked)", who, Qn);
-  POMPC_REQUIRE(rows >= 0, "%s: rows (%d) must be >= 0", who, rows);
-  POMPC_REQUIRE(mode == PairMode::min || mode == PairMode::avg, "%s: mode must be min or avg", who);
 }
 
 }  // namespace

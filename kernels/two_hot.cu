@@ -209,12 +209,7 @@ void two_hot_inv_pair_forward(float* out, const float* logits, int Qn, int rows,
                               PairMode mode, uint64_t seed, PhiloxOffset offset,
                               cudaStream_t stream) {
   check("two_hot_inv_pair_forward", rows, bins);
-  POMPC_REQUIRE(Qn >= 2,
-                "two_hot_inv_pair_forward: Qn (%d) must be >= 2 (two distinct heads are "
-                "picked)",
-                Qn);
-  POMPC_REQUIRE(mode == PairMode::min || mode == PairMode::avg,
-                "two_hot_inv_pair_forward: mode must be min or avg");
+  check_pair("two_hot_inv_pair_forward", Qn, rows, mode);
   LAUNCH(two_hot_inv_pair_forward_kernel, ceil_div(rows, kWarps), 32 * kWarps, 0, stream, out,
          logits, Qn, rows, bins, mode, seed, offset);
 }

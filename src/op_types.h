@@ -87,9 +87,15 @@ struct PairGather {
   int64_t src[kMaxTensors] = {}, dst[kMaxTensors] = {}, per_head[kMaxTensors] = {};
 };
 
-// gather_pair's argument check, shared by both backends.
+// The argument checks of the ops that pick a pair (pair_select, two_hot_inv_pair_forward,
+// gather_pair), shared by both backends.
+inline void check_pair(const char* who, int Qn, int rows, PairMode mode) {
+  POMPC_REQUIRE(Qn >= 2, "%s: Qn (%d) must be >= 2 (two distinct heads are picked)", who, Qn);
+  POMPC_REQUIRE(rows >= 0, "%s: rows (%d) must be >= 0", who, rows);
+  POMPC_REQUIRE(mode == PairMode::min || mode == PairMode::avg, "%s: mode must be min or avg", who);
+}
 inline void check_pair_gather(const char* who, const PairGather& g) {
-  POMPC_REQUIRE(g.Qn >= 2, "%s: Qn (%d) must be >= 2 (two distinct heads are picked)", who, g.Qn);
+  check_pair(who, g.Qn, 0, PairMode::min);
   POMPC_REQUIRE(g.tensors >= 1 && g.tensors <= PairGather::kMaxTensors,
                 "%s: %d tensors (1 to %d: raise PairGather::kMaxTensors)", who, g.tensors,
                 PairGather::kMaxTensors);

@@ -122,6 +122,27 @@ void put_obs(Ops& o, Planner& p, int S, int Z, uint8_t first) {
   o.copy_to_backend(p.first_buffer(), f.data(), f.size());
 }
 
+// A small world model (3 Q heads, fp32 GEMMs) and planner for whole plans on both backends.
+ModelConfig small_world_model() {
+  ModelConfig c;
+  c.obs_dim = 7;
+  c.action_dim = 3;
+  c.latent_dim = 16;
+  c.mlp_dim = 24;
+  c.enc_dim = 20;
+  c.num_q = 3;
+  c.seed = 5;
+  c.tf32 = false;
+  return c;
+}
+PlannerSettings small_planner() {
+  PlannerSettings cfg;
+  cfg.num_samples = 64;
+  cfg.num_elites = 8;
+  cfg.num_pi_trajs = 6;
+  return cfg;
+}
+
 }  // namespace
 
 TEST_SUITE("planner") {
@@ -303,19 +324,8 @@ TEST_SUITE("planner") {
     CHECK(PlannerSettings{}.iterations_for(6) == 6);
   }
   TEST_CASE("planner over the world model: whole plans agree across backends") {
-    ModelConfig c;
-    c.obs_dim = 7;
-    c.action_dim = 3;
-    c.latent_dim = 16;
-    c.mlp_dim = 24;
-    c.enc_dim = 20;
-    c.num_q = 3;
-    c.seed = 5;
-    c.tf32 = false;
-    PlannerSettings cfg;
-    cfg.num_samples = 64;
-    cfg.num_elites = 8;
-    cfg.num_pi_trajs = 6;
+    const ModelConfig c = small_world_model();
+    PlannerSettings cfg = small_planner();
     const int S = 3;
     std::vector<float> out[2][3];
     for (int b = 0; b < 2; ++b) {
@@ -344,19 +354,8 @@ TEST_SUITE("planner") {
     // fill and the H + 1 accumulations) against the chain they replace, run here op by op on
     // the last iteration's samples: repeat_rows, fill(G, 0), then per t reward, next and
     // scale_add(G, r_t, gamma^t), then value and scale_add(G, V, gamma^H).
-    ModelConfig c;
-    c.obs_dim = 7;
-    c.action_dim = 3;
-    c.latent_dim = 16;
-    c.mlp_dim = 24;
-    c.enc_dim = 20;
-    c.num_q = 3;
-    c.seed = 5;
-    c.tf32 = false;
-    PlannerSettings cfg;
-    cfg.num_samples = 64;
-    cfg.num_elites = 8;
-    cfg.num_pi_trajs = 6;
+    const ModelConfig c = small_world_model();
+    PlannerSettings cfg = small_planner();
     cfg.iterations = 2;
     const int S = 3, N = cfg.num_samples, rows = S * N, H = cfg.horizon, Z = c.latent_dim,
               A = c.action_dim;

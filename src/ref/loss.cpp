@@ -14,12 +14,6 @@ void check_n(const char* who, int64_t n) {
   POMPC_REQUIRE(n >= 0, "%s: n (%lld) must be >= 0", who, static_cast<long long>(n));
 }
 
-void check_pair(const char* who, int Qn, int rows, PairMode mode) {
-  POMPC_REQUIRE(Qn >= 2, "%s: Qn (%d) must be >= 2 (two distinct heads are picked)", who, Qn);
-  POMPC_REQUIRE(rows >= 0, "%s: rows (%d) must be >= 0", who, rows);
-  POMPC_REQUIRE(mode == PairMode::min || mode == PairMode::avg, "%s: mode must be min or avg", who);
-}
-
 // Index (0 = head i, 1 = head j) of the value min takes: NaN propagates, a tie takes head i.
 template <typename T>
 int min_side(T a, T b) {

@@ -160,12 +160,7 @@ template <typename T>
 void two_hot_inv_pair_forward(T* out, const T* logits, int Qn, int rows, const Bins& bins,
                               PairMode mode, uint64_t seed, uint64_t offset) {
   check_bins("two_hot_inv_pair_forward", bins, rows);
-  POMPC_REQUIRE(Qn >= 2,
-                "two_hot_inv_pair_forward: Qn (%d) must be >= 2 (two distinct heads are "
-                "picked)",
-                Qn);
-  POMPC_REQUIRE(mode == PairMode::min || mode == PairMode::avg,
-                "two_hot_inv_pair_forward: mode must be min or avg");
+  check_pair("two_hot_inv_pair_forward", Qn, rows, mode);
   const int K = bins.num_bins;
   int hi = 0, hj = 0;
   pick_pair(Qn, seed, offset, &hi, &hj);
