@@ -359,7 +359,6 @@ TEST_SUITE("planner") {
     cfg.iterations = 2;
     const int S = 3, N = cfg.num_samples, rows = S * N, H = cfg.horizon, Z = c.latent_dim,
               A = c.action_dim;
-    constexpr uint64_t kValueBase = 40;  // planner.cpp's Philox purpose of the terminal value
     for (int b = 0; b < 2; ++b) {
       CAPTURE(b);
       auto o = b ? pompc::make_cuda_ops() : pompc::make_ref_ops();
@@ -388,7 +387,8 @@ TEST_SUITE("planner") {
         discount *= cfg.discount;
       }
       const int last = cfg.iterations_for(A) - 1;
-      latent.value(zt, rows, 21, pompc::PhiloxOffset(kValueBase + last, p.step_buffer()), r.p);
+      latent.value(zt, rows, 21, pompc::PhiloxOffset(Planner::kValueBase + last, p.step_buffer()),
+                   r.p);
       o->scale_add(g.p, r.p, rows, discount, nullptr, 1.0f);
       const std::vector<float> fused = host(*o, p.value(), size_t(rows)), chain = g.get();
       CHECK(std::memcmp(fused.data(), chain.data(), fused.size() * sizeof(float)) == 0);

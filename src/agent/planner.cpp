@@ -8,18 +8,6 @@
 #include "nvtx.h"
 
 namespace pompc::agent {
-namespace {
-
-// Philox purposes within one plan step (offset = step * kOffsetsPerStep + purpose).
-enum Purpose : uint64_t {
-  kPiTraj = 0,      // policy trajectories: + t
-  kSelect = 16,     // Gumbel choice (+ 1: exploration noise), see ref::mppi_select
-  kSample = 18,     // MPPI samples: + iteration
-  kValueBase = 40,  // the terminal value's policy action: + iteration
-};
-
-}  // namespace
-
 void PlannerSettings::validate() const {
   POMPC_REQUIRE(horizon >= 1, "horizon (%d) must be >= 1", horizon);
   POMPC_REQUIRE(horizon <= 16, "horizon (%d) must be <= 16 (Philox purposes per plan step)",

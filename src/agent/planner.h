@@ -83,6 +83,13 @@ class Planner {
  public:
   // Philox offsets used per plan step: offset = step * kOffsetsPerStep + purpose.
   static constexpr uint64_t kOffsetsPerStep = 64;
+  // The purposes within one plan step (tests replay single ops at the planner's offsets).
+  enum Purpose : uint64_t {
+    kPiTraj = 0,      // policy trajectories: + t
+    kSelect = 16,     // Gumbel choice (+ 1: exploration noise), see ref::mppi_select
+    kSample = 18,     // MPPI samples: + iteration
+    kValueBase = 40,  // the terminal value's policy action: + iteration
+  };
 
   Planner(Ops& ops, LatentModel& model, const PlannerSettings& settings, int max_states);
   ~Planner();

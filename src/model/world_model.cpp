@@ -4,7 +4,6 @@
 #include "model/world_model.h"
 
 #include <algorithm>
-#include <array>
 #include <cmath>
 
 #include "common.h"
@@ -126,23 +125,22 @@ void WorldModel::build_layout() {
   pair_ = make_mlp("_Qs.pair", 2, qs_.layers);
   pair_gather_ = PairGather{};
   pair_gather_.Qn = Qn_;
-  for (size_t l = 0; l < qs_.layers.size(); ++l) {
+  auto gather = [this](size_t src, size_t dst, int64_t per_head) {
+    POMPC_REQUIRE(pair_gather_.tensors < PairGather::kMaxTensors,
+                  "the Q heads have more than %d tensors (raise PairGather::kMaxTensors)",
+                  PairGather::kMaxTensors);
+    const int k = pair_gather_.tensors++;
+    pair_gather_.src[k] = static_cast<int64_t>(src);
+    pair_gather_.dst[k] = static_cast<int64_t>(dst);
+    pair_gather_.per_head[k] = per_head;
+  };
+  for (size_t l = 0; l < qs_.layers.size(); ++l) {  // every tensor of each layer, head by head
     const Layer &from = qs_.layers[l], &to = pair_.layers[l];
-    const int64_t C = from.out, weight = static_cast<int64_t>(from.out) * from.in;
-    std::vector<std::array<int64_t, 3>> t = {{int64_t(from.weight), int64_t(to.weight), weight},
-                                             {int64_t(from.bias), int64_t(to.bias), C}};
+    gather(from.weight, to.weight, static_cast<int64_t>(from.out) * from.in);
+    gather(from.bias, to.bias, from.out);
     if (from.act != Act::linear) {
-      t.push_back({int64_t(from.gamma), int64_t(to.gamma), C});
-      t.push_back({int64_t(from.beta), int64_t(to.beta), C});
-    }
-    for (const auto& [src, dst, n] : t) {
-      POMPC_REQUIRE(pair_gather_.tensors < PairGather::kMaxTensors,
-                    "the Q heads have more than %d tensors (raise PairGather::kMaxTensors)",
-                    PairGather::kMaxTensors);
-      const int k = pair_gather_.tensors++;
-      pair_gather_.src[k] = src;
-      pair_gather_.dst[k] = dst;
-      pair_gather_.per_head[k] = n;
+      gather(from.gamma, to.gamma, from.out);
+      gather(from.beta, to.beta, from.out);
     }
   }
   const bool learned = cfg_.prior == Prior::learned;
