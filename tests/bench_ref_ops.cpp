@@ -1,6 +1,8 @@
 // Bench: per-op micro-benchmarks of the reference (CPU) backend at SPEC.md's sizes (suite bench),
 // beside bench_optim.cpp's optimizer rows and test_ref_gemm.cpp's 512x512x1024 GEMM.
 //   build/bench -ts=bench -tc='*gemm shapes*'   GEMMs of the 5M and 1M models and the planner
+//   build/test_gpu -ts=bench -tc='*gemm*'      the same, then on the GPU cuBLAS at those shapes
+//                                               (as stored, leading dims padded, bases 4 B off)
 //   build/bench -ts=bench -tc='*layernorm*'     LayerNorm + Mish / SimNorm, forward and backward
 //   build/bench -ts=bench -tc='*mppi*'          the planner's sample, elites, update, select
 //   build/bench -ts=bench -tc='*losses*'        soft_ce, two_hot_inv, gauss_kl
@@ -24,6 +26,11 @@
 #include "bench_util.h"
 #include "ops.h"
 #include "ref/gemm.h"
+
+#ifndef POMPC_EMU
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#endif
 
 namespace {
 
@@ -66,6 +73,25 @@ struct Buffers {
     owned.push_back(p);
     return p;
   }
+};
+
+// The models' GEMMs, row-major: op(A) [m, k] times op(B) [k, n]; a Linear's forward is (N, T)
+// with W [out, in], its input gradient (N, N), its weight gradient (T, N) summed over the rows.
+struct GemmShape {
+  const char* name;
+  bool ta, tb;
+  int m, n, k;
+};
+constexpr GemmShape kGemmShapes[] = {
+    {"5M encoder fwd (H+1)*B=1024 O=223->256", false, true, kEncoded, 256, 223},
+    {"5M layer-1 fwd B*H=768 Z+A=550->M=512", false, true, kRollout, kM, kZ + kA},
+    {"5M hidden fwd 768 512->512", false, true, kRollout, kM, kM},
+    {"5M layer-1 dinp 768 512->550", false, false, kRollout, kZ + kA, kM},
+    {"5M layer-1 dW 512x550 over 768 rows", true, false, kM, kZ + kA, kRollout},
+    {"5M Q head fwd 768 512->K=101", false, true, kRollout, kK, kM},
+    {"planner N=512 550->512", false, true, 512, kM, kZ + kA},
+    {"1M layer-1 fwd 768 Z+A=166->M=384", false, true, kRollout, 384, 128 + kA},
+    {"1M hidden fwd 768 384->384", false, true, kRollout, 384, 384},
 };
 
 // One row: median ms per call over `iters` calls, and GB/s for `bytes` per call.
@@ -218,24 +244,7 @@ void bench_losses(pompc::Ops& o) {
 TEST_SUITE("bench") {
   TEST_CASE("bench gemm shapes: reference GEMM at the 5M and 1M models' and the planner's shapes") {
     const double peak = pompc::test::host_fma_peak_gflops();
-    // op(A) [m, k] times op(B) [k, n]; Linear forward is (N, T) with W [out, in], its input
-    // gradient (N, N), its weight gradient (T, N) summed over the rows.
-    struct Shape {
-      const char* name;
-      bool ta, tb;
-      int m, n, k;
-    } shapes[] = {
-        {"5M encoder fwd (H+1)*B=1024 O=223->256", false, true, kEncoded, 256, 223},
-        {"5M layer-1 fwd B*H=768 Z+A=550->M=512", false, true, kRollout, kM, kZ + kA},
-        {"5M hidden fwd 768 512->512", false, true, kRollout, kM, kM},
-        {"5M layer-1 dinp 768 512->550", false, false, kRollout, kZ + kA, kM},
-        {"5M layer-1 dW 512x550 over 768 rows", true, false, kM, kZ + kA, kRollout},
-        {"5M Q head fwd 768 512->K=101", false, true, kRollout, kK, kM},
-        {"planner N=512 550->512", false, true, 512, kM, kZ + kA},
-        {"1M layer-1 fwd 768 Z+A=166->M=384", false, true, kRollout, 384, 128 + kA},
-        {"1M hidden fwd 768 384->384", false, true, kRollout, 384, 384},
-    };
-    for (const Shape& s : shapes) {
+    for (const GemmShape& s : kGemmShapes) {
       const std::vector<float> A = data(static_cast<size_t>(s.m) * s.k, 61),
                                B = data(static_cast<size_t>(s.k) * s.n, 62);
       std::vector<float> C(static_cast<size_t>(s.m) * s.n);
@@ -252,6 +261,61 @@ TEST_SUITE("bench") {
                   s.name, ms, gflops, 100 * gflops / peak, peak);
     }
   }
+
+#ifndef POMPC_EMU
+  // What 16-byte alignment is worth to cuBLAS at the models' shapes (issue 12, item 3): each GEMM
+  // as the model stores its operands (packed rows: lda 550, 223 or 101; 256-byte aligned
+  // bases), with every leading dimension padded to a multiple of 4 floats, and with every base
+  // 4 bytes off (what a tensor after a [101] bias had before tensors were aligned), in TF32 (as
+  // trained) and in plain fp32 (the parity tests' mode).
+  TEST_CASE(
+      "bench gemm alignment: cuBLAS at the models' shapes, 16-byte aligned or not [gpu-only]") {
+    cublasHandle_t h = nullptr;
+    REQUIRE(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS);
+    auto pad4 = [](int x) { return (x + 3) / 4 * 4; };
+    const size_t cap = size_t(1) << 22;  // floats per operand (the largest needs 0.43 M)
+    float *A = nullptr, *B = nullptr, *C = nullptr;
+    REQUIRE(cudaMalloc(&A, (cap + 4) * sizeof(float)) == cudaSuccess);
+    REQUIRE(cudaMalloc(&B, (cap + 4) * sizeof(float)) == cudaSuccess);
+    REQUIRE(cudaMalloc(&C, (cap + 4) * sizeof(float)) == cudaSuccess);
+    {
+      const std::vector<float> h_data = data(cap + 4, 63);
+      for (float* p : {A, B, C})
+        cudaMemcpy(p, h_data.data(), h_data.size() * sizeof(float), cudaMemcpyHostToDevice);
+    }
+    const struct {
+      cublasMath_t mode;
+      const char* name;
+    } modes[] = {{CUBLAS_TF32_TENSOR_OP_MATH, "TF32"}, {CUBLAS_PEDANTIC_MATH, "fp32"}};
+    for (const auto& mode : modes) {
+      REQUIRE(cublasSetMathMode(h, mode.mode) == CUBLAS_STATUS_SUCCESS);
+      for (const GemmShape& s : kGemmShapes) {
+        // Row-major C [m, n] = op(A) op(B) as cuBLAS's column-major C^T = op(B)^T op(A)^T.
+        auto run = [&](bool padded, int off) {
+          const int lda = s.ta ? s.m : s.k, ldb = s.tb ? s.k : s.n, ldc = s.n;
+          const int la = padded ? pad4(lda) : lda, lb = padded ? pad4(ldb) : ldb,
+                    lc = padded ? pad4(ldc) : ldc;
+          const float one = 1.0f, zero = 0.0f;
+          return pompc::test::time_ms(
+              [&] {
+                cublasSgemm(h, s.tb ? CUBLAS_OP_T : CUBLAS_OP_N, s.ta ? CUBLAS_OP_T : CUBLAS_OP_N,
+                            s.n, s.m, s.k, &one, B + off, lb, A + off, la, &zero, C + off, lc);
+              },
+              50, [] { cudaDeviceSynchronize(); });
+        };
+        const double packed = run(false, 0), padded = run(true, 0), off4 = run(false, 1);
+        const double flop = 2.0 * s.m * s.n * s.k;
+        std::printf(
+            "bench: gpu/gemm-align %s %s: as stored %.4f ms (%.1f TFLOP/s), leading dims padded "
+            "to 16 B %.4f ms (%.2fx), bases 4 B off %.4f ms (%.2fx slower)\n",
+            s.name, mode.name, packed, flop / (packed * 1e9), padded, packed / padded, off4,
+            off4 / packed);
+      }
+    }
+    cublasDestroy(h);
+    for (float* p : {A, B, C}) cudaFree(p);
+  }
+#endif
 
   TEST_CASE("bench layernorm: reference backend") {
     auto ref = pompc::make_ref_ops();

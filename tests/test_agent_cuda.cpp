@@ -78,12 +78,12 @@ void copy_state(Agent& dst, Agent& src) {
   WorldModel &a = src.world_model(), &b = dst.world_model();
   Ops &oa = a.ops(), &ob = b.ops();
   for (ParamSet set : pompc::model::kParamSets) {
-    const size_t n = a.param_count(set);
-    REQUIRE(n == b.param_count(set));
+    const size_t n = a.param_floats(set);
+    REQUIRE(n == b.param_floats(set));
     if (n) put(ob, b.params(set), host(oa, a.params(set), n));
   }
   for (ParamSet set : pompc::model::kTrainedSets) {
-    const size_t n = a.param_count(set);
+    const size_t n = a.param_floats(set);
     if (!n) continue;
     put(ob, b.adam_m(set), host(oa, a.adam_m(set), n));
     put(ob, b.adam_v(set), host(oa, a.adam_v(set), n));
@@ -238,7 +238,7 @@ void compare_update(Agent& cpu, Agent& gpu, const Tolerances& tol) {
                                  sizeof(pompc::model::UpdateStats) / sizeof(float), tol.stats_rel,
                                  tol.stats_rel));
   for (ParamSet set : pompc::model::kParamSets) {
-    const size_t n = a.param_count(set);
+    const size_t n = a.param_floats(set);
     if (!n) continue;
     const auto pa = host(a.ops(), a.params(set), n), pb = host(b.ops(), b.params(set), n);
     CHECK(pompc::test::check_close("parameters after the update", pb, pa, 0.25 * tol.lr, 0));
@@ -370,7 +370,7 @@ void run_lockstep(const std::vector<std::string>& args, int expect_reanalyses) {
                       << tol.stats_rel);
   // Both agents start from the same host-initialised parameters, bit for bit.
   for (ParamSet set : pompc::model::kParamSets) {
-    const size_t n = ls.cpu->world_model().param_count(set);
+    const size_t n = ls.cpu->world_model().param_floats(set);
     if (n)
       CHECK(host(*ls.ops_cpu, ls.cpu->world_model().params(set), n) ==
             host(*ls.ops_gpu, ls.gpu->world_model().params(set), n));

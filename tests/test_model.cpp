@@ -114,8 +114,8 @@ struct BatchData {
 void randomize(WorldModel& wm, uint64_t seed) {
   Ops& ops = wm.ops();
   for (ParamSet set : pompc::model::kParamSets) {
-    if (wm.param_count(set) == 0) continue;  // no learned prior
-    std::vector<float> p(wm.param_count(set));
+    if (wm.param_floats(set) == 0) continue;  // no learned prior
+    std::vector<float> p(wm.param_floats(set));
     const auto& ts = wm.tensors();
     for (size_t ti = 0; ti < ts.size(); ++ti) {
       const NamedTensor& t = ts[ti];
@@ -241,7 +241,7 @@ void fd_case(float dropout, const char* label = "tdmpc2",
   wm.rollout(b);
   wm.model_loss(b, st, on);
   wm.model_loss_backward(b, on);
-  const auto g_model = host(*ops, wm.grads(ParamSet::model), wm.param_count(ParamSet::model));
+  const auto g_model = host(*ops, wm.grads(ParamSet::model), wm.param_floats(ParamSet::model));
   auto model_loss = [&] {
     wm.rollout(b);
     wm.model_loss(b, st, on);
@@ -275,7 +275,7 @@ void fd_case(float dropout, const char* label = "tdmpc2",
   wm.zero_grads();
   wm.pi_loss(b, st, false, on);
   wm.pi_loss_backward(b, on);
-  const auto g_pi = host(*ops, wm.grads(ParamSet::pi), wm.param_count(ParamSet::pi));
+  const auto g_pi = host(*ops, wm.grads(ParamSet::pi), wm.param_floats(ParamSet::pi));
   auto pi_loss = [&] {
     wm.pi_loss(b, st, false, on);
     return read_stats(*ops, st).pi_loss;
@@ -290,7 +290,7 @@ void fd_case(float dropout, const char* label = "tdmpc2",
     wm.zero_grads();
     wm.prior_fit_loss(b, st);
     wm.prior_fit_loss_backward(b);
-    const auto g_psi = host(*ops, wm.grads(ParamSet::prior), wm.param_count(ParamSet::prior));
+    const auto g_psi = host(*ops, wm.grads(ParamSet::prior), wm.param_floats(ParamSet::prior));
     auto fit_loss = [&] {
       wm.prior_fit_loss(b, st);
       return read_stats(*ops, st).prior_fit_loss;
@@ -318,14 +318,14 @@ struct Snapshot {
 Snapshot snapshot(WorldModel& wm, const UpdateStats* st) {
   Ops& ops = wm.ops();
   Snapshot s;
-  s.model = host(ops, wm.params(ParamSet::model), wm.param_count(ParamSet::model));
-  s.pi = host(ops, wm.params(ParamSet::pi), wm.param_count(ParamSet::pi));
-  s.target = host(ops, wm.params(ParamSet::target_q), wm.param_count(ParamSet::target_q));
-  s.m_model = host(ops, wm.adam_m(ParamSet::model), wm.param_count(ParamSet::model));
-  s.v_model = host(ops, wm.adam_v(ParamSet::model), wm.param_count(ParamSet::model));
-  s.m_pi = host(ops, wm.adam_m(ParamSet::pi), wm.param_count(ParamSet::pi));
-  s.v_pi = host(ops, wm.adam_v(ParamSet::pi), wm.param_count(ParamSet::pi));
-  s.prior = host(ops, wm.params(ParamSet::prior), wm.param_count(ParamSet::prior));
+  s.model = host(ops, wm.params(ParamSet::model), wm.param_floats(ParamSet::model));
+  s.pi = host(ops, wm.params(ParamSet::pi), wm.param_floats(ParamSet::pi));
+  s.target = host(ops, wm.params(ParamSet::target_q), wm.param_floats(ParamSet::target_q));
+  s.m_model = host(ops, wm.adam_m(ParamSet::model), wm.param_floats(ParamSet::model));
+  s.v_model = host(ops, wm.adam_v(ParamSet::model), wm.param_floats(ParamSet::model));
+  s.m_pi = host(ops, wm.adam_m(ParamSet::pi), wm.param_floats(ParamSet::pi));
+  s.v_pi = host(ops, wm.adam_v(ParamSet::pi), wm.param_floats(ParamSet::pi));
+  s.prior = host(ops, wm.params(ParamSet::prior), wm.param_floats(ParamSet::prior));
   s.scale = host(ops, wm.q_scale(), 1);
   s.dscale = host(ops, wm.prior_scale(), 1);
   ops.copy_to_host(&s.adam_model, wm.adam_scalars(ParamSet::model), sizeof s.adam_model);
@@ -570,7 +570,12 @@ TEST_SUITE("model") {
     CHECK(wm.param_count(ParamSet::pi) == 566348u);
     CHECK(wm.param_count(ParamSet::target_q) == 2993145u);
     CHECK(wm.trainable_param_count() == 5159082u);
-    CHECK(wm.q_offset() == 4592734u - 2993145u);
+    // The buffers add 16-byte alignment gaps: 3 floats after the reward's last bias ([101]) and
+    // 3 after the Qs' ([5, 101]); every other tensor's size is a multiple of 4 floats here.
+    CHECK(wm.q_offset() == 4592734u - 2993145u + 3u);
+    CHECK(wm.param_floats(ParamSet::model) == 4592734u + 6u);
+    CHECK(wm.param_floats(ParamSet::target_q) == 2993145u + 3u);
+    CHECK(wm.param_floats(ParamSet::pi) == 566348u);
     // The other sizes for the record (dog, trainable = model + pi).
     for (int size : {1, 19}) {
       ModelConfig s = dog(size);
@@ -586,17 +591,26 @@ TEST_SUITE("model") {
     ModelConfig c = dog(5);
     c.batch_size = 2;
     WorldModel wm(*ops, c, 1);
-    for (ParamSet set : pompc::model::kParamSets) {
-      std::vector<std::pair<size_t, size_t>> spans;
-      for (const NamedTensor& t : wm.tensors())
-        if (t.set == set) spans.emplace_back(t.offset, t.offset + t.numel());
-      std::sort(spans.begin(), spans.end());
-      size_t at = 0;
-      for (const auto& s : spans) {
-        CHECK(s.first == at);  // contiguous, no overlap, no gap
-        at = s.second;
+    // Here and at odd sizes (O = 5, A = 3, M = 10: few tensor sizes are multiples of 4): each
+    // tensor starts 16-byte aligned, in buffer order, with less than 4 floats of gap before it.
+    ModelConfig odd = tiny(5, 3, 16, 10, 3, 2, 3);
+    odd.prior = pompc::model::Prior::learned;
+    WorldModel wo(*ops, odd, 1);
+    for (const WorldModel* w : {&wm, &wo}) {
+      for (ParamSet set : pompc::model::kParamSets) {
+        size_t at = 0, count = 0;
+        for (const NamedTensor& t : w->tensors()) {
+          if (t.set != set) continue;
+          CHECK(t.offset % pompc::model::kTensorAlign == 0);
+          CHECK(t.offset >= at);
+          CHECK(t.offset - at < pompc::model::kTensorAlign);
+          at = t.offset + t.numel();
+          count += t.numel();
+        }
+        CHECK(w->param_floats(set) >= at);
+        CHECK(w->param_floats(set) - at < pompc::model::kTensorAlign);
+        CHECK(w->param_count(set) == count);
       }
-      CHECK(at == wm.param_count(set));
     }
     auto find = [&](const std::string& name) -> const NamedTensor* {
       for (const NamedTensor& t : wm.tensors())
@@ -633,9 +647,9 @@ TEST_SUITE("model") {
     auto ops = pompc::make_ref_ops();
     ModelConfig c = tiny(7, 3, 24, 40, 4, 3, 5);
     WorldModel wm(*ops, c, 9);
-    const auto model = host(*ops, wm.params(ParamSet::model), wm.param_count(ParamSet::model));
+    const auto model = host(*ops, wm.params(ParamSet::model), wm.param_floats(ParamSet::model));
     const auto target =
-        host(*ops, wm.params(ParamSet::target_q), wm.param_count(ParamSet::target_q));
+        host(*ops, wm.params(ParamSet::target_q), wm.param_floats(ParamSet::target_q));
     CHECK(std::memcmp(target.data(), model.data() + wm.q_offset(), target.size() * 4) == 0);
     double sum = 0, sq = 0, mx = 0;
     size_t n = 0;
@@ -899,7 +913,7 @@ TEST_SUITE("model") {
       wm.model_loss(b, st, false);
       wm.pi_loss(b, st, false, false);
       wm.pi_loss_backward(b, false);
-      auto g = host(*ops, wm.grads(ParamSet::pi), wm.param_count(ParamSet::pi));
+      auto g = host(*ops, wm.grads(ParamSet::pi), wm.param_floats(ParamSet::pi));
       for (float& x : g) x /= prior_coef;
       ops->free_bytes(st);
       return g;

@@ -15,7 +15,10 @@
 // Shapes: x [R, I_0] (or the per-head [G, R, I] for layers > 0 of an ensemble); pre / out / dout /
 //   dpre of layer l [G, R, C_l]; mean / rstd [G R]. Parameters of layer l at offsets into one
 //   parameter buffer: weight [G, C_l, I_l], bias [G, C_l], ln.weight (gamma) [G, C_l], ln.bias
-//   (beta) [G, C_l] (the last Linear has no LayerNorm). G = 1 drops the leading dim.
+//   (beta) [G, C_l] (the last Linear has no LayerNorm). G = 1 drops the leading dim. Each tensor
+//   starts on a kTensorAlign boundary (16 bytes, what cuBLAS's vectorised kernels need of a
+//   matrix's address); the gaps between tensors (< kTensorAlign floats) hold zeros, their
+//   gradients stay zero and Adam leaves them at zero.
 //
 // Overwritten / accumulated: forward overwrites pre, mean, rstd, out (and the final output);
 //   backward ACCUMULATES into dpre, dout (MlpGrads, zeroed by the caller before each backward
@@ -36,6 +39,8 @@ namespace pompc::model {
 
 enum class Act { mish, simnorm, linear };  // linear: a plain Linear layer (the last one only)
 
+constexpr size_t kTensorAlign = 4;  // floats: every parameter tensor starts 16-byte aligned
+
 struct Layer {
   int in = 0, out = 0;   // fan-in, fan-out
   Act act = Act::mish;   // the NormedLinear activation, or linear
@@ -47,8 +52,9 @@ struct Mlp {
   std::string name;  // "_encoder.state", "_dynamics", "_Qs.params", ...
   int groups = 1;    // G: 1, or Qn for the ensemble
   std::vector<Layer> layers;
+  size_t floats = 0;  // its span in the parameter buffer: the tensors and their alignment gaps
 
-  // Number of floats of all its parameters.
+  // Number of its parameters (the tensors' sizes, without the gaps).
   size_t param_count() const;
 };
 

@@ -17,26 +17,29 @@ constexpr uint64_t kInitOffset = uint64_t{1} << 62;    // + tensor index: initia
 constexpr float kTruncStd = 0.02f;                     // trunc_normal_(std=0.02)
 constexpr float kTruncBound = 2.0f;                    // its default a = -2, b = 2 (absolute)
 
-// Offsets of each layer's tensors relative to the module's start; returns the module.
+// Offsets of each layer's tensors relative to the module's start, each tensor starting on a
+// kTensorAlign boundary (a module's span is a multiple of it too); returns the module.
 Mlp make_mlp(const std::string& name, int groups, std::vector<Layer> layers) {
   size_t at = 0;
+  auto place = [&at](size_t floats) {
+    const size_t offset = at;
+    at = (at + floats + kTensorAlign - 1) / kTensorAlign * kTensorAlign;
+    return offset;
+  };
   for (Layer& l : layers) {
     const size_t g = static_cast<size_t>(groups);
-    l.weight = at;
-    at += g * l.out * l.in;
-    l.bias = at;
-    at += g * l.out;
+    l.weight = place(g * l.out * l.in);
+    l.bias = place(g * l.out);
     if (l.act != Act::linear) {
-      l.gamma = at;
-      at += g * l.out;
-      l.beta = at;
-      at += g * l.out;
+      l.gamma = place(g * l.out);
+      l.beta = place(g * l.out);
     }
   }
   Mlp m;
   m.name = name;
   m.groups = groups;
   m.layers = std::move(layers);
+  m.floats = at;
   return m;
 }
 
@@ -149,14 +152,14 @@ void WorldModel::build_layout() {
                       {layer(Z_, M, Act::mish), layer(M, M, Act::mish),
                        layer(M, 2 * A_, Act::linear)});
 
-  n_encoder_ = encoder_.param_count();
+  n_encoder_ = encoder_.floats;
   dynamics_offset_ = n_encoder_;
-  reward_offset_ = dynamics_offset_ + dynamics_.param_count();
-  q_offset_ = reward_offset_ + reward_.param_count();
-  n_q_ = qs_.param_count();
+  reward_offset_ = dynamics_offset_ + dynamics_.floats;
+  q_offset_ = reward_offset_ + reward_.floats;
+  n_q_ = qs_.floats;
   model_set_.n = q_offset_ + n_q_;
-  pi_set_.n = pi_.param_count();
-  prior_set_.n = learned ? prior_.param_count() : 0;
+  pi_set_.n = pi_.floats;
+  prior_set_.n = learned ? prior_.floats : 0;
 
   tensors_.clear();
   add_tensors(&tensors_, encoder_, "_encoder.state", ParamSet::model, 0);
@@ -229,7 +232,7 @@ void WorldModel::allocate() {
     if (t->n) grads.add(&t->grads, t->n);
   constexpr size_t P = 2;  // the critic heads a min2 / avg2 runs (CriticPair)
   auto reserve_pair = [&](CriticPair* p) {
-    acts.add(&p->params, pair_.param_count());
+    acts.add(&p->params, pair_.floats);
     p->heads = ops_.alloc<int32_t>(2);
     blocks_.push_back(p->heads);
     allocated_bytes_ += 2 * sizeof(int32_t);
@@ -412,7 +415,7 @@ float* WorldModel::params(ParamSet set) {
   return set == ParamSet::target_q ? target_qs_ : trained(set).params;
 }
 
-size_t WorldModel::param_count(ParamSet set) const {
+size_t WorldModel::param_floats(ParamSet set) const {
   switch (set) {
     case ParamSet::model:
       return model_set_.n;
@@ -425,8 +428,31 @@ size_t WorldModel::param_count(ParamSet set) const {
   }
 }
 
+size_t WorldModel::param_count(ParamSet set) const {
+  size_t n = 0;
+  for (const NamedTensor& t : tensors_)
+    if (t.set == set) n += t.numel();
+  return n;
+}
+
 size_t WorldModel::trainable_param_count() const {
-  return model_set_.n + pi_set_.n + prior_set_.n;
+  return param_count(ParamSet::model) + param_count(ParamSet::pi) + param_count(ParamSet::prior);
+}
+
+// tensors_ lists each set's tensors in buffer order (build_layout), so the packed layout is that
+// order without the gaps.
+void WorldModel::pack(ParamSet set, const float* buffer, float* packed) const {
+  for (const NamedTensor& t : tensors_)
+    if (t.set == set) packed = std::copy_n(buffer + t.offset, t.numel(), packed);
+}
+
+void WorldModel::unpack(ParamSet set, const float* packed, float* buffer) const {
+  std::fill_n(buffer, param_floats(set), 0.0f);
+  for (const NamedTensor& t : tensors_) {
+    if (t.set != set) continue;
+    std::copy_n(packed, t.numel(), buffer + t.offset);
+    packed += t.numel();
+  }
 }
 
 float* WorldModel::grads(ParamSet set) { return trained(set).grads; }

@@ -10,7 +10,8 @@
 //   Qs        Qn heads of [z, a] -> NL(Z+A, M, dropout) -> NL(M, M) -> Linear(M, K)
 //   target Qs the same layout, a Polyak copy of Qs (never trained, never dropout)
 //
-// Parameters: contiguous buffers (ParamSet), each carved into named tensors (tensors()):
+// Parameters: one buffer per ParamSet, carved into named tensors (tensors()), each 16-byte
+//   aligned (zero gaps between them, mlp.h; checkpoints store the tensors without the gaps):
 //   model     encoder | dynamics | reward | Qs   (one Adam: the encoder's group at lr *
 //             enc_lr_scale, the rest at lr; eps 1e-8); the Qs part starts at q_offset()
 //   pi        pi                                 (its own Adam: lr, eps 1e-5)
@@ -206,9 +207,17 @@ class WorldModel {
   void init();
   const std::vector<NamedTensor>& tensors() const { return tensors_; }
   float* params(ParamSet set);
+  // Floats of the buffer of `set` (its tensors and their 16-byte alignment gaps, mlp.h) and the
+  // number of its parameters (the tensors alone).
+  size_t param_floats(ParamSet set) const;
   size_t param_count(ParamSet set) const;
   // Parameters trained by gradient (model + pi): TD-MPC2's printed total_params.
   size_t trainable_param_count() const;
+  // A buffer of `set` (parameters, gradients, Adam moments; host memory) without its gaps: its
+  // tensors one after the other in buffer order, param_count(set) floats (the checkpoint's
+  // optimizer-state layout); unpack writes the tensors back and zeros in the gaps.
+  void pack(ParamSet set, const float* buffer, float* packed) const;
+  void unpack(ParamSet set, const float* packed, float* buffer) const;
   size_t q_offset() const { return q_offset_; }  // start of the Qs in the model buffer
   float* grads(ParamSet set);                    // model, pi or prior
   float* adam_m(ParamSet set);                   // model, pi or prior
@@ -299,7 +308,7 @@ class WorldModel {
   // so that only they run: TD-MPC2 computes all Qn heads and keeps two; their parameters copied
   // into the two-head layout pair_, and which heads they are (dropout draws their masks).
   struct CriticPair {
-    float* params = nullptr;   // [pair_.param_count()]
+    float* params = nullptr;   // [pair_.floats]
     int32_t* heads = nullptr;  // [2] ascending
   };
 

@@ -323,9 +323,8 @@ struct ModelState {
   float q_scale = 1, prior_scale = 1;
 
   explicit ModelState(model::WorldModel& wm) {
-    for (model::ParamSet set : model::kParamSets)
-      params[int(set)].resize(wm.param_count(set));
-    for (int k = 0; k < kTrained; ++k) {
+    for (model::ParamSet set : model::kParamSets) params[int(set)].resize(wm.param_floats(set));
+    for (int k = 0; k < kTrained; ++k) {  // packed: the tensors without the buffer's gaps
       m[k].resize(wm.param_count(model::kTrainedSets[k]));
       v[k].resize(m[k].size());
     }
@@ -366,8 +365,11 @@ struct ModelState {
     for (int k = 0; k < kTrained; ++k) {
       if (m[k].empty()) continue;
       const model::ParamSet set = model::kTrainedSets[k];
-      o.copy_to_host(m[k].data(), wm.adam_m(set), m[k].size() * 4);
-      o.copy_to_host(v[k].data(), wm.adam_v(set), v[k].size() * 4);
+      std::vector<float> buffer(wm.param_floats(set));
+      o.copy_to_host(buffer.data(), wm.adam_m(set), buffer.size() * 4);
+      wm.pack(set, buffer.data(), m[k].data());
+      o.copy_to_host(buffer.data(), wm.adam_v(set), buffer.size() * 4);
+      wm.pack(set, buffer.data(), v[k].data());
       o.copy_to_host(&scalars[k], wm.adam_scalars(set), sizeof(AdamScalars));
       step[k] = scalars[k].step;
       bias[k][0] = scalars[k].bias1;
@@ -384,8 +386,11 @@ struct ModelState {
     for (int k = 0; k < kTrained; ++k) {
       if (m[k].empty()) continue;
       const model::ParamSet set = model::kTrainedSets[k];
-      o.copy_to_backend(wm.adam_m(set), m[k].data(), m[k].size() * 4);
-      o.copy_to_backend(wm.adam_v(set), v[k].data(), v[k].size() * 4);
+      std::vector<float> buffer(wm.param_floats(set));
+      wm.unpack(set, m[k].data(), buffer.data());
+      o.copy_to_backend(wm.adam_m(set), buffer.data(), buffer.size() * 4);
+      wm.unpack(set, v[k].data(), buffer.data());
+      o.copy_to_backend(wm.adam_v(set), buffer.data(), buffer.size() * 4);
       scalars[k] = AdamScalars{step[k], bias[k][0], bias[k][1]};
       o.copy_to_backend(wm.adam_scalars(set), &scalars[k], sizeof(AdamScalars));
     }
