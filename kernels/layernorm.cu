@@ -320,10 +320,17 @@ LnArgs make_args(const char* who, bool simnorm, const float* inp, const float* b
   return LnArgs{inp, bias, gamma, beta, rows, C, per_group, dr.p, dr.seed, dr.offset, dr.heads};
 }
 
+// LAUNCH of a kernel's kSimNorm instance under its own name, "<kernel><simnorm>" or
+// "<kernel><mish>" (NVTX ranges, the emulator's per-name counts); LAUNCH's source text would
+// name both "<kernel><kSimNorm>".
+#define LAUNCH_LN(kernel, ...)                                                           \
+  ::pompc::launch(kSimNorm ? #kernel "<simnorm>" : #kernel "<mish>", __FILE__, __LINE__, \
+                  kernel<kSimNorm>, __VA_ARGS__)
+
 template <bool kSimNorm>
 void forward(const LnArgs& a, float* out, float* mean, float* rstd, cudaStream_t stream) {
-  LAUNCH(layernorm_forward_kernel<kSimNorm>, ceil_div(a.rows, kWarps), 32 * kWarps, 0, stream, a,
-         out, mean, rstd);
+  LAUNCH_LN(layernorm_forward_kernel, ceil_div(a.rows, kWarps), 32 * kWarps, 0, stream, a, out,
+            mean, rstd);
 }
 
 template <bool kSimNorm>
@@ -332,8 +339,8 @@ void backward(const LnArgs& a, float* dinp, float* dbias, float* dgamma, float* 
               cudaStream_t stream) {
   POMPC_REQUIRE(mean && rstd, "layernorm backward: pass the mean and rstd the forward filled");
   float* const rowstats = scratch;
-  LAUNCH(layernorm_backward_row_kernel<kSimNorm>, ceil_div(a.rows, kWarps), 32 * kWarps, 0,
-         stream, a, dinp, dout, mean, rstd, rowstats);
+  LAUNCH_LN(layernorm_backward_row_kernel, ceil_div(a.rows, kWarps), 32 * kWarps, 0, stream, a,
+            dinp, dout, mean, rstd, rowstats);
   if (!dbias && !dgamma && !dbeta) return;
   const int groups = a.rows > 0 ? a.rows / a.per_group : 0, chunks = param_chunks(a.per_group);
   POMPC_REQUIRE(groups <= 65535 && chunks <= 65535,
@@ -342,8 +349,8 @@ void backward(const LnArgs& a, float* dinp, float* dbias, float* dgamma, float* 
                 groups, kParamRows, chunks);
   const LnParamGrads grads{dgamma, dbeta, dbias};
   float* const partials = chunks > 1 ? scratch + 2 * static_cast<size_t>(a.rows) : nullptr;
-  LAUNCH(
-      layernorm_backward_param_kernel<kSimNorm>,
+  LAUNCH_LN(
+      layernorm_backward_param_kernel,
       dim3(ceil_div(a.C, kParamCols), static_cast<unsigned>(chunks), static_cast<unsigned>(groups)),
       dim3(kParamCols, kParamLanes), 0, stream, a, grads, partials, dout, mean, rstd, rowstats);
   if (partials)

@@ -7,6 +7,7 @@
 // Run: build/test_emu -ts=agent
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -93,6 +94,61 @@ TEST_SUITE("agent") {
                     st.grad_norm, st.pi_loss, st.pi_grad_norm, st.pi_scale})
       CHECK(std::isfinite(v));
     CHECK(st.reward_loss > 0.0f);
+  }
+
+  TEST_CASE("agent: a batch sampled into staging_batch() updates as the same batch passed in") {
+    auto ops = pompc::make_ref_ops();
+    const int O = 5, A = 2;
+    for (const auto prior : {pompc::model::Prior::none, pompc::model::Prior::planner}) {
+      CAPTURE(static_cast<int>(prior));
+      auto mc = tiny_model(O, A);
+      mc.prior = prior;
+      const int B = mc.batch_size, H = mc.horizon;
+      Agent own(*ops, mc, tiny_planner(), {}), staged(*ops, mc, tiny_planner(), {});
+      std::vector<float> obs, act, rew, mu, sigma;
+      pompc::replay::SliceBatch sb;
+      sb.batch = B;
+      for (int u = 0; u < 3; ++u) {  // the two staging slots in turn, burst and not
+        obs = pompc::test::normals(size_t(H + 1) * B * O, 20 + u, 1.0f);
+        act = pompc::test::normals(size_t(H) * B * A, 30 + u, 0.5f);
+        rew = pompc::test::normals(size_t(H) * B, 40 + u, 1.0f);
+        mu = pompc::test::normals(act.size(), 50 + u, 0.5f);
+        sigma = pompc::test::normals(act.size(), 60 + u, 0.1f);
+        for (float& x : act) x = std::fmax(-1.0f, std::fmin(1.0f, x));
+        for (float& x : mu) x = std::fmax(-1.0f, std::fmin(1.0f, x));
+        for (float& x : sigma) x = 0.5f + std::fabs(x);
+        sb.obs = obs.data();
+        sb.action = act.data();
+        sb.reward = rew.data();
+        sb.mu = prior == pompc::model::Prior::none ? nullptr : mu.data();
+        sb.sigma = sb.mu ? sigma.data() : nullptr;
+        const pompc::replay::SliceBatch slot = staged.staging_batch();
+        REQUIRE(slot.batch == B);
+        CHECK((slot.mu != nullptr) == (sb.mu != nullptr));
+        std::copy(obs.begin(), obs.end(), slot.obs);
+        std::copy(act.begin(), act.end(), slot.action);
+        std::copy(rew.begin(), rew.end(), slot.reward);
+        if (slot.mu) {
+          std::copy(mu.begin(), mu.end(), slot.mu);
+          std::copy(sigma.begin(), sigma.end(), slot.sigma);
+        }
+        own.update(sb, /*burst=*/u == 1);
+        staged.update(slot, /*burst=*/u == 1);
+      }
+      for (pompc::model::ParamSet set : pompc::model::kParamSets) {
+        const size_t n = own.world_model().param_floats(set);
+        if (n == 0) continue;  // no learned prior
+        std::vector<float> a(n), b(n);
+        ops->copy_to_host(a.data(), own.world_model().params(set), n * sizeof(float));
+        ops->copy_to_host(b.data(), staged.world_model().params(set), n * sizeof(float));
+        CHECK(a == b);
+      }
+      // The staging slot's obs with other arrays of the caller's is refused.
+      pompc::replay::SliceBatch mixed = staged.staging_batch();
+      mixed.action = act.data();
+      CHECK_THROWS_WITH_AS(staged.update(mixed),
+                           doctest::Contains("pass staging_batch() unchanged"), pompc::Error);
+    }
   }
 
   TEST_CASE("agent: a planner horizon unlike the model's is refused, naming both") {

@@ -142,31 +142,60 @@ int Agent::update(const replay::SliceBatch& b, bool burst) {
   }
   // Stage the batch in a host slot whose previous upload is done (act() and reanalysis wait for
   // everything; in the burst, with no act() in between, the slot used two updates ago is waited
-  // for), then upload it with one asynchronous copy.
-  const int slot = int(batch_uploads_++ % 2);
-  if (batch_pending_[slot]) synchronize();
-  float* host = batch_host_[slot];
+  // for; a batch sampled into staging_batch() is in that slot already), then upload it with one
+  // asynchronous copy.
+  const int slot = int(batch_uploads_ % 2);
+  const replay::SliceBatch host = staging_batch(slot);
   const size_t HBA = size_t(H_) * B_ * A_, n_obs = size_t(H_ + 1) * B_ * O_,
                n_reward = size_t(H_) * B_;
   model::Batch mb;
   mb.obs = batch_dev_;
   mb.action = batch_dev_ + n_obs;
   mb.reward = mb.action + HBA;
-  std::memcpy(host, b.obs, n_obs * sizeof(float));
-  std::memcpy(host + n_obs, b.action, HBA * sizeof(float));
-  std::memcpy(host + n_obs + HBA, b.reward, n_reward * sizeof(float));
   if (prior_) {
-    const size_t mu = n_obs + HBA + n_reward;
-    std::memcpy(host + mu, b.mu, HBA * sizeof(float));
-    std::memcpy(host + mu + HBA, b.sigma, HBA * sizeof(float));
-    mb.mu_p = batch_dev_ + mu;
-    mb.sigma_p = batch_dev_ + mu + HBA;
+    mb.mu_p = batch_dev_ + (host.mu - host.obs);
+    mb.sigma_p = batch_dev_ + (host.sigma - host.obs);
   }
-  ops_.copy_to_backend_async(batch_dev_, host, batch_floats_ * sizeof(float));
+  if (b.obs != host.obs) {
+    std::memcpy(host.obs, b.obs, n_obs * sizeof(float));
+    std::memcpy(host.action, b.action, HBA * sizeof(float));
+    std::memcpy(host.reward, b.reward, n_reward * sizeof(float));
+    if (prior_) {
+      std::memcpy(host.mu, b.mu, HBA * sizeof(float));
+      std::memcpy(host.sigma, b.sigma, HBA * sizeof(float));
+    }
+  } else {
+    POMPC_REQUIRE(b.action == host.action && b.reward == host.reward &&
+                      (!prior_ || (b.mu == host.mu && b.sigma == host.sigma)),
+                  "agent: update on a batch whose obs is the staging slot but whose other "
+                  "arrays are not: pass staging_batch() unchanged (index may be set)");
+  }
+  ops_.copy_to_backend_async(batch_dev_, host.obs, batch_floats_ * sizeof(float));
+  ++batch_uploads_;
   batch_pending_[slot] = true;
   // One captured graph per policy flag (the batch is always uploaded into batch_dev_).
   wm_->update_graph(mb, stats_, /*policy=*/!burst || settings_.pretrain_policy);
   return reanalysed;
+}
+
+replay::SliceBatch Agent::staging_batch() {
+  return staging_batch(int(batch_uploads_ % 2));
+}
+
+replay::SliceBatch Agent::staging_batch(int slot) {
+  if (batch_pending_[slot]) synchronize();
+  const size_t HBA = size_t(H_) * B_ * A_, n_obs = size_t(H_ + 1) * B_ * O_,
+               n_reward = size_t(H_) * B_;
+  replay::SliceBatch s;
+  s.batch = B_;
+  s.obs = batch_host_[slot];
+  s.action = s.obs + n_obs;
+  s.reward = s.action + HBA;
+  if (prior_) {
+    s.mu = s.reward + n_reward;
+    s.sigma = s.mu + HBA;
+  }
+  return s;
 }
 
 void Agent::stage_stats() {

@@ -14,7 +14,9 @@
 //   update     update(batch, burst): one replay batch as the replay buffer samples it (host,
 //              time-major: obs [H+1, B, O], action [H, B, A], reward [H, B], and with a prior
 //              mu / sigma [H, B, A]) is staged in one of two host slots and uploaded with one
-//              asynchronous copy into a backend block allocated at construction, and
+//              asynchronous copy into a backend block allocated at construction (a batch
+//              sampled into staging_batch(), the trainer's, is that slot already: no host copy),
+//              and
 //              WorldModel::update_graph runs on it (SPEC 2 steps 1-6 as one captured graph,
 //              bit for bit WorldModel::update; burst = true in the pretraining burst, where the
 //              policy step is skipped unless pretrain_policy: a second graph). It waits only
@@ -87,6 +89,11 @@ class Agent {
   // One model + policy update on a host batch (time-major, B = batch_size, H = horizon; mu and
   // sigma needed with a prior). Returns the slices reanalysed (their mu / sigma rows rewritten).
   int update(const replay::SliceBatch& batch, bool burst = false);
+  // The host staging slot the next update() uploads from, as a batch to sample into: obs,
+  // action, reward, and mu / sigma with a prior (else null, as index is). update() on a batch
+  // whose obs is this slot's uploads it without copying it first. Waits when the slot's
+  // previous upload may still be running (as update() would).
+  replay::SliceBatch staging_batch();
 
   // The update statistics, without a wait of their own: stage_stats() starts the copy of the
   // last update's UpdateStats to the host (asynchronous, page-locked memory); read_stats()
@@ -97,6 +104,8 @@ class Agent {
   model::UpdateStats read_stats();
 
  private:
+  // Host staging slot `slot` (0 or 1) as a batch, after its previous upload.
+  replay::SliceBatch staging_batch(int slot);
   // Re-plans the first n slices' states and rewrites their targets in `batch`.
   void reanalyze(const replay::SliceBatch& batch, int n, uint64_t seed);
   // Puts the plan step's Philox base into the planner's step_buffer() (asynchronous copy from

@@ -737,10 +737,10 @@ class Run {
   };
   std::vector<PendingRow> pending_;
   int n_active_ = 0;  // envs still in this round's episode
-  // The sampled batch (B slices of H + 1 observations) and its host buffers.
-  std::vector<float> b_obs_, b_act_, b_rew_, b_mu_, b_sigma_;
+  // The sampled batch's arrays the agent's staging (Agent::staging_batch) does not hold: the
+  // slice indices, and the planner targets when the objective does not read them.
+  std::vector<float> b_mu_, b_sigma_;
   std::vector<int64_t> b_index_;
-  replay::SliceBatch sb_;
 
   // This process's figures.
   TrainResult result_;
@@ -810,21 +810,9 @@ void Run::allocate_buffers(bool targets) {
   ep_len_.resize(S_);
   ep_return_.resize(S_);
   const int B = s_.model.batch_size, H = s_.model.horizon;
-  b_obs_.resize(size_t(H + 1) * B * O_);
-  b_act_.resize(size_t(H) * B * A_);
-  b_rew_.resize(size_t(H) * B);
   b_mu_.resize(targets ? size_t(H) * B * A_ : 0);
   b_sigma_.resize(b_mu_.size());
   b_index_.resize(size_t(H + 1) * B);
-  sb_.batch = B;
-  sb_.obs = b_obs_.data();
-  sb_.action = b_act_.data();
-  sb_.reward = b_rew_.data();
-  if (targets) {
-    sb_.mu = b_mu_.data();
-    sb_.sigma = b_sigma_.data();
-  }
-  sb_.index = b_index_.data();
   ended_.reserve(size_t(S_));
 }
 
@@ -1041,9 +1029,17 @@ double Run::update(int64_t planned) {
 
 // One update; lazy reanalysis (bmpc, pompc) rewrites the first slices' targets, written back.
 void Run::one_update(bool burst) {
-  replay_->sample(sb_);
-  const int reanalysed = ag_->update(sb_, burst);
-  if (reanalysed) replay_->write_batch_targets(sb_, reanalysed);
+  // Sampled straight into the agent's upload staging (no host copy of the batch); the slice
+  // indices, and the targets an objective without a prior does not read, into the run's own.
+  replay::SliceBatch b = ag_->staging_batch();
+  b.index = b_index_.data();
+  if (!b.mu && !b_mu_.empty()) {
+    b.mu = b_mu_.data();
+    b.sigma = b_sigma_.data();
+  }
+  replay_->sample(b);
+  const int reanalysed = ag_->update(b, burst);
+  if (reanalysed) replay_->write_batch_targets(b, reanalysed);
 }
 
 // Episode ends (DMC: all envs at once, episodes have a fixed length): replay.end_episode and one
