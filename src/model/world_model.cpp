@@ -43,6 +43,31 @@ Mlp make_mlp(const std::string& name, int groups, std::vector<Layer> layers) {
   return m;
 }
 
+// `m` with every offset moved by `by` floats (a module placed after another in one region).
+Mlp shifted(Mlp m, size_t by) {
+  for (Layer& l : m.layers) {
+    l.weight += by;
+    l.bias += by;
+    if (l.act != Act::linear) {
+      l.gamma += by;
+      l.beta += by;
+    }
+  }
+  return m;
+}
+
+// Head q of an ensemble's layer as a single-head layer (its slice of each stacked tensor).
+Layer head_of(Layer l, int q) {
+  const size_t per_out = static_cast<size_t>(q) * l.out;
+  l.weight += per_out * l.in;
+  l.bias += per_out;
+  if (l.act != Act::linear) {
+    l.gamma += per_out;
+    l.beta += per_out;
+  }
+  return l;
+}
+
 Layer layer(int in, int out, Act act, bool dropout = false) {
   Layer l;
   l.in = in;
@@ -115,11 +140,24 @@ void WorldModel::build_layout() {
   for (int i = 0; i < hidden; ++i) enc.push_back(layer(i == 0 ? O_ : E, E, Act::mish));
   enc.push_back(layer(E, Z_, Act::simnorm));
   encoder_ = make_mlp("_encoder.state", 1, enc);
+  // Dynamics and reward: the same first two layers' shapes on the same input [z, a], so their
+  // parameters are stacked as a two-head ensemble, the trunk (head 0 dynamics, head 1 reward),
+  // which reward_next runs once for both; then the dynamics' last layer, then the reward's. Each
+  // module's layers point into that region (offsets from dr_offset_).
+  trunk_ = make_mlp("_dynamics|_reward", 2, {layer(ZA, M, Act::mish), layer(M, M, Act::mish)});
+  dynamics_tail_ = shifted(make_mlp("_dynamics", 1, {layer(M, Z_, Act::simnorm)}), trunk_.floats);
+  reward_tail_ = shifted(make_mlp("_reward", 1, {layer(M, K_, Act::linear)}),
+                         trunk_.floats + dynamics_tail_.floats);
   dynamics_ =
-      make_mlp("_dynamics", 1,
-               {layer(ZA, M, Act::mish), layer(M, M, Act::mish), layer(M, Z_, Act::simnorm)});
-  reward_ = make_mlp("_reward", 1,
-                     {layer(ZA, M, Act::mish), layer(M, M, Act::mish), layer(M, K_, Act::linear)});
+      Mlp{"_dynamics",
+          1,
+          {head_of(trunk_.layers[0], 0), head_of(trunk_.layers[1], 0), dynamics_tail_.layers[0]},
+          0};
+  reward_ =
+      Mlp{"_reward",
+          1,
+          {head_of(trunk_.layers[0], 1), head_of(trunk_.layers[1], 1), reward_tail_.layers[0]},
+          0};
   pi_ = make_mlp("_pi", 1,
                  {layer(Z_, M, Act::mish), layer(M, M, Act::mish), layer(M, 2 * A_, Act::linear)});
   qs_ = make_mlp(
@@ -153,9 +191,8 @@ void WorldModel::build_layout() {
                        layer(M, 2 * A_, Act::linear)});
 
   n_encoder_ = encoder_.floats;
-  dynamics_offset_ = n_encoder_;
-  reward_offset_ = dynamics_offset_ + dynamics_.floats;
-  q_offset_ = reward_offset_ + reward_.floats;
+  dr_offset_ = n_encoder_;
+  q_offset_ = dr_offset_ + trunk_.floats + dynamics_tail_.floats + reward_tail_.floats;
   n_q_ = qs_.floats;
   model_set_.n = q_offset_ + n_q_;
   pi_set_.n = pi_.floats;
@@ -163,8 +200,8 @@ void WorldModel::build_layout() {
 
   tensors_.clear();
   add_tensors(&tensors_, encoder_, "_encoder.state", ParamSet::model, 0);
-  add_tensors(&tensors_, dynamics_, "_dynamics", ParamSet::model, dynamics_offset_);
-  add_tensors(&tensors_, reward_, "_reward", ParamSet::model, reward_offset_);
+  add_tensors(&tensors_, dynamics_, "_dynamics", ParamSet::model, dr_offset_);
+  add_tensors(&tensors_, reward_, "_reward", ParamSet::model, dr_offset_);
   add_tensors(&tensors_, qs_, "_Qs.params", ParamSet::model, q_offset_);
   add_tensors(&tensors_, pi_, "_pi", ParamSet::pi, 0);
   add_tensors(&tensors_, qs_, "_target_Qs_params", ParamSet::target_q, 0);
@@ -347,11 +384,24 @@ void WorldModel::allocate() {
   reserve_acts(acts, pi_, max_rows_, false, &inf.pi);
   reserve_acts(acts, qs_, max_rows_, false, &inf.qs);
   reserve_acts(acts, pair_, max_rows_, false, &inf.pair_qs);
+  reserve_acts(acts, trunk_, max_rows_, false, &inf.trunk);
   reserve_pair(&inf.pair);
   acts.add(&inf.za, R * ZA);
 
   allocated_bytes_ += acts.floats() * sizeof(float);
   blocks_.push_back(acts.allocate(ops_));
+  // The tails reuse the last layer's buffers of the whole modules' (next(), reward()).
+  auto last_layer = [](const MlpActs& whole) {
+    MlpActs a;
+    a.rows = whole.rows;
+    a.pre = {whole.pre.back()};
+    a.mean = {whole.mean.back()};
+    a.rstd = {whole.rstd.back()};
+    a.out = {whole.out.back()};
+    return a;
+  };
+  inf.dynamics_tail = last_layer(inf.dynamics);
+  inf.reward_tail = last_layer(inf.reward);
   td.next_z = td.z + static_cast<size_t>(B_) * Z_;
   grad_block_floats_ = grads.floats();
   allocated_bytes_ += grad_block_floats_ * sizeof(float);
@@ -439,8 +489,8 @@ size_t WorldModel::trainable_param_count() const {
   return param_count(ParamSet::model) + param_count(ParamSet::pi) + param_count(ParamSet::prior);
 }
 
-// tensors_ lists each set's tensors in buffer order (build_layout), so the packed layout is that
-// order without the gaps.
+// Packed: each set's tensors in table order (TD-MPC2's module order, not buffer order: the
+// dynamics' and reward's first layers are interleaved in the buffer), one after the other.
 void WorldModel::pack(ParamSet set, const float* buffer, float* packed) const {
   for (const NamedTensor& t : tensors_)
     if (t.set == set) packed = std::copy_n(buffer + t.offset, t.numel(), packed);
@@ -487,20 +537,27 @@ void WorldModel::reward(float* r, const float* z, const float* a, int rows) {
   reward_from_za(r, rows);
 }
 
+// One [z, a] concatenation and one pass of the trunk for both, then each one's last layer: the
+// same float operations as reward() and next(), per row, in fewer launches.
 void WorldModel::reward_next(float* r, float* z_next, const float* z, const float* a, int rows) {
   check_rows("reward_next", rows, max_rows_);
-  ops_.concat_forward(infer_.za, z, a, rows, Z_, A_);  // once for both (z_next may alias z)
-  reward_from_za(r, rows);
-  next_from_za(z_next, rows);
+  ops_.concat_forward(infer_.za, z, a, rows, Z_, A_);  // z_next may alias z: read first
+  const float* params = model_set_.params + dr_offset_;
+  mlp_forward(ops_, trunk_, params, infer_.za, rows, infer_.trunk, nullptr, Dropout{});
+  const float* h = infer_.trunk.out.back();  // [2, rows, M]: the dynamics' rows, the reward's
+  mlp_forward(ops_, reward_tail_, params, h + static_cast<size_t>(rows) * cfg_.mlp_dim, rows,
+              infer_.reward_tail, nullptr, Dropout{});
+  ops_.two_hot_inv_forward(r, infer_.reward_tail.out.back(), rows, cfg_.bins());
+  mlp_forward(ops_, dynamics_tail_, params, h, rows, infer_.dynamics_tail, z_next, Dropout{});
 }
 
 void WorldModel::next_from_za(float* z_next, int rows) {
-  mlp_forward(ops_, dynamics_, model_set_.params + dynamics_offset_, infer_.za, rows,
-              infer_.dynamics, z_next, Dropout{});
+  mlp_forward(ops_, dynamics_, model_set_.params + dr_offset_, infer_.za, rows, infer_.dynamics,
+              z_next, Dropout{});
 }
 
 void WorldModel::reward_from_za(float* r, int rows) {
-  mlp_forward(ops_, reward_, model_set_.params + reward_offset_, infer_.za, rows, infer_.reward,
+  mlp_forward(ops_, reward_, model_set_.params + dr_offset_, infer_.za, rows, infer_.reward,
               nullptr, Dropout{});
   ops_.two_hot_inv_forward(r, infer_.reward.out.back(), rows, cfg_.bins());
 }

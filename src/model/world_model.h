@@ -12,8 +12,10 @@
 //
 // Parameters: one buffer per ParamSet, carved into named tensors (tensors()), each 16-byte
 //   aligned (zero gaps between them, mlp.h; checkpoints store the tensors without the gaps):
-//   model     encoder | dynamics | reward | Qs   (one Adam: the encoder's group at lr *
-//             enc_lr_scale, the rest at lr; eps 1e-8); the Qs part starts at q_offset()
+//   model     encoder | dynamics, reward | Qs    (one Adam: the encoder's group at lr *
+//             enc_lr_scale, the rest at lr; eps 1e-8); the Qs part starts at q_offset();
+//             dynamics' and reward's first two layers stacked as a two-head ensemble (reward_next
+//             runs them as one), then the dynamics' last layer, then the reward's
 //   pi        pi                                 (its own Adam: lr, eps 1e-5)
 //   target_q  the target Qs, the same layout as the model buffer's Qs part
 //   prior     pi_psi, prior=learned only         (its own Adam: lr, eps 1e-5)
@@ -213,9 +215,9 @@ class WorldModel {
   size_t param_count(ParamSet set) const;
   // Parameters trained by gradient (model + pi): TD-MPC2's printed total_params.
   size_t trainable_param_count() const;
-  // A buffer of `set` (parameters, gradients, Adam moments; host memory) without its gaps: its
-  // tensors one after the other in buffer order, param_count(set) floats (the checkpoint's
-  // optimizer-state layout); unpack writes the tensors back and zeros in the gaps.
+  // A buffer of `set` (parameters, gradients, Adam moments; host memory) packed: its tensors one
+  // after the other in tensors() order, param_count(set) floats (the checkpoint's optimizer-state
+  // layout); unpack writes the tensors back and zeros in the gaps.
   void pack(ParamSet set, const float* buffer, float* packed) const;
   void unpack(ParamSet set, const float* packed, float* buffer) const;
   size_t q_offset() const { return q_offset_; }  // start of the Qs in the model buffer
@@ -418,6 +420,8 @@ class WorldModel {
   struct InferenceBuffers {          // max_rows rows
     MlpActs encoder, dynamics, reward, pi, qs;  // qs: every head (QMode::all)
     MlpActs pair_qs;                            // the picked pair (QMode::min / avg)
+    MlpActs trunk;                              // [2, rows, M] per layer (reward_next)
+    MlpActs dynamics_tail, reward_tail;         // dynamics' / reward's last layer's buffers
     CriticPair pair;
     float* za = nullptr;  // [rows, Z+A]
   };
@@ -465,9 +469,13 @@ class WorldModel {
 
   // Modules (layouts) and where they live in the parameter buffers.
   Mlp encoder_, dynamics_, reward_, pi_, qs_, prior_;
+  // Dynamics' and reward's first two layers as one two-head ensemble (their stacked parameters)
+  // and each one's last layer alone: what reward_next runs (build_layout).
+  Mlp trunk_, dynamics_tail_, reward_tail_;
   Mlp pair_;                // qs_'s layout with two heads (CriticPair)
   PairGather pair_gather_;  // qs_ -> pair_, tensor by tensor
-  size_t dynamics_offset_ = 0, reward_offset_ = 0, q_offset_ = 0;  // in the model buffer
+  // In the model buffer: dynamics and reward (their layers' offsets count from dr_offset_), Qs.
+  size_t dr_offset_ = 0, q_offset_ = 0;
   size_t n_encoder_ = 0, n_q_ = 0;
   int critic_in_ = 0;         // the critic heads' input width: Z + A (q) or Z (v)
   int T_pi_ = 0;              // cfg.pi_steps()

@@ -164,11 +164,11 @@ void WorldModel::td_target_v(const Batch& batch) {
   ops_.policy_head_forward(b.a, nullptr, nullptr, nullptr, nullptr, b.pi_raw, RH, A_,
                            cfg_.policy_head(), cfg_.seed, draw(kTdNoise));
   ops_.concat_forward(b.za, z, b.a, RH, Z_, A_);
-  mlp_forward(ops_, reward_, model_set_.params + reward_offset_, b.za, RH, b.reward, nullptr,
+  mlp_forward(ops_, reward_, model_set_.params + dr_offset_, b.za, RH, b.reward, nullptr,
               Dropout{});
   ops_.two_hot_inv_forward(b.rhat, b.reward.out.back(), RH, cfg_.bins());
-  mlp_forward(ops_, dynamics_, model_set_.params + dynamics_offset_, b.za, RH, b.dynamics,
-              b.z_next, Dropout{});
+  mlp_forward(ops_, dynamics_, model_set_.params + dr_offset_, b.za, RH, b.dynamics, b.z_next,
+              Dropout{});
   gather_critic_pair(b.pair, target_qs_, cfg_.seed, draw(kTdPair));
   mlp_forward(ops_, pair_, b.pair.params, b.z_next, RH, b.target_qs, b.q_logits, Dropout{});
   ops_.two_hot_inv_pair_forward(b.q_pair, b.q_logits, 2, RH, cfg_.bins(), PairMode::avg, cfg_.seed,
@@ -188,7 +188,7 @@ void WorldModel::rollout(const Batch& batch) {
   for (int t = 0; t < H_; ++t) {  // z[t+1] = dynamics([z[t], action[t]])
     float* za = r.za + t * BZA;
     ops_.concat_forward(za, r.z + t * BZ, batch.action + t * BA, B_, Z_, A_);
-    mlp_forward(ops_, dynamics_, model_set_.params + dynamics_offset_, za, B_, r.dynamics[t],
+    mlp_forward(ops_, dynamics_, model_set_.params + dr_offset_, za, B_, r.dynamics[t],
                 r.z + (t + 1) * BZ, Dropout{});
   }
 }
@@ -236,8 +236,8 @@ void WorldModel::model_loss(const Batch& batch, UpdateStats* stats, bool dropout
   ops_.mse_segments_forward(l.consistency, r.z + BZ, td_target_.next_z, H_,
                             static_cast<int64_t>(BZ));
   // reward: soft_ce(reward(z[t], a[t]), reward[t])
-  mlp_forward(ops_, reward_, model_set_.params + reward_offset_, r.za, RH, l.reward,
-              l.reward_logits, Dropout{});
+  mlp_forward(ops_, reward_, model_set_.params + dr_offset_, r.za, RH, l.reward, l.reward_logits,
+              Dropout{});
   ops_.soft_ce_forward(l.reward_ce, l.reward_logits, batch.reward, RH, cfg_.bins());
   // value: soft_ce(Q_q(z[t], a[t]) | V_q(z[t]), td[t]) per head, dropout on
   const float* critic_in = cfg_.critic == Critic::q ? r.za : r.z;  // [z, a] or z[0..H-1]
@@ -269,7 +269,7 @@ void WorldModel::model_loss_backward(const Batch& batch, bool dropout) {
                         cfg_.bins());
   ops_.soft_ce_heads_backward(l.d_q_logits, l.g_value, l.q_logits, td_target_.td, Qn_, RH,
                               cfg_.bins());
-  mlp_backward(ops_, reward_, params + reward_offset_, grads + reward_offset_, r.za, RH, l.reward,
+  mlp_backward(ops_, reward_, params + dr_offset_, grads + dr_offset_, r.za, RH, l.reward,
                l.d_reward_logits, l.d_reward, l.d_heads_in, Dropout{});
   if (cfg_.critic == Critic::q)
     mlp_backward(ops_, qs_, params + q_offset_, grads + q_offset_, r.za, RH, l.qs, l.d_q_logits,
@@ -288,9 +288,8 @@ void WorldModel::model_loss_backward(const Batch& batch, bool dropout) {
                              static_cast<int64_t>(BZ));
   // Latent rollout backwards: dz[t+1] is complete before dynamics step t propagates it to z[t].
   for (int t = H_ - 1; t >= 0; --t) {
-    mlp_backward(ops_, dynamics_, params + dynamics_offset_, grads + dynamics_offset_,
-                 r.za + t * BZA, B_, r.dynamics[t], r.dz + (t + 1) * BZ, r.d_dynamics[t],
-                 r.d_za + t * BZA, Dropout{});
+    mlp_backward(ops_, dynamics_, params + dr_offset_, grads + dr_offset_, r.za + t * BZA, B_,
+                 r.dynamics[t], r.dz + (t + 1) * BZ, r.d_dynamics[t], r.d_za + t * BZA, Dropout{});
     ops_.concat_backward(r.dz + t * BZ, nullptr, r.d_za + t * BZA, B_, Z_, A_);
   }
   // z[0] = encoder(obs[0]).
