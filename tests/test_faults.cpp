@@ -15,7 +15,10 @@
 //                 equal the uninterrupted run's. POMPC_FAULT_SEED=N picks other kill moments.
 //   damage        single-bit flips in 1024 random bytes of the checkpoint's header, in 128 of its
 //                 data and 32 truncations are refused by resume=true with a message naming the
-//                 damage, and the run directory is left untouched.
+//                 damage, and the run directory is left untouched. The same for replay.safetensors
+//                 (64 header bytes, 64 data bytes, 8 truncations: its checksum), whose error also
+//                 says to resume with save_buffer=false; the buffer file as an older pompc wrote
+//                 it (no checksum) resumes, saying it was not verified.
 //   full disk     RLIMIT_FSIZE with SIGXFSZ ignored (write fails with EFBIG, as on a full disk):
 //                 AtomicWriter names the file and the OS error, removes its temp file and keeps
 //                 the old file; the program (build/pompc) stops at a checkpoint save with that
@@ -50,6 +53,7 @@
 #include "io/atomic_file.h"
 #include "io/csv.h"
 #include "io/safetensors.h"
+#include "replay_file_v1.h"
 #include "test_io_tmp.h"
 #include "test_util.h"
 #include "train/trainer.h"
@@ -463,6 +467,101 @@ TEST_SUITE("e2e") {
     after = snapshot(dir);
     after["checkpoint.safetensors"] = good;
     CHECK(after == before);
+  }
+
+  TEST_CASE("faults: a damaged replay buffer file is refused before use, run_dir left untouched") {
+    const std::string& ref = reference_run();
+    TempDir tmp;
+    const std::string dir = tmp.file("damaged");
+    REQUIRE(::mkdir(dir.c_str(), 0755) == 0);
+    for (const auto& [name, bytes] : snapshot(ref))
+      pompc::io::write_file_atomic(dir + "/" + name, bytes);
+    const std::string replay = dir + "/replay.safetensors";
+    const std::string good = pompc::io::read_file(replay);
+    const size_t header_end = size_t(pompc::io::SafetensorsFile(replay).data_start());
+    auto args = run_args(dir, 2 * kSteps);
+    args.push_back("resume=true");
+
+    // Writes `bytes` as the buffer file and resumes: the error (kept in `msg`) names the file
+    // and the damage, and says how to go on.
+    std::string msg;
+    auto refused = [&](const std::string& bytes, const std::string& what) {
+      const int fd = ::open(replay.c_str(), O_WRONLY | O_TRUNC);
+      REQUIRE(fd >= 0);
+      REQUIRE(::write(fd, bytes.data(), bytes.size()) == ssize_t(bytes.size()));
+      ::close(fd);
+      msg.clear();
+      try {
+        pompc::train::train(args);
+      } catch (const pompc::Error& e) {
+        msg = e.what();
+      }
+      const bool named = msg.find(replay) != std::string::npos &&
+                         (msg.find("is corrupted") != std::string::npos ||
+                          msg.find("damaged") != std::string::npos) &&
+                         msg.find("Resume with save_buffer=false") != std::string::npos;
+      if (!named) FAIL_CHECK(what << ": resume did not refuse it as damaged: '" << msg << "'");
+      return named;
+    };
+
+    const std::map<std::string, std::string> before = snapshot(dir);
+    std::string flipped = good;
+    flipped[header_end + 1000] ^= 0x08;  // one bit of one observation
+    CHECK(refused(flipped, "a flipped data bit"));
+    MESSAGE(msg);
+    CHECK(msg.rfind("resume: no replay buffer file in " + dir +
+                        " can be restored with the "
+                        "checkpoint, which expects 7 episodes:\n  replay buffer file " +
+                        replay + " is corrupted: ",
+                    0) == 0);
+    CHECK(msg.find("\nNothing in " + dir +
+                   " was changed. Resume with save_buffer=false to "
+                   "continue from the checkpoint with an empty buffer.") != std::string::npos);
+    std::map<std::string, std::string> after = snapshot(dir);
+    after["replay.safetensors"] = good;
+    CHECK(after == before);
+
+    // Random header bytes (one random bit each), data bytes, truncations.
+    std::mt19937_64 rng(15);
+    int tried = 0, ok = 0;
+    for (int i = 0; i < 64; ++i) {
+      const size_t at = rng() % header_end;
+      flipped = good;
+      flipped[at] ^= char(1 << (rng() % 8));
+      ok += refused(flipped, "flipped bit in header byte " + std::to_string(at));
+      ++tried;
+    }
+    for (int i = 0; i < 64; ++i) {
+      const size_t at = header_end + rng() % (good.size() - header_end);
+      flipped = good;
+      flipped[at] ^= char(1 << (rng() % 8));
+      ok += refused(flipped, "flipped bit in data byte " + std::to_string(at));
+      ++tried;
+    }
+    for (int i = 0; i < 8; ++i) {
+      const size_t len = rng() % good.size();
+      ok += refused(good.substr(0, len), "truncated to " + std::to_string(len) + " bytes");
+      ++tried;
+    }
+    MESSAGE(ok << " of " << tried << " damaged replay buffer files refused");
+    CHECK(ok == tried);
+    after = snapshot(dir);
+    after["replay.safetensors"] = good;
+    CHECK(after == before);
+
+    // The same buffer as an older pompc wrote it (version 1, no checksum) resumes, saying that
+    // it was not verified.
+    pompc::io::write_file_atomic(replay, good);
+    pompc::io::write_file_atomic(replay, pompc::test::replay_file_v1(replay));
+    std::vector<std::string> more = run_args(dir, kSteps + 1000);
+    more.push_back("resume=true");
+    const int code = wait_child(spawn_pompc(more, tmp.file("v1.log")));
+    const std::string log = pompc::io::read_file(tmp.file("v1.log"));
+    INFO(log);
+    REQUIRE(code == 0);
+    CHECK(log.find("resume: " + replay +
+                   " has no checksum (written by an older pompc): its contents were not "
+                   "verified\n") != std::string::npos);
   }
 
   TEST_CASE("faults: a run stopped before its first checkpoint is started over, not resumed") {

@@ -12,12 +12,15 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "common.h"
 #include "io/atomic_file.h"
+#include "io/safetensors.h"
 #include "replay/replay_buffer.h"
+#include "replay_file_v1.h"
 #include "test_io_tmp.h"
 #include "test_util.h"
 
@@ -364,6 +367,95 @@ TEST_SUITE("agent") {
     ReplayBuffer e(small(60, 2, 9));
     CHECK(error_of([&] { e.load(p); }).find("the file is truncated") != std::string::npos);
     CHECK(e.size() == 0);
+  }
+
+  TEST_CASE("replay: a damaged file is refused by its checksum before anything is used") {
+    TempDir dir;
+    const std::string p = dir.file("replay.safetensors");
+    ReplayBuffer a(small(60, 2, 9));
+    for (int e = 0; e < 4; ++e) add_episode(a, e, 9 + e % 3, e % 2);
+    float obs[O] = {1, 2, 3, 4, 5}, act[A] = {0.1f, 0.2f, 0.3f};
+    a.add(1, obs, act, 0.75f, nullptr, nullptr);
+    a.save(p);
+    const std::string good = io::read_file(p);
+    const size_t header_end = size_t(io::SafetensorsFile(p).data_start());
+    {
+      ReplayBuffer b(small(60, 2, 9));
+      CHECK(b.load(p));  // verified
+    }
+
+    // One bit of one observation: the tensors still parse, only the checksum tells.
+    std::string flipped = good;
+    flipped[header_end + 40] ^= 0x04;
+    io::write_file_atomic(p, flipped);
+    ReplayBuffer b(small(60, 2, 9));
+    const std::string msg = error_of([&] { b.load(p); });
+    CAPTURE(msg);
+    CHECK(msg.rfind("replay buffer file " + p +
+                        " is corrupted: the checksum of its tensors and "
+                        "metadata is ",
+                    0) == 0);
+    CHECK(msg.find("It was damaged after it was written (pompc replaces it atomically): put back "
+                   "an intact copy or start without it") != std::string::npos);
+    CHECK(b.size() == 0);
+    CHECK(b.num_episodes() == 0);
+    CHECK(b.staged_steps(1) == 0);
+    CHECK(io::read_file(p) == flipped);
+
+    // A bit flipped in any byte of the file (header: length prefix, tensor table, metadata,
+    // padding; data) is refused, and the buffer is left as it was.
+    std::mt19937_64 rng(9);
+    int refused = 0;
+    for (size_t i = 0; i < good.size(); ++i) {
+      flipped = good;
+      flipped[i] ^= char(1 << (rng() % 8));
+      io::write_file_atomic(p, flipped);
+      ReplayBuffer c(small(60, 2, 9));
+      const std::string m = error_of([&] { c.load(p); });
+      const bool ok =
+          (m.find("corrupted") != std::string::npos || m.find("damaged") != std::string::npos) &&
+          m.find(p) != std::string::npos && c.size() == 0;
+      if (!ok) FAIL_CHECK("byte " << i << " (header ends at " << header_end << "): '" << m << "'");
+      refused += ok;
+    }
+    MESSAGE(refused << " of " << good.size() << " single-bit flips refused");
+    // The checksum record removed from a version-2 file.
+    io::write_file_atomic(p, good);
+    io::write_file_atomic(p, test::replay_file_v1(p, "2"));
+    ReplayBuffer d(small(60, 2, 9));
+    CHECK(error_of([&] { d.load(p); }).find("lacks its checksum record: it is damaged") !=
+          std::string::npos);
+  }
+
+  TEST_CASE("replay: a version-1 file (older pompc, no checksum) loads unverified") {
+    TempDir dir;
+    const std::string p = dir.file("replay.safetensors"), p1 = dir.file("replay.v1.safetensors");
+    ReplayBuffer a(small(60, 2, 9));
+    for (int e = 0; e < 7; ++e) add_episode(a, e, 9 + e % 3, e % 2);
+    Batch x(8);
+    a.sample(x.view());
+    a.save(p);
+    const std::string v1 = test::replay_file_v1(p);
+    REQUIRE(v1.find("\"checksum\"") == std::string::npos);
+    REQUIRE(v1.find("\"version\":\"1\"") != std::string::npos);
+    io::write_file_atomic(p1, v1);
+
+    ReplayBuffer b(small(60, 2, 9));
+    CHECK_FALSE(b.load(p1));  // accepted, not verified: the caller says so
+    CHECK(b.size() == a.size());
+    CHECK(b.valid_starts() == a.valid_starts());
+    CHECK(b.sample_calls() == a.sample_calls());
+    for (int64_t i = 0; i < a.size(); ++i)
+      REQUIRE(std::memcmp(a.obs_at(i), b.obs_at(i), O * sizeof(float)) == 0);
+    Batch xa(16), xb(16);
+    a.sample(xa.view());
+    b.sample(xb.view());
+    CHECK(xa.index == xb.index);
+    CHECK(xa.obs == xb.obs);
+    // Saved again, it is version 2 with a checksum.
+    b.save(p1);
+    ReplayBuffer c(small(60, 2, 9));
+    CHECK(c.load(p1));
   }
 
   TEST_CASE("replay: without planner targets; memory per record") {

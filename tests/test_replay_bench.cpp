@@ -5,16 +5,23 @@
 //
 // Prints the memory figure, µs per sample() of B = 256 slices of H + 1 = 4 records (time-major
 // gather into host arrays, the batch one update copies to the device), the effective gather
-// bandwidth, µs per write_targets() of a reanalysis batch (20 slices x 3 states), and the time
-// to save and load the whole buffer (resume).
+// bandwidth, µs per write_targets() of a reanalysis batch (20 slices x 3 states), the time
+// to save and load the whole buffer (resume; both include the file's checksum), and what the
+// checksum costs: the file's lane hash (what load adds: a read of the file and the hash; save
+// hashes the buffer in memory), the same with FNV-1a (the checkpoint's hash, too slow for this
+// file), and a plain read of the file.
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <string>
 #include <vector>
 
 #include "bench_util.h"
+#include "io/checksum.h"
+#include "io/safetensors.h"
 #include "replay/replay_buffer.h"
 #include "test_io_tmp.h"
 
@@ -94,5 +101,29 @@ TEST_SUITE("bench") {
     std::printf("bench: replay/save dog 1M (%.2f GB, fsync + rename): %.2f s; load %.2f s\n",
                 rb.ring_bytes() / 1e9, save_s, load_s);
     CHECK(rb2.valid_starts() == rb.valid_starts());
+
+    const pompc::io::SafetensorsFile f(p);
+    auto seconds = [](auto&& fn) {
+      const auto t = std::chrono::steady_clock::now();
+      fn();
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+    };
+    std::vector<char> buf(16u << 20);
+    const double read_s = seconds([&] {
+      for (const pompc::io::TensorInfo& t : f.tensors())
+        for (uint64_t at = 0; at < t.nbytes(); at += buf.size())
+          f.read_part(t, at, buf.data(), std::min<uint64_t>(buf.size(), t.nbytes() - at));
+    });
+    std::string lanes, fnv;
+    const double lanes_s =
+        seconds([&] { lanes = pompc::io::file_checksum(f, pompc::io::Hash::lanes, true); });
+    const double fnv_s =
+        seconds([&] { fnv = pompc::io::file_checksum(f, pompc::io::Hash::fnv1a, true); });
+    const double gb = rb.ring_bytes() / 1e9;
+    std::printf(
+        "bench: replay/checksum dog 1M file: read alone %.2f s (%.1f GB/s); read + lane hash "
+        "%.2f s (%.1f GB/s, %s); read + FNV-1a %.2f s (%.2f GB/s)\n",
+        read_s, gb / read_s, lanes_s, gb / lanes_s, lanes.c_str(), fnv_s, gb / fnv_s);
+    CHECK(lanes == f.meta("checksum"));
   }
 }

@@ -35,6 +35,8 @@
 //                        load_tensors(file, dests, hint) checks, then reads each into its buffer.
 //   metadata             strings only (config lines, step counters, RNG state, pompc version):
 //                        pass numbers as decimal text.
+//   checksums            io/checksum.h: what checkpoints and the replay buffer file record in
+//                        their metadata ("checksum") and check before use.
 //   endianness           little-endian hosts only (static_assert): the bytes are the memory.
 //   tests                build/test_emu -ts=io -tc='*safetensors*'
 #pragma once

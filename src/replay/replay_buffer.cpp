@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "common.h"
+#include "io/checksum.h"
 #include "io/safetensors.h"
 #include "philox.cuh"
 
@@ -16,7 +17,10 @@ namespace {
 
 constexpr uint8_t kHasTarget = 1, kFinal = 2;
 constexpr const char* kFormat = "pompc-replay-buffer";
-constexpr const char* kVersion = "1";
+// Version 2 records "checksum" (io::Hash::lanes over the tensors and the metadata); version 1
+// (pompc before it, still read) recorded none.
+constexpr const char* kVersion = "2";
+constexpr const char* kVersionV1 = "1";
 
 // Uniform integer in [0, n) from one 64-bit draw (multiply-high; bias below n / 2^64).
 uint64_t uniform_below(uint64_t r, uint64_t n) {
@@ -400,18 +404,47 @@ void ReplayBuffer::save(const std::string& path) const {
     }
     t.push_back({p + "flags", DType::U8, {r}, st.flags.data()});
   }
+  meta["checksum"] = io::checksum(io::Hash::lanes, t, &meta);
   io::save_safetensors(path, t, meta);
 }
 
-void ReplayBuffer::load(const std::string& path) {
+bool ReplayBuffer::load(const std::string& path) {
   using io::DType;
-  const io::SafetensorsFile f(path);
   const char* p = path.c_str();
+  std::unique_ptr<io::SafetensorsFile> file;
+  try {
+    file = std::make_unique<io::SafetensorsFile>(path);
+  } catch (const Error& e) {
+    throw Error(
+        strfmt("replay buffer file %s is not readable (%s): it is damaged or not a "
+               "replay buffer file; put back an intact copy or start without it",
+               p, e.what()));
+  }
+  const io::SafetensorsFile& f = *file;
   POMPC_REQUIRE(f.metadata().count("format") && f.meta("format") == kFormat,
-                "%s is not a pompc replay buffer file (metadata format != %s)", p, kFormat);
-  POMPC_REQUIRE(f.meta("version") == kVersion,
-                "%s is replay buffer format version %s, this pompc reads version %s", p,
-                f.meta("version").c_str(), kVersion);
+                "replay buffer file %s is not a pompc replay buffer (metadata format != %s): it "
+                "is damaged or was not written by pompc",
+                p, kFormat);
+  const auto version = f.metadata().find("version");
+  POMPC_REQUIRE(version != f.metadata().end() &&
+                    (version->second == kVersion || version->second == kVersionV1),
+                "replay buffer file %s is not format version %s or %s (this pompc reads "
+                "those): it is damaged or was written by another pompc",
+                p, kVersionV1, kVersion);
+  // Version 2: the checksum before anything else in the file is looked at.
+  const bool verified = version->second == kVersion;
+  if (verified) {
+    POMPC_REQUIRE(f.metadata().count("checksum"),
+                  "replay buffer file %s lacks its checksum record: it is damaged; put back an "
+                  "intact copy or start without it",
+                  p);
+    const std::string sum = io::file_checksum(f, io::Hash::lanes, true);
+    POMPC_REQUIRE(sum == f.meta("checksum"),
+                  "replay buffer file %s is corrupted: the checksum of its tensors and metadata "
+                  "is %s, the file records %s. It was damaged after it was written (pompc "
+                  "replaces it atomically): put back an intact copy or start without it",
+                  p, sum.c_str(), f.meta("checksum").c_str());
+  }
   auto same = [&](const char* key, int64_t mine) {
     const int64_t theirs = meta_int(f, key);
     POMPC_REQUIRE(theirs == mine,
@@ -518,6 +551,7 @@ void ReplayBuffer::load(const std::string& path) {
   next_episode_id_ = static_cast<uint32_t>(meta_int(f, "next_episode_id"));
   sample_calls_ = static_cast<uint64_t>(meta_int(f, "sample_calls"));
   staging_ = std::move(staging);
+  return verified;
 }
 
 }  // namespace pompc::replay

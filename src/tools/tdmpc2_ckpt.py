@@ -26,7 +26,7 @@ Run book
              (updates, steps, episodes; next_eval = next_checkpoint = 0: a resumed run
              evaluates and checkpoints at its first round's end). Eval reads none of these; a
              run resumed from the file trains the loaded weights with a fresh optimizer,
-             seed phase and empty buffer. The checksum is pompc's format 2 (trainer.cpp: FNV-1a
+             seed phase and empty buffer. The checksum is pompc's format 2 (src/io/checksum.h: FNV-1a
              64 over each tensor's name and bytes, tensors sorted by name, then each metadata
              entry's key and value after their lengths, keys sorted); pure Python
              hashes ~4 MB/s (the 5M model: about 10 s, 317M: minutes; zero tensors are free).
@@ -266,7 +266,7 @@ class _AtomicFile:
         return False
 
 
-# ---- pompc's checkpoint checksum (trainer.cpp ModelState::checksum) ---------------------------
+# ---- pompc's checkpoint checksum (src/io/checksum.h, Hash::fnv1a) ----------------------------
 
 FNV_OFFSET = 0xCBF29CE484222325
 FNV_PRIME = 0x100000001B3

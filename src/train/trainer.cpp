@@ -18,6 +18,7 @@
 #include "env/env.h"
 #include "env/render.h"
 #include "io/atomic_file.h"
+#include "io/checksum.h"
 #include "io/csv.h"
 #include "io/progress.h"
 #include "io/safetensors.h"
@@ -284,33 +285,6 @@ struct RunState {
   double elapsed_s = 0;               // wall time of all processes of this run before this one
 };
 
-constexpr uint64_t kFnvBasis = 0xcbf29ce484222325ull;
-
-// FNV-1a: any change of one byte changes the result (each step is a bijection of the state).
-uint64_t fnv1a(uint64_t h, const void* data, size_t n) {
-  const auto* p = static_cast<const uint8_t*>(data);
-  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
-  return h;
-}
-
-// The checksum's metadata part (format 2): every entry but "checksum" in key order, key and
-// value each after its length.
-uint64_t hash_metadata(uint64_t h, const io::Metadata& meta) {
-  for (const auto& [k, v] : meta) {
-    if (k == "checksum") continue;
-    for (const std::string* s : {&k, &v}) {
-      const uint64_t n = s->size();
-      h = fnv1a(h, &n, sizeof n);
-      h = fnv1a(h, s->data(), s->size());
-    }
-  }
-  return h;
-}
-
-std::string checksum_text(uint64_t h) {
-  return strfmt("%016llx", static_cast<unsigned long long>(h));
-}
-
 // Host mirror of every checkpointed buffer of the world model, with the safetensors table: the
 // parameter sets (model, pi, target Qs, the learned prior when there is one), the Adam state of
 // each trained set ("optim.<model|pi|prior>.*") and the running scales S_Q and S_D.
@@ -347,15 +321,6 @@ struct ModelState {
     t.push_back({"prior_scale", io::DType::F32, {}, &prior_scale});
     std::sort(t.begin(), t.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
     return t;
-  }
-  // The checksum's tensor part: each tensor's name, then its bytes, in name order.
-  static uint64_t hash_tensors(const std::vector<io::TensorDest>& t) {
-    uint64_t h = kFnvBasis;
-    for (const io::TensorDest& d : t) {
-      h = fnv1a(h, d.name.data(), d.name.size());
-      h = fnv1a(h, d.data, io::shape_numel(d.shape) * io::dtype_size(d.dtype));
-    }
-    return h;
   }
   void download(model::WorldModel& wm) {
     Ops& o = wm.ops();
@@ -430,7 +395,7 @@ void save_checkpoint(const std::string& path, agent::Agent& ag, const io::Config
   meta["replay_episodes"] = std::to_string(replay_episodes);
   meta["policy_updates"] = std::to_string(ag.policy_updates());
   meta["reanalyses"] = std::to_string(ag.reanalyses());
-  meta["checksum"] = checksum_text(hash_metadata(ModelState::hash_tensors(table), meta));
+  meta["checksum"] = io::checksum(io::Hash::fnv1a, views, &meta);
   io::save_safetensors(path, views, meta);
 }
 
@@ -441,24 +406,6 @@ int64_t meta_int(const io::SafetensorsFile& f, const std::string& key) {
   POMPC_REQUIRE(end && *end == '\0' && !v.empty(), "checkpoint %s: metadata %s='%s' is not an integer",
                 f.path().c_str(), key.c_str(), v.c_str());
   return x;
-}
-
-// The checksum of a checkpoint file as its format defines it (tensors read in pieces of at most
-// 16 MB).
-std::string file_checksum(const io::SafetensorsFile& f, bool with_metadata) {
-  uint64_t h = kFnvBasis;
-  std::vector<char> buf;
-  for (const io::TensorInfo& t : f.tensors()) {
-    h = fnv1a(h, t.name.data(), t.name.size());
-    for (uint64_t at = 0; at < t.nbytes();) {
-      const size_t n = size_t(std::min<uint64_t>(t.nbytes() - at, 16u << 20));
-      buf.resize(std::max(buf.size(), n));
-      f.read_part(t, at, buf.data(), n);
-      h = fnv1a(h, buf.data(), n);
-      at += n;
-    }
-  }
-  return checksum_text(with_metadata ? hash_metadata(h, f.metadata()) : h);
 }
 
 // Opens a checkpoint and checks it before anything in it is used: the format tag, the config
@@ -482,7 +429,7 @@ std::unique_ptr<io::SafetensorsFile> open_checkpoint(const std::string& path) {
                 "checkpoint %s lacks its config or checksum record: it is damaged or was not "
                 "written by pompc",
                 path.c_str());
-  const std::string sum = file_checksum(*f, it->second == kFormat);
+  const std::string sum = io::file_checksum(*f, io::Hash::fnv1a, it->second == kFormat);
   POMPC_REQUIRE(sum == f->meta("checksum"),
                 "checkpoint %s is corrupted: the checksum of its %s is %s, the file records %s; "
                 "use an intact checkpoint (a run directory's checkpoint is replaced atomically, "
@@ -839,15 +786,22 @@ void Run::resume_from_checkpoint() {
 // The replay buffer that belongs to the checkpoint (it holds `episodes` episodes):
 // replay.safetensors, or replay.next.safetensors when the run stopped after writing the
 // checkpoint and before renaming the buffer file over the old one (see save()); that rename is
-// done here then, so the run directory looks as if the save had finished.
+// done here then, so the run directory looks as if the save had finished. A damaged file (its
+// checksum) or one of another episode count is passed over; when neither file fits, the error
+// lists why and nothing in run_dir has been changed.
 void Run::load_replay(int64_t episodes) {
   std::string found;
   for (const std::string& path : {replay_path_, replay_next_path_}) {
     if (!io::path_exists(path)) continue;
     try {
       replay_.emplace(replay_settings_);
-      replay_->load(path);
+      const bool verified = replay_->load(path);
       if (replay_->episodes_added() == episodes) {
+        if (!verified)
+          std::printf(
+              "resume: %s has no checksum (written by an older pompc): its contents were not "
+              "verified\n",
+              path.c_str());
         if (path == replay_next_path_) {  // finish the interrupted save
           io::rename_file(replay_next_path_, replay_path_);
           std::printf(
@@ -860,14 +814,16 @@ void Run::load_replay(int64_t episodes) {
       found += strfmt("\n  %s holds %lld episodes", path.c_str(),
                       static_cast<long long>(replay_->episodes_added()));
     } catch (const Error& e) {
-      found += strfmt("\n  %s: %s", path.c_str(), e.what());
+      found += strfmt("\n  %s", e.what());
     }
   }
   replay_.emplace(replay_settings_);
   POMPC_REQUIRE(found.empty(),
-                "resume: no replay buffer file in %s belongs to the checkpoint, which expects %lld "
-                "episodes:%s\nresume with save_buffer=false to start from an empty buffer",
-                s_.run_dir.c_str(), static_cast<long long>(episodes), found.c_str());
+                "resume: no replay buffer file in %s can be restored with the checkpoint, which "
+                "expects %lld episodes:%s\nNothing in %s was changed. Resume with "
+                "save_buffer=false to continue from the checkpoint with an empty buffer.",
+                s_.run_dir.c_str(), static_cast<long long>(episodes), found.c_str(),
+                s_.run_dir.c_str());
   std::printf("resume: no replay buffer restored (no %s): the buffer starts empty\n",
               replay_path_.c_str());
 }

@@ -77,19 +77,19 @@
 //              episodes, num_envs and episodes per env, eval episodes run, updates, the agent's
 //              policy updates and reanalyses, next eval / checkpoint step, elapsed time), the
 //              replay buffer's episode count; "checksum": FNV-1a over the tensors (name, bytes,
-//              name order) and every other metadata entry (format pompc-checkpoint-2; format 1,
-//              still read, covered the tensors only). src/tools/tdmpc2_ckpt.py converts
-//              TD-MPC2's .pt files to this format (Adam state, scales and counters as a fresh
-//              model's) and back (the model tensors only). Checkpoints fall between rounds.
-//              resume=auto is resume=true when the checkpoint exists and a new run otherwise (a
-//              job that may be requeued: pompc sweep's Slurm script). resume=true loads it
-//              (its config, then the command line's key=value on top, e.g. a larger steps=; a
-//              num_envs unlike the checkpoint's is refused), the replay buffer
-//              (replay.safetensors, when saved) and replays each env's reset draws (its own episode
-//              count) so the initial-state streams continue where they stopped; the CSV logs drop
-//              rows after the checkpoint's env_step. With save_buffer=true the resumed run repeats
-//              the uninterrupted one bit for bit (tested, S = 1 and 2, and bmpc across reanalyses).
-//              Without it the buffer restarts empty.
+//              name order) and every other metadata entry (io/checksum.h; format
+//              pompc-checkpoint-2; format 1, still read, covered the tensors only).
+//              src/tools/tdmpc2_ckpt.py converts TD-MPC2's .pt files to this format (Adam state,
+//              scales and counters as a fresh model's) and back (the model tensors only).
+//              Checkpoints fall between rounds. resume=auto is resume=true when the checkpoint
+//              exists and a new run otherwise (a job that may be requeued: pompc sweep's Slurm
+//              script). resume=true loads it (its config, then the command line's key=value on top,
+//              e.g. a larger steps=; a num_envs unlike the checkpoint's is refused), the replay
+//              buffer (replay.safetensors, when saved) and replays each env's reset draws (its own
+//              episode count) so the initial-state streams continue where they stopped; the CSV
+//              logs drop rows after the checkpoint's env_step. With save_buffer=true the resumed
+//              run repeats the uninterrupted one bit for bit (tested, S = 1 and 2, and bmpc across
+//              reanalyses). Without it the buffer restarts empty.
 //   faults     (tests/test_faults.cpp, build/test_emu -ts=e2e -tc='*faults*')
 //              kill -9 at any moment: a save writes the buffer to replay.next.safetensors, then
 //                the checkpoint (the commit point), then renames the buffer file over
@@ -107,6 +107,12 @@
 //                one: a failed save throws before its rename, and a non-finite loss stops the
 //                run before the save. No checkpoint.prev is kept: the atomic replacement is the
 //                guarantee, and a second copy would double the disk a large model needs.
+//                The replay buffer file carries its own checksum (replay/replay_buffer.h): a
+//                damaged one is refused by resume before anything in it is used, with an error
+//                that names the file ("is corrupted" / "is damaged") and says to resume with
+//                save_buffer=false, and nothing in run_dir is written (load_replay). A buffer
+//                file of an older pompc (no checksum) is loaded, with one line saying that it
+//                was not verified.
 //              full disk: a failed write (ENOSPC, EFBIG) stops the run with an error naming the
 //                file and the OS error; the last checkpoint and its buffer still resume.
 //   tests      build/test_emu -ts=e2e,agent

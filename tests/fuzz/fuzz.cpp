@@ -15,6 +15,7 @@
 #include "io/json.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
+#include "../replay_file_v1.h"
 #include "replay/replay_buffer.h"
 #include "train/trainer.h"
 
@@ -400,7 +401,9 @@ void run_replay(std::string_view in) {
   }
 }
 
-// Saved buffers: two ended episodes and a staged one; a ring that wrapped; an empty buffer.
+// Saved buffers: two ended episodes and a staged one; a ring that wrapped; an empty buffer. Each
+// as saved (version 2: nearly every mutation is refused by the checksum) and at version 1 (no
+// checksum: mutations reach the checks of the ring and the episode table behind it).
 std::vector<std::string> replay_seeds() {
   const char* base = std::getenv("TMPDIR");
   std::string dir = std::string(base && *base ? base : "/tmp") + "/pompc-fuzz-XXXXXX";
@@ -424,6 +427,7 @@ std::vector<std::string> replay_seeds() {
     if (kind == 0) b.add(1, o, a, 2.0f, a, sig);  // a staged step
     b.save(path);
     seeds.push_back(io::read_file(path));
+    seeds.push_back(test::replay_file_v1(path));
   }
   ::unlink(path.c_str());
   ::rmdir(dir.c_str());

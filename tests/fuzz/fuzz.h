@@ -22,7 +22,9 @@
 //               full and in two parts, and a file rewritten from what was read
 //               (safetensors_header + the bytes) parses to the same table and metadata.
 //               replay: a buffer loaded from an accepted file samples slices of consecutive
-//               ring records, takes reanalysed targets back, new steps and episode ends.
+//               ring records, takes reanalysed targets back, new steps and episode ends (its
+//               seeds at version 2, checksummed, and at version 1, whose checks behind the
+//               checksum mutations still reach).
 //               config: the lines (parse_lines, then apply on train_config()'s table) and the
 //               same text as command-line arguments (one per line, untrimmed), when accepted,
 //               print with to_lines() a text that applies to the identical config;
