@@ -2,7 +2,8 @@
 // LatentModel interface (src/agent/planner.h).
 //
 //   encode / next / reward   forward to WorldModel (dropout off, outputs overwritten);
-//   reward_next              WorldModel::reward_next: one [z, a] concatenation for both
+//   reward_next              WorldModel::reward_next: one [z, a] concatenation and one pass
+//                            of the stacked first two layers for both
 //   pi(z)                    the sampled action of the policy head (Philox (seed, offset))
 //   value(z)                 critic q: avg2 of the online Q heads at (z, a ~ pi(z)), TD-MPC2's
 //                            terminal value in `_estimate_value` (the pi draw uses offset, the

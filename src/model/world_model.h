@@ -39,7 +39,9 @@
 //   next(z_next [rows, Z], z, a [rows, A])              z_next may alias z (in-place rollout)
 //   reward(r [rows], z, a)                              two_hot_inv of the reward logits
 //   reward_next(r, z_next, z, a)                        reward then next with one [z, a]
-//                                                       concatenation (bit for bit the two)
+//                                                       concatenation and one pass of their
+//                                                       stacked first two layers (bit for bit
+//                                                       the two on the reference backend)
 //   pi(action [rows, A], mu, log_std [rows, A], log_pi [rows], z, seed, offset)
 //                                                       mu / log_std / log_pi may be null;
 //                                                       noise eps[r, j] = philox_normal(seed,
