@@ -47,6 +47,7 @@
 #include <map>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common.h"
@@ -315,6 +316,35 @@ int run_and_kill(pid_t pid, const std::string& run_dir, Kill kill, double delay_
   return wait_child(pid);
 }
 
+// Damaged copies of a file `good` whose safetensors header ends at header_end: one random bit
+// flipped in each of `header_bytes`, then in `data_flips` random data bytes, then `cuts` random
+// truncations, each handed to refused(bytes, what); returns {refused, tried}.
+template <typename Refused>
+std::pair<int, int> refuse_damaged(const std::string& good, size_t header_end,
+                                   const std::vector<size_t>& header_bytes, int data_flips,
+                                   int cuts, std::mt19937_64& rng, Refused refused) {
+  int tried = 0, ok = 0;
+  for (size_t i : header_bytes) {
+    std::string flipped = good;
+    flipped[i] ^= char(1 << (rng() % 8));
+    ok += refused(flipped, "flipped bit in header byte " + std::to_string(i));
+    ++tried;
+  }
+  for (int i = 0; i < data_flips; ++i) {
+    const size_t at = header_end + rng() % (good.size() - header_end);
+    std::string flipped = good;
+    flipped[at] ^= char(1 << (rng() % 8));
+    ok += refused(flipped, "flipped bit in data byte " + std::to_string(at));
+    ++tried;
+  }
+  for (int i = 0; i < cuts; ++i) {
+    const size_t len = rng() % good.size();
+    ok += refused(good.substr(0, len), "truncated to " + std::to_string(len) + " bytes");
+    ++tried;
+  }
+  return {ok, tried};
+}
+
 }  // namespace
 
 TEST_SUITE("e2e") {
@@ -442,25 +472,7 @@ TEST_SUITE("e2e") {
     for (size_t i = 0; i < header_end; ++i) header_bytes[i] = i;
     std::shuffle(header_bytes.begin(), header_bytes.end(), rng);
     header_bytes.resize(std::min<size_t>(header_end, 1024));
-    int tried = 0, ok = 0;
-    for (size_t i : header_bytes) {
-      flipped = good;
-      flipped[i] ^= char(1 << (rng() % 8));
-      ok += refused(flipped, "flipped bit in header byte " + std::to_string(i));
-      ++tried;
-    }
-    for (int i = 0; i < 128; ++i) {
-      const size_t at = header_end + rng() % (good.size() - header_end);
-      flipped = good;
-      flipped[at] ^= char(1 << (rng() % 8));
-      ok += refused(flipped, "flipped bit in data byte " + std::to_string(at));
-      ++tried;
-    }
-    for (int i = 0; i < 32; ++i) {
-      const size_t len = rng() % good.size();
-      ok += refused(good.substr(0, len), "truncated to " + std::to_string(len) + " bytes");
-      ++tried;
-    }
+    const auto [ok, tried] = refuse_damaged(good, header_end, header_bytes, 128, 32, rng, refused);
     MESSAGE(ok << " of " << tried << " damaged checkpoints refused (" << header_end
                << " header bytes)");
     CHECK(ok == tried);
@@ -523,26 +535,9 @@ TEST_SUITE("e2e") {
 
     // Random header bytes (one random bit each), data bytes, truncations.
     std::mt19937_64 rng(15);
-    int tried = 0, ok = 0;
-    for (int i = 0; i < 64; ++i) {
-      const size_t at = rng() % header_end;
-      flipped = good;
-      flipped[at] ^= char(1 << (rng() % 8));
-      ok += refused(flipped, "flipped bit in header byte " + std::to_string(at));
-      ++tried;
-    }
-    for (int i = 0; i < 64; ++i) {
-      const size_t at = header_end + rng() % (good.size() - header_end);
-      flipped = good;
-      flipped[at] ^= char(1 << (rng() % 8));
-      ok += refused(flipped, "flipped bit in data byte " + std::to_string(at));
-      ++tried;
-    }
-    for (int i = 0; i < 8; ++i) {
-      const size_t len = rng() % good.size();
-      ok += refused(good.substr(0, len), "truncated to " + std::to_string(len) + " bytes");
-      ++tried;
-    }
+    std::vector<size_t> header_bytes(64);
+    for (size_t& at : header_bytes) at = rng() % header_end;
+    const auto [ok, tried] = refuse_damaged(good, header_end, header_bytes, 64, 8, rng, refused);
     MESSAGE(ok << " of " << tried << " damaged replay buffer files refused");
     CHECK(ok == tried);
     after = snapshot(dir);
