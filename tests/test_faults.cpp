@@ -316,6 +316,31 @@ int run_and_kill(pid_t pid, const std::string& run_dir, Kill kill, double delay_
   return wait_child(pid);
 }
 
+// A copy of the reference run's directory in `tmp` (its "damaged" folder) for a test to damage.
+std::string copy_of_reference_run(const TempDir& tmp) {
+  const std::string dir = tmp.file("damaged");
+  REQUIRE(::mkdir(dir.c_str(), 0755) == 0);
+  for (const auto& [name, bytes] : snapshot(reference_run()))
+    pompc::io::write_file_atomic(dir + "/" + name, bytes);
+  return dir;
+}
+
+// Writes `bytes` over the file at `path` (in place, as damage would) and runs the trainer with
+// `args`: the error it stopped with, or "" when it ran through.
+std::string train_error_with(const std::string& path, const std::string& bytes,
+                             const std::vector<std::string>& args) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_TRUNC);
+  REQUIRE(fd >= 0);
+  REQUIRE(::write(fd, bytes.data(), bytes.size()) == ssize_t(bytes.size()));
+  ::close(fd);
+  try {
+    pompc::train::train(args);
+  } catch (const pompc::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
 // Damaged copies of a file `good` whose safetensors header ends at header_end: one random bit
 // flipped in each of `header_bytes`, then in `data_flips` random data bytes, then `cuts` random
 // truncations, each handed to refused(bytes, what); returns {refused, tried}.
@@ -413,12 +438,8 @@ TEST_SUITE("e2e") {
   }
 
   TEST_CASE("faults: a damaged checkpoint is refused before use and run_dir is left untouched") {
-    const std::string& ref = reference_run();
     TempDir tmp;
-    const std::string dir = tmp.file("damaged");
-    REQUIRE(::mkdir(dir.c_str(), 0755) == 0);
-    for (const auto& [name, bytes] : snapshot(ref))
-      pompc::io::write_file_atomic(dir + "/" + name, bytes);
+    const std::string dir = copy_of_reference_run(tmp);
     const std::string ckpt = dir + "/checkpoint.safetensors";
     const std::string good = pompc::io::read_file(ckpt);
     auto args = run_args(dir, 2 * kSteps);
@@ -426,16 +447,7 @@ TEST_SUITE("e2e") {
 
     // Writes `bytes` as the checkpoint and resumes: the error must name the damage.
     auto refused = [&](const std::string& bytes, const std::string& what) {
-      const int fd = ::open(ckpt.c_str(), O_WRONLY | O_TRUNC);
-      REQUIRE(fd >= 0);
-      REQUIRE(::write(fd, bytes.data(), bytes.size()) == ssize_t(bytes.size()));
-      ::close(fd);
-      std::string msg;
-      try {
-        pompc::train::train(args);
-      } catch (const pompc::Error& e) {
-        msg = e.what();
-      }
+      const std::string msg = train_error_with(ckpt, bytes, args);
       const bool named = msg.find("is corrupted") != std::string::npos ||
                          msg.find("is not readable") != std::string::npos ||
                          msg.find("is not a pompc checkpoint") != std::string::npos ||
@@ -450,7 +462,7 @@ TEST_SUITE("e2e") {
     flipped[flipped.size() - 5] ^= 0x10;
     CHECK(refused(flipped, "a flipped data bit"));
     const size_t header_end =
-        size_t(pompc::io::SafetensorsFile(ref + "/checkpoint.safetensors").data_start());
+        size_t(pompc::io::SafetensorsFile(reference_run() + "/checkpoint.safetensors").data_start());
     const size_t mlp = good.find("mlp_dim=32");
     REQUIRE(mlp < header_end);
     flipped = good;
@@ -482,12 +494,8 @@ TEST_SUITE("e2e") {
   }
 
   TEST_CASE("faults: a damaged replay buffer file is refused before use, run_dir left untouched") {
-    const std::string& ref = reference_run();
     TempDir tmp;
-    const std::string dir = tmp.file("damaged");
-    REQUIRE(::mkdir(dir.c_str(), 0755) == 0);
-    for (const auto& [name, bytes] : snapshot(ref))
-      pompc::io::write_file_atomic(dir + "/" + name, bytes);
+    const std::string dir = copy_of_reference_run(tmp);
     const std::string replay = dir + "/replay.safetensors";
     const std::string good = pompc::io::read_file(replay);
     const size_t header_end = size_t(pompc::io::SafetensorsFile(replay).data_start());
@@ -498,16 +506,7 @@ TEST_SUITE("e2e") {
     // and the damage, and says how to go on.
     std::string msg;
     auto refused = [&](const std::string& bytes, const std::string& what) {
-      const int fd = ::open(replay.c_str(), O_WRONLY | O_TRUNC);
-      REQUIRE(fd >= 0);
-      REQUIRE(::write(fd, bytes.data(), bytes.size()) == ssize_t(bytes.size()));
-      ::close(fd);
-      msg.clear();
-      try {
-        pompc::train::train(args);
-      } catch (const pompc::Error& e) {
-        msg = e.what();
-      }
+      msg = train_error_with(replay, bytes, args);
       const bool named = msg.find(replay) != std::string::npos &&
                          (msg.find("is corrupted") != std::string::npos ||
                           msg.find("damaged") != std::string::npos) &&
