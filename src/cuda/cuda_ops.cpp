@@ -350,29 +350,30 @@ class CudaOps final : public Ops {
   }
 
  private:
-  // Scratch of the LayerNorm backward (cuda::layernorm_backward_scratch floats: row statistics
-  // and per-chunk partial sums). It grows on first use at a new size (outside any graph capture:
-  // the model runs one eager step before capturing).
-  // Scratch of the segmented MSE: T kMsePartials doubles (grown at an eager call, before capture).
-  double* mse_scratch(int T) {
-    const size_t need = size_t(std::max(T, 1)) * cuda::kMsePartials;
-    if (need > mse_scratch_size_) {
+  // Grow-on-demand scratch: *buf (holding *size elements) grown to `need` (at least 1) elements.
+  // Kernels in flight may still read the old buffer, so it waits for the stream first; callers
+  // reach a new size at an eager call, never inside a graph capture (the model runs one eager
+  // step before capturing).
+  template <typename T>
+  T* grown(T** buf, size_t* size, size_t need) {
+    need = std::max<size_t>(need, 1);
+    if (need > *size) {
       CUDA_CHECK(cudaStreamSynchronize(stream_));
-      CUDA_CHECK(cudaFree(mse_scratch_));
-      CUDA_CHECK(cudaMalloc(&mse_scratch_, need * sizeof(double)));
-      mse_scratch_size_ = need;
+      CUDA_CHECK(cudaFree(*buf));
+      CUDA_CHECK(cudaMalloc(buf, need * sizeof(T)));
+      *size = need;
     }
-    return mse_scratch_;
+    return *buf;
   }
+  // The segmented MSE's: T kMsePartials doubles.
+  double* mse_scratch(int T) {
+    return grown(&mse_scratch_, &mse_scratch_size_, size_t(std::max(T, 1)) * cuda::kMsePartials);
+  }
+  // The LayerNorm backward's: cuda::layernorm_backward_scratch floats (row statistics and
+  // per-chunk partial sums).
   float* ln_scratch(int rows, int C, int groups) {
-    const size_t need = std::max<size_t>(1, cuda::layernorm_backward_scratch(rows, C, groups));
-    if (need > ln_scratch_size_) {
-      CUDA_CHECK(cudaStreamSynchronize(stream_));
-      CUDA_CHECK(cudaFree(ln_scratch_));
-      CUDA_CHECK(cudaMalloc(&ln_scratch_, need * sizeof(float)));
-      ln_scratch_size_ = need;
-    }
-    return ln_scratch_;
+    return grown(&ln_scratch_, &ln_scratch_size_,
+                 cuda::layernorm_backward_scratch(rows, C, groups));
   }
 
   cudaStream_t stream_ = nullptr;

@@ -43,29 +43,28 @@ Mlp make_mlp(const std::string& name, int groups, std::vector<Layer> layers) {
   return m;
 }
 
+// `l` with its weight offset moved by `weight_by` floats and its vectors' (bias, gamma, beta) by
+// `vector_by`.
+Layer moved(Layer l, size_t weight_by, size_t vector_by) {
+  l.weight += weight_by;
+  l.bias += vector_by;
+  if (l.act != Act::linear) {
+    l.gamma += vector_by;
+    l.beta += vector_by;
+  }
+  return l;
+}
+
 // `m` with every offset moved by `by` floats (a module placed after another in one region).
 Mlp shifted(Mlp m, size_t by) {
-  for (Layer& l : m.layers) {
-    l.weight += by;
-    l.bias += by;
-    if (l.act != Act::linear) {
-      l.gamma += by;
-      l.beta += by;
-    }
-  }
+  for (Layer& l : m.layers) l = moved(l, by, by);
   return m;
 }
 
 // Head q of an ensemble's layer as a single-head layer (its slice of each stacked tensor).
-Layer head_of(Layer l, int q) {
+Layer head_of(const Layer& l, int q) {
   const size_t per_out = static_cast<size_t>(q) * l.out;
-  l.weight += per_out * l.in;
-  l.bias += per_out;
-  if (l.act != Act::linear) {
-    l.gamma += per_out;
-    l.beta += per_out;
-  }
-  return l;
+  return moved(l, per_out * l.in, per_out);
 }
 
 Layer layer(int in, int out, Act act, bool dropout = false) {
@@ -218,8 +217,7 @@ void WorldModel::build_layout() {
 
 // Three blocks: persistent state and constants, forward activations (update and inference), and
 // the parameter and activation gradients (one block, so that zero_grads() clears it with one
-// fill). Sizes per
-// step: the buffer structs in world_model.h.
+// fill). Sizes per step: the buffer structs in world_model.h.
 void WorldModel::allocate() {
   const int ZA = Z_ + A_;
   const size_t B = static_cast<size_t>(B_), RH = static_cast<size_t>(H_) * B,
