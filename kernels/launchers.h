@@ -59,10 +59,10 @@ void soft_ce_heads_forward(float* loss, const float* logits, const float* x, int
                            const Bins& bins, cudaStream_t stream);
 void soft_ce_heads_backward(float* dlogits, const float* dloss, const float* logits, const float* x,
                             int heads, int rows, const Bins& bins, cudaStream_t stream);
-void two_hot_inv_forward(float* out, const float* logits, int rows, const Bins& bins,
-                         cudaStream_t stream);
-void two_hot_inv_pair_forward(float* out, const float* logits, int Qn, int rows, const Bins& bins,
-                              PairMode mode, uint64_t seed, PhiloxOffset offset,
+void two_hot_inv_forward(float* out, const float* logits, const float* bias, int rows,
+                         const Bins& bins, cudaStream_t stream);
+void two_hot_inv_pair_forward(float* out, const float* logits, const float* bias, int Qn, int rows,
+                              const Bins& bins, PairMode mode, uint64_t seed, PhiloxOffset offset,
                               cudaStream_t stream);
 void two_hot_inv_backward(float* dlogits, const float* dout, const float* logits, int rows,
                           const Bins& bins, cudaStream_t stream);
@@ -156,8 +156,9 @@ void mppi_sample(float* actions, const float* mean, const float* std, const Mppi
 void mppi_elites(int32_t* elite_idx, float* elite_value, const float* value, const MppiShape& sh,
                  cudaStream_t stream);
 void mppi_elites_update(int32_t* elite_idx, float* elite_value, float* mean, float* std,
-                        float* score, const float* value, const float* actions, const MppiShape& sh,
-                        float temperature, float min_std, float max_std, cudaStream_t stream);
+                        float* score, float* value, const float* terms, const TermWeights& w,
+                        const float* actions, const MppiShape& sh, float temperature, float min_std,
+                        float max_std, cudaStream_t stream);
 void mppi_update(float* mean, float* std, float* score, const float* actions,
                  const int32_t* elite_idx, const float* elite_value, const MppiShape& sh,
                  float temperature, float min_std, float max_std, cudaStream_t stream);

@@ -4,7 +4,9 @@
 //   gemm:   C[m,n] = alpha op(A)[m,k] op(B)[k,n] + beta C. cuBLAS is column-major, so a row-major
 //           product is issued as the column-major C^T = op(B)^T op(A)^T: operands swapped, m and n
 //           swapped, leading dimensions unchanged.
-//   linear_forward:   out[B,out] = inp[B,in] W[out,in]^T + bias      (bias broadcast first, beta 1)
+//   linear_forward:   out[B,out] = inp[B,in] W[out,in]^T + bias  (GEMM with beta 0, then the bias
+//           added to the finished product, as the reference does: one rounding, the same bits as
+//           the ops that take a layer's bias from it)
 //   linear_backward:  dinp += dout W;  dW += dout^T inp;  dbias += column sums of dout
 //   linear_ensemble_*: the same per head q < Qn through strided-batched GEMMs; a shared input
 //           (the Q heads' first layer) has stride 0 and its gradient sums the heads in order.
@@ -12,7 +14,7 @@
 // Precision: the cuBLAS handle's math mode decides (TF32 tensor cores when the backend's `tf32`
 //   setting is on, the default on a GPU; off in parity tests, which then hold cuBLAS to fp32).
 //
-// Kernels: broadcast_rows_kernel (bias into out, every head of an ensemble in one launch: 256
+// Kernels: add_bias_rows_kernel (out += bias, every head of an ensemble in one launch: 256
 //   threads, grid-stride);
 //   add_column_sums_kernel (the bias gradients dbias[g, c] += sum_r dout[g, r, c]; accumulated):
 //   grid (ceil(cols / 32), groups) of 32 columns x 32 row lanes (1024 threads). Row lane l sums
@@ -38,12 +40,14 @@ namespace {
 constexpr int kSumCols = 32, kSumLanes = 32;  // add_column_sums_kernel's block: 1024 threads
 constexpr int kSumThreads = kSumCols * kSumLanes;
 
-// out[g, r, c] = bias[g, c] for `groups` consecutive [rows, cols] blocks (every head's bias in
+// out[g, r, c] += bias[g, c] for `groups` consecutive [rows, cols] blocks (every head's bias in
 // one launch).
-__global__ void broadcast_rows_kernel(float* __restrict__ out, const float* __restrict__ bias,
-                                      int groups, int64_t rows, int cols) {
+__global__ void add_bias_rows_kernel(float* __restrict__ out, const float* __restrict__ bias,
+                                     int groups, int64_t rows, int cols) {
   const int64_t per_group = rows * cols;
-  POMPC_GRID_STRIDE(i, groups * per_group) out[i] = bias[i / per_group * cols + i % cols];
+  POMPC_GRID_STRIDE(i, groups * per_group) {
+    out[i] = __fadd_rn(out[i], bias[i / per_group * cols + i % cols]);
+  }
 }
 
 // dst[g, c] += sum_r src[g, r, c] for groups g = blockIdx.y (src [groups, rows, cols]). Block of
@@ -80,9 +84,9 @@ void check_sizes(const char* who, int B, int in, int out_features, int Qn = 1) {
   POMPC_REQUIRE(Qn >= 1, "%s: Qn (%d) must be >= 1", who, Qn);
 }
 
-void broadcast_bias(float* out, const float* bias, int groups, int64_t rows, int cols,
-                    cudaStream_t stream) {
-  LAUNCH(broadcast_rows_kernel, grid_stride_blocks(size_t(groups) * rows * cols), 256, 0, stream,
+void add_bias(float* out, const float* bias, int groups, int64_t rows, int cols,
+              cudaStream_t stream) {
+  LAUNCH(add_bias_rows_kernel, grid_stride_blocks(size_t(groups) * rows * cols), 256, 0, stream,
          out, bias, groups, rows, cols);
 }
 
@@ -120,9 +124,8 @@ void add_column_sums(float* dst, const float* src, int rows, int cols, int group
 void linear_forward(cublasHandle_t h, float* out, const float* inp, const float* weight,
                     const float* bias, int B, int in, int out_features, cudaStream_t stream) {
   check_sizes("linear_forward", B, in, out_features);
-  if (bias) broadcast_bias(out, bias, 1, B, out_features, stream);
-  gemm(h, false, true, B, out_features, in, 1.0f, inp, in, weight, in, bias ? 1.0f : 0.0f, out,
-       out_features);
+  gemm(h, false, true, B, out_features, in, 1.0f, inp, in, weight, in, 0.0f, out, out_features);
+  if (bias) add_bias(out, bias, 1, B, out_features, stream);
 }
 
 void linear_backward(cublasHandle_t h, float* dinp, float* dweight, float* dbias,
@@ -143,11 +146,11 @@ void linear_ensemble_forward(cublasHandle_t h, float* out, const float* inp, con
                              bool shared_input, cudaStream_t stream) {
   check_sizes("linear_ensemble_forward", B, in, out_features, Qn);
   const int64_t out_stride = static_cast<int64_t>(B) * out_features;
-  if (bias) broadcast_bias(out, bias, Qn, B, out_features, stream);  // every head at once
   gemm_strided_batched(h, false, true, B, out_features, in, 1.0f, inp, in,
                        shared_input ? 0 : static_cast<int64_t>(B) * in, weight, in,
-                       static_cast<int64_t>(out_features) * in, bias ? 1.0f : 0.0f, out,
-                       out_features, out_stride, Qn);
+                       static_cast<int64_t>(out_features) * in, 0.0f, out, out_features, out_stride,
+                       Qn);
+  if (bias) add_bias(out, bias, Qn, B, out_features, stream);  // every head at once
 }
 
 void linear_ensemble_backward(cublasHandle_t h, float* dinp, float* dweight, float* dbias,

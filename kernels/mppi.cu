@@ -11,9 +11,11 @@
 //   mppi_update_kernel   one block per state: thread 0 forms the scores in the reference's order
 //                        (max, exp, sum, divide), then one thread per (t, j) sums over the elites
 //                        in order: mean, then the clamped std
-//   mppi_elites_update_kernel  the two above fused (one launch per MPPI iteration instead of
-//                        two; the planner's path): one 256-thread block per state sorts, then,
-//                        after a barrier, forms the scores, mean and std exactly as above
+//   mppi_elites_update_kernel  discounted_sum (kernels/loss.cu) and the two above fused (one
+//                        launch per MPPI iteration instead of three; the planner's path): one
+//                        256-thread block per state forms and writes its samples' returns G from
+//                        the H + 1 terms, sorts them, then, after a barrier, forms the scores,
+//                        mean and std exactly as above
 //   mppi_select_kernel   one block per state: thread 0 draws the elite by Gumbel-max (double, as
 //                        the reference), threads j write mu_p, sigma_p and the action
 // Everything is overwritten. No host synchronisation: the plan step is a fixed
@@ -65,16 +67,16 @@ __device__ __forceinline__ bool elite_before(float va, int ia, float vb, int ib)
 
 // The bodies of the elites and update kernels, one block per state s = blockIdx.x, shared by
 // their own kernels and by the fused mppi_elites_update_kernel.
+// value_of(i) gives sample i's value (i < N of state s = blockIdx.x); the block reads each once.
+template <class ValueOf>
 __device__ __forceinline__ void elites_block(int32_t* __restrict__ elite_idx,
-                                             float* __restrict__ elite_value,
-                                             const float* __restrict__ value, const MppiShape& sh,
-                                             int n_pow2) {
+                                             float* __restrict__ elite_value, ValueOf value_of,
+                                             const MppiShape& sh, int n_pow2) {
   float* key = dynamic_smem<float>();
   int* idx = reinterpret_cast<int*>(key + n_pow2);
   const int s = blockIdx.x;
-  const float* v = value + int64_t{s} * sh.N;
   for (int i = threadIdx.x; i < n_pow2; i += blockDim.x) {
-    const float x = i < sh.N ? v[i] : 0.0f;
+    const float x = i < sh.N ? value_of(i) : 0.0f;
     key[i] = isnan(x) ? 0.0f : x;
     idx[i] = i < sh.N ? i : -1;
   }
@@ -146,7 +148,9 @@ __device__ __forceinline__ void update_block(float* __restrict__ mean, float* __
 
 __global__ void mppi_elites_kernel(int32_t* __restrict__ elite_idx, float* __restrict__ elite_value,
                                    const float* __restrict__ value, MppiShape sh, int n_pow2) {
-  elites_block(elite_idx, elite_value, value, sh, n_pow2);
+  const float* v = value + int64_t{blockIdx.x} * sh.N;
+  const auto value_of = [v](int i) { return v[i]; };
+  elites_block(elite_idx, elite_value, value_of, sh, n_pow2);
 }
 
 __global__ void mppi_update_kernel(float* __restrict__ mean, float* __restrict__ std,
@@ -158,16 +162,24 @@ __global__ void mppi_update_kernel(float* __restrict__ mean, float* __restrict__
                max_std);
 }
 
-// mppi_elites then mppi_update in one launch: the block that sorted state s's samples forms its
-// scores, mean and std (the elites it wrote to global memory are visible to it after the barrier).
-__global__ void mppi_elites_update_kernel(int32_t* __restrict__ elite_idx,
-                                          float* __restrict__ elite_value, float* __restrict__ mean,
-                                          float* __restrict__ std, float* __restrict__ score,
-                                          const float* __restrict__ value,
-                                          const float* __restrict__ actions, MppiShape sh,
-                                          int n_pow2, float temperature, float min_std,
-                                          float max_std) {
-  elites_block(elite_idx, elite_value, value, sh, n_pow2);
+// discounted_sum, mppi_elites and mppi_update in one launch: the block of state s forms each of
+// its samples' returns as discounted_sum_kernel does (kernels/loss.cu: the same float operations),
+// writes them out and sorts them, then forms the scores, mean and std (the elites it wrote to
+// global memory are visible to it after the barrier).
+__global__ void mppi_elites_update_kernel(
+    int32_t* __restrict__ elite_idx, float* __restrict__ elite_value, float* __restrict__ mean,
+    float* __restrict__ std, float* __restrict__ score, float* __restrict__ value,
+    const float* __restrict__ terms, TermWeights w, const float* __restrict__ actions, MppiShape sh,
+    int n_pow2, float temperature, float min_std, float max_std) {
+  const int64_t rows = int64_t{sh.S} * sh.N, s0 = int64_t{blockIdx.x} * sh.N;
+  const auto value_of = [&](int i) {
+    float acc = 0.0f;
+    for (int t = 0; t < w.count; ++t)
+      acc = __fadd_rn(acc, __fmul_rn(w.w[t], terms[t * rows + s0 + i]));
+    value[s0 + i] = acc;
+    return acc;
+  };
+  elites_block(elite_idx, elite_value, value_of, sh, n_pow2);
   __syncthreads();
   update_block(mean, std, score, actions, elite_idx, elite_value, sh, temperature, min_std,
                max_std);
@@ -245,12 +257,14 @@ void mppi_elites(int32_t* elite_idx, float* elite_value, const float* value, con
 }
 
 void mppi_elites_update(int32_t* elite_idx, float* elite_value, float* mean, float* std,
-                        float* score, const float* value, const float* actions, const MppiShape& sh,
-                        float temperature, float min_std, float max_std, cudaStream_t stream) {
+                        float* score, float* value, const float* terms, const TermWeights& w,
+                        const float* actions, const MppiShape& sh, float temperature, float min_std,
+                        float max_std, cudaStream_t stream) {
   const int n_pow2 = elites_sort_size("mppi_elites_update", sh);
+  check_term_weights("mppi_elites_update", w);
   LAUNCH(mppi_elites_update_kernel, sh.S, 256, size_t(n_pow2) * (sizeof(float) + sizeof(int)),
-         stream, elite_idx, elite_value, mean, std, score, value, actions, sh, n_pow2, temperature,
-         min_std, max_std);
+         stream, elite_idx, elite_value, mean, std, score, value, terms, w, actions, sh, n_pow2,
+         temperature, min_std, max_std);
 }
 
 void mppi_update(float* mean, float* std, float* score, const float* actions,

@@ -11,6 +11,8 @@
 //   two_hot_inv_pair: two_hot_inv of the two heads pick_pair(Qn, seed, offset) chose, then
 //     pair_select's min / avg (kernels/loss.cu): the inference Q's two kernels in one, bit for
 //     bit (the same warp code per head row; the other Qn - 2 heads are not computed).
+//   two_hot_inv_forward / two_hot_inv_pair_forward may take the layer's bias and add it to each
+//     logit as they read it (BiasedRow: __fadd_rn, the rounding linear_forward's add_bias makes).
 // One warp per row (K = 101: four logits per lane), 8 rows per 256-thread block. Forward outputs
 // are overwritten, gradients ACCUMULATED. A NaN target x gives a NaN loss here (the reference
 // throws; a kernel cannot): the trainer's finite-loss check reports it.
@@ -50,8 +52,19 @@ __device__ __forceinline__ void two_hot_entries(float x, const Bins& b, int* k0,
   *w1 = pos - k;
 }
 
-// Row max and sum of exp(l - max) over the warp's row.
-__device__ __forceinline__ void row_stats(const float* l, int K, int lane, float* mx, float* z) {
+// A logit row as the forward ops read it: l[k], or l[k] + bias[k] (one rounding) when the layer
+// left its bias to the op.
+struct BiasedRow {
+  const float* l;
+  const float* bias;  // nullptr: none
+  __device__ __forceinline__ float operator[](int k) const {
+    return bias ? __fadd_rn(l[k], bias[k]) : l[k];
+  }
+};
+
+// Row max and sum of exp(l - max) over the warp's row (l: a pointer or a BiasedRow).
+template <class Row>
+__device__ __forceinline__ void row_stats(const Row& l, int K, int lane, float* mx, float* z) {
   float m = -INFINITY;
   for (int k = lane; k < K; k += 32) m = fmaxf(m, l[k]);
   m = warp_allreduce_max(m);
@@ -101,7 +114,7 @@ __global__ void soft_ce_backward_kernel(float* __restrict__ dlogits,
 }
 
 // m = sum_k softmax(l)_k bin_k over the warp's row l (every lane gets it).
-__device__ __forceinline__ float row_bin_mean(const float* l, const Bins& b, int lane) {
+__device__ __forceinline__ float row_bin_mean(const BiasedRow& l, const Bins& b, int lane) {
   float mx, z;
   row_stats(l, b.num_bins, lane, &mx, &z);
   float m = 0.0f;
@@ -110,17 +123,19 @@ __device__ __forceinline__ float row_bin_mean(const float* l, const Bins& b, int
 }
 
 __global__ void two_hot_inv_forward_kernel(float* __restrict__ out,
-                                           const float* __restrict__ logits, int rows, Bins b) {
+                                           const float* __restrict__ logits,
+                                           const float* __restrict__ bias, int rows, Bins b) {
   const int r = blockIdx.x * kWarps + (threadIdx.x >> 5), lane = threadIdx.x & 31;
   if (r >= rows) return;
-  const float m = row_bin_mean(logits + static_cast<int64_t>(r) * b.num_bins, b, lane);
+  const float m = row_bin_mean({logits + static_cast<int64_t>(r) * b.num_bins, bias}, b, lane);
   if (lane == 0) out[r] = symexp_f(m);
 }
 
 // two_hot_inv_forward_kernel's value for row r of the two heads pick_pair chose, then
 // pair_select_forward_kernel's rule (kernels/loss.cu), one warp per row.
 __global__ void two_hot_inv_pair_forward_kernel(float* __restrict__ out,
-                                                const float* __restrict__ logits, int Qn, int rows,
+                                                const float* __restrict__ logits,
+                                                const float* __restrict__ bias, int Qn, int rows,
                                                 Bins b, PairMode mode, uint64_t seed,
                                                 PhiloxOffset offset_at) {
   const int r = blockIdx.x * kWarps + (threadIdx.x >> 5), lane = threadIdx.x & 31;
@@ -128,8 +143,10 @@ __global__ void two_hot_inv_pair_forward_kernel(float* __restrict__ out,
   int hi = 0, hj = 0;
   pick_pair(Qn, seed, offset_at.resolve(), &hi, &hj);  // device memory: read at run time
   const int64_t K = b.num_bins;
-  const float mi = row_bin_mean(logits + (int64_t{hi} * rows + r) * K, b, lane);
-  const float mj = row_bin_mean(logits + (int64_t{hj} * rows + r) * K, b, lane);
+  const float mi =
+      row_bin_mean({logits + (int64_t{hi} * rows + r) * K, bias ? bias + hi * K : bias}, b, lane);
+  const float mj =
+      row_bin_mean({logits + (int64_t{hj} * rows + r) * K, bias ? bias + hj * K : bias}, b, lane);
   if (lane == 0) {
     const float qi = symexp_f(mi), qj = symexp_f(mj);
     if (mode == PairMode::avg)
@@ -198,20 +215,20 @@ void soft_ce_backward(float* dlogits, const float* dloss, const float* logits, c
   soft_ce_heads_backward(dlogits, dloss, logits, x, 1, rows, bins, stream);
 }
 
-void two_hot_inv_forward(float* out, const float* logits, int rows, const Bins& bins,
-                         cudaStream_t stream) {
+void two_hot_inv_forward(float* out, const float* logits, const float* bias, int rows,
+                         const Bins& bins, cudaStream_t stream) {
   check("two_hot_inv_forward", rows, bins);
   LAUNCH(two_hot_inv_forward_kernel, ceil_div(rows, kWarps), 32 * kWarps, 0, stream, out, logits,
-         rows, bins);
+         bias, rows, bins);
 }
 
-void two_hot_inv_pair_forward(float* out, const float* logits, int Qn, int rows, const Bins& bins,
-                              PairMode mode, uint64_t seed, PhiloxOffset offset,
+void two_hot_inv_pair_forward(float* out, const float* logits, const float* bias, int Qn, int rows,
+                              const Bins& bins, PairMode mode, uint64_t seed, PhiloxOffset offset,
                               cudaStream_t stream) {
   check("two_hot_inv_pair_forward", rows, bins);
   check_pair("two_hot_inv_pair_forward", Qn, rows, mode);
   LAUNCH(two_hot_inv_pair_forward_kernel, ceil_div(rows, kWarps), 32 * kWarps, 0, stream, out,
-         logits, Qn, rows, bins, mode, seed, offset);
+         logits, bias, Qn, rows, bins, mode, seed, offset);
 }
 
 void two_hot_inv_backward(float* dlogits, const float* dout, const float* logits, int rows,

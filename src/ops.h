@@ -167,7 +167,9 @@ class Ops {
                                const Bins& bins) = 0;
   virtual void soft_ce_backward(float* dlogits, const float* dloss, const float* logits,
                                 const float* x, int rows, const Bins& bins) = 0;
-  virtual void two_hot_inv_forward(float* out, const float* logits, int rows,
+  // bias: nullptr, or the logits' layer bias [K] (pair: [Qn, K]) that the layer left to this op
+  // (linear_forward with a null bias): the result is the same as with the bias added there.
+  virtual void two_hot_inv_forward(float* out, const float* logits, const float* bias, int rows,
                                    const Bins& bins) = 0;
   // soft_ce of `heads` logit blocks [heads, rows, K] against the same x [rows] (backward: the
   // same dloss [rows]): one soft_ce call per head in one op; loss [heads, rows].
@@ -177,8 +179,8 @@ class Ops {
                                       const float* x, int heads, int rows, const Bins& bins) = 0;
   // two_hot_inv_forward of Qn heads' logits [Qn, rows, K] then pair_select_forward in one op
   // (only the two picked heads are computed; forward only).
-  virtual void two_hot_inv_pair_forward(float* out, const float* logits, int Qn, int rows,
-                                        const Bins& bins, PairMode mode, uint64_t seed,
+  virtual void two_hot_inv_pair_forward(float* out, const float* logits, const float* bias, int Qn,
+                                        int rows, const Bins& bins, PairMode mode, uint64_t seed,
                                         PhiloxOffset offset) = 0;
   virtual void two_hot_inv_backward(float* dlogits, const float* dout, const float* logits,
                                     int rows, const Bins& bins) = 0;
@@ -261,11 +263,12 @@ class Ops {
                            const int32_t* elite_idx, const float* elite_value,
                            const MppiShape& sh, float temperature, float min_std,
                            float max_std) = 0;
-  // mppi_elites then mppi_update (the planner's path: one launch per iteration on CUDA).
+  // The planner's iteration end in one op (one launch on CUDA): value [S, N] = discounted_sum of
+  // terms [w.count, S N] (the returns G), then mppi_elites on it, then mppi_update.
   virtual void mppi_elites_update(int32_t* elite_idx, float* elite_value, float* mean, float* std,
-                                  float* score, const float* value, const float* actions,
-                                  const MppiShape& sh, float temperature, float min_std,
-                                  float max_std) = 0;
+                                  float* score, float* value, const float* terms,
+                                  const TermWeights& w, const float* actions, const MppiShape& sh,
+                                  float temperature, float min_std, float max_std) = 0;
   virtual void mppi_select(float* action, float* mu_p, float* sigma_p, const float* actions,
                            const int32_t* elite_idx, const float* score, const float* std,
                            const MppiShape& sh, bool explore, uint64_t seed,

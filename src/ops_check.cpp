@@ -332,27 +332,34 @@ void check_heads(Ops& g, Ops& r, const Sizes& z, std::vector<OpCheckRow>& rows) 
     const int logits = c.f32(size_t(R) * K), x = c.f32(R, 3.0f), loss = c.f32(R), dloss = c.f32(R),
               dl = c.f32(size_t(R) * K), inv = c.f32(R), dinv = c.f32(R),
               dl2 = c.f32(size_t(R) * K), qlogits = c.f32(size_t(z.Qn) * R * K), qpair = c.f32(R),
-              hloss = c.f32(size_t(z.Qn) * R), hdl = c.f32(size_t(z.Qn) * R * K);
+              hloss = c.f32(size_t(z.Qn) * R), hdl = c.f32(size_t(z.Qn) * R * K), kb = c.f32(K),
+              qb = c.f32(size_t(z.Qn) * K), invb = c.f32(R), qpairb = c.f32(R);
     c.run([&](Ops& o, int s) {
       o.soft_ce_forward(c.f(loss, s), c.f(logits, s), c.f(x, s), R, bins);
       o.soft_ce_backward(c.f(dl, s), c.f(dloss, s), c.f(logits, s), c.f(x, s), R, bins);
-      o.two_hot_inv_forward(c.f(inv, s), c.f(logits, s), R, bins);
+      o.two_hot_inv_forward(c.f(inv, s), c.f(logits, s), nullptr, R, bins);
+      o.two_hot_inv_forward(c.f(invb, s), c.f(logits, s), c.f(kb, s), R, bins);
       o.two_hot_inv_backward(c.f(dl2, s), c.f(dinv, s), c.f(logits, s), R, bins);
       o.soft_ce_heads_forward(c.f(hloss, s), c.f(qlogits, s), c.f(x, s), z.Qn, R, bins);
       o.soft_ce_heads_backward(c.f(hdl, s), c.f(dloss, s), c.f(qlogits, s), c.f(x, s), z.Qn, R,
                                bins);
-      o.two_hot_inv_pair_forward(c.f(qpair, s), c.f(qlogits, s), z.Qn, R, bins, PairMode::avg, 9,
-                                 4);
+      o.two_hot_inv_pair_forward(c.f(qpair, s), c.f(qlogits, s), nullptr, z.Qn, R, bins,
+                                 PairMode::avg, 9, 4);
+      o.two_hot_inv_pair_forward(c.f(qpairb, s), c.f(qlogits, s), c.f(qb, s), z.Qn, R, bins,
+                                 PairMode::min, 9, 5);
     });
     const std::string sh = dims("rows %d K %d", R, K);
     c.expect("soft_ce_forward", sh, loss, R, K);
     c.expect("soft_ce_backward", sh, dl, size_t(R) * K, K);
     c.expect("two_hot_inv_forward", sh, inv, R, K);
+    c.expect("two_hot_inv_forward (bias)", sh, invb, R, K);
     c.expect("two_hot_inv_backward", sh, dl2, size_t(R) * K, K);
     const std::string hs = dims("heads %d rows %d K %d", z.Qn, R, K);
     c.expect("soft_ce_heads_forward", hs, hloss, size_t(z.Qn) * R, K);
     c.expect("soft_ce_heads_backward", hs, hdl, size_t(z.Qn) * R * K, K);
     c.expect("two_hot_inv_pair_forward (avg)", dims("Qn %d rows %d K %d", z.Qn, R, K), qpair, R, K);
+    c.expect("two_hot_inv_pair_forward (min, bias)", dims("Qn %d rows %d K %d", z.Qn, R, K), qpairb,
+             R, K);
   }
   // Policy heads: TD-MPC2's squashed form (both entropy forms) and BMPC's clamped form.
   const PolicyHead heads[] = {PolicyHead{-10, 2, EntropyForm::paper, PolicyForm::squashed},
@@ -444,13 +451,15 @@ void check_mppi(Ops& g, Ops& r, const Sizes& z, std::vector<OpCheckRow>& rows) {
             score = c.f32(SE), act = c.f32(size_t(z.S) * z.A), mu_p = c.f32(size_t(z.S) * z.A),
             sig_p = c.f32(size_t(z.S) * z.A),
             eidx2 = c.bytes(std::vector<int32_t>(SE).data(), SE * 4), evalue2 = c.f32(SE),
-            mean2 = c.f32(SHA), std2 = c.f32(SHA), score2 = c.f32(SE);
+            mean2 = c.f32(SHA), std2 = c.f32(SHA), score2 = c.f32(SE), value2 = c.f32(SN),
+            returns = c.f32(2 * SN, 5.0f);
   c.run([&](Ops& o, int s) {
     o.mppi_init(c.f(mean0, s), c.f(std0, s), c.f(prev, s), c.u8(fst, s), sh, 2.0f);
     o.mppi_init(c.f(mean, s), c.f(stdv, s), c.f(prev, s), c.u8(fst, s), sh, 2.0f);
     o.mppi_sample(c.f(actions, s), c.f(mean, s), c.f(stdv, s), sh, 17, 3);
     o.mppi_elites_update(c.i32(eidx2, s), c.f(evalue2, s), c.f(mean2, s), c.f(std2, s),
-                         c.f(score2, s), c.f(value, s), c.f(actions, s), sh, 0.5f, 0.05f, 2.0f);
+                         c.f(score2, s), c.f(value2, s), c.f(returns, s),
+                         TermWeights{2, {1.0f, 0.99f}}, c.f(actions, s), sh, 0.5f, 0.05f, 2.0f);
     o.mppi_elites(c.i32(eidx, s), c.f(evalue, s), c.f(value, s), sh);
     o.mppi_update(c.f(mean, s), c.f(stdv, s), c.f(score, s), c.f(actions, s), c.i32(eidx, s),
                   c.f(evalue, s), sh, 0.5f, 0.05f, 2.0f);
@@ -466,6 +475,7 @@ void check_mppi(Ops& g, Ops& r, const Sizes& z, std::vector<OpCheckRow>& rows) {
   c.expect("mppi_update mean", d, mean, SHA, z.E);
   c.expect("mppi_update std", d, stdv, SHA, z.E);
   c.expect("mppi_update score", d, score, SE, z.E);
+  c.expect("mppi_elites_update value", d, value2, SN, 1, true);
   c.expect_i32("mppi_elites_update indices", d, eidx2, SE);
   c.expect("mppi_elites_update mean", d, mean2, SHA, z.E);
   c.expect("mppi_elites_update std", d, std2, SHA, z.E);

@@ -211,7 +211,8 @@ void bench_losses(pompc::Ops& o) {
     const size_t n = static_cast<size_t>(rows) * kK;
     float *logits = b.f(n, 41, -3, 3), *out = b.f(rows), *dout = b.f(rows, 42), *dlogits = b.f(n);
     std::snprintf(what, sizeof what, "two_hot_inv forward %d x K=101", rows);
-    row_gbs(o, "loss", what, 4.0 * n, 50, [&] { o.two_hot_inv_forward(out, logits, rows, bins); });
+    row_gbs(o, "loss", what, 4.0 * n, 50,
+            [&] { o.two_hot_inv_forward(out, logits, nullptr, rows, bins); });
     if (rows == 2 * kEncoded) {
       std::snprintf(what, sizeof what, "two_hot_inv backward %d x K=101", rows);
       row_gbs(o, "loss", what, 12.0 * n, 50,

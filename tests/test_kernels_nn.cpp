@@ -182,14 +182,14 @@ TEST_SUITE("ops") {
       auto dl2 = dl1;
       pompc::ref::soft_ce_forward(loss.data(), logits.data(), x.data(), rows, bins);
       pompc::ref::soft_ce_backward(dl1.data(), dloss.data(), logits.data(), x.data(), rows, bins);
-      pompc::ref::two_hot_inv_forward(inv.data(), logits.data(), rows, bins);
+      pompc::ref::two_hot_inv_forward<float>(inv.data(), logits.data(), nullptr, rows, bins);
       pompc::ref::two_hot_inv_backward(dl2.data(), dloss.data(), logits.data(), rows, bins);
       Dev d_logits(logits), d_x(x), d_dloss(dloss), d_loss(rows), d_inv(rows),
           d_dl1(normals(static_cast<size_t>(rows) * K, 4, 0.1f)),
           d_dl2(normals(static_cast<size_t>(rows) * K, 4, 0.1f));
       pompc::cuda::soft_ce_forward(d_loss.p, d_logits.p, d_x.p, rows, bins, nullptr);
       pompc::cuda::soft_ce_backward(d_dl1.p, d_dloss.p, d_logits.p, d_x.p, rows, bins, nullptr);
-      pompc::cuda::two_hot_inv_forward(d_inv.p, d_logits.p, rows, bins, nullptr);
+      pompc::cuda::two_hot_inv_forward(d_inv.p, d_logits.p, nullptr, rows, bins, nullptr);
       pompc::cuda::two_hot_inv_backward(d_dl2.p, d_dloss.p, d_logits.p, rows, bins, nullptr);
       // Log-sum-exp over 101 logits in fp32 vs double: a few ulps of |loss| ~ 5.
       CHECK(check_close("soft_ce loss", d_loss.host(), loss, 1e-5, 1e-5));

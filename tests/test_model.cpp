@@ -746,7 +746,7 @@ TEST_SUITE("model") {
       wm.Q(logits, z, d_a, rows, QMode::all, target, 0, 0);
       const auto lg = host(*ops, logits, Qn * rows * K);
       std::vector<float> val(Qn * rows);
-      pompc::ref::two_hot_inv_forward(val.data(), lg.data(), Qn * rows, c.bins());
+      pompc::ref::two_hot_inv_forward<float>(val.data(), lg.data(), nullptr, Qn * rows, c.bins());
       for (uint64_t off = 0; off < 8; ++off) {
         CAPTURE(off);
         int i = 0, j = 0;

@@ -292,13 +292,55 @@ TEST_SUITE("ops") {
             for (uint64_t off : {0u, 1u, 2u}) {
               Array l(*o, logits), q(*o, static_cast<size_t>(Qn) * rows),
                   chain(*o, static_cast<size_t>(rows)), fused(*o, static_cast<size_t>(rows));
-              o->two_hot_inv_forward(q.p, l.p, Qn * rows, bins);
+              o->two_hot_inv_forward(q.p, l.p, nullptr, Qn * rows, bins);
               o->pair_select_forward(chain.p, q.p, Qn, rows, mode, 11, off);
-              o->two_hot_inv_pair_forward(fused.p, l.p, Qn, rows, bins, mode, 11, off);
+              o->two_hot_inv_pair_forward(fused.p, l.p, nullptr, Qn, rows, bins, mode, 11, off);
               const auto a = chain.get(), b = fused.get();
               CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
             }
           }
+        }
+      }
+    }
+  }
+
+  TEST_CASE(
+      "a head's bias left to two_hot_inv: the same bits as the layer adding it (both backends)") {
+    // linear_forward and linear_ensemble_forward add the bias to the finished product (one
+    // rounding per logit), so the inference heads that leave their last bias to two_hot_inv_forward
+    // / two_hot_inv_pair_forward (model::LastBias::leave) read the same logits. in = 600 spans two
+    // of the reference GEMM's depth blocks (a bias added with the first one would differ).
+    const pompc::Bins bins;
+    const int K = bins.num_bins, rows = 33, Qn = 2;
+    const auto same = [](const std::vector<float>& a, const std::vector<float>& b) {
+      return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0;
+    };
+    auto ref = pompc::make_ref_ops();
+    auto gpu = pompc::make_cuda_ops();
+    for (Ops* o : {ref.get(), gpu.get()}) {
+      for (int in : {40, 600}) {
+        CAPTURE(in);
+        const size_t RK = size_t(rows) * K;
+        const auto x = normals(size_t(rows) * in, 21, 1.0f);
+        const auto w = normals(size_t(Qn) * K * in, 22, 0.1f),
+                   b = normals(size_t(Qn) * K, 23, 1.0f);
+        Array X(*o, x), W(*o, w), B(*o, b), with(*o, Qn * RK), without(*o, Qn * RK);
+        Array v1(*o, size_t(rows)), v2(*o, size_t(rows));
+        o->linear_forward(with.p, X.p, W.p, B.p, rows, in, K);
+        o->linear_forward(without.p, X.p, W.p, nullptr, rows, in, K);
+        auto sum = without.get();
+        for (size_t i = 0; i < RK; ++i) sum[i] = sum[i] + b[i % size_t(K)];
+        const auto got = with.get();
+        CHECK(std::memcmp(got.data(), sum.data(), RK * 4) == 0);
+        o->two_hot_inv_forward(v1.p, with.p, nullptr, rows, bins);
+        o->two_hot_inv_forward(v2.p, without.p, B.p, rows, bins);
+        CHECK(same(v1.get(), v2.get()));
+        o->linear_ensemble_forward(with.p, X.p, W.p, B.p, Qn, rows, in, K, true);
+        o->linear_ensemble_forward(without.p, X.p, W.p, nullptr, Qn, rows, in, K, true);
+        for (PairMode mode : {PairMode::min, PairMode::avg}) {
+          o->two_hot_inv_pair_forward(v1.p, with.p, nullptr, Qn, rows, bins, mode, 5, 1);
+          o->two_hot_inv_pair_forward(v2.p, without.p, B.p, Qn, rows, bins, mode, 5, 1);
+          CHECK(same(v1.get(), v2.get()));
         }
       }
     }

@@ -350,12 +350,12 @@ TEST_SUITE("planner") {
   }
 
   TEST_CASE("planner over the world model: G is the unfused chain's bit for bit (both backends)") {
-    // estimate_value's fused ops (reward_next: one [z, a] concatenation and one pass of the
-    // dynamics' and reward's stacked first layers; discounted_sum: the fill and the H + 1
-    // accumulations) against the chain they replace, run here op by op on the last iteration's
-    // samples: repeat_rows, fill(G, 0), then per t reward, next and scale_add(G, r_t, gamma^t),
-    // then value and scale_add(G, V, gamma^H). Bit for bit on the reference backend and under
-    // the emulation; on a real GPU within 1e-6 + 1e-5 |G| (below).
+    // The plan's fused ops (reward_next: one [z, a] concatenation and one pass of the dynamics'
+    // and reward's stacked first layers; the returns inside mppi_elites_update: the fill and the
+    // H + 1 accumulations) against the chain they replace, run here op by op on the last
+    // iteration's samples: repeat_rows, fill(G, 0), then per t reward, next and scale_add(G, r_t,
+    // gamma^t), then value and scale_add(G, V, gamma^H). Bit for bit on the reference backend and
+    // under the emulation; on a real GPU within 1e-6 + 1e-5 |G| (below).
     const ModelConfig c = small_world_model();
     PlannerSettings cfg = small_planner();
     cfg.iterations = 2;

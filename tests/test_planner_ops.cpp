@@ -1,5 +1,5 @@
 // The MPPI ops (src/ref/mppi.h, kernels/mppi.cu) through the Ops interface: parity of every
-// stage with the same Philox noise (and the fused mppi_elites_update bit for bit its two stages),
+// stage with the same Philox noise (and the fused mppi_elites_update bit for bit its three stages),
 // edge shapes, and MPPI converging on a known optimum with a hand-made objective on both backends.
 #include <doctest/doctest.h>
 
@@ -95,15 +95,36 @@ void parity_case(const MppiShape& sh) {
   const auto same_bits = [](const std::vector<float>& x, const std::vector<float>& y) {
     return x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0;
   };
+  // Its returns: value = w_0 terms_0 + w_1 terms_1 (discounted_sum), and terms_1 = 0 with w_0 = 1
+  // gives back `value` exactly, so the fused op's elites, scores, mean and std must be the stages'
+  // bits; a second call with other weights must write discounted_sum's bits into value.
+  auto terms = value;
+  terms.resize(2 * value.size(), 0.0f);
+  const pompc::TermWeights keep{2, {1.0f, 0.5f}}, mix{2, {0.99f, -0.25f}};
   for (auto [o, p] : {std::pair{ref.get(), &a}, std::pair{gpu.get(), &b}}) {
     Plan f(*o, sh);
-    o->mppi_elites_update(f.elite_idx.p, f.elite_value.p, f.mean.p, f.std.p, f.score.p, p->value.p,
-                          p->actions.p, sh, 0.5f, 0.05f, 2.0f);
+    BackendArray<float> t(*o, terms.size()), g(*o, value.size());
+    t.put(terms);
+    o->mppi_elites_update(f.elite_idx.p, f.elite_value.p, f.mean.p, f.std.p, f.score.p, f.value.p,
+                          t.p, keep, p->actions.p, sh, 0.5f, 0.05f, 2.0f);
+    const auto v = f.value.get(), v0 = p->value.get();  // a GPU may canonicalise the NaN's bits
+    size_t differ = v.size() == v0.size() ? 0 : 1;
+    for (size_t i = 0; i < v.size() && !differ; ++i)
+      differ += !(std::isnan(v[i]) && std::isnan(v0[i])) && std::memcmp(&v[i], &v0[i], 4) != 0;
+    CHECK(differ == 0);
     CHECK(f.elite_idx.get() == p->elite_idx.get());
     CHECK(same_bits(f.elite_value.get(), p->elite_value.get()));
     CHECK(same_bits(f.score.get(), p->score.get()));
     CHECK(same_bits(f.mean.get(), p->mean.get()));
     CHECK(same_bits(f.std.get(), p->std.get()));
+    std::vector<float> t1(terms.size());
+    for (size_t i = 0; i < t1.size(); ++i)
+      t1[i] = i < value.size() ? terms[i] : 3 * terms[i - value.size()];
+    t.put(t1);
+    o->mppi_elites_update(f.elite_idx.p, f.elite_value.p, f.mean.p, f.std.p, f.score.p, f.value.p,
+                          t.p, mix, p->actions.p, sh, 0.5f, 0.05f, 2.0f);
+    o->discounted_sum(g.p, t.p, int64_t(value.size()), mix);
+    CHECK(same_bits(f.value.get(), g.get()));
   }
 }
 

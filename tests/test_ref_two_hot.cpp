@@ -156,13 +156,13 @@ TEST_SUITE("ops") {
     const int n = static_cast<int>(x.size());
     std::vector<double> back(n);
     const std::vector<double> l = log_target(two_hot(x, bins));
-    pompc::ref::two_hot_inv_forward<double>(back.data(), l.data(), n, bins);
+    pompc::ref::two_hot_inv_forward<double>(back.data(), l.data(), nullptr, n, bins);
     // double: floor 1e-300 leaks nothing measurable; rounding of y ~1e-15, times (1 + |x|)
     CHECK(close("two_hot_inv(two_hot(x)) double", back, x, 1e-12, 1e-11));
     const std::vector<float> xf = to_float(x);
     std::vector<float> backf(n);
     const std::vector<float> lf = log_target(two_hot(xf, bins));
-    pompc::ref::two_hot_inv_forward<float>(backf.data(), lf.data(), n, bins);
+    pompc::ref::two_hot_inv_forward<float>(backf.data(), lf.data(), nullptr, n, bins);
     // fp32 bin centres and weights near |y| <= 10 carry a few ulp(10) ~ 4e-6 of absolute error
     // in symlog space, which symexp scales by (1 + |x|): tolerance 5e-6 (1 + |x|).
     int bad = 0;
@@ -173,7 +173,7 @@ TEST_SUITE("ops") {
     // Outside the bins the value saturates at symexp(vmax).
     double inv = 0;
     const std::vector<double> lb = log_target(two_hot<double>({1e9}, bins));
-    pompc::ref::two_hot_inv_forward<double>(&inv, lb.data(), 1, bins);
+    pompc::ref::two_hot_inv_forward<double>(&inv, lb.data(), nullptr, 1, bins);
     CHECK(inv == doctest::Approx(std::expm1(10.0)).epsilon(1e-12));
   }
 
@@ -224,7 +224,7 @@ TEST_SUITE("ops") {
           return dot(w, out);
         };
         auto inv = [&] {
-          pompc::ref::two_hot_inv_forward<double>(out.data(), logits.data(), rows, bins);
+          pompc::ref::two_hot_inv_forward<double>(out.data(), logits.data(), nullptr, rows, bins);
           return dot(w, out);
         };
         const std::vector<double> d0 = rng.vec(logits.size(), -1, 1);
@@ -252,8 +252,8 @@ TEST_SUITE("ops") {
     pompc::ref::soft_ce_forward<double>(od.data(), ld.data(), xd.data(), rows, bins);
     pompc::ref::soft_ce_backward<float>(gf.data(), wf.data(), lf.data(), xf.data(), rows, bins);
     pompc::ref::soft_ce_backward<double>(gd.data(), wd.data(), ld.data(), xd.data(), rows, bins);
-    pompc::ref::two_hot_inv_forward<float>(qf.data(), lf.data(), rows, bins);
-    pompc::ref::two_hot_inv_forward<double>(qd.data(), ld.data(), rows, bins);
+    pompc::ref::two_hot_inv_forward<float>(qf.data(), lf.data(), nullptr, rows, bins);
+    pompc::ref::two_hot_inv_forward<double>(qd.data(), ld.data(), nullptr, rows, bins);
     pompc::ref::two_hot_inv_backward<float>(hf.data(), wf.data(), lf.data(), rows, bins);
     pompc::ref::two_hot_inv_backward<double>(hd.data(), wd.data(), ld.data(), rows, bins);
     // Elementwise fp32 roundings of O(1..10) values with sums accumulated in double: ~1e-6

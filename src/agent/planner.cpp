@@ -36,6 +36,14 @@ Planner::Planner(Ops& ops, LatentModel& model, const PlannerSettings& settings, 
       A_(model.action_dim()) {
   cfg_.validate();
   POMPC_REQUIRE(max_states >= 1, "planner: max_states (%d) must be >= 1", max_states);
+  // gamma^t as TD-MPC2 forms them (discount *= gamma after each term); G sums the terms from 0 in
+  // t order (src/ref/loss.h discounted_sum).
+  gamma_.count = cfg_.horizon + 1;
+  float discount = 1.0f;
+  for (int t = 0; t <= cfg_.horizon; ++t) {
+    gamma_.w[t] = discount;
+    discount *= cfg_.discount;
+  }
   const size_t S = size_t(max_states), N = size_t(cfg_.num_samples), H = size_t(cfg_.horizon);
   const size_t P = size_t(cfg_.num_pi_trajs), E = size_t(cfg_.num_elites);
   obs_ = ops.alloc<float>(S * O_);
@@ -79,26 +87,17 @@ Planner::~Planner() {
     ops_.free_bytes(p);
 }
 
-void Planner::estimate_value(int S, uint64_t seed, PhiloxOffset offset) {
+void Planner::rollout_terms(int S, uint64_t seed, PhiloxOffset offset) {
   const int N = cfg_.num_samples, rows = S * N;
   float *z = z_, *z_next = z_next_;  // local: a plan leaves the members as it found them
   ops_.repeat_rows(z, z0_, S, N, Z_);
   const int H = cfg_.horizon;
-  TermWeights gamma;  // gamma^t, t = 0..H, as TD-MPC2 forms them: discount *= gamma after each term
-  gamma.count = H + 1;
-  float discount = 1.0f;
   for (int t = 0; t < H; ++t) {
     const float* a = actions_ + size_t(t) * S * N * A_;
     model_.reward_next(z, a, rows, r_ + size_t(t) * rows, z_next);  // r_t, z_{t+1}
     std::swap(z, z_next);
-    gamma.w[t] = discount;
-    discount *= cfg_.discount;
   }
   model_.value(z, rows, seed, offset, r_ + size_t(H) * rows);  // V(z_H)
-  gamma.w[H] = discount;
-  // G = sum_t gamma^t r_t + gamma^H V(z_H), summed from 0 in t order: one op for the fill and
-  // the H + 1 accumulations (the same float operations, src/ref/loss.h).
-  ops_.discounted_sum(value_, r_, rows, gamma);
 }
 
 void Planner::plan(int S, bool explore, bool warm, uint64_t seed, uint64_t step) {
@@ -157,9 +156,9 @@ void Planner::plan_steps(int S, bool explore, bool warm, uint64_t seed) {
   for (int it = 0; it < iterations; ++it) {
     NvtxRange iter("plan/iter");
     ops_.mppi_sample(actions_, mean_, std_, sh, seed, draw(kSample + it));
-    estimate_value(S, seed, draw(kValueBase + it));
-    ops_.mppi_elites_update(elite_idx_, elite_value_, mean_, std_, score_, value_, actions_, sh,
-                            cfg_.temperature, cfg_.min_std, cfg_.max_std);
+    rollout_terms(S, seed, draw(kValueBase + it));
+    ops_.mppi_elites_update(elite_idx_, elite_value_, mean_, std_, score_, value_, r_, gamma_,
+                            actions_, sh, cfg_.temperature, cfg_.min_std, cfg_.max_std);
   }
   ops_.mppi_select(action_, mu_p_, sigma_p_, actions_, elite_idx_, score_, std_, sh, explore, seed,
                    draw(kSelect));

@@ -48,7 +48,7 @@ class LatentModel {
   virtual void next(const float* z, const float* a, int rows, float* z_next) = 0;
   // Scalar rewards (two_hot_inv of the reward head).
   virtual void reward(const float* z, const float* a, int rows, float* r) = 0;
-  // reward then next at the same (z, a): what estimate_value calls. A model may share their work
+  // reward then next at the same (z, a): what rollout_terms calls. A model may share their work
   // (WorldModelLatent concatenates [z, a] once); the results must equal the two calls'.
   virtual void reward_next(const float* z, const float* a, int rows, float* r, float* z_next) {
     reward(z, a, rows, r);
@@ -130,8 +130,9 @@ class Planner {
  private:
   // The plan's ops (Philox bases read from step_buffer()); plan and plan_graph run these.
   void plan_steps(int S, bool explore, bool warm, uint64_t seed);
-  // G[S*N] for the current actions: rollout from z0 (repeated per sample).
-  void estimate_value(int S, uint64_t seed, PhiloxOffset offset);
+  // The terms of G for the current actions into r_: the rewards r_t and V(z_H) of a rollout from
+  // z0 (repeated per sample). mppi_elites_update sums them with gamma_.
+  void rollout_terms(int S, uint64_t seed, PhiloxOffset offset);
   // Philox offset `purpose` of the step in step_buffer().
   PhiloxOffset draw(uint64_t purpose) const { return PhiloxOffset(purpose, step_base_); }
 
@@ -149,6 +150,7 @@ class Planner {
   LatentModel& model_;
   PlannerSettings cfg_;
   int max_states_, O_, Z_, A_;
+  TermWeights gamma_;  // gamma^t, t = 0..H: G = sum_t gamma^t r_t + gamma^H V(z_H)
   // Backend buffers, allocated once.
   float* obs_ = nullptr;
   uint8_t* first_ = nullptr;

@@ -221,12 +221,14 @@ class CudaOps final : public Ops {
                               const float* x, int heads, int rows, const Bins& bins) override {
     cuda::soft_ce_heads_backward(dlogits, dloss, logits, x, heads, rows, bins, stream_);
   }
-  void two_hot_inv_pair_forward(float* out, const float* logits, int Qn, int rows, const Bins& bins,
-                                PairMode mode, uint64_t seed, PhiloxOffset offset) override {
-    cuda::two_hot_inv_pair_forward(out, logits, Qn, rows, bins, mode, seed, offset, stream_);
+  void two_hot_inv_pair_forward(float* out, const float* logits, const float* bias, int Qn,
+                                int rows, const Bins& bins, PairMode mode, uint64_t seed,
+                                PhiloxOffset offset) override {
+    cuda::two_hot_inv_pair_forward(out, logits, bias, Qn, rows, bins, mode, seed, offset, stream_);
   }
-  void two_hot_inv_forward(float* out, const float* logits, int rows, const Bins& bins) override {
-    cuda::two_hot_inv_forward(out, logits, rows, bins, stream_);
+  void two_hot_inv_forward(float* out, const float* logits, const float* bias, int rows,
+                           const Bins& bins) override {
+    cuda::two_hot_inv_forward(out, logits, bias, rows, bins, stream_);
   }
   void two_hot_inv_backward(float* dlogits, const float* dout, const float* logits, int rows,
                             const Bins& bins) override {
@@ -336,10 +338,10 @@ class CudaOps final : public Ops {
                     max_std, stream_);
   }
   void mppi_elites_update(int32_t* elite_idx, float* elite_value, float* mean, float* std,
-                          float* score, const float* value, const float* actions,
-                          const MppiShape& sh, float temperature, float min_std,
-                          float max_std) override {
-    cuda::mppi_elites_update(elite_idx, elite_value, mean, std, score, value, actions, sh,
+                          float* score, float* value, const float* terms, const TermWeights& w,
+                          const float* actions, const MppiShape& sh, float temperature,
+                          float min_std, float max_std) override {
+    cuda::mppi_elites_update(elite_idx, elite_value, mean, std, score, value, terms, w, actions, sh,
                              temperature, min_std, max_std, stream_);
   }
   void mppi_select(float* action, float* mu_p, float* sigma_p, const float* actions,

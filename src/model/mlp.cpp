@@ -79,11 +79,21 @@ void reserve_grads(Arena& arena, const Mlp& mlp, int rows, MlpGrads* grads) {
   }
 }
 
+const float* last_bias(const Mlp& mlp, const float* params) {
+  const Layer& ly = mlp.layers.back();
+  POMPC_REQUIRE(!normed(ly), "%s: its last layer's bias belongs to its LayerNorm",
+                mlp.name.c_str());
+  return params + ly.bias;
+}
+
 void mlp_forward(Ops& ops, const Mlp& mlp, const float* params, const float* x, int rows,
-                 const MlpActs& acts, float* final_out, const Dropout& drop) {
+                 const MlpActs& acts, float* final_out, const Dropout& drop, LastBias last_bias) {
   POMPC_REQUIRE(rows >= 0 && rows <= acts.rows,
                 "%s: %d rows exceed the %d rows its workspace was sized for (raise max_rows)",
                 mlp.name.c_str(), rows, acts.rows);
+  POMPC_REQUIRE(last_bias == LastBias::add || !normed(mlp.layers.back()),
+                "%s: its last layer's bias belongs to its LayerNorm and cannot be left out",
+                mlp.name.c_str());
   const int G = mlp.groups;
   const size_t L = mlp.layers.size();
   const float* inp = x;
@@ -92,11 +102,12 @@ void mlp_forward(Ops& ops, const Mlp& mlp, const float* params, const float* x, 
     float* out = (l + 1 == L && final_out != nullptr) ? final_out : acts.out[l];
     const bool shared = (l == 0);
     if (!normed(ly)) {
+      const float* bias = l + 1 == L && last_bias == LastBias::leave ? nullptr : params + ly.bias;
       if (G == 1)
-        ops.linear_forward(out, inp, params + ly.weight, params + ly.bias, rows, ly.in, ly.out);
+        ops.linear_forward(out, inp, params + ly.weight, bias, rows, ly.in, ly.out);
       else
-        ops.linear_ensemble_forward(out, inp, params + ly.weight, params + ly.bias, G, rows, ly.in,
-                                    ly.out, shared);
+        ops.linear_ensemble_forward(out, inp, params + ly.weight, bias, G, rows, ly.in, ly.out,
+                                    shared);
     } else {
       if (G == 1)
         ops.linear_forward(acts.pre[l], inp, params + ly.weight, nullptr, rows, ly.in, ly.out);

@@ -87,10 +87,19 @@ class Arena {
 void reserve_acts(Arena& arena, const Mlp& mlp, int rows, bool saved, MlpActs* acts);
 void reserve_grads(Arena& arena, const Mlp& mlp, int rows, MlpGrads* grads);
 
+// The last layer's bias: added by the layer, or left out for the op that reads the output to add
+// (two_hot_inv_forward's `bias` argument: one launch fewer, the same bits). Only a last layer
+// without a LayerNorm has a bias of its own to leave.
+enum class LastBias { add, leave };
+
 // out = mlp(x) at `rows` rows per head; the last layer writes to `final_out` when non-null
 // (else acts.out.back()). `drop` applies to layers with `dropout` set (p = 0: off).
 void mlp_forward(Ops& ops, const Mlp& mlp, const float* params, const float* x, int rows,
-                 const MlpActs& acts, float* final_out, const Dropout& drop);
+                 const MlpActs& acts, float* final_out, const Dropout& drop,
+                 LastBias last_bias = LastBias::add);
+
+// The last layer's bias in params ([groups, out]): what an op after LastBias::leave adds.
+const float* last_bias(const Mlp& mlp, const float* params);
 
 // Backward of the forward above (same x, params and drop); dfinal [G, rows, layers.back().out].
 void mlp_backward(Ops& ops, const Mlp& mlp, const float* params, float* grads, const float* x,

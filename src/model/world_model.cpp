@@ -544,8 +544,9 @@ void WorldModel::reward_next(float* r, float* z_next, const float* z, const floa
   mlp_forward(ops_, trunk_, params, infer_.za, rows, infer_.trunk, nullptr, Dropout{});
   const float* h = infer_.trunk.out.back();  // [2, rows, M]: the dynamics' rows, the reward's
   mlp_forward(ops_, reward_tail_, params, h + static_cast<size_t>(rows) * cfg_.mlp_dim, rows,
-              infer_.reward_tail, nullptr, Dropout{});
-  ops_.two_hot_inv_forward(r, infer_.reward_tail.out.back(), rows, cfg_.bins());
+              infer_.reward_tail, nullptr, Dropout{}, LastBias::leave);
+  ops_.two_hot_inv_forward(r, infer_.reward_tail.out.back(), last_bias(reward_tail_, params), rows,
+                           cfg_.bins());
   mlp_forward(ops_, dynamics_tail_, params, h, rows, infer_.dynamics_tail, z_next, Dropout{});
 }
 
@@ -555,9 +556,11 @@ void WorldModel::next_from_za(float* z_next, int rows) {
 }
 
 void WorldModel::reward_from_za(float* r, int rows) {
-  mlp_forward(ops_, reward_, model_set_.params + dr_offset_, infer_.za, rows, infer_.reward,
-              nullptr, Dropout{});
-  ops_.two_hot_inv_forward(r, infer_.reward.out.back(), rows, cfg_.bins());
+  const float* params = model_set_.params + dr_offset_;
+  mlp_forward(ops_, reward_, params, infer_.za, rows, infer_.reward, nullptr, Dropout{},
+              LastBias::leave);
+  ops_.two_hot_inv_forward(r, infer_.reward.out.back(), last_bias(reward_, params), rows,
+                           cfg_.bins());
 }
 
 void WorldModel::pi(float* action, float* mu, float* log_std, float* log_pi, const float* z,
@@ -597,8 +600,10 @@ void WorldModel::critic_heads(float* out, const float* in, int rows, QMode mode,
   }
   // Only the two heads the pair takes run; the pair's min / avg over them (Qn = 2) is the same.
   gather_critic_pair(infer_.pair, params, seed, offset);
-  mlp_forward(ops_, pair_, infer_.pair.params, in, rows, infer_.pair_qs, nullptr, Dropout{});
-  ops_.two_hot_inv_pair_forward(out, infer_.pair_qs.out.back(), 2, rows, cfg_.bins(),
+  mlp_forward(ops_, pair_, infer_.pair.params, in, rows, infer_.pair_qs, nullptr, Dropout{},
+              LastBias::leave);
+  ops_.two_hot_inv_pair_forward(out, infer_.pair_qs.out.back(),
+                                last_bias(pair_, infer_.pair.params), 2, rows, cfg_.bins(),
                                 mode == QMode::min ? PairMode::min : PairMode::avg, seed, offset);
 }
 

@@ -139,9 +139,10 @@ void WorldModel::td_target(const Batch& batch) {
   // min2 of the target heads at (next_z, a'): only the picked pair runs (CriticPair)
   ops_.concat_forward(b.za, b.next_z, b.a, RH, Z_, A_);
   gather_critic_pair(b.pair, target_qs_, cfg_.seed, draw(kTdPair));
-  mlp_forward(ops_, pair_, b.pair.params, b.za, RH, b.target_qs, b.q_logits, Dropout{});
-  ops_.two_hot_inv_pair_forward(b.q_pair, b.q_logits, 2, RH, cfg_.bins(), PairMode::min, cfg_.seed,
-                                draw(kTdPair));
+  mlp_forward(ops_, pair_, b.pair.params, b.za, RH, b.target_qs, b.q_logits, Dropout{},
+              LastBias::leave);
+  ops_.two_hot_inv_pair_forward(b.q_pair, b.q_logits, last_bias(pair_, b.pair.params), 2, RH,
+                                cfg_.bins(), PairMode::min, cfg_.seed, draw(kTdPair));
   if (cfg_.kl_critic) {
     // PO-MPC: min2 -= lambda (log pi(a') - log pi_psi(a')), pi_psi as the last update left it.
     mlp_forward(ops_, prior_, prior_set_.params, b.next_z, RH, b.prior, b.prior_raw, Dropout{});
@@ -164,15 +165,17 @@ void WorldModel::td_target_v(const Batch& batch) {
   ops_.policy_head_forward(b.a, nullptr, nullptr, nullptr, nullptr, b.pi_raw, RH, A_,
                            cfg_.policy_head(), cfg_.seed, draw(kTdNoise));
   ops_.concat_forward(b.za, z, b.a, RH, Z_, A_);
-  mlp_forward(ops_, reward_, model_set_.params + dr_offset_, b.za, RH, b.reward, nullptr,
-              Dropout{});
-  ops_.two_hot_inv_forward(b.rhat, b.reward.out.back(), RH, cfg_.bins());
+  const float* dr_params = model_set_.params + dr_offset_;
+  mlp_forward(ops_, reward_, dr_params, b.za, RH, b.reward, nullptr, Dropout{}, LastBias::leave);
+  ops_.two_hot_inv_forward(b.rhat, b.reward.out.back(), last_bias(reward_, dr_params), RH,
+                           cfg_.bins());
   mlp_forward(ops_, dynamics_, model_set_.params + dr_offset_, b.za, RH, b.dynamics, b.z_next,
               Dropout{});
   gather_critic_pair(b.pair, target_qs_, cfg_.seed, draw(kTdPair));
-  mlp_forward(ops_, pair_, b.pair.params, b.z_next, RH, b.target_qs, b.q_logits, Dropout{});
-  ops_.two_hot_inv_pair_forward(b.q_pair, b.q_logits, 2, RH, cfg_.bins(), PairMode::avg, cfg_.seed,
-                                draw(kTdPair));
+  mlp_forward(ops_, pair_, b.pair.params, b.z_next, RH, b.target_qs, b.q_logits, Dropout{},
+              LastBias::leave);
+  ops_.two_hot_inv_pair_forward(b.q_pair, b.q_logits, last_bias(pair_, b.pair.params), 2, RH,
+                                cfg_.bins(), PairMode::avg, cfg_.seed, draw(kTdPair));
   ops_.scale_add(b.td, b.rhat, RH, 1.0f, nullptr, 0.0f);            // td = rhat
   ops_.scale_add(b.td, b.q_pair, RH, cfg_.discount, nullptr, 1.0f);  // td += gamma avg2 V
 }
@@ -406,9 +409,10 @@ void WorldModel::intermediate_weights(const Batch& batch) {
   for (int k = 0; k < S; ++k)
     ops_.concat_forward(im.za + k * RZA, rollout_.z, im.a + k * RA, R, Z_, A_);
   gather_critic_pair(im.pair, model_set_.params + q_offset_, cfg_.seed, draw(kPriorPair));
-  mlp_forward(ops_, pair_, im.pair.params, im.za, S * R, im.qs, im.q_logits, Dropout{});
-  ops_.two_hot_inv_pair_forward(im.qbar, im.q_logits, 2, S * R, cfg_.bins(), PairMode::avg,
-                                cfg_.seed, draw(kPriorPair));
+  mlp_forward(ops_, pair_, im.pair.params, im.za, S * R, im.qs, im.q_logits, Dropout{},
+              LastBias::leave);
+  ops_.two_hot_inv_pair_forward(im.qbar, im.q_logits, last_bias(pair_, im.pair.params), 2, S * R,
+                                cfg_.bins(), PairMode::avg, cfg_.seed, draw(kPriorPair));
   // beta acts on Qbar / S_Q (S_Q of this pi step), so its scale does not depend on the task.
   ops_.scale_add(im.qbar, im.qbar, static_cast<int64_t>(S) * R, 1.0f, q_scale_, 0.0f);
   ops_.sample_weights(im.w, im.log_z, im.qbar, S, R, cfg_.beta);
@@ -433,7 +437,7 @@ void WorldModel::pi_loss(const Batch& batch, UpdateStats* stats, bool update_sca
     gather_critic_pair(p.pair, model_set_.params + q_offset_, cfg_.seed, draw(kPiPair));
     mlp_forward(ops_, pair_, p.pair.params, p.za, R, p.qs, p.q_logits,
                 pair_dropout(q_dropout(dropout, kPiDropout), p.pair));
-    ops_.two_hot_inv_forward(p.q, p.q_logits, 2 * R, cfg_.bins());
+    ops_.two_hot_inv_forward(p.q, p.q_logits, nullptr, 2 * R, cfg_.bins());
     ops_.pair_select_forward(p.qbar, p.q, 2, R, PairMode::avg, cfg_.seed, draw(kPiPair));
   }
   if (need_q && update_scale) ops_.running_scale_update(q_scale_, p.qbar, B_, cfg_.tau);

@@ -17,13 +17,15 @@ void check_sizes(const char* who, int B, int in, int out_features) {
                 who, in, out_features);
 }
 
-// out[b, :] = bias for every row (or nothing when bias is null); returns the beta for the GEMM.
+// out[b, :] += bias for every row (nothing when bias is null).
 template <typename T>
-T init_bias(T* out, const T* bias, int rows, int cols) {
-  if (bias == nullptr) return T(0);
+void add_bias(T* out, const T* bias, int rows, int cols) {
+  if (bias == nullptr) return;
 #pragma omp parallel for schedule(static) if (int64_t{rows} * cols > (1 << 16))
-  for (int r = 0; r < rows; ++r) std::copy(bias, bias + cols, out + static_cast<int64_t>(r) * cols);
-  return T(1);
+  for (int r = 0; r < rows; ++r) {
+    T* o = out + static_cast<int64_t>(r) * cols;
+    for (int c = 0; c < cols; ++c) o[c] = o[c] + bias[c];
+  }
 }
 
 }  // namespace
@@ -48,9 +50,9 @@ template <typename T>
 void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int B, int in,
                     int out_features) {
   check_sizes("linear_forward", B, in, out_features);
-  const T beta = init_bias(out, bias, B, out_features);
-  // out[B, out] = inp[B, in] * weight[out, in]^T (+ out holding the bias)
-  gemm<T>(false, true, B, out_features, in, T(1), inp, in, weight, in, beta, out, out_features);
+  // out[B, out] = inp[B, in] * weight[out, in]^T, then + bias
+  gemm<T>(false, true, B, out_features, in, T(1), inp, in, weight, in, T(0), out, out_features);
+  add_bias(out, bias, B, out_features);
 }
 
 template <typename T>
@@ -71,16 +73,15 @@ void linear_ensemble_forward(T* out, const T* inp, const T* weight, const T* bia
   check_sizes("linear_ensemble_forward", B, in, out_features);
   POMPC_REQUIRE(Qn >= 1, "linear_ensemble_forward: Qn (%d) must be >= 1", Qn);
   const int64_t out_stride = static_cast<int64_t>(B) * out_features;
-  T beta = T(0);
-  if (bias != nullptr) {
-    for (int q = 0; q < Qn; ++q)
-      beta = init_bias(out + q * out_stride, bias + static_cast<int64_t>(q) * out_features, B,
-                       out_features);
-  }
   gemm_strided_batched<T>(false, true, B, out_features, in, T(1), inp, in,
                           shared_input ? 0 : static_cast<int64_t>(B) * in, weight, in,
-                          static_cast<int64_t>(out_features) * in, beta, out, out_features,
+                          static_cast<int64_t>(out_features) * in, T(0), out, out_features,
                           out_stride, Qn);
+  if (bias != nullptr) {
+    for (int q = 0; q < Qn; ++q)
+      add_bias(out + q * out_stride, bias + static_cast<int64_t>(q) * out_features, B,
+               out_features);
+  }
 }
 
 template <typename T>

@@ -1,7 +1,9 @@
 // src/ref/linear.h: Linear layers (PyTorch nn.Linear layout) and the Qn-head ensemble Linear.
 //
 // Maths
-//   linear:           out[b, o] = sum_i inp[b, i] * weight[o, i] + bias[o]
+//   linear:           out[b, o] = (sum_i inp[b, i] * weight[o, i]) + bias[o]: the bias is added
+//                     to the finished product (one rounding), as the ops that take a layer's bias
+//                     from it (two_hot_inv, policy_head, LayerNorm) add it, bit for bit
 //   backward:         dinp[b, i]   += sum_o dout[b, o] * weight[o, i]
 //                     dweight[o, i] += sum_b dout[b, o] * inp[b, i]
 //                     dbias[o]     += sum_b dout[b, o]

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common.h"
+#include "ref/loss.h"
 
 namespace pompc::ref {
 
@@ -90,8 +91,11 @@ void mppi_update(float* mean, float* std, float* score, const float* actions,
 }
 
 void mppi_elites_update(int32_t* elite_idx, float* elite_value, float* mean, float* std,
-                        float* score, const float* value, const float* actions, const MppiShape& sh,
-                        float temperature, float min_std, float max_std) {
+                        float* score, float* value, const float* terms, const TermWeights& w,
+                        const float* actions, const MppiShape& sh, float temperature, float min_std,
+                        float max_std) {
+  check_mppi_shape("mppi_elites_update", sh);
+  discounted_sum(value, terms, int64_t{sh.S} * sh.N, w);
   mppi_elites(elite_idx, elite_value, value, sh);
   mppi_update(mean, std, score, actions, elite_idx, elite_value, sh, temperature, min_std, max_std);
 }

@@ -12,7 +12,9 @@
 //                 identical on both backends); writes their indices (descending value) and values
 //   mppi_update:  score_e = exp(temperature (v_e - max v)) / sum; mean = sum_e score_e a_e;
 //                 std = clamp(sqrt(sum_e score_e (a_e - mean)^2), min_std, max_std)
-//   mppi_elites_update: mppi_elites, then mppi_update on its elites (one op: the planner's path)
+//   mppi_elites_update: value = discounted_sum(terms, w) (src/ref/loss.h: the returns G from the
+//                 rewards and the terminal value, [w.count, S N] -> [S, N], written out), then
+//                 mppi_elites on it, then mppi_update on its elites (one op: the planner's path)
 //   mppi_select:  k = argmax_e (log score_e + g_e), g_e = -log(-log u_e) (Gumbel-max: elite k is
 //                 drawn with probability score_k), u_e = (philox_u32(seed, offset, s E + e) >> 8
 //                 + 0.5) / 2^24 in (0, 1), in double; mu_p = a_k[t = 0]; sigma_p = std[s, 0];
@@ -29,7 +31,7 @@
 
 #include <cstdint>
 
-#include "op_types.h"  // MppiShape, gumbel_uniform, check_mppi_shape
+#include "op_types.h"  // MppiShape, TermWeights, gumbel_uniform, check_mppi_shape
 
 namespace pompc::ref {
 
@@ -42,8 +44,9 @@ void mppi_update(float* mean, float* std, float* score, const float* actions,
                  const int32_t* elite_idx, const float* elite_value, const MppiShape& sh,
                  float temperature, float min_std, float max_std);
 void mppi_elites_update(int32_t* elite_idx, float* elite_value, float* mean, float* std,
-                        float* score, const float* value, const float* actions, const MppiShape& sh,
-                        float temperature, float min_std, float max_std);
+                        float* score, float* value, const float* terms, const TermWeights& w,
+                        const float* actions, const MppiShape& sh, float temperature, float min_std,
+                        float max_std);
 void mppi_select(float* action, float* mu_p, float* sigma_p, const float* actions,
                  const int32_t* elite_idx, const float* score, const float* std,
                  const MppiShape& sh, bool explore, uint64_t seed, uint64_t offset);

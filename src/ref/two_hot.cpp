@@ -71,6 +71,14 @@ void row_softmax(const T* x, int K, T* p) {
   for (int k = 0; k < K; ++k) p[k] *= inv;
 }
 
+// The logit row l as the forward ops read it: l itself, or l + bias (one rounding each) in buf.
+template <typename T>
+const T* with_bias(const T* l, const T* bias, int K, T* buf) {
+  if (bias == nullptr) return l;
+  for (int k = 0; k < K; ++k) buf[k] = l[k] + bias[k];
+  return buf;
+}
+
 // m = sum_k softmax(logits)_k bin_k (summed in double), with the softmax left in p: the
 // expectation in symlog space that two_hot_inv and its backward share.
 template <typename T>
@@ -141,24 +149,25 @@ void soft_ce_backward(T* dlogits, const T* dloss, const T* logits, const T* x, i
 }
 
 template <typename T>
-void two_hot_inv_forward(T* out, const T* logits, int rows, const Bins& bins) {
+void two_hot_inv_forward(T* out, const T* logits, const T* bias, int rows, const Bins& bins) {
   check_bins("two_hot_inv_forward", bins, rows);
   const int K = bins.num_bins;
 #pragma omp parallel if (int64_t{rows} * K > (1 << 14))
   {
-    static thread_local std::vector<T> pbuf;
-    if (static_cast<int>(pbuf.size()) < K) pbuf.resize(K);
+    static thread_local std::vector<T> pbuf, lbuf;
+    if (static_cast<int>(pbuf.size()) < K) pbuf.resize(K), lbuf.resize(K);
     T* p = pbuf.data();
 #pragma omp for schedule(static)
     for (int r = 0; r < rows; ++r) {
-      out[r] = symexp(softmax_bin_mean(logits + static_cast<int64_t>(r) * K, bins, p));
+      const T* l = with_bias(logits + static_cast<int64_t>(r) * K, bias, K, lbuf.data());
+      out[r] = symexp(softmax_bin_mean(l, bins, p));
     }
   }
 }
 
 template <typename T>
-void two_hot_inv_pair_forward(T* out, const T* logits, int Qn, int rows, const Bins& bins,
-                              PairMode mode, uint64_t seed, uint64_t offset) {
+void two_hot_inv_pair_forward(T* out, const T* logits, const T* bias, int Qn, int rows,
+                              const Bins& bins, PairMode mode, uint64_t seed, uint64_t offset) {
   check_bins("two_hot_inv_pair_forward", bins, rows);
   check_pair("two_hot_inv_pair_forward", Qn, rows, mode);
   const int K = bins.num_bins;
@@ -166,16 +175,18 @@ void two_hot_inv_pair_forward(T* out, const T* logits, int Qn, int rows, const B
   pick_pair(Qn, seed, offset, &hi, &hj);
   const T* li = logits + static_cast<int64_t>(hi) * rows * K;
   const T* lj = logits + static_cast<int64_t>(hj) * rows * K;
+  const T* bi = bias ? bias + static_cast<int64_t>(hi) * K : nullptr;
+  const T* bj = bias ? bias + static_cast<int64_t>(hj) * K : nullptr;
 #pragma omp parallel if (int64_t{rows} * K > (1 << 14))
   {
-    static thread_local std::vector<T> pbuf;
-    if (static_cast<int>(pbuf.size()) < K) pbuf.resize(K);
+    static thread_local std::vector<T> pbuf, lbuf;
+    if (static_cast<int>(pbuf.size()) < K) pbuf.resize(K), lbuf.resize(K);
     T* p = pbuf.data();
 #pragma omp for schedule(static)
-    for (int r = 0; r < rows;
-         ++r) {  // two_hot_inv_forward's value of each head, pair_select's rule
-      const T qi = symexp(softmax_bin_mean(li + static_cast<int64_t>(r) * K, bins, p));
-      const T qj = symexp(softmax_bin_mean(lj + static_cast<int64_t>(r) * K, bins, p));
+    for (int r = 0; r < rows; ++r) {  // two_hot_inv_forward's value of each head, pair_select's
+      const int64_t o = static_cast<int64_t>(r) * K;  // rule
+      const T qi = symexp(softmax_bin_mean(with_bias(li + o, bi, K, lbuf.data()), bins, p));
+      const T qj = symexp(softmax_bin_mean(with_bias(lj + o, bj, K, lbuf.data()), bins, p));
       if (mode == PairMode::avg)
         out[r] = (qi + qj) / T(2);
       else
@@ -208,10 +219,10 @@ void two_hot_inv_backward(T* dlogits, const T* dout, const T* logits, int rows, 
   template T symexp<T>(T);                                                                 \
   template void soft_ce_forward<T>(T*, const T*, const T*, int, const Bins&);              \
   template void soft_ce_backward<T>(T*, const T*, const T*, const T*, int, const Bins&);   \
-  template void two_hot_inv_forward<T>(T*, const T*, int, const Bins&);                    \
+  template void two_hot_inv_forward<T>(T*, const T*, const T*, int, const Bins&);          \
   template void two_hot_inv_backward<T>(T*, const T*, const T*, int, const Bins&);         \
-  template void two_hot_inv_pair_forward<T>(T*, const T*, int, int, const Bins&, PairMode, \
-                                            uint64_t, uint64_t);
+  template void two_hot_inv_pair_forward<T>(T*, const T*, const T*, int, int, const Bins&, \
+                                            PairMode, uint64_t, uint64_t);
 POMPC_INSTANTIATE_TWO_HOT(float)
 POMPC_INSTANTIATE_TWO_HOT(double)
 #undef POMPC_INSTANTIATE_TWO_HOT

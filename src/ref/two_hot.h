@@ -18,6 +18,9 @@
 //     head j, row r)) with (i, j) = pick_pair(Qn, seed, offset) and pair_select's min / avg rule
 //     (src/ref/loss.h): two_hot_inv_forward over Qn heads then pair_select_forward in one op,
 //     the same operations on the two picked heads (the others are not computed); forward only.
+//   Both forward two_hot_inv ops may take the logits' layer bias ([K]; pair: [Qn, K]) that the
+//   layer left out (model::LastBias::leave: one bias launch fewer per inference head) and add it
+//   to each logit as they read it: the same bits as the layer adding it (src/ref/linear.h).
 //   Bin centres use torch.linspace's formula: start + step*i for i < K/2, end - step*(K-1-i) after.
 //
 // Shapes: x, loss, two_hot_inv out: [rows] (one scalar per row: rows = B, or B*H, or Qn*B...);
@@ -47,13 +50,15 @@ template <typename T>
 void soft_ce_backward(T* dlogits, const T* dloss, const T* logits, const T* x, int rows,
                       const Bins& bins);
 
+// bias: nullptr, or the logits' layer bias [K] (pair: [Qn, K]), added to each logit as it is
+// read: the value of logits + bias, bit for bit (the layer leaves its bias to this op).
 template <typename T>
-void two_hot_inv_forward(T* out, const T* logits, int rows, const Bins& bins);
+void two_hot_inv_forward(T* out, const T* logits, const T* bias, int rows, const Bins& bins);
 template <typename T>
 void two_hot_inv_backward(T* dlogits, const T* dout, const T* logits, int rows, const Bins& bins);
 
 template <typename T>
-void two_hot_inv_pair_forward(T* out, const T* logits, int Qn, int rows, const Bins& bins,
-                              PairMode mode, uint64_t seed, uint64_t offset);
+void two_hot_inv_pair_forward(T* out, const T* logits, const T* bias, int Qn, int rows,
+                              const Bins& bins, PairMode mode, uint64_t seed, uint64_t offset);
 
 }  // namespace pompc::ref
