@@ -82,6 +82,16 @@ __device__ __forceinline__ T* dynamic_smem() {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;        \
        i < static_cast<int64_t>(n); i += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
+// A row of a layer's output as an op that took the layer's left-out bias reads it: l[k], or
+// l[k] + bias[k] with linear_forward's rounding (model::LastBias::leave; two_hot.cu, policy.cu).
+struct BiasedRow {
+  const float* l;
+  const float* bias;  // nullptr: none
+  __device__ __forceinline__ float operator[](int64_t k) const {
+    return bias ? __fadd_rn(l[k], bias[k]) : l[k];
+  }
+};
+
 #endif  // __CUDACC__ || POMPC_EMU
 
 inline unsigned ceil_div(size_t n, unsigned d) { return static_cast<unsigned>((n + d - 1) / d); }

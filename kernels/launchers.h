@@ -92,8 +92,8 @@ void linear_ensemble_backward(cublasHandle_t h, float* dinp, float* dweight, flo
 
 // kernels/policy.cu (twins of src/ref/policy.h)
 void policy_head_forward(float* action, float* mu, float* log_std, float* log_pi, float* log_prob,
-                         const float* raw, int B, int A, const PolicyHead& head, uint64_t seed,
-                         PhiloxOffset offset, cudaStream_t stream);
+                         const float* raw, const float* bias, int B, int A, const PolicyHead& head,
+                         uint64_t seed, PhiloxOffset offset, cudaStream_t stream);
 void policy_head_backward(float* draw, const float* daction, const float* dmu,
                           const float* dlog_std, const float* dlog_pi, const float* raw, int B,
                           int A, const PolicyHead& head, uint64_t seed, PhiloxOffset offset,

@@ -29,6 +29,8 @@
 //   the row, then each thread finishes its element (its eps kept from phase 1). At A = 38: 6
 //   rows x 38 threads = 228 per block, so B = 24 (planner) is 4 blocks, B = 1024 (update) 171,
 //   each thread one element plus log2(64) = 6 tree steps.
+// The forward may take the policy layer's bias [2A] (model::LastBias::leave) and add it to raw as
+// it reads it (BiasedRow, common.cuh: linear_forward's rounding).
 // Forward outputs overwritten (mu, log_std, log_pi, log_prob may be null; with both row outputs
 // null the sums are skipped); draw ACCUMULATED; null upstream gradients count as zero.
 //
@@ -52,7 +54,9 @@ struct StdNoise {
   float ts, ls, sd, e;  // tanh(s), log_std, std, eps
 };
 
-__device__ __forceinline__ void std_noise(StdNoise* el, const float* row, int A, int b, int j,
+// row: a pointer to [mean logits | log_std logits] of row b, or a BiasedRow over it.
+template <class Row>
+__device__ __forceinline__ void std_noise(StdNoise* el, const Row& row, int A, int b, int j,
                                           float lo, float dif, uint64_t seed, uint64_t offset) {
   el->ts = tanhf(row[A + j]);
   el->ls = lo + 0.5f * dif * (el->ts + 1.0f);
@@ -64,8 +68,9 @@ struct Elem : StdNoise {
   float a, om, corr;  // action, 1 - a^2, log term
 };
 
-__device__ __forceinline__ Elem element(const float* row, int A, int b, int j, float lo,
-                                        float dif, uint64_t seed, uint64_t offset) {
+template <class Row>
+__device__ __forceinline__ Elem element(const Row& row, int A, int b, int j, float lo, float dif,
+                                        uint64_t seed, uint64_t offset) {
   Elem el;
   std_noise(&el, row, A, b, j, lo, dif, seed, offset);
   el.a = tanhf(row[j] + el.e * el.sd);
@@ -83,7 +88,8 @@ __device__ __forceinline__ int block_row() {
 __global__ void policy_head_forward_kernel(float* __restrict__ action, float* __restrict__ mu,
                                            float* __restrict__ log_std, float* __restrict__ log_pi,
                                            float* __restrict__ log_prob,
-                                           const float* __restrict__ raw, int B, int A,
+                                           const float* __restrict__ raw,
+                                           const float* __restrict__ bias, int B, int A,
                                            PolicyHead h, uint64_t seed, PhiloxOffset offset_at) {
   __shared__ float scratch[3 * kRowSumScratch];
   const uint64_t offset = offset_at.resolve();  // device memory: read at run time
@@ -91,7 +97,7 @@ __global__ void policy_head_forward_kernel(float* __restrict__ action, float* __
   const float lo = h.log_std_min, dif = h.log_std_max - h.log_std_min;
   float sum[3] = {0.0f, 0.0f, 0.0f};  // res, lp, corr
   if (b < B) {
-    const float* row = raw + static_cast<int64_t>(b) * 2 * A;
+    const BiasedRow row{raw + static_cast<int64_t>(b) * 2 * A, bias};
     for (int j = threadIdx.x; j < A; j += blockDim.x) {
       const Elem el = element(row, A, b, j, lo, dif, seed, offset);
       const int64_t i = static_cast<int64_t>(b) * A + j;
@@ -183,7 +189,8 @@ struct ClampedElem : StdNoise {
   float m, u;  // mu, the sample before the clamp
 };
 
-__device__ __forceinline__ ClampedElem clamped_element(const float* row, int A, int b, int j,
+template <class Row>
+__device__ __forceinline__ ClampedElem clamped_element(const Row& row, int A, int b, int j,
                                                        float lo, float dif, uint64_t seed,
                                                        uint64_t offset) {
   ClampedElem el;
@@ -195,15 +202,16 @@ __device__ __forceinline__ ClampedElem clamped_element(const float* row, int A, 
 
 __global__ void policy_head_clamped_forward_kernel(
     float* __restrict__ action, float* __restrict__ mu, float* __restrict__ log_std,
-    float* __restrict__ log_pi, float* __restrict__ log_prob, const float* __restrict__ raw, int B,
-    int A, PolicyHead h, uint64_t seed, PhiloxOffset offset_at) {
+    float* __restrict__ log_pi, float* __restrict__ log_prob, const float* __restrict__ raw,
+    const float* __restrict__ bias, int B, int A, PolicyHead h, uint64_t seed,
+    PhiloxOffset offset_at) {
   __shared__ float scratch[kRowSumScratch];
   const uint64_t offset = offset_at.resolve();  // device memory: read at run time
   const int b = block_row();
   const float lo = h.log_std_min, dif = h.log_std_max - h.log_std_min;
   float lp[1] = {0.0f};
   if (b < B) {
-    const float* row = raw + static_cast<int64_t>(b) * 2 * A;
+    const BiasedRow row{raw + static_cast<int64_t>(b) * 2 * A, bias};
     for (int j = threadIdx.x; j < A; j += blockDim.x) {
       const ClampedElem el = clamped_element(row, A, b, j, lo, dif, seed, offset);
       const int64_t i = static_cast<int64_t>(b) * A + j;
@@ -285,17 +293,17 @@ void check(const char* who, int B, int A, const PolicyHead& h) {
 namespace cuda {
 
 void policy_head_forward(float* action, float* mu, float* log_std, float* log_pi, float* log_prob,
-                         const float* raw, int B, int A, const PolicyHead& head, uint64_t seed,
-                         PhiloxOffset offset, cudaStream_t stream) {
+                         const float* raw, const float* bias, int B, int A, const PolicyHead& head,
+                         uint64_t seed, PhiloxOffset offset, cudaStream_t stream) {
   check("policy_head_forward", B, A, head);
   const RowBlock rb = row_block(A);
   if (head.form == PolicyForm::clamped) {
     LAUNCH(policy_head_clamped_forward_kernel, ceil_div(B, rb.rows), dim3(rb.tx, rb.rows), 0,
-           stream, action, mu, log_std, log_pi, log_prob, raw, B, A, head, seed, offset);
+           stream, action, mu, log_std, log_pi, log_prob, raw, bias, B, A, head, seed, offset);
     return;
   }
   LAUNCH(policy_head_forward_kernel, ceil_div(B, rb.rows), dim3(rb.tx, rb.rows), 0, stream, action,
-         mu, log_std, log_pi, log_prob, raw, B, A, head, seed, offset);
+         mu, log_std, log_pi, log_prob, raw, bias, B, A, head, seed, offset);
 }
 
 void policy_head_backward(float* draw, const float* daction, const float* dmu,

@@ -52,16 +52,6 @@ __device__ __forceinline__ void two_hot_entries(float x, const Bins& b, int* k0,
   *w1 = pos - k;
 }
 
-// A logit row as the forward ops read it: l[k], or l[k] + bias[k] (one rounding) when the layer
-// left its bias to the op.
-struct BiasedRow {
-  const float* l;
-  const float* bias;  // nullptr: none
-  __device__ __forceinline__ float operator[](int k) const {
-    return bias ? __fadd_rn(l[k], bias[k]) : l[k];
-  }
-};
-
 // Row max and sum of exp(l - max) over the warp's row (l: a pointer or a BiasedRow).
 template <class Row>
 __device__ __forceinline__ void row_stats(const Row& l, int K, int lane, float* mx, float* z) {

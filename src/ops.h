@@ -185,9 +185,11 @@ class Ops {
   virtual void two_hot_inv_backward(float* dlogits, const float* dout, const float* logits,
                                     int rows, const Bins& bins) = 0;
   // src/ref/policy.h | kernels/policy.cu
+  // bias: nullptr, or the layer's bias [2A] that it left to this op (as two_hot_inv_forward's).
   virtual void policy_head_forward(float* action, float* mu, float* log_std, float* log_pi,
-                                   float* log_prob, const float* raw, int B, int A,
-                                   const PolicyHead& head, uint64_t seed, PhiloxOffset offset) = 0;
+                                   float* log_prob, const float* raw, const float* bias, int B,
+                                   int A, const PolicyHead& head, uint64_t seed,
+                                   PhiloxOffset offset) = 0;
   virtual void policy_head_backward(float* draw, const float* daction, const float* dmu,
                                     const float* dlog_std, const float* dlog_pi, const float* raw,
                                     int B, int A, const PolicyHead& head, uint64_t seed,

@@ -371,12 +371,14 @@ void check_heads(Ops& g, Ops& r, const Sizes& z, std::vector<OpCheckRow>& rows) 
     const int B = z.B * (z.H + 1), A = z.A;
     const size_t BA = size_t(B) * A;
     const int raw = c.f32(2 * BA), raw_prior = c.f32(2 * BA), act = c.f32(BA), mu = c.f32(BA),
-              ls = c.f32(BA), lpi = c.f32(B), lprob = c.f32(B), dact = c.f32(BA),
-              dmu = c.f32(BA), dls = c.f32(BA), dlpi = c.f32(B), draw = c.f32(2 * BA),
-              ratio = c.f32(B);
+              ls = c.f32(BA), lpi = c.f32(B), lprob = c.f32(B), dact = c.f32(BA), dmu = c.f32(BA),
+              dls = c.f32(BA), dlpi = c.f32(B), draw = c.f32(2 * BA), ratio = c.f32(B),
+              bias = c.f32(2 * size_t(A)), actb = c.f32(BA), lpib = c.f32(B);
     c.run([&](Ops& o, int s) {
       o.policy_head_forward(c.f(act, s), c.f(mu, s), c.f(ls, s), c.f(lpi, s), c.f(lprob, s),
-                            c.f(raw, s), B, A, heads[h], 11, 7);
+                            c.f(raw, s), nullptr, B, A, heads[h], 11, 7);
+      o.policy_head_forward(c.f(actb, s), nullptr, nullptr, c.f(lpib, s), nullptr, c.f(raw, s),
+                            c.f(bias, s), B, A, heads[h], 11, 8);
       o.policy_head_backward(c.f(draw, s), c.f(dact, s), c.f(dmu, s), c.f(dls, s), c.f(dlpi, s),
                              c.f(raw, s), B, A, heads[h], 11, 7);
       o.policy_log_ratio(c.f(ratio, s), c.f(raw, s), c.f(raw_prior, s), B, A, heads[h], 11, 7);
@@ -387,6 +389,8 @@ void check_heads(Ops& g, Ops& r, const Sizes& z, std::vector<OpCheckRow>& rows) 
     c.expect("policy_head_forward log_std", sh, ls, BA, 1);
     c.expect("policy_head_forward log_pi", sh, lpi, B, A);
     c.expect("policy_head_forward log_prob", sh, lprob, B, A);
+    c.expect("policy_head_forward action (bias)", sh, actb, BA, 1);
+    c.expect("policy_head_forward log_pi (bias)", sh, lpib, B, A);
     c.expect("policy_head_backward", sh, draw, 2 * BA, A);
     c.expect("policy_log_ratio", sh, ratio, B, A);
   }

@@ -304,11 +304,11 @@ TEST_SUITE("ops") {
     }
   }
 
-  TEST_CASE(
-      "a head's bias left to two_hot_inv: the same bits as the layer adding it (both backends)") {
+  TEST_CASE("a head's bias left to the op reading it: the same bits as the layer adding it") {
     // linear_forward and linear_ensemble_forward add the bias to the finished product (one
-    // rounding per logit), so the inference heads that leave their last bias to two_hot_inv_forward
-    // / two_hot_inv_pair_forward (model::LastBias::leave) read the same logits. in = 600 spans two
+    // rounding per logit), so the inference heads that leave their last bias to
+    // two_hot_inv_forward, two_hot_inv_pair_forward or policy_head_forward
+    // (model::LastBias::leave) read the same values, on both backends. in = 600 spans two
     // of the reference GEMM's depth blocks (a bias added with the first one would differ).
     const pompc::Bins bins;
     const int K = bins.num_bins, rows = 33, Qn = 2;
@@ -340,6 +340,22 @@ TEST_SUITE("ops") {
         for (PairMode mode : {PairMode::min, PairMode::avg}) {
           o->two_hot_inv_pair_forward(v1.p, with.p, nullptr, Qn, rows, bins, mode, 5, 1);
           o->two_hot_inv_pair_forward(v2.p, without.p, B.p, Qn, rows, bins, mode, 5, 1);
+          CHECK(same(v1.get(), v2.get()));
+        }
+        // The policy head (A = 6: raw [rows, 2A], the first 2A rows of W and entries of b), both
+        // forms: actions and log_pi.
+        const int A = 6;
+        o->linear_forward(with.p, X.p, W.p, B.p, rows, in, 2 * A);
+        o->linear_forward(without.p, X.p, W.p, nullptr, rows, in, 2 * A);
+        for (const pompc::PolicyHead head :
+             {pompc::PolicyHead{},
+              pompc::PolicyHead{-3, 1, pompc::EntropyForm::paper, pompc::PolicyForm::clamped}}) {
+          Array a1(*o, size_t(rows) * A), a2(*o, size_t(rows) * A);
+          o->policy_head_forward(a1.p, nullptr, nullptr, v1.p, nullptr, with.p, nullptr, rows, A,
+                                 head, 5, 2);
+          o->policy_head_forward(a2.p, nullptr, nullptr, v2.p, nullptr, without.p, B.p, rows, A,
+                                 head, 5, 2);
+          CHECK(same(a1.get(), a2.get()));
           CHECK(same(v1.get(), v2.get()));
         }
       }

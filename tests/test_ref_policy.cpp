@@ -56,8 +56,8 @@ Outputs run_forward(const std::vector<double>& raw, int B, int A, const PolicyHe
   o.log_pi.resize(B);
   o.log_prob.resize(B);
   pompc::ref::policy_head_forward<double>(o.action.data(), o.mu.data(), o.log_std.data(),
-                                          o.log_pi.data(), o.log_prob.data(), raw.data(), B, A, h,
-                                          seed, offset);
+                                          o.log_pi.data(), o.log_prob.data(), raw.data(), nullptr,
+                                          B, A, h, seed, offset);
   return o;
 }
 
@@ -160,7 +160,8 @@ TEST_SUITE("ops") {
       const std::vector<float> rawf = to_float(raw);
       std::vector<float> af(p.action.size()), muf(af.size()), lsf(af.size()), lpf(B), lprobf(B);
       pompc::ref::policy_head_forward<float>(af.data(), muf.data(), lsf.data(), lpf.data(),
-                                             lprobf.data(), rawf.data(), B, A, paper, seed, offset);
+                                             lprobf.data(), rawf.data(), nullptr, B, A, paper, seed,
+                                             offset);
       // fp32 rounding of O(1) values; log-probs sum A terms of O(1..10): 1e-5 abs + 1e-5 rel
       CHECK(close("action float", to_double(af), want_a, 1e-5, 1e-5));
       CHECK(close("log_std float", to_double(lsf), want_ls, 1e-5, 1e-5));
@@ -175,13 +176,13 @@ TEST_SUITE("ops") {
     std::vector<float> raw = {0, 0, 0, -30, 0, 30}, a(A), ls(A);
     PolicyHead td;  // TD-MPC2: [-10, 2]
     pompc::ref::policy_head_forward<float>(a.data(), nullptr, ls.data(), nullptr, nullptr,
-                                           raw.data(), 1, A, td, 1, 2);
+                                           raw.data(), nullptr, 1, A, td, 1, 2);
     CHECK(ls[0] == -10.0f);
     CHECK(ls[1] == -4.0f);
     CHECK(ls[2] == 2.0f);
     PolicyHead bmpc{-3.0f, 1.0f, EntropyForm::paper};
     pompc::ref::policy_head_forward<float>(a.data(), nullptr, ls.data(), nullptr, nullptr,
-                                           raw.data(), 1, A, bmpc, 1, 2);
+                                           raw.data(), nullptr, 1, A, bmpc, 1, 2);
     CHECK(ls[0] == -3.0f);
     CHECK(ls[1] == -1.0f);
     CHECK(ls[2] == 1.0f);
@@ -194,7 +195,7 @@ TEST_SUITE("ops") {
     auto act = [&](uint64_t seed, uint64_t offset) {
       std::vector<float> a(static_cast<size_t>(B) * A);
       pompc::ref::policy_head_forward<float>(a.data(), nullptr, nullptr, nullptr, nullptr,
-                                             raw.data(), B, A, PolicyHead{}, seed, offset);
+                                             raw.data(), nullptr, B, A, PolicyHead{}, seed, offset);
       return a;
     };
     CHECK(act(5, 6) == act(5, 6));
@@ -317,7 +318,8 @@ TEST_SUITE("ops") {
         const std::vector<float> rawf = to_float(raw);
         std::vector<float> af(o.action.size()), muf(af.size()), lsf(af.size()), lpf(B), lprobf(B);
         pompc::ref::policy_head_forward<float>(af.data(), muf.data(), lsf.data(), lpf.data(),
-                                               lprobf.data(), rawf.data(), B, A, h, seed, offset);
+                                               lprobf.data(), rawf.data(), nullptr, B, A, h, seed,
+                                               offset);
         // fp32 rounding of O(1) values (the clamp is continuous); log-probs sum A terms of
         // O(1..10), log_pi scales them by A: 1e-5 abs + 1e-5 rel and 1e-3 abs + 1e-5 rel
         CHECK(close("action float", to_double(af), want_a, 1e-5, 1e-5));
@@ -514,14 +516,15 @@ TEST_SUITE("ops") {
           std::vector<float> act(nA), mu(nA), ls(nA), lpi(B), lprob(B),
               draw = pompc::test::normals(2 * nA, 6, 0.1f);
           const auto draw0 = draw;
-          pompc::ref::policy_head_forward(act.data(), mu.data(), ls.data(), lpi.data(),
-                                          lprob.data(), raw.data(), B, A, head, 9, 2);
+          pompc::ref::policy_head_forward<float>(act.data(), mu.data(), ls.data(), lpi.data(),
+                                                 lprob.data(), raw.data(), nullptr, B, A, head, 9,
+                                                 2);
           pompc::ref::policy_head_backward(draw.data(), da.data(), dm.data(), dls.data(),
                                            dlp.data(), raw.data(), B, A, head, 9, 2);
           Dev d_raw(raw), d_da(da), d_dm(dm), d_dls(dls), d_dlp(dlp), d_act(nA), d_mu(nA), d_ls(nA),
               d_lpi(B), d_lprob(B), d_draw(draw0);
-          pompc::cuda::policy_head_forward(d_act.p, d_mu.p, d_ls.p, d_lpi.p, d_lprob.p, d_raw.p, B,
-                                           A, head, 9, 2, nullptr);
+          pompc::cuda::policy_head_forward(d_act.p, d_mu.p, d_ls.p, d_lpi.p, d_lprob.p, d_raw.p,
+                                           nullptr, B, A, head, 9, 2, nullptr);
           pompc::cuda::policy_head_backward(d_draw.p, d_da.p, d_dm.p, d_dls.p, d_dlp.p, d_raw.p, B,
                                             A, head, 9, 2, nullptr);
           // The same Philox words; the kernels' float Box-Muller moves eps by <= 12 u |eps|

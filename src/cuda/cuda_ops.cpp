@@ -235,10 +235,10 @@ class CudaOps final : public Ops {
     cuda::two_hot_inv_backward(dlogits, dout, logits, rows, bins, stream_);
   }
   void policy_head_forward(float* action, float* mu, float* log_std, float* log_pi, float* log_prob,
-                           const float* raw, int B, int A, const PolicyHead& head, uint64_t seed,
-                           PhiloxOffset offset) override {
-    cuda::policy_head_forward(action, mu, log_std, log_pi, log_prob, raw, B, A, head, seed, offset,
-                              stream_);
+                           const float* raw, const float* bias, int B, int A,
+                           const PolicyHead& head, uint64_t seed, PhiloxOffset offset) override {
+    cuda::policy_head_forward(action, mu, log_std, log_pi, log_prob, raw, bias, B, A, head, seed,
+                              offset, stream_);
   }
   void policy_head_backward(float* draw, const float* daction, const float* dmu,
                             const float* dlog_std, const float* dlog_pi, const float* raw, int B,

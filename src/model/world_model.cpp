@@ -566,8 +566,9 @@ void WorldModel::reward_from_za(float* r, int rows) {
 void WorldModel::pi(float* action, float* mu, float* log_std, float* log_pi, const float* z,
                     int rows, uint64_t seed, PhiloxOffset offset) {
   check_rows("pi", rows, max_rows_);
-  mlp_forward(ops_, pi_, pi_set_.params, z, rows, infer_.pi, nullptr, Dropout{});
-  ops_.policy_head_forward(action, mu, log_std, log_pi, nullptr, infer_.pi.out.back(), rows, A_,
+  mlp_forward(ops_, pi_, pi_set_.params, z, rows, infer_.pi, nullptr, Dropout{}, LastBias::leave);
+  ops_.policy_head_forward(action, mu, log_std, log_pi, nullptr, infer_.pi.out.back(),
+                           last_bias(pi_, pi_set_.params), rows, A_,
                            cfg_.policy_head(explore_head_), seed, offset);
 }
 

@@ -134,7 +134,7 @@ void WorldModel::td_target(const Batch& batch) {
   mlp_forward(ops_, encoder_, model_set_.params, batch.obs + BO, RH, b.encoder, b.next_z,
               Dropout{});
   mlp_forward(ops_, pi_, pi_set_.params, b.next_z, RH, b.pi, b.pi_raw, Dropout{});
-  ops_.policy_head_forward(b.a, nullptr, nullptr, nullptr, nullptr, b.pi_raw, RH, A_,
+  ops_.policy_head_forward(b.a, nullptr, nullptr, nullptr, nullptr, b.pi_raw, nullptr, RH, A_,
                            cfg_.policy_head(), cfg_.seed, draw(kTdNoise));
   // min2 of the target heads at (next_z, a'): only the picked pair runs (CriticPair)
   ops_.concat_forward(b.za, b.next_z, b.a, RH, Z_, A_);
@@ -162,7 +162,7 @@ void WorldModel::td_target_v(const Batch& batch) {
   mlp_forward(ops_, encoder_, model_set_.params, batch.obs, RH1, b.encoder, b.z, Dropout{});
   const float* z = b.z;  // z_0..z_{H-1}
   mlp_forward(ops_, pi_, pi_set_.params, z, RH, b.pi, b.pi_raw, Dropout{});
-  ops_.policy_head_forward(b.a, nullptr, nullptr, nullptr, nullptr, b.pi_raw, RH, A_,
+  ops_.policy_head_forward(b.a, nullptr, nullptr, nullptr, nullptr, b.pi_raw, nullptr, RH, A_,
                            cfg_.policy_head(), cfg_.seed, draw(kTdNoise));
   ops_.concat_forward(b.za, z, b.a, RH, Z_, A_);
   const float* dr_params = model_set_.params + dr_offset_;
@@ -313,8 +313,8 @@ void WorldModel::prior_fit_loss(const Batch& batch, UpdateStats* stats) {
   PriorFitBuffers& f = prior_fit_;
   const int R = H_ * B_;  // the latents z[0..H-1] that have planner targets
   mlp_forward(ops_, prior_, prior_set_.params, rollout_.z, R, f.prior, f.raw, Dropout{});
-  ops_.policy_head_forward(f.a, f.mu, f.log_std, nullptr, nullptr, f.raw, R, A_, cfg_.policy_head(),
-                           cfg_.seed, draw(kPiNoise));
+  ops_.policy_head_forward(f.a, f.mu, f.log_std, nullptr, nullptr, f.raw, nullptr, R, A_,
+                           cfg_.policy_head(), cfg_.seed, draw(kPiNoise));
   ops_.gauss_kl_forward(f.div, f.mu, f.log_std, batch.mu_p, batch.sigma_p, R, A_,
                         kl_dir(cfg_.prior_fit));
   // prior_fit_loss = sum_{t<H} rho^t / (B H) D_I (f.w: filled by pi_loss_weights)
@@ -428,7 +428,7 @@ void WorldModel::pi_loss(const Batch& batch, UpdateStats* stats, bool update_sca
   const Divergence div = cfg_.divergence;
   const bool use_q = cfg_.q_coef > 0.0f, need_q = pi_needs_qbar();
   mlp_forward(ops_, pi_, pi_set_.params, z, R, p.pi, p.raw, Dropout{});
-  ops_.policy_head_forward(p.a, p.mu, p.log_std, p.log_pi, nullptr, p.raw, R, A_,
+  ops_.policy_head_forward(p.a, p.mu, p.log_std, p.log_pi, nullptr, p.raw, nullptr, R, A_,
                            cfg_.policy_head(), cfg_.seed, draw(kPiNoise));
   // pi_loss = sum w alpha log_pi
   ops_.weighted_sum(&stats->pi_loss, p.log_pi, p.w, R, cfg_.entropy_coef, nullptr, 0.0f);
@@ -461,7 +461,7 @@ void WorldModel::pi_loss(const Batch& batch, UpdateStats* stats, bool update_sca
   if (prior == Prior::learned) {  // pi_psi after its fit step (detached)
     PriorFitBuffers& f = prior_fit_;
     mlp_forward(ops_, prior_, prior_set_.params, z, R, f.prior, f.raw, Dropout{});
-    ops_.policy_head_forward(f.a, f.mu, f.log_std, nullptr, nullptr, f.raw, R, A_,
+    ops_.policy_head_forward(f.a, f.mu, f.log_std, nullptr, nullptr, f.raw, nullptr, R, A_,
                              cfg_.policy_head(), cfg_.seed, draw(kPiNoise));
     ops_.exp_forward(f.sigma, f.log_std, static_cast<int64_t>(R) * A_);
   }

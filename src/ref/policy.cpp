@@ -3,6 +3,8 @@
 #include "ref/policy.h"
 
 #include <cmath>
+#include <cstdint>
+#include <vector>
 
 #include "common.h"
 #include "philox.cuh"
@@ -136,9 +138,16 @@ void clamped_backward(T* draw, const T* daction, const T* dmu, const T* dlog_std
 }  // namespace
 
 template <typename T>
-void policy_head_forward(T* action, T* mu, T* log_std, T* log_pi, T* log_prob, const T* raw, int B,
-                         int A, const PolicyHead& head, uint64_t seed, uint64_t offset) {
+void policy_head_forward(T* action, T* mu, T* log_std, T* log_pi, T* log_prob, const T* raw,
+                         const T* bias, int B, int A, const PolicyHead& head, uint64_t seed,
+                         uint64_t offset) {
   check_args("policy_head_forward", B, A, head);
+  std::vector<T> biased;  // raw + bias, as linear_forward would have left it
+  if (bias != nullptr) {
+    biased.assign(raw, raw + static_cast<int64_t>(B) * 2 * A);
+    for (size_t i = 0; i < biased.size(); ++i) biased[i] = biased[i] + bias[i % (2 * A)];
+    raw = biased.data();
+  }
   if (head.form == PolicyForm::clamped) {
     clamped_forward(action, mu, log_std, log_pi, log_prob, raw, B, A, head, seed, offset);
     return;
@@ -250,10 +259,10 @@ void policy_log_ratio(T* out, const T* raw, const T* raw_prior, int B, int A,
 }
 
 #define POMPC_INSTANTIATE_POLICY(T)                                                                \
-  template void policy_head_forward<T>(T*, T*, T*, T*, T*, const T*, int, int, const PolicyHead&,  \
-                                       uint64_t, uint64_t);                                        \
+  template void policy_head_forward<T>(T*, T*, T*, T*, T*, const T*, const T*, int, int,           \
+                                       const PolicyHead&, uint64_t, uint64_t);                     \
   template void policy_head_backward<T>(T*, const T*, const T*, const T*, const T*, const T*, int, \
-                                        int, const PolicyHead&, uint64_t, uint64_t);        \
+                                        int, const PolicyHead&, uint64_t, uint64_t);               \
   template void policy_log_ratio<T>(T*, const T*, const T*, int, int, const PolicyHead&, uint64_t, \
                                     uint64_t);
 POMPC_INSTANTIATE_POLICY(float)

@@ -68,6 +68,9 @@
 //   nullptr to skip); draw ACCUMULATED (+=); the upstream gradients daction, dmu, dlog_std,
 //   dlog_pi may each be nullptr (treated as zero). The backward recomputes eps from (seed,
 //   offset): pass the values the forward used.
+// bias: the forward may take the layer's bias [2A] that the layer left out
+//   (model::LastBias::leave) and add it to raw as it reads it: the same bits as the layer adding it
+//   (src/ref/linear.h); nullptr when raw already holds it.
 //
 // Test: build/test_emu -ts=ops -tc='policy*'
 #pragma once
@@ -79,8 +82,9 @@
 namespace pompc::ref {
 
 template <typename T>
-void policy_head_forward(T* action, T* mu, T* log_std, T* log_pi, T* log_prob, const T* raw, int B,
-                         int A, const PolicyHead& head, uint64_t seed, uint64_t offset);
+void policy_head_forward(T* action, T* mu, T* log_std, T* log_pi, T* log_prob, const T* raw,
+                         const T* bias, int B, int A, const PolicyHead& head, uint64_t seed,
+                         uint64_t offset);
 
 template <typename T>
 void policy_head_backward(T* draw, const T* daction, const T* dmu, const T* dlog_std,

@@ -183,9 +183,9 @@ class RefOps final : public Ops {
     ref::two_hot_inv_backward(dlogits, dout, logits, rows, bins);
   }
   void policy_head_forward(float* action, float* mu, float* log_std, float* log_pi, float* log_prob,
-                           const float* raw, int B, int A, const PolicyHead& head, uint64_t seed,
-                           PhiloxOffset offset) override {
-    ref::policy_head_forward(action, mu, log_std, log_pi, log_prob, raw, B, A, head, seed,
+                           const float* raw, const float* bias, int B, int A,
+                           const PolicyHead& head, uint64_t seed, PhiloxOffset offset) override {
+    ref::policy_head_forward(action, mu, log_std, log_pi, log_prob, raw, bias, B, A, head, seed,
                              offset.resolve());
   }
   void policy_head_backward(float* draw, const float* daction, const float* dmu,
