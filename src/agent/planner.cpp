@@ -55,6 +55,7 @@ Planner::Planner(Ops& ops, LatentModel& model, const PlannerSettings& settings, 
   z0_ = ops.alloc<float>(S * Z_);
   z_ = ops.alloc<float>(S * N * Z_);
   z_next_ = ops.alloc<float>(S * N * Z_);
+  z0_rows_ = ops.alloc<float>(S * N * Z_);
   r_ = ops.alloc<float>((H + 1) * S * N);
   value_ = ops.alloc<float>(S * N);
   zpi_ = ops.alloc<float>(S * P * Z_ + 1);
@@ -73,29 +74,31 @@ Planner::Planner(Ops& ops, LatentModel& model, const PlannerSettings& settings, 
 }
 
 Planner::~Planner() {
-  for (void* p : {static_cast<void*>(obs_),         static_cast<void*>(first_),
-                  static_cast<void*>(cold_),        static_cast<void*>(step_base_),
-                  static_cast<void*>(z0_),          static_cast<void*>(z_),
-                  static_cast<void*>(z_next_),      static_cast<void*>(r_),
-                  static_cast<void*>(value_),       static_cast<void*>(zpi_),
-                  static_cast<void*>(zpi_next_),    static_cast<void*>(api_),
-                  static_cast<void*>(actions_),     static_cast<void*>(mean_),
-                  static_cast<void*>(std_),         static_cast<void*>(prev_mean_),
-                  static_cast<void*>(elite_value_), static_cast<void*>(score_),
-                  static_cast<void*>(elite_idx_),   static_cast<void*>(action_),
-                  static_cast<void*>(mu_p_),        static_cast<void*>(sigma_p_)})
+  for (void* p : {static_cast<void*>(obs_),       static_cast<void*>(first_),
+                  static_cast<void*>(cold_),      static_cast<void*>(step_base_),
+                  static_cast<void*>(z0_),        static_cast<void*>(z_),
+                  static_cast<void*>(z_next_),    static_cast<void*>(z0_rows_),
+                  static_cast<void*>(r_),         static_cast<void*>(value_),
+                  static_cast<void*>(zpi_),       static_cast<void*>(zpi_next_),
+                  static_cast<void*>(api_),       static_cast<void*>(actions_),
+                  static_cast<void*>(mean_),      static_cast<void*>(std_),
+                  static_cast<void*>(prev_mean_), static_cast<void*>(elite_value_),
+                  static_cast<void*>(score_),     static_cast<void*>(elite_idx_),
+                  static_cast<void*>(action_),    static_cast<void*>(mu_p_),
+                  static_cast<void*>(sigma_p_)})
     ops_.free_bytes(p);
 }
 
 void Planner::rollout_terms(int S, uint64_t seed, PhiloxOffset offset) {
   const int N = cfg_.num_samples, rows = S * N;
-  float *z = z_, *z_next = z_next_;  // local: a plan leaves the members as it found them
-  ops_.repeat_rows(z, z0_, S, N, Z_);
+  const float* z = z0_rows_;
+  float* const latents[2] = {z_, z_next_};  // z_{t+1} alternates between them
   const int H = cfg_.horizon;
   for (int t = 0; t < H; ++t) {
     const float* a = actions_ + size_t(t) * S * N * A_;
+    float* z_next = latents[t % 2];
     model_.reward_next(z, a, rows, r_ + size_t(t) * rows, z_next);  // r_t, z_{t+1}
-    std::swap(z, z_next);
+    z = z_next;
   }
   model_.value(z, rows, seed, offset, r_ + size_t(H) * rows);  // V(z_H)
 }
@@ -134,6 +137,7 @@ void Planner::plan_steps(int S, bool explore, bool warm, uint64_t seed) {
   const MppiShape sh{S, H, N, P, cfg_.num_elites, A_};
 
   model_.encode(obs_, S, z0_);
+  ops_.repeat_rows(z0_rows_, z0_, S, N, Z_);  // every iteration's rollout starts here
 
   // Policy trajectories: P rows per state, written into sample columns n < P at every t.
   if (P > 0) {

@@ -131,7 +131,8 @@ class Planner {
   // The plan's ops (Philox bases read from step_buffer()); plan and plan_graph run these.
   void plan_steps(int S, bool explore, bool warm, uint64_t seed);
   // The terms of G for the current actions into r_: the rewards r_t and V(z_H) of a rollout from
-  // z0 (repeated per sample). mppi_elites_update sums them with gamma_.
+  // z0 (z0_rows_, repeated per sample; z_ and z_next_ take the later latents). mppi_elites_update
+  // sums them with gamma_.
   void rollout_terms(int S, uint64_t seed, PhiloxOffset offset);
   // Philox offset `purpose` of the step in step_buffer().
   PhiloxOffset draw(uint64_t purpose) const { return PhiloxOffset(purpose, step_base_); }
@@ -157,6 +158,7 @@ class Planner {
   uint8_t* cold_ = nullptr;  // all ones: the `first` flags of a cold start (reanalysis)
   uint64_t* step_base_ = nullptr;  // [1] offset_base of the step being planned
   float *z0_ = nullptr, *z_ = nullptr, *z_next_ = nullptr, *value_ = nullptr;
+  float* z0_rows_ = nullptr;  // [S * N, Z]: z0 repeated per sample, once per plan
   float* r_ = nullptr;  // [H + 1, S * N]: the rewards r_t, then V(z_H): the terms of G
   float *zpi_ = nullptr, *zpi_next_ = nullptr, *api_ = nullptr;
   float *actions_ = nullptr, *mean_ = nullptr, *std_ = nullptr, *prev_mean_ = nullptr;
