@@ -6,8 +6,8 @@
 //   fill: x = value.  scale_add: y = beta y + (alpha x) / *divisor (beta == 0: y not read).
 //   discounted_sum: out_i = sum_t w_t x[t, i] from +0 in t order: the fusion of fill(out, 0) and
 //   T scale_adds (alpha w_t, no divisor, beta 1) with the same roundings (__fmul_rn, __fadd_rn:
-//   no contraction into an fma), bit-for-bit the reference; one launch instead of T + 1 (the
-//   planner's value: 5 -> 1 per MPPI iteration at H = 3).
+//   no contraction into an fma), bit-for-bit the reference; one launch instead of T + 1. The
+//   planner forms its returns this way inside mppi_elites_update (kernels/mppi.cu).
 //   weighted_sum: *out = beta *out + alpha sum_i w_i x_i / *divisor, summed in double.
 //   pair_select: out_r = min / avg of heads (i, j) = pick_pair(Qn, seed, offset); backward
 //   routes dout_r to the head min took (a tie: head i), or half to each for avg. gather_pair:

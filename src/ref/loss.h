@@ -12,7 +12,8 @@
 //                  in t order from +0: exactly fill(out, 0) then scale_add(out, x[t], n, w_t,
 //                  null, 1) for t = 0, 1, ... (the same float operations in the same order, one
 //                  op instead of T + 1). The planner's value G = sum_t gamma^t r_t + gamma^H V
-//                  (TD-MPC2 `_estimate_value`), with x = [r_0 .. r_{H-1}, V].
+//                  (TD-MPC2 `_estimate_value`), with x = [r_0 .. r_{H-1}, V], is formed so
+//                  inside mppi_elites_update (src/ref/mppi.h).
 //   weighted_sum:  s = sum_i w_i x_i  (w null: w_i = 1), summed in double;
 //                  *out = beta * *out + alpha * s / d (in double, rounded once to T;
 //                  beta == 0: *out is not read). The losses: reward = sum_t rho^t mean_b ce / H
