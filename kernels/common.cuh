@@ -19,6 +19,7 @@
 
 #include "nvtx.h"
 
+#include "op_types.h"  // TermWeights
 #include "philox.cuh"
 
 #define CUDA_CHECK(expr)                                                                      \
@@ -91,6 +92,16 @@ struct BiasedRow {
     return bias ? __fadd_rn(l[k], bias[k]) : l[k];
   }
 };
+
+// sum_t w_t x[t * n + i] from +0 in t order, every product and sum rounded on its own (no fma):
+// discounted_sum_kernel's element (kernels/loss.cu), and the planner's returns inside
+// mppi_elites_update_kernel (kernels/mppi.cu).
+__device__ __forceinline__ float discounted_sum_at(const TermWeights& w, const float* x, int64_t n,
+                                                   int64_t i) {
+  float acc = 0.0f;
+  for (int t = 0; t < w.count; ++t) acc = __fadd_rn(acc, __fmul_rn(w.w[t], x[t * n + i]));
+  return acc;
+}
 
 #endif  // __CUDACC__ || POMPC_EMU
 

@@ -46,11 +46,7 @@ __global__ void scale_add_kernel(float* __restrict__ y, const float* __restrict_
 
 __global__ void discounted_sum_kernel(float* __restrict__ out, const float* __restrict__ x,
                                       int64_t n, TermWeights w) {
-  POMPC_GRID_STRIDE(i, n) {
-    float acc = 0.0f;
-    for (int t = 0; t < w.count; ++t) acc = __fadd_rn(acc, __fmul_rn(w.w[t], x[t * n + i]));
-    out[i] = acc;
-  }
+  POMPC_GRID_STRIDE(i, n) out[i] = discounted_sum_at(w, x, n, i);
 }
 
 __global__ void weighted_sum_kernel(float* __restrict__ out, const float* __restrict__ x,

@@ -163,8 +163,8 @@ __global__ void mppi_update_kernel(float* __restrict__ mean, float* __restrict__
 }
 
 // discounted_sum, mppi_elites and mppi_update in one launch: the block of state s forms each of
-// its samples' returns as discounted_sum_kernel does (kernels/loss.cu: the same float operations),
-// writes them out and sorts them, then forms the scores, mean and std (the elites it wrote to
+// its samples' returns as discounted_sum_kernel does (discounted_sum_at, common.cuh), writes them
+// out and sorts them, then forms the scores, mean and std (the elites it wrote to
 // global memory are visible to it after the barrier).
 __global__ void mppi_elites_update_kernel(
     int32_t* __restrict__ elite_idx, float* __restrict__ elite_value, float* __restrict__ mean,
@@ -173,11 +173,9 @@ __global__ void mppi_elites_update_kernel(
     int n_pow2, float temperature, float min_std, float max_std) {
   const int64_t rows = int64_t{sh.S} * sh.N, s0 = int64_t{blockIdx.x} * sh.N;
   const auto value_of = [&](int i) {
-    float acc = 0.0f;
-    for (int t = 0; t < w.count; ++t)
-      acc = __fadd_rn(acc, __fmul_rn(w.w[t], terms[t * rows + s0 + i]));
-    value[s0 + i] = acc;
-    return acc;
+    const float g = discounted_sum_at(w, terms, rows, s0 + i);
+    value[s0 + i] = g;
+    return g;
   };
   elites_block(elite_idx, elite_value, value_of, sh, n_pow2);
   __syncthreads();

@@ -169,8 +169,7 @@ void WorldModel::td_target_v(const Batch& batch) {
   mlp_forward(ops_, reward_, dr_params, b.za, RH, b.reward, nullptr, Dropout{}, LastBias::leave);
   ops_.two_hot_inv_forward(b.rhat, b.reward.out.back(), last_bias(reward_, dr_params), RH,
                            cfg_.bins());
-  mlp_forward(ops_, dynamics_, model_set_.params + dr_offset_, b.za, RH, b.dynamics, b.z_next,
-              Dropout{});
+  mlp_forward(ops_, dynamics_, dr_params, b.za, RH, b.dynamics, b.z_next, Dropout{});
   gather_critic_pair(b.pair, target_qs_, cfg_.seed, draw(kTdPair));
   mlp_forward(ops_, pair_, b.pair.params, b.z_next, RH, b.target_qs, b.q_logits, Dropout{},
               LastBias::leave);

@@ -17,7 +17,8 @@ void check_sizes(const char* who, int B, int in, int out_features) {
                 who, in, out_features);
 }
 
-// out[b, :] += bias for every row (nothing when bias is null).
+}  // namespace
+
 template <typename T>
 void add_bias(T* out, const T* bias, int rows, int cols) {
   if (bias == nullptr) return;
@@ -27,8 +28,6 @@ void add_bias(T* out, const T* bias, int rows, int cols) {
     for (int c = 0; c < cols; ++c) o[c] = o[c] + bias[c];
   }
 }
-
-}  // namespace
 
 template <typename T>
 void add_column_sums(T* dst, const T* src, int rows, int cols) {
@@ -114,6 +113,7 @@ void linear_ensemble_backward(T* dinp, T* dweight, T* dbias, const T* dout, cons
 }
 
 #define POMPC_INSTANTIATE_LINEAR(T)                                                              \
+  template void add_bias<T>(T*, const T*, int, int);                                             \
   template void add_column_sums<T>(T*, const T*, int, int);                                      \
   template void linear_forward<T>(T*, const T*, const T*, const T*, int, int, int);              \
   template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, int, int, int);     \

@@ -28,6 +28,9 @@
 // Test: build/test_emu -ts=ops -tc='linear*'
 #pragma once
 
+#include <cstdint>
+#include <vector>
+
 namespace pompc::ref {
 
 template <typename T>
@@ -46,6 +49,20 @@ template <typename T>
 void linear_ensemble_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
                               const T* weight, int Qn, int B, int in, int out_features,
                               bool shared_input);
+
+// out[r, c] = out[r, c] + bias[c] for every row (nothing when bias is null): how a layer's bias
+// meets its product, here and in the ops that take a layer's left-out bias (two_hot, policy).
+template <typename T>
+void add_bias(T* out, const T* bias, int rows, int cols);
+
+// A copy of in [rows, cols] with add_bias applied: the values an op that takes a layer's left-out
+// bias reads (two_hot_inv_forward, two_hot_inv_pair_forward, policy_head_forward).
+template <typename T>
+std::vector<T> with_bias(const T* in, const T* bias, int rows, int cols) {
+  std::vector<T> out(in, in + static_cast<int64_t>(rows) * cols);
+  add_bias(out.data(), bias, rows, cols);
+  return out;
+}
 
 // dst[c] += sum_r src[r * cols + c] (the bias gradient), parallel over columns, summed in double
 // in row order (deterministic).

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common.h"
+#include "ref/linear.h"
 #include "philox.cuh"
 
 namespace pompc::ref {
@@ -144,8 +145,7 @@ void policy_head_forward(T* action, T* mu, T* log_std, T* log_pi, T* log_prob, c
   check_args("policy_head_forward", B, A, head);
   std::vector<T> biased;  // raw + bias, as linear_forward would have left it
   if (bias != nullptr) {
-    biased.assign(raw, raw + static_cast<int64_t>(B) * 2 * A);
-    for (size_t i = 0; i < biased.size(); ++i) biased[i] = biased[i] + bias[i % (2 * A)];
+    biased = with_bias(raw, bias, B, 2 * A);
     raw = biased.data();
   }
   if (head.form == PolicyForm::clamped) {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common.h"
+#include "ref/linear.h"
 
 namespace pompc::ref {
 
@@ -69,14 +70,6 @@ void row_softmax(const T* x, int K, T* p) {
   }
   const T inv = static_cast<T>(1.0 / s);
   for (int k = 0; k < K; ++k) p[k] *= inv;
-}
-
-// The logit row l as the forward ops read it: l itself, or l + bias (one rounding each) in buf.
-template <typename T>
-const T* with_bias(const T* l, const T* bias, int K, T* buf) {
-  if (bias == nullptr) return l;
-  for (int k = 0; k < K; ++k) buf[k] = l[k] + bias[k];
-  return buf;
 }
 
 // m = sum_k softmax(logits)_k bin_k (summed in double), with the softmax left in p: the
@@ -152,15 +145,19 @@ template <typename T>
 void two_hot_inv_forward(T* out, const T* logits, const T* bias, int rows, const Bins& bins) {
   check_bins("two_hot_inv_forward", bins, rows);
   const int K = bins.num_bins;
+  std::vector<T> biased;
+  if (bias != nullptr) {
+    biased = with_bias(logits, bias, rows, K);
+    logits = biased.data();
+  }
 #pragma omp parallel if (int64_t{rows} * K > (1 << 14))
   {
-    static thread_local std::vector<T> pbuf, lbuf;
-    if (static_cast<int>(pbuf.size()) < K) pbuf.resize(K), lbuf.resize(K);
+    static thread_local std::vector<T> pbuf;
+    if (static_cast<int>(pbuf.size()) < K) pbuf.resize(K);
     T* p = pbuf.data();
 #pragma omp for schedule(static)
     for (int r = 0; r < rows; ++r) {
-      const T* l = with_bias(logits + static_cast<int64_t>(r) * K, bias, K, lbuf.data());
-      out[r] = symexp(softmax_bin_mean(l, bins, p));
+      out[r] = symexp(softmax_bin_mean(logits + static_cast<int64_t>(r) * K, bins, p));
     }
   }
 }
@@ -175,18 +172,23 @@ void two_hot_inv_pair_forward(T* out, const T* logits, const T* bias, int Qn, in
   pick_pair(Qn, seed, offset, &hi, &hj);
   const T* li = logits + static_cast<int64_t>(hi) * rows * K;
   const T* lj = logits + static_cast<int64_t>(hj) * rows * K;
-  const T* bi = bias ? bias + static_cast<int64_t>(hi) * K : nullptr;
-  const T* bj = bias ? bias + static_cast<int64_t>(hj) * K : nullptr;
+  std::vector<T> bi, bj;  // the two heads' logits + their biases
+  if (bias != nullptr) {
+    bi = with_bias(li, bias + static_cast<int64_t>(hi) * K, rows, K);
+    bj = with_bias(lj, bias + static_cast<int64_t>(hj) * K, rows, K);
+    li = bi.data();
+    lj = bj.data();
+  }
 #pragma omp parallel if (int64_t{rows} * K > (1 << 14))
   {
-    static thread_local std::vector<T> pbuf, lbuf;
-    if (static_cast<int>(pbuf.size()) < K) pbuf.resize(K), lbuf.resize(K);
+    static thread_local std::vector<T> pbuf;
+    if (static_cast<int>(pbuf.size()) < K) pbuf.resize(K);
     T* p = pbuf.data();
 #pragma omp for schedule(static)
     for (int r = 0; r < rows; ++r) {  // two_hot_inv_forward's value of each head, pair_select's
       const int64_t o = static_cast<int64_t>(r) * K;  // rule
-      const T qi = symexp(softmax_bin_mean(with_bias(li + o, bi, K, lbuf.data()), bins, p));
-      const T qj = symexp(softmax_bin_mean(with_bias(lj + o, bj, K, lbuf.data()), bins, p));
+      const T qi = symexp(softmax_bin_mean(li + o, bins, p));
+      const T qj = symexp(softmax_bin_mean(lj + o, bins, p));
       if (mode == PairMode::avg)
         out[r] = (qi + qj) / T(2);
       else
