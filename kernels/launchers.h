@@ -35,7 +35,8 @@ void polyak(float* target, const float* online, size_t n, float tau, cudaStream_
 size_t layernorm_backward_scratch(int rows, int C, int groups);
 void layernorm_mish_forward(float* out, float* mean, float* rstd, const float* inp,
                             const float* bias, const float* gamma, const float* beta, int rows,
-                            int C, int groups, const Dropout& dropout, cudaStream_t stream);
+                            int C, int groups, const Dropout& dropout, const RowLayout& out_rows,
+                            cudaStream_t stream);
 void layernorm_mish_backward(float* dinp, float* dbias, float* dgamma, float* dbeta,
                              const float* dout, const float* inp, const float* bias,
                              const float* gamma, const float* beta, const float* mean,
@@ -43,7 +44,7 @@ void layernorm_mish_backward(float* dinp, float* dbias, float* dgamma, float* db
                              float* scratch, cudaStream_t stream);
 void layernorm_simnorm_forward(float* out, float* mean, float* rstd, const float* inp,
                                const float* bias, const float* gamma, const float* beta, int rows,
-                               int C, int groups, cudaStream_t stream);
+                               int C, int groups, const RowLayout& out_rows, cudaStream_t stream);
 void layernorm_simnorm_backward(float* dinp, float* dbias, float* dgamma, float* dbeta,
                                 const float* dout, const float* inp, const float* bias,
                                 const float* gamma, const float* beta, const float* mean,

@@ -5,7 +5,8 @@
 //   x = inp + bias[g]; d = dropout(x); mu, var over the row (biased); xhat = (d - mu) rstd;
 //   h = gamma[g] xhat + beta[g]; out = mish(h)  or  softmax over groups of 8 (SimNorm).
 // Shapes: inp/out [rows, C]; bias/gamma/beta [groups, C]; mean/rstd [rows]; rows = groups * batch
-//   (groups = Qn for the Q ensemble's per-head LayerNorms, else 1). C = M or Z (512 at 5M).
+//   (groups = Qn for the Q ensemble's per-head LayerNorms, else 1). C = M or Z (512 at 5M). The
+//   forward writes row r at out + out_rows.row(r) (RowLayout, src/op_types.h; dense by default).
 //
 // Kernels
 //   layernorm_forward_kernel        one warp per row, 8 rows per 256-thread block. Three passes
@@ -141,14 +142,14 @@ __device__ __forceinline__ float simnorm_dh(const LnArgs& a, int g, int r, int c
 }
 
 template <bool kSimNorm>
-__global__ void layernorm_forward_kernel(LnArgs a, float* __restrict__ out, float* __restrict__ mean,
-                                         float* __restrict__ rstd) {
+__global__ void layernorm_forward_kernel(LnArgs a, float* __restrict__ out, RowLayout out_rows,
+                                         float* __restrict__ mean, float* __restrict__ rstd) {
   resolve_offset(a);
   const int r = blockIdx.x * kWarps + (threadIdx.x >> 5), lane = threadIdx.x & 31;
   if (r >= a.rows) return;  // whole warps leave together: no warp op is left half-attended
   const int g = r / a.per_group, C = a.C;
   const int64_t base = static_cast<int64_t>(r) * C;
-  float* o = out + base;
+  float* o = out + out_rows.row(r, a.per_group, C);
   float s = 0.0f;
   for (int c = lane; c < C; c += 32) {
     const float d = ln_input(a, g, c, base + c);
@@ -328,9 +329,10 @@ LnArgs make_args(const char* who, bool simnorm, const float* inp, const float* b
                   kernel<kSimNorm>, __VA_ARGS__)
 
 template <bool kSimNorm>
-void forward(const LnArgs& a, float* out, float* mean, float* rstd, cudaStream_t stream) {
+void forward(const LnArgs& a, float* out, const RowLayout& out_rows, float* mean, float* rstd,
+             cudaStream_t stream) {
   LAUNCH_LN(layernorm_forward_kernel, ceil_div(a.rows, kWarps), 32 * kWarps, 0, stream, a, out,
-            mean, rstd);
+            out_rows, mean, rstd);
 }
 
 template <bool kSimNorm>
@@ -365,10 +367,12 @@ namespace cuda {
 
 void layernorm_mish_forward(float* out, float* mean, float* rstd, const float* inp,
                             const float* bias, const float* gamma, const float* beta, int rows,
-                            int C, int groups, const Dropout& dropout, cudaStream_t stream) {
-  forward<false>(make_args("layernorm_mish_forward", false, inp, bias, gamma, beta, rows, C,
-                           groups, dropout),
-                 out, mean, rstd, stream);
+                            int C, int groups, const Dropout& dropout, const RowLayout& out_rows,
+                            cudaStream_t stream) {
+  check_row_layout("layernorm_mish_forward", out_rows, rows, C, groups);
+  forward<false>(
+      make_args("layernorm_mish_forward", false, inp, bias, gamma, beta, rows, C, groups, dropout),
+      out, out_rows, mean, rstd, stream);
 }
 
 void layernorm_mish_backward(float* dinp, float* dbias, float* dgamma, float* dbeta,
@@ -383,10 +387,11 @@ void layernorm_mish_backward(float* dinp, float* dbias, float* dgamma, float* db
 
 void layernorm_simnorm_forward(float* out, float* mean, float* rstd, const float* inp,
                                const float* bias, const float* gamma, const float* beta, int rows,
-                               int C, int groups, cudaStream_t stream) {
+                               int C, int groups, const RowLayout& out_rows, cudaStream_t stream) {
+  check_row_layout("layernorm_simnorm_forward", out_rows, rows, C, groups);
   forward<true>(make_args("layernorm_simnorm_forward", true, inp, bias, gamma, beta, rows, C,
                           groups, Dropout{}),
-                out, mean, rstd, stream);
+                out, out_rows, mean, rstd, stream);
 }
 
 void layernorm_simnorm_backward(float* dinp, float* dbias, float* dgamma, float* dbeta,

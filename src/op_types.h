@@ -48,6 +48,33 @@ POMPC_HD int64_t dropout_row(const int32_t* heads, int64_t row, int per_group) {
   return row + (static_cast<int64_t>(heads[g]) - g) * per_group;
 }
 
+// Where a LayerNorm forward writes row r of its [rows, C] output (rows = groups * per_group):
+// at out + (r / per_group) * group_stride + (r % per_group) * ld. Both 0 (the default) is dense:
+// ld = C, group_stride = per_group * C. A strided layout writes into a slice of a larger buffer:
+// the world model's rollout puts each step's reward rows beside the other steps' (rollout).
+struct RowLayout {
+  int64_t ld = 0;            // floats from a row to the next within a group (0: C)
+  int64_t group_stride = 0;  // floats from a group's first row to the next group's (0: dense)
+
+  POMPC_HD int64_t row(int64_t r, int per_group, int C) const {
+    const int64_t l = ld != 0 ? ld : C;
+    const int64_t gs = group_stride != 0 ? group_stride : per_group * l;
+    return (r / per_group) * gs + (r % per_group) * l;
+  }
+};
+
+// Checks a layout against [rows, C] in `groups` groups: rows that do not overlap.
+inline void check_row_layout(const char* who, const RowLayout& o, int rows, int C, int groups) {
+  POMPC_REQUIRE(o.ld == 0 || o.ld >= C, "%s: the output row stride (%lld) must be 0 or >= C (%d)",
+                who, static_cast<long long>(o.ld), C);
+  const int per_group = groups > 0 && rows > 0 ? rows / groups : 1;
+  const int64_t l = o.ld != 0 ? o.ld : C;
+  POMPC_REQUIRE(o.group_stride == 0 || groups <= 1 || o.group_stride >= (per_group - 1) * l + C,
+                "%s: the output group stride (%lld) must be 0 or leave room for a group's %d rows "
+                "of stride %lld",
+                who, static_cast<long long>(o.group_stride), per_group, static_cast<long long>(l));
+}
+
 // ---- losses' glue (src/ref/loss.h) -------------------------------------------------------------
 
 enum class PairMode { min, avg };  // how pair_select combines the two picked Q heads

@@ -131,15 +131,17 @@ class Ops {
   // src/ref/layernorm.h | kernels/layernorm.cu
   virtual void layernorm_mish_forward(float* out, float* mean, float* rstd, const float* inp,
                                       const float* bias, const float* gamma, const float* beta,
-                                      int rows, int C, int groups, const Dropout& dropout) = 0;
+                                      int rows, int C, int groups, const Dropout& dropout,
+                                      const RowLayout& out_rows = {}) = 0;
   virtual void layernorm_mish_backward(float* dinp, float* dbias, float* dgamma, float* dbeta,
                                        const float* dout, const float* inp, const float* bias,
                                        const float* gamma, const float* beta, const float* mean,
                                        const float* rstd, int rows, int C, int groups,
                                        const Dropout& dropout) = 0;
   virtual void layernorm_simnorm_forward(float* out, float* mean, float* rstd, const float* inp,
-                                         const float* bias, const float* gamma,
-                                         const float* beta, int rows, int C, int groups) = 0;
+                                         const float* bias, const float* gamma, const float* beta,
+                                         int rows, int C, int groups,
+                                         const RowLayout& out_rows = {}) = 0;
   virtual void layernorm_simnorm_backward(float* dinp, float* dbias, float* dgamma, float* dbeta,
                                           const float* dout, const float* inp, const float* bias,
                                           const float* gamma, const float* beta,

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "common.cuh"
@@ -79,13 +80,15 @@ void layernorm_case(bool simnorm, int rows, int C, int groups, float p,
       scratch(pompc::cuda::layernorm_backward_scratch(rows, C, groups));
   if (simnorm) {
     pompc::cuda::layernorm_simnorm_forward(d_out.p, d_mean.p, d_rstd.p, d_inp.p, d_bias.p,
-                                           d_gamma.p, d_beta.p, rows, C, groups, nullptr);
+                                           d_gamma.p, d_beta.p, rows, C, groups, pompc::RowLayout{},
+                                           nullptr);
     pompc::cuda::layernorm_simnorm_backward(d_dinp.p, d_dbias.p, d_dgamma.p, d_dbeta.p, d_dout.p,
                                             d_inp.p, d_bias.p, d_gamma.p, d_beta.p, d_mean.p,
                                             d_rstd.p, rows, C, groups, scratch.p, nullptr);
   } else {
     pompc::cuda::layernorm_mish_forward(d_out.p, d_mean.p, d_rstd.p, d_inp.p, d_bias.p, d_gamma.p,
-                                        d_beta.p, rows, C, groups, d_dr, nullptr);
+                                        d_beta.p, rows, C, groups, d_dr, pompc::RowLayout{},
+                                        nullptr);
     pompc::cuda::layernorm_mish_backward(d_dinp.p, d_dbias.p, d_dgamma.p, d_dbeta.p, d_dout.p,
                                          d_inp.p, d_bias.p, d_gamma.p, d_beta.p, d_mean.p, d_rstd.p,
                                          rows, C, groups, d_dr, scratch.p, nullptr);
@@ -114,6 +117,52 @@ TEST_SUITE("ops") {
     layernorm_case(false, 0, 33, 1, 0.0f);     // no rows: nothing launched, gradients unchanged
     // 131 rows a group: the param kernel's row chunks of 128 + 3 per group, then the finish pass.
     layernorm_case(false, 3 * 131, 40, 3, 0.01f, true);
+  }
+
+  TEST_CASE("layernorm forward into a strided RowLayout: the dense rows' bits, gaps untouched") {
+    // Two groups of R rows written with a row stride and a group stride (the rollout's layouts:
+    // [z | a] rows, each step's reward rows beside the other steps'): every row holds the bits
+    // the dense call gives it, and every float between rows keeps its sentinel. Both backends,
+    // both activations.
+    const int G = 2, R = 37, C = 40, ld = C + 7;
+    const int64_t gs = int64_t{3} * R * ld;  // room for three groups: the second starts 3 R rows on
+    const size_t n = size_t(G) * R * C, gc = size_t(G) * C, span = size_t(gs) + size_t(R) * ld;
+    const auto inp = normals(n, 1, 1.0f), bias = normals(gc, 2, 0.1f),
+               gamma = normals(gc, 3, 0.2f, 1.0f), beta = normals(gc, 4, 0.1f);
+    auto ref = pompc::make_ref_ops();
+    auto gpu = pompc::make_cuda_ops();
+    for (pompc::Ops* ops : {ref.get(), gpu.get()}) {
+      for (bool simnorm : {false, true}) {
+        CAPTURE(ops->description());
+        CAPTURE(simnorm);
+        using A = pompc::test::BackendArray<float>;
+        A x(*ops, inp), b(*ops, bias), g(*ops, gamma), be(*ops, beta), dense(*ops, n),
+            strided(*ops, std::vector<float>(span, -7.0f));
+        auto run = [&](float* out, const pompc::RowLayout& rows) {
+          if (simnorm)
+            ops->layernorm_simnorm_forward(out, nullptr, nullptr, x.p, b.p, g.p, be.p, G * R, C, G,
+                                           rows);
+          else
+            ops->layernorm_mish_forward(out, nullptr, nullptr, x.p, b.p, g.p, be.p, G * R, C, G,
+                                        pompc::Dropout{}, rows);
+        };
+        run(dense.p, pompc::RowLayout{});
+        run(strided.p, pompc::RowLayout{ld, gs});
+        const std::vector<float> d = dense.get(), s = strided.get();
+        std::vector<float> want(span, -7.0f);
+        for (int r = 0; r < G * R; ++r)
+          std::copy_n(d.begin() + int64_t{r} * C, C,
+                      want.begin() + (r / R) * gs + int64_t{r % R} * ld);
+        CHECK(std::memcmp(s.data(), want.data(), span * sizeof(float)) == 0);
+      }
+    }
+    // A row stride below C would overlap rows: refused, naming the stride.
+    auto ops = pompc::make_ref_ops();
+    pompc::test::BackendArray<float> x(*ops, inp), b(*ops, bias), g(*ops, gamma), be(*ops, beta),
+        out(*ops, span);
+    CHECK_THROWS_WITH(ops->layernorm_simnorm_forward(out.p, nullptr, nullptr, x.p, b.p, g.p, be.p,
+                                                     G * R, C, G, pompc::RowLayout{C - 8, 0}),
+                      doctest::Contains("output row stride (32) must be 0 or >= C (40)"));
   }
 
   TEST_CASE("layernorm_mish: two gathered heads (Dropout::heads) drop what they drop among all") {

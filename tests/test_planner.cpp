@@ -350,11 +350,12 @@ TEST_SUITE("planner") {
   }
 
   TEST_CASE("planner over the world model: G is the unfused chain's bit for bit (both backends)") {
-    // The plan's fused ops (reward_next: one [z, a] concatenation and one pass of the dynamics'
-    // and reward's stacked first layers; the returns inside mppi_elites_update: the fill and the
-    // H + 1 accumulations) against the chain they replace, run here op by op on the last
-    // iteration's samples: repeat_rows, fill(G, 0), then per t reward, next and scale_add(G, r_t,
-    // gamma^t), then value and scale_add(G, V, gamma^H). Bit for bit on the reference backend and
+    // The plan's fused ops (WorldModel::rollout: per step one [z, a] concatenation and one pass
+    // of the dynamics' and reward's stacked first layers, the reward's last layer once for all
+    // steps; the returns inside mppi_elites_update: the fill and the H + 1 accumulations)
+    // against the chain they replace, run here op by op on the last iteration's samples:
+    // repeat_rows, fill(G, 0), then per t reward, next and scale_add(G, r_t, gamma^t), then
+    // value and scale_add(G, V, gamma^H). Bit for bit on the reference backend and
     // under the emulation; on a real GPU within 1e-6 + 1e-5 |G| (below).
     const ModelConfig c = small_world_model();
     PlannerSettings cfg = small_planner();
@@ -394,7 +395,7 @@ TEST_SUITE("planner") {
       o->scale_add(g.p, r.p, rows, discount, nullptr, 1.0f);
       const std::vector<float> fused = host(*o, p.value(), size_t(rows)), chain = g.get();
 #ifndef POMPC_EMU
-      // On a real GPU reward_next's trunk is one strided-batched GEMM per layer where the chain
+      // On a real GPU the rollout's trunk is one strided-batched GEMM per layer where the chain
       // makes one GEMM per module: cuBLAS may pick other kernels (summation orders) for the two.
       if (b == 1) {
         CHECK(check_close("G", fused, chain, 1e-6, 1e-5));

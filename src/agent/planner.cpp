@@ -54,7 +54,7 @@ Planner::Planner(Ops& ops, LatentModel& model, const PlannerSettings& settings, 
   ops.copy_to_backend(cold_, ones.data(), S);
   z0_ = ops.alloc<float>(S * Z_);
   z_ = ops.alloc<float>(S * N * Z_);
-  z_next_ = ops.alloc<float>(S * N * Z_);
+  rollout_work_ = ops.alloc<float>(model.rollout_work(int(H), int(S * N)));
   z0_rows_ = ops.alloc<float>(S * N * Z_);
   r_ = ops.alloc<float>((H + 1) * S * N);
   value_ = ops.alloc<float>(S * N);
@@ -74,33 +74,17 @@ Planner::Planner(Ops& ops, LatentModel& model, const PlannerSettings& settings, 
 }
 
 Planner::~Planner() {
-  for (void* p : {static_cast<void*>(obs_),       static_cast<void*>(first_),
-                  static_cast<void*>(cold_),      static_cast<void*>(step_base_),
-                  static_cast<void*>(z0_),        static_cast<void*>(z_),
-                  static_cast<void*>(z_next_),    static_cast<void*>(z0_rows_),
-                  static_cast<void*>(r_),         static_cast<void*>(value_),
-                  static_cast<void*>(zpi_),       static_cast<void*>(zpi_next_),
-                  static_cast<void*>(api_),       static_cast<void*>(actions_),
-                  static_cast<void*>(mean_),      static_cast<void*>(std_),
-                  static_cast<void*>(prev_mean_), static_cast<void*>(elite_value_),
-                  static_cast<void*>(score_),     static_cast<void*>(elite_idx_),
-                  static_cast<void*>(action_),    static_cast<void*>(mu_p_),
-                  static_cast<void*>(sigma_p_)})
-    ops_.free_bytes(p);
+  void* const buffers[] = {obs_,          first_,     cold_,   step_base_, z0_,        z_,
+                           rollout_work_, z0_rows_,   r_,      value_,     zpi_,       zpi_next_,
+                           api_,          actions_,   mean_,   std_,       prev_mean_, elite_value_,
+                           score_,        elite_idx_, action_, mu_p_,      sigma_p_};
+  for (void* p : buffers) ops_.free_bytes(p);
 }
 
 void Planner::rollout_terms(int S, uint64_t seed, PhiloxOffset offset) {
-  const int N = cfg_.num_samples, rows = S * N;
-  const float* z = z0_rows_;
-  float* const latents[2] = {z_, z_next_};  // z_{t+1} alternates between them
-  const int H = cfg_.horizon;
-  for (int t = 0; t < H; ++t) {
-    const float* a = actions_ + size_t(t) * S * N * A_;
-    float* z_next = latents[t % 2];
-    model_.reward_next(z, a, rows, r_ + size_t(t) * rows, z_next);  // r_t, z_{t+1}
-    z = z_next;
-  }
-  model_.value(z, rows, seed, offset, r_ + size_t(H) * rows);  // V(z_H)
+  const int rows = S * cfg_.num_samples, H = cfg_.horizon;
+  model_.rollout(z0_rows_, actions_, H, rows, r_, z_, rollout_work_);  // r_t, t < H; z_H
+  model_.value(z_, rows, seed, offset, r_ + size_t(H) * rows);         // V(z_H)
 }
 
 void Planner::plan(int S, bool explore, bool warm, uint64_t seed, uint64_t step) {

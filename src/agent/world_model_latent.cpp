@@ -30,9 +30,13 @@ void WorldModelLatent::reward(const float* z, const float* a, int rows, float* r
   wm_.reward(r, z, a, rows);
 }
 
-void WorldModelLatent::reward_next(const float* z, const float* a, int rows, float* r,
-                                   float* z_next) {
-  wm_.reward_next(r, z_next, z, a, rows);
+size_t WorldModelLatent::rollout_work(int H, int rows) const {
+  return wm_.rollout_work(H, rows);
+}
+
+void WorldModelLatent::rollout(const float* z0, const float* actions, int H, int rows, float* r,
+                               float* z_last, float* work) {
+  wm_.rollout(r, z_last, z0, actions, H, rows, work);
 }
 
 void WorldModelLatent::pi(const float* z, int rows, uint64_t seed, PhiloxOffset offset, float* a) {

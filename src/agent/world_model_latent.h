@@ -2,8 +2,10 @@
 // LatentModel interface (src/agent/planner.h).
 //
 //   encode / next / reward   forward to WorldModel (dropout off, outputs overwritten);
-//   reward_next              WorldModel::reward_next: one [z, a] concatenation and one pass
-//                            of the stacked first two layers for both
+//   rollout                  WorldModel::rollout: per step one [z, a] concatenation and one
+//                            pass of the dynamics' and reward's stacked first two layers; the
+//                            reward's last layer once for all steps (work: WorldModel's
+//                            rollout_work)
 //   pi(z)                    the sampled action of the policy head (Philox (seed, offset))
 //   value(z)                 critic q: avg2 of the online Q heads at (z, a ~ pi(z)), TD-MPC2's
 //                            terminal value in `_estimate_value` (the pi draw uses offset, the
@@ -30,7 +32,9 @@ class WorldModelLatent final : public LatentModel {
   void encode(const float* obs, int rows, float* z) override;
   void next(const float* z, const float* a, int rows, float* z_next) override;
   void reward(const float* z, const float* a, int rows, float* r) override;
-  void reward_next(const float* z, const float* a, int rows, float* r, float* z_next) override;
+  size_t rollout_work(int H, int rows) const override;
+  void rollout(const float* z0, const float* actions, int H, int rows, float* r, float* z_last,
+               float* work) override;
   void pi(const float* z, int rows, uint64_t seed, PhiloxOffset offset, float* a) override;
   void value(const float* z, int rows, uint64_t seed, PhiloxOffset offset, float* v) override;
 

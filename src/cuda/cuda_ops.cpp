@@ -149,9 +149,10 @@ class CudaOps final : public Ops {
   }
   void layernorm_mish_forward(float* out, float* mean, float* rstd, const float* inp,
                               const float* bias, const float* gamma, const float* beta, int rows,
-                              int C, int groups, const Dropout& dropout) override {
+                              int C, int groups, const Dropout& dropout,
+                              const RowLayout& out_rows) override {
     cuda::layernorm_mish_forward(out, mean, rstd, inp, bias, gamma, beta, rows, C, groups, dropout,
-                                 stream_);
+                                 out_rows, stream_);
   }
   void layernorm_mish_backward(float* dinp, float* dbias, float* dgamma, float* dbeta,
                                const float* dout, const float* inp, const float* bias,
@@ -163,10 +164,10 @@ class CudaOps final : public Ops {
                                   stream_);
   }
   void layernorm_simnorm_forward(float* out, float* mean, float* rstd, const float* inp,
-                                 const float* bias, const float* gamma, const float* beta,
-                                 int rows, int C, int groups) override {
+                                 const float* bias, const float* gamma, const float* beta, int rows,
+                                 int C, int groups, const RowLayout& out_rows) override {
     cuda::layernorm_simnorm_forward(out, mean, rstd, inp, bias, gamma, beta, rows, C, groups,
-                                    stream_);
+                                    out_rows, stream_);
   }
   void layernorm_simnorm_backward(float* dinp, float* dbias, float* dgamma, float* dbeta,
                                   const float* dout, const float* inp, const float* bias,

@@ -87,19 +87,27 @@ const float* last_bias(const Mlp& mlp, const float* params) {
 }
 
 void mlp_forward(Ops& ops, const Mlp& mlp, const float* params, const float* x, int rows,
-                 const MlpActs& acts, float* final_out, const Dropout& drop, LastBias last_bias) {
+                 const MlpActs& acts, float* final_out, const Dropout& drop, LastBias last_bias,
+                 const RowLayout& final_rows) {
   POMPC_REQUIRE(rows >= 0 && rows <= acts.rows,
                 "%s: %d rows exceed the %d rows its workspace was sized for (raise max_rows)",
                 mlp.name.c_str(), rows, acts.rows);
   POMPC_REQUIRE(last_bias == LastBias::add || !normed(mlp.layers.back()),
                 "%s: its last layer's bias belongs to its LayerNorm and cannot be left out",
                 mlp.name.c_str());
+  const bool dense = final_rows.ld == 0 && final_rows.group_stride == 0;
+  POMPC_REQUIRE(dense || (final_out != nullptr && normed(mlp.layers.back())),
+                "%s: a strided output needs final_out and a last NormedLinear (its LayerNorm "
+                "writes the rows)",
+                mlp.name.c_str());
   const int G = mlp.groups;
   const size_t L = mlp.layers.size();
   const float* inp = x;
   for (size_t l = 0; l < L; ++l) {
     const Layer& ly = mlp.layers[l];
-    float* out = (l + 1 == L && final_out != nullptr) ? final_out : acts.out[l];
+    const bool last = l + 1 == L;
+    float* out = (last && final_out != nullptr) ? final_out : acts.out[l];
+    const RowLayout out_rows = last ? final_rows : RowLayout{};
     const bool shared = (l == 0);
     if (!normed(ly)) {
       const float* bias = l + 1 == L && last_bias == LastBias::leave ? nullptr : params + ly.bias;
@@ -117,11 +125,11 @@ void mlp_forward(Ops& ops, const Mlp& mlp, const float* params, const float* x, 
       if (ly.act == Act::simnorm)
         ops.layernorm_simnorm_forward(out, acts.mean[l], acts.rstd[l], acts.pre[l],
                                       params + ly.bias, params + ly.gamma, params + ly.beta,
-                                      G * rows, ly.out, G);
+                                      G * rows, ly.out, G, out_rows);
       else
         ops.layernorm_mish_forward(out, acts.mean[l], acts.rstd[l], acts.pre[l], params + ly.bias,
                                    params + ly.gamma, params + ly.beta, G * rows, ly.out, G,
-                                   ly.dropout ? drop : Dropout{});
+                                   ly.dropout ? drop : Dropout{}, out_rows);
     }
     inp = out;
   }

@@ -93,10 +93,12 @@ void reserve_grads(Arena& arena, const Mlp& mlp, int rows, MlpGrads* grads);
 enum class LastBias { add, leave };
 
 // out = mlp(x) at `rows` rows per head; the last layer writes to `final_out` when non-null
-// (else acts.out.back()). `drop` applies to layers with `dropout` set (p = 0: off).
+// (else acts.out.back()), at the rows `final_rows` says (a last NormedLinear only: its
+// LayerNorm's RowLayout; dense by default). `drop` applies to layers with `dropout` set (p = 0:
+// off).
 void mlp_forward(Ops& ops, const Mlp& mlp, const float* params, const float* x, int rows,
                  const MlpActs& acts, float* final_out, const Dropout& drop,
-                 LastBias last_bias = LastBias::add);
+                 LastBias last_bias = LastBias::add, const RowLayout& final_rows = {});
 
 // The last layer's bias in params ([groups, out]): what an op after LastBias::leave adds.
 const float* last_bias(const Mlp& mlp, const float* params);

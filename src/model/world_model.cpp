@@ -141,7 +141,7 @@ void WorldModel::build_layout() {
   encoder_ = make_mlp("_encoder.state", 1, enc);
   // Dynamics and reward: the same first two layers' shapes on the same input [z, a], so their
   // parameters are stacked as a two-head ensemble, the trunk (head 0 dynamics, head 1 reward),
-  // which reward_next runs once for both; then the dynamics' last layer, then the reward's. Each
+  // which rollout runs once for both; then the dynamics' last layer, then the reward's. Each
   // module's layers point into that region (offsets from dr_offset_).
   trunk_ = make_mlp("_dynamics|_reward", 2, {layer(ZA, M, Act::mish), layer(M, M, Act::mish)});
   dynamics_tail_ = shifted(make_mlp("_dynamics", 1, {layer(M, Z_, Act::simnorm)}), trunk_.floats);
@@ -399,7 +399,6 @@ void WorldModel::allocate() {
     return a;
   };
   inf.dynamics_tail = last_layer(inf.dynamics);
-  inf.reward_tail = last_layer(inf.reward);
   td.next_z = td.z + static_cast<size_t>(B_) * Z_;
   grad_block_floats_ = grads.floats();
   allocated_bytes_ += grad_block_floats_ * sizeof(float);
@@ -535,19 +534,44 @@ void WorldModel::reward(float* r, const float* z, const float* a, int rows) {
   reward_from_za(r, rows);
 }
 
-// One [z, a] concatenation and one pass of the trunk for both, then each one's last layer: the
-// same float operations as reward() and next(), per row, in fewer launches.
-void WorldModel::reward_next(float* r, float* z_next, const float* z, const float* a, int rows) {
-  check_rows("reward_next", rows, max_rows_);
-  ops_.concat_forward(infer_.za, z, a, rows, Z_, A_);  // z_next may alias z: read first
+// work: the trunk's last outputs [2, H, rows, M] (every step's dynamics rows, then every step's
+// reward rows), then the reward logits [H, rows, K].
+size_t WorldModel::rollout_work(int H, int rows) const {
+  const size_t HR = static_cast<size_t>(H) * static_cast<size_t>(rows);
+  return HR * (2 * static_cast<size_t>(cfg_.mlp_dim) + static_cast<size_t>(K_));
+}
+
+// Per step the trunk writes its two heads' rows into the step's slots of `work` (a RowLayout
+// whose group stride is H slots: the reward rows of all steps end up contiguous), then the
+// dynamics' last layer turns the step's dynamics rows into z_{t+1}. After the loop one GEMM and
+// one two_hot_inv give every step's reward: the same float operations per row as reward() and
+// next(), in 2 (H - 1) launches fewer than running the reward's last layer per step.
+void WorldModel::rollout(float* r, float* z_last, const float* z0, const float* actions, int H,
+                         int rows, float* work) {
+  check_rows("rollout", rows, max_rows_);
+  POMPC_REQUIRE(H >= 1, "rollout: H (%d) must be >= 1", H);
+  const int M = cfg_.mlp_dim;
+  const size_t slot = static_cast<size_t>(rows) * M, HR = static_cast<size_t>(H) * rows;
   const float* params = model_set_.params + dr_offset_;
-  mlp_forward(ops_, trunk_, params, infer_.za, rows, infer_.trunk, nullptr, Dropout{});
-  const float* h = infer_.trunk.out.back();  // [2, rows, M]: the dynamics' rows, the reward's
-  mlp_forward(ops_, reward_tail_, params, h + static_cast<size_t>(rows) * cfg_.mlp_dim, rows,
-              infer_.reward_tail, nullptr, Dropout{}, LastBias::leave);
-  ops_.two_hot_inv_forward(r, infer_.reward_tail.out.back(), last_bias(reward_tail_, params), rows,
+  float* const h_dynamics = work;             // [H, rows, M]
+  float* const h_reward = work + H * slot;    // [H, rows, M]
+  float* const logits = work + 2 * H * slot;  // [H, rows, K]
+  const RowLayout trunk_rows{M, static_cast<int64_t>(H * slot)};
+  const float* z = z0;
+  for (int t = 0; t < H; ++t) {
+    const float* a = actions + static_cast<size_t>(t) * rows * A_;
+    ops_.concat_forward(infer_.za, z, a, rows, Z_, A_);  // z_last may alias z: read first
+    mlp_forward(ops_, trunk_, params, infer_.za, rows, infer_.trunk, h_dynamics + t * slot,
+                Dropout{}, LastBias::add, trunk_rows);
+    mlp_forward(ops_, dynamics_tail_, params, h_dynamics + t * slot, rows, infer_.dynamics_tail,
+                z_last, Dropout{});
+    z = z_last;
+  }
+  // The reward's last layer (one Linear, its bias left to two_hot_inv) on all H steps' rows.
+  const Layer& head = reward_tail_.layers[0];
+  ops_.linear_forward(logits, h_reward, params + head.weight, nullptr, static_cast<int>(HR), M, K_);
+  ops_.two_hot_inv_forward(r, logits, last_bias(reward_tail_, params), static_cast<int>(HR),
                            cfg_.bins());
-  mlp_forward(ops_, dynamics_tail_, params, h, rows, infer_.dynamics_tail, z_next, Dropout{});
 }
 
 void WorldModel::next_from_za(float* z_next, int rows) {

@@ -14,7 +14,7 @@
 //   aligned (zero gaps between them, mlp.h; checkpoints store the tensors without the gaps):
 //   model     encoder | dynamics, reward | Qs    (one Adam: the encoder's group at lr *
 //             enc_lr_scale, the rest at lr; eps 1e-8); the Qs part starts at q_offset();
-//             dynamics' and reward's first two layers stacked as a two-head ensemble (reward_next
+//             dynamics' and reward's first two layers stacked as a two-head ensemble (rollout
 //             runs them as one), then the dynamics' last layer, then the reward's
 //   pi        pi                                 (its own Adam: lr, eps 1e-5)
 //   target_q  the target Qs, the same layout as the model buffer's Qs part
@@ -38,10 +38,20 @@
 //   encode(z [rows, Z], obs [rows, O])
 //   next(z_next [rows, Z], z, a [rows, A])              z_next may alias z (in-place rollout)
 //   reward(r [rows], z, a)                              two_hot_inv of the reward logits
-//   reward_next(r, z_next, z, a)                        reward then next with one [z, a]
-//                                                       concatenation and one pass of their
-//                                                       stacked first two layers (bit for bit
-//                                                       the two on the reference backend)
+//   rollout(r [H, rows], z_last [rows, Z], z0, actions [H, rows, A], H, work)
+//                                                       from z_0 = z0, for t < H: r[t] =
+//                                                       reward(z_t, a_t), z_{t+1} = next(z_t,
+//                                                       a_t); z_last = z_H (may alias z0).
+//                                                       Per step one [z, a] concatenation, one
+//                                                       pass of the dynamics' and reward's
+//                                                       stacked first two layers (the trunk)
+//                                                       and the dynamics' last layer; the
+//                                                       reward's last layer and two_hot_inv
+//                                                       once for all H steps, on the reward
+//                                                       rows the trunk left side by side in
+//                                                       work (rollout_work(H, rows) floats).
+//                                                       Bit for bit reward() and next() on the
+//                                                       reference backend and the emulation
 //   pi(action [rows, A], mu, log_std [rows, A], log_pi [rows], z, seed, offset)
 //                                                       mu / log_std / log_pi may be null;
 //                                                       noise eps[r, j] = philox_normal(seed,
@@ -239,7 +249,9 @@ class WorldModel {
   void encode(float* z, const float* obs, int rows);
   void next(float* z_next, const float* z, const float* a, int rows);
   void reward(float* r, const float* z, const float* a, int rows);
-  void reward_next(float* r, float* z_next, const float* z, const float* a, int rows);
+  size_t rollout_work(int H, int rows) const;
+  void rollout(float* r, float* z_last, const float* z0, const float* actions, int H, int rows,
+               float* work);
   void pi(float* action, float* mu, float* log_std, float* log_pi, const float* z, int rows,
           uint64_t seed, PhiloxOffset offset);
   void Q(float* out, const float* z, const float* a, int rows, QMode mode, bool target,
@@ -422,8 +434,8 @@ class WorldModel {
   struct InferenceBuffers {          // max_rows rows
     MlpActs encoder, dynamics, reward, pi, qs;  // qs: every head (QMode::all)
     MlpActs pair_qs;                            // the picked pair (QMode::min / avg)
-    MlpActs trunk;                              // [2, rows, M] per layer (reward_next)
-    MlpActs dynamics_tail, reward_tail;         // dynamics' / reward's last layer's buffers
+    MlpActs trunk;                              // [2, rows, M] per layer (rollout)
+    MlpActs dynamics_tail;                      // the dynamics' last layer's buffers
     CriticPair pair;
     float* za = nullptr;  // [rows, Z+A]
   };
@@ -472,7 +484,7 @@ class WorldModel {
   // Modules (layouts) and where they live in the parameter buffers.
   Mlp encoder_, dynamics_, reward_, pi_, qs_, prior_;
   // Dynamics' and reward's first two layers as one two-head ensemble (their stacked parameters)
-  // and each one's last layer alone: what reward_next runs (build_layout).
+  // and each one's last layer alone: what rollout runs (build_layout).
   Mlp trunk_, dynamics_tail_, reward_tail_;
   Mlp pair_;                // qs_'s layout with two heads (CriticPair)
   PairGather pair_gather_;  // qs_ -> pair_, tensor by tensor

@@ -186,7 +186,8 @@ void simnorm_inplace(T* h, int C) {
 
 template <Act act, typename T>
 void forward_impl(T* out, T* mean, T* rstd, const T* inp, const T* bias, const T* gamma,
-                  const T* beta, int rows, int C, int groups, const Dropout& dr) {
+                  const T* beta, int rows, int C, int groups, const Dropout& dr,
+                  const RowLayout& out_rows) {
   const int per_group = groups > 0 && rows > 0 ? rows / groups : 1;
 #pragma omp parallel if (int64_t{rows} * C > 8192)
   {
@@ -195,7 +196,7 @@ void forward_impl(T* out, T* mean, T* rstd, const T* inp, const T* bias, const T
     for (int r = 0; r < rows; ++r) {
       const int g = r / per_group;
       const int64_t base = static_cast<int64_t>(r) * C;
-      T* __restrict o = out + base;
+      T* __restrict o = out + out_rows.row(r, per_group, C);
       dropped_input(o, keep, inp + base,
                     bias != nullptr ? bias + static_cast<int64_t>(g) * C : nullptr, C, dr,
                     dropout_row(dr.heads, r, per_group) * C);
@@ -334,9 +335,12 @@ void backward_impl(T* dinp, T* dbias, T* dgamma, T* dbeta, const T* dout, const 
 
 template <typename T>
 void layernorm_mish_forward(T* out, T* mean, T* rstd, const T* inp, const T* bias, const T* gamma,
-                            const T* beta, int rows, int C, int groups, const Dropout& dropout) {
+                            const T* beta, int rows, int C, int groups, const Dropout& dropout,
+                            const RowLayout& out_rows) {
   check_args("layernorm_mish_forward", Act::mish, rows, C, groups, dropout.p);
-  forward_impl<Act::mish>(out, mean, rstd, inp, bias, gamma, beta, rows, C, groups, dropout);
+  check_row_layout("layernorm_mish_forward", out_rows, rows, C, groups);
+  forward_impl<Act::mish>(out, mean, rstd, inp, bias, gamma, beta, rows, C, groups, dropout,
+                          out_rows);
 }
 
 template <typename T>
@@ -351,9 +355,12 @@ void layernorm_mish_backward(T* dinp, T* dbias, T* dgamma, T* dbeta, const T* do
 
 template <typename T>
 void layernorm_simnorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* bias,
-                               const T* gamma, const T* beta, int rows, int C, int groups) {
+                               const T* gamma, const T* beta, int rows, int C, int groups,
+                               const RowLayout& out_rows) {
   check_args("layernorm_simnorm_forward", Act::simnorm, rows, C, groups, 0.0f);
-  forward_impl<Act::simnorm>(out, mean, rstd, inp, bias, gamma, beta, rows, C, groups, Dropout{});
+  check_row_layout("layernorm_simnorm_forward", out_rows, rows, C, groups);
+  forward_impl<Act::simnorm>(out, mean, rstd, inp, bias, gamma, beta, rows, C, groups, Dropout{},
+                             out_rows);
 }
 
 template <typename T>
@@ -370,12 +377,12 @@ void layernorm_simnorm_backward(T* dinp, T* dbias, T* dgamma, T* dbeta, const T*
   template T mish<T>(T);                                                                           \
   template T mish_grad<T>(T);                                                                      \
   template void layernorm_mish_forward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, int, \
-                                          int, int, const Dropout&);                               \
+                                          int, int, const Dropout&, const RowLayout&);             \
   template void layernorm_mish_backward<T>(T*, T*, T*, T*, const T*, const T*, const T*, const T*, \
                                            const T*, const T*, const T*, int, int, int,            \
                                            const Dropout&);                                        \
   template void layernorm_simnorm_forward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,   \
-                                             int, int, int);                                       \
+                                             int, int, int, const RowLayout&);                     \
   template void layernorm_simnorm_backward<T>(T*, T*, T*, T*, const T*, const T*, const T*,        \
                                               const T*, const T*, const T*, const T*, int, int,    \
                                               int);

@@ -31,7 +31,8 @@
 //
 // Overwritten / accumulated
 //   forward: out overwritten; mean, rstd overwritten when non-null (saved for the backward; pass
-//   nullptr at inference). out may not alias inp.
+//   nullptr at inference). out may not alias inp. out_rows (RowLayout, src/op_types.h): where
+//   each output row goes (default: dense [rows, C]); the backward reads no output.
 //   backward: dinp, dbias, dgamma, dbeta ACCUMULATED (+=); each may be nullptr to skip. It
 //   recomputes xhat, h and the dropout mask from inp, bias and the saved mean / rstd.
 //
@@ -40,7 +41,7 @@
 
 #include <cstdint>
 
-#include "op_types.h"  // Dropout, dropout_keep, kLayerNormEps, kSimNormGroup
+#include "op_types.h"  // Dropout, dropout_keep, kLayerNormEps, kSimNormGroup, RowLayout
 
 namespace pompc::ref {
 
@@ -52,7 +53,8 @@ T mish_grad(T x);  // d mish / dx, consistent with the threshold
 
 template <typename T>
 void layernorm_mish_forward(T* out, T* mean, T* rstd, const T* inp, const T* bias, const T* gamma,
-                            const T* beta, int rows, int C, int groups, const Dropout& dropout);
+                            const T* beta, int rows, int C, int groups, const Dropout& dropout,
+                            const RowLayout& out_rows = {});
 
 template <typename T>
 void layernorm_mish_backward(T* dinp, T* dbias, T* dgamma, T* dbeta, const T* dout, const T* inp,
@@ -61,7 +63,8 @@ void layernorm_mish_backward(T* dinp, T* dbias, T* dgamma, T* dbeta, const T* do
 
 template <typename T>
 void layernorm_simnorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* bias,
-                               const T* gamma, const T* beta, int rows, int C, int groups);
+                               const T* gamma, const T* beta, int rows, int C, int groups,
+                               const RowLayout& out_rows = {});
 
 template <typename T>
 void layernorm_simnorm_backward(T* dinp, T* dbias, T* dgamma, T* dbeta, const T* dout, const T* inp,

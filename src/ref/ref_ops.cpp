@@ -91,8 +91,10 @@ class RefOps final : public Ops {
   }
   void layernorm_mish_forward(float* out, float* mean, float* rstd, const float* inp,
                               const float* bias, const float* gamma, const float* beta, int rows,
-                              int C, int groups, const Dropout& dropout) override {
-    ref::layernorm_mish_forward(out, mean, rstd, inp, bias, gamma, beta, rows, C, groups, dropout);
+                              int C, int groups, const Dropout& dropout,
+                              const RowLayout& out_rows) override {
+    ref::layernorm_mish_forward(out, mean, rstd, inp, bias, gamma, beta, rows, C, groups, dropout,
+                                out_rows);
   }
   void layernorm_mish_backward(float* dinp, float* dbias, float* dgamma, float* dbeta,
                                const float* dout, const float* inp, const float* bias,
@@ -103,9 +105,10 @@ class RefOps final : public Ops {
                                  rstd, rows, C, groups, dropout);
   }
   void layernorm_simnorm_forward(float* out, float* mean, float* rstd, const float* inp,
-                                 const float* bias, const float* gamma, const float* beta,
-                                 int rows, int C, int groups) override {
-    ref::layernorm_simnorm_forward(out, mean, rstd, inp, bias, gamma, beta, rows, C, groups);
+                                 const float* bias, const float* gamma, const float* beta, int rows,
+                                 int C, int groups, const RowLayout& out_rows) override {
+    ref::layernorm_simnorm_forward(out, mean, rstd, inp, bias, gamma, beta, rows, C, groups,
+                                   out_rows);
   }
   void layernorm_simnorm_backward(float* dinp, float* dbias, float* dgamma, float* dbeta,
                                   const float* dout, const float* inp, const float* bias,
