@@ -33,11 +33,11 @@ __global__ void copy_rows_kernel(float* __restrict__ dst, int64_t ldd, const flo
   }
 }
 
-__global__ void repeat_rows_kernel(float* __restrict__ dst, const float* __restrict__ src,
-                                   int rows, int reps, int cols) {
+__global__ void repeat_rows_kernel(float* __restrict__ dst, int64_t ldd,
+                                   const float* __restrict__ src, int rows, int reps, int cols) {
   POMPC_GRID_STRIDE(i, int64_t{rows} * reps * cols) {
-    const int64_t c = i % cols, r = i / (int64_t{reps} * cols);
-    dst[i] = src[r * cols + c];
+    const int64_t c = i % cols, out_row = i / cols, r = out_row / reps;
+    dst[out_row * ldd + c] = src[r * cols + c];
   }
 }
 
@@ -115,11 +115,14 @@ void copy_rows(float* dst, int64_t ldd, const float* src, int64_t lds, int rows,
          lds, rows, cols);
 }
 
-void repeat_rows(float* dst, const float* src, int rows, int reps, int cols, cudaStream_t stream) {
-  POMPC_REQUIRE(rows >= 0 && reps >= 0 && cols >= 0,
-                "repeat_rows: rows (%d), reps (%d), cols (%d) must be >= 0", rows, reps, cols);
+void repeat_rows(float* dst, int64_t ldd, const float* src, int rows, int reps, int cols,
+                 cudaStream_t stream) {
+  POMPC_REQUIRE(rows >= 0 && reps >= 0 && cols >= 0 && ldd >= cols,
+                "repeat_rows: rows (%d), reps (%d), cols (%d) must be >= 0 and the stride (%lld) "
+                ">= cols",
+                rows, reps, cols, static_cast<long long>(ldd));
   LAUNCH(repeat_rows_kernel, grid_stride_blocks(size_t(rows) * reps * cols), 256, 0, stream, dst,
-         src, rows, reps, cols);
+         ldd, src, rows, reps, cols);
 }
 
 void concat_forward(float* out, const float* x1, const float* x2, int rows, int n1, int n2,

@@ -129,7 +129,8 @@ void scale_gate(float* out, const float* scale, float threshold, cudaStream_t st
 constexpr unsigned kMsePartials = 256;
 void copy_rows(float* dst, int64_t ldd, const float* src, int64_t lds, int rows, int cols,
                cudaStream_t stream);
-void repeat_rows(float* dst, const float* src, int rows, int reps, int cols, cudaStream_t stream);
+void repeat_rows(float* dst, int64_t ldd, const float* src, int rows, int reps, int cols,
+                 cudaStream_t stream);
 void concat_forward(float* out, const float* x1, const float* x2, int rows, int n1, int n2,
                     cudaStream_t stream);
 void concat_backward(float* dx1, float* dx2, const float* dout, int rows, int n1, int n2,

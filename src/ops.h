@@ -150,7 +150,8 @@ class Ops {
   // src/ref/basic.h | kernels/basic.cu (*loss: a backend scalar)
   virtual void copy_rows(float* dst, int64_t ldd, const float* src, int64_t lds, int rows,
                          int cols) = 0;
-  virtual void repeat_rows(float* dst, const float* src, int rows, int reps, int cols) = 0;
+  virtual void repeat_rows(float* dst, int64_t ldd, const float* src, int rows, int reps,
+                           int cols) = 0;
   virtual void concat_forward(float* out, const float* x1, const float* x2, int rows, int n1,
                               int n2) = 0;
   virtual void concat_backward(float* dx1, float* dx2, const float* dout, int rows, int n1,

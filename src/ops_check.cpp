@@ -284,7 +284,7 @@ void check_basic(Ops& g, Ops& r, const Sizes& z, std::vector<OpCheckRow>& rows) 
     o.concat_forward(c.f(cat, s), c.f(x1, s), c.f(x2, s), R, n1, n2);
     o.concat_backward(c.f(dx1, s), c.f(dx2, s), c.f(dcat, s), R, n1, n2);
     o.copy_rows(c.f(rows_out, s), n1, c.f(cat, s), n1 + n2, R, n1);
-    o.repeat_rows(c.f(rep, s), c.f(x1, s), z.S, z.N, n1);
+    o.repeat_rows(c.f(rep, s), n1, c.f(x1, s), z.S, z.N, n1);
     o.mse_forward(c.f(loss, s), c.f(pred, s), c.f(target, s), int64_t(n));
     o.mse_backward(c.f(dpred, s), c.f(pred, s), c.f(target, s), 0.7f, int64_t(n));
     o.mse_segments_forward(c.f(sloss, s), c.f(terms, s), c.f(terms2, s), 4, int64_t(n));

@@ -385,6 +385,27 @@ TEST_SUITE("ops") {
     }
   }
 
+  TEST_CASE("basic: repeat_rows into strided rows, cuda matches the reference, gaps untouched") {
+    // Each of S rows repeated N times into rows of stride ldd > cols (the planner's z0 into the
+    // rollout's [z, a] rows): row s N + k holds src row s, the ldd - cols floats after it keep
+    // their sentinel.
+    const int S = 3, N = 5, cols = 7;
+    const int64_t ldd = 11;
+    const auto src = normals(size_t(S) * cols, 1, 1.0f);
+    const size_t span = size_t(S) * N * ldd;
+    std::vector<float> want(span, -7.0f), out(span, -7.0f);
+    for (int s = 0; s < S; ++s)
+      for (int k = 0; k < N; ++k)
+        std::copy_n(src.begin() + s * cols, cols, want.begin() + (int64_t{s} * N + k) * ldd);
+    pompc::ref::repeat_rows(out.data(), ldd, src.data(), S, N, cols);
+    CHECK(check_close("ref", out, want, 0, 0));
+    Dev d_src(src), d_out(std::vector<float>(span, -7.0f));
+    pompc::cuda::repeat_rows(d_out.p, ldd, d_src.p, S, N, cols, nullptr);
+    CHECK(check_close("cuda", d_out.host(), want, 0, 0));
+    CHECK_THROWS_WITH(pompc::ref::repeat_rows(out.data(), cols - 1, src.data(), S, N, cols),
+                      doctest::Contains("the stride (6) >= cols"));
+  }
+
   TEST_CASE("running_scale: cuda percentiles and update match the reference") {
     for (int n : {1, 2, 33, 256, 1000}) {
       CAPTURE(n);

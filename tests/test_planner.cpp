@@ -376,7 +376,7 @@ TEST_SUITE("planner") {
       Array z0(*o, size_t(S) * Z), z(*o, size_t(rows) * Z), zn(*o, size_t(rows) * Z),
           r(*o, size_t(rows)), g(*o, size_t(rows));
       latent.encode(p.obs_buffer(), S, z0.p);
-      o->repeat_rows(z.p, z0.p, S, N, Z);
+      o->repeat_rows(z.p, Z, z0.p, S, N, Z);
       o->fill(g.p, rows, 0.0f);
       float* zt = z.p;
       float* znext = zn.p;

@@ -55,12 +55,11 @@ Planner::Planner(Ops& ops, LatentModel& model, const PlannerSettings& settings, 
   z0_ = ops.alloc<float>(S * Z_);
   z_ = ops.alloc<float>(S * N * Z_);
   rollout_work_ = ops.alloc<float>(model.rollout_work(int(H), int(S * N)));
-  z0_rows_ = ops.alloc<float>(S * N * Z_);
   r_ = ops.alloc<float>((H + 1) * S * N);
   value_ = ops.alloc<float>(S * N);
   zpi_ = ops.alloc<float>(S * P * Z_ + 1);
   zpi_next_ = ops.alloc<float>(S * P * Z_ + 1);
-  api_ = ops.alloc<float>(S * P * A_ + 1);
+  api_ = ops.alloc<float>(H * S * P * A_ + 1);
   actions_ = ops.alloc<float>(H * S * N * A_);
   mean_ = ops.alloc<float>(S * H * A_);
   std_ = ops.alloc<float>(S * H * A_);
@@ -74,16 +73,16 @@ Planner::Planner(Ops& ops, LatentModel& model, const PlannerSettings& settings, 
 }
 
 Planner::~Planner() {
-  void* const buffers[] = {obs_,          first_,     cold_,   step_base_, z0_,        z_,
-                           rollout_work_, z0_rows_,   r_,      value_,     zpi_,       zpi_next_,
-                           api_,          actions_,   mean_,   std_,       prev_mean_, elite_value_,
-                           score_,        elite_idx_, action_, mu_p_,      sigma_p_};
+  void* const buffers[] = {obs_,          first_,  cold_,  step_base_, z0_,          z_,
+                           rollout_work_, r_,      value_, zpi_,       zpi_next_,    api_,
+                           actions_,      mean_,   std_,   prev_mean_, elite_value_, score_,
+                           elite_idx_,    action_, mu_p_,  sigma_p_};
   for (void* p : buffers) ops_.free_bytes(p);
 }
 
 void Planner::rollout_terms(int S, uint64_t seed, PhiloxOffset offset) {
   const int rows = S * cfg_.num_samples, H = cfg_.horizon;
-  model_.rollout(z0_rows_, actions_, H, rows, r_, z_, rollout_work_);  // r_t, t < H; z_H
+  model_.rollout(actions_, H, rows, r_, z_, rollout_work_);            // r_t, t < H; z_H
   model_.value(z_, rows, seed, offset, r_ + size_t(H) * rows);         // V(z_H)
 }
 
@@ -121,21 +120,23 @@ void Planner::plan_steps(int S, bool explore, bool warm, uint64_t seed) {
   const MppiShape sh{S, H, N, P, cfg_.num_elites, A_};
 
   model_.encode(obs_, S, z0_);
-  ops_.repeat_rows(z0_rows_, z0_, S, N, Z_);  // every iteration's rollout starts here
+  // Every iteration's rollout starts here: z0 per sample, where the model reads it.
+  ops_.repeat_rows(rollout_work_, model_.rollout_start_ld(), z0_, S, N, Z_);
 
   // Policy trajectories: P rows per state, written into sample columns n < P at every t.
   if (P > 0) {
     float *zpi = zpi_, *zpi_next = zpi_next_;
-    ops_.repeat_rows(zpi, z0_, S, P, Z_);
+    ops_.repeat_rows(zpi, Z_, z0_, S, P, Z_);
     for (int t = 0; t < H; ++t) {
-      model_.pi(zpi, S * P, seed, draw(kPiTraj + t), api_);
-      ops_.copy_rows(actions_ + size_t(t) * S * N * A_, int64_t(N) * A_, api_, int64_t(P) * A_, S,
-                     P * A_);
+      float* a = api_ + size_t(t) * S * P * A_;
+      model_.pi(zpi, S * P, seed, draw(kPiTraj + t), a);
       if (t + 1 < H) {
-        model_.next(zpi, api_, S * P, zpi_next);
+        model_.next(zpi, a, S * P, zpi_next);
         std::swap(zpi, zpi_next);
       }
     }
+    // Row (t, s) of both is P A floats: one copy for every step and state.
+    ops_.copy_rows(actions_, int64_t(N) * A_, api_, int64_t(P) * A_, H * S, P * A_);
   }
 
   // Acting: warm start where first_ says so. Reanalysis: every state starts cold.

@@ -48,22 +48,26 @@ class LatentModel {
   virtual void next(const float* z, const float* a, int rows, float* z_next) = 0;
   // Scalar rewards (two_hot_inv of the reward head).
   virtual void reward(const float* z, const float* a, int rows, float* r) = 0;
-  // One MPPI iteration's rollout (what rollout_terms calls): from z_0 = z0 [rows, Z], for
-  // t < H with a_t = actions + t rows A: r[t rows ..] = reward(z_t, a_t) and z_{t+1} =
-  // next(z_t, a_t); writes r [H, rows] and z_H into z_last (not aliasing z0). `work` is
-  // rollout_work(H, rows) floats of backend scratch. A model may share work between the steps
-  // (WorldModelLatent runs the reward's last layer once for all H); the results must equal
+  // The MPPI rollouts of one plan, in `work`: rollout_work(H, rows) floats of backend scratch.
+  // The planner writes the start z_0 once per plan, [rows, Z] at rows of stride
+  // rollout_start_ld() from work's start (the model may keep its own data beside them), then
+  // calls rollout once per iteration: for t < H with a_t = actions + t rows A, r[t rows ..] =
+  // reward(z_t, a_t) and z_{t+1} = next(z_t, a_t); it writes r [H, rows] and z_H into z_last,
+  // leaving z_0 as it was. A model may share work between the steps (WorldModelLatent: no
+  // [z, a] concatenations, the reward's last layer once for all H); the results must equal
   // these calls'.
   virtual size_t rollout_work(int H, int rows) const {
     (void)H;
-    return size_t(rows) * size_t(latent_dim());
+    return 2 * size_t(rows) * size_t(latent_dim());  // z_0, then an intermediate latent
   }
-  virtual void rollout(const float* z0, const float* actions, int H, int rows, float* r,
-                       float* z_last, float* work) {
-    const float* z = z0;
+  virtual int64_t rollout_start_ld() const { return latent_dim(); }
+  virtual void rollout(const float* actions, int H, int rows, float* r, float* z_last,
+                       float* work) {
+    const float* z = work;
+    float* const between = work + size_t(rows) * latent_dim();
     for (int t = 0; t < H; ++t) {  // z_{t+1} alternates so that z_H lands in z_last
       const float* a = actions + size_t(t) * rows * action_dim();
-      float* z_next = (H - 1 - t) % 2 == 0 ? z_last : work;
+      float* z_next = (H - 1 - t) % 2 == 0 ? z_last : between;
       reward(z, a, rows, r + size_t(t) * rows);
       next(z, a, rows, z_next);
       z = z_next;
@@ -146,7 +150,8 @@ class Planner {
   // The plan's ops (Philox bases read from step_buffer()); plan and plan_graph run these.
   void plan_steps(int S, bool explore, bool warm, uint64_t seed);
   // The terms of G for the current actions into r_: the rewards r_t and V(z_H) of a rollout from
-  // z0 (z0_rows_, repeated per sample; z_ takes z_H). mppi_elites_update sums them with gamma_.
+  // z0 (repeated per sample into rollout_work_ once per plan; z_ takes z_H). mppi_elites_update
+  // sums them with gamma_.
   void rollout_terms(int S, uint64_t seed, PhiloxOffset offset);
   // Philox offset `purpose` of the step in step_buffer().
   PhiloxOffset draw(uint64_t purpose) const { return PhiloxOffset(purpose, step_base_); }
@@ -172,10 +177,10 @@ class Planner {
   uint8_t* cold_ = nullptr;  // all ones: the `first` flags of a cold start (reanalysis)
   uint64_t* step_base_ = nullptr;  // [1] offset_base of the step being planned
   float *z0_ = nullptr, *z_ = nullptr, *value_ = nullptr;
-  float* z0_rows_ = nullptr;  // [S * N, Z]: z0 repeated per sample, once per plan
-  float* rollout_work_ = nullptr;  // the model's rollout scratch at S * N rows
+  float* rollout_work_ = nullptr;  // the model's rollout scratch at S * N rows (z0 per sample)
   float* r_ = nullptr;  // [H + 1, S * N]: the rewards r_t, then V(z_H): the terms of G
-  float *zpi_ = nullptr, *zpi_next_ = nullptr, *api_ = nullptr;
+  float *zpi_ = nullptr, *zpi_next_ = nullptr;
+  float* api_ = nullptr;  // [H, S * P, A]: the policy trajectories' actions
   float *actions_ = nullptr, *mean_ = nullptr, *std_ = nullptr, *prev_mean_ = nullptr;
   float *elite_value_ = nullptr, *score_ = nullptr;
   int32_t* elite_idx_ = nullptr;

@@ -34,9 +34,13 @@ size_t WorldModelLatent::rollout_work(int H, int rows) const {
   return wm_.rollout_work(H, rows);
 }
 
-void WorldModelLatent::rollout(const float* z0, const float* actions, int H, int rows, float* r,
-                               float* z_last, float* work) {
-  wm_.rollout(r, z_last, z0, actions, H, rows, work);
+int64_t WorldModelLatent::rollout_start_ld() const {
+  return wm_.rollout_start_ld();
+}
+
+void WorldModelLatent::rollout(const float* actions, int H, int rows, float* r, float* z_last,
+                               float* work) {
+  wm_.rollout(r, z_last, actions, H, rows, work);
 }
 
 void WorldModelLatent::pi(const float* z, int rows, uint64_t seed, PhiloxOffset offset, float* a) {

@@ -2,10 +2,10 @@
 // LatentModel interface (src/agent/planner.h).
 //
 //   encode / next / reward   forward to WorldModel (dropout off, outputs overwritten);
-//   rollout                  WorldModel::rollout: per step one [z, a] concatenation and one
-//                            pass of the dynamics' and reward's stacked first two layers; the
-//                            reward's last layer once for all steps (work: WorldModel's
-//                            rollout_work)
+//   rollout                  WorldModel::rollout: per step one pass of the dynamics' and
+//                            reward's stacked first two layers on [z, a] rows it keeps in work
+//                            (no concatenation); the reward's last layer once for all steps
+//                            (work: WorldModel's rollout_work, z_0 at rollout_start_ld)
 //   pi(z)                    the sampled action of the policy head (Philox (seed, offset))
 //   value(z)                 critic q: avg2 of the online Q heads at (z, a ~ pi(z)), TD-MPC2's
 //                            terminal value in `_estimate_value` (the pi draw uses offset, the
@@ -33,7 +33,8 @@ class WorldModelLatent final : public LatentModel {
   void next(const float* z, const float* a, int rows, float* z_next) override;
   void reward(const float* z, const float* a, int rows, float* r) override;
   size_t rollout_work(int H, int rows) const override;
-  void rollout(const float* z0, const float* actions, int H, int rows, float* r, float* z_last,
+  int64_t rollout_start_ld() const override;
+  void rollout(const float* actions, int H, int rows, float* r, float* z_last,
                float* work) override;
   void pi(const float* z, int rows, uint64_t seed, PhiloxOffset offset, float* a) override;
   void value(const float* z, int rows, uint64_t seed, PhiloxOffset offset, float* v) override;

@@ -180,8 +180,9 @@ class CudaOps final : public Ops {
                  int cols) override {
     cuda::copy_rows(dst, ldd, src, lds, rows, cols, stream_);
   }
-  void repeat_rows(float* dst, const float* src, int rows, int reps, int cols) override {
-    cuda::repeat_rows(dst, src, rows, reps, cols, stream_);
+  void repeat_rows(float* dst, int64_t ldd, const float* src, int rows, int reps,
+                   int cols) override {
+    cuda::repeat_rows(dst, ldd, src, rows, reps, cols, stream_);
   }
   void concat_forward(float* out, const float* x1, const float* x2, int rows, int n1,
                       int n2) override {

@@ -534,38 +534,43 @@ void WorldModel::reward(float* r, const float* z, const float* a, int rows) {
   reward_from_za(r, rows);
 }
 
-// work: the trunk's last outputs [2, H, rows, M] (every step's dynamics rows, then every step's
-// reward rows), then the reward logits [H, rows, K].
+// work: the steps' inputs [H, rows, Z+A] (z_0 written by the caller), the trunk's last outputs
+// [2, H, rows, M] (every step's dynamics rows, then every step's reward rows), then the reward
+// logits [H, rows, K].
 size_t WorldModel::rollout_work(int H, int rows) const {
   const size_t HR = static_cast<size_t>(H) * static_cast<size_t>(rows);
-  return HR * (2 * static_cast<size_t>(cfg_.mlp_dim) + static_cast<size_t>(K_));
+  return HR * (static_cast<size_t>(Z_ + A_) + 2 * static_cast<size_t>(cfg_.mlp_dim) +
+               static_cast<size_t>(K_));
 }
 
-// Per step the trunk writes its two heads' rows into the step's slots of `work` (a RowLayout
-// whose group stride is H slots: the reward rows of all steps end up contiguous), then the
-// dynamics' last layer turns the step's dynamics rows into z_{t+1}. After the loop one GEMM and
-// one two_hot_inv give every step's reward: the same float operations per row as reward() and
-// next(), in 2 (H - 1) launches fewer than running the reward's last layer per step.
-void WorldModel::rollout(float* r, float* z_last, const float* z0, const float* actions, int H,
-                         int rows, float* work) {
+// No [z, a] concatenation: one copy puts every step's actions into the a columns of its input
+// rows, and the dynamics' last LayerNorm writes z_{t+1} straight into the z columns of the next
+// step's (a RowLayout of stride Z + A). Per step the trunk writes its two heads' rows into the
+// step's slots (a RowLayout whose group stride is H slots: the reward rows of all steps end up
+// contiguous), then the dynamics' last layer turns the step's dynamics rows into z_{t+1}. After
+// the loop one GEMM and one two_hot_inv give every step's reward. The same float operations per
+// row as reward() and next().
+void WorldModel::rollout(float* r, float* z_last, const float* actions, int H, int rows,
+                         float* work) {
   check_rows("rollout", rows, max_rows_);
   POMPC_REQUIRE(H >= 1, "rollout: H (%d) must be >= 1", H);
-  const int M = cfg_.mlp_dim;
+  const int M = cfg_.mlp_dim, ZA = Z_ + A_;
   const size_t slot = static_cast<size_t>(rows) * M, HR = static_cast<size_t>(H) * rows;
+  const size_t za_slot = static_cast<size_t>(rows) * ZA;
   const float* params = model_set_.params + dr_offset_;
-  float* const h_dynamics = work;             // [H, rows, M]
-  float* const h_reward = work + H * slot;    // [H, rows, M]
-  float* const logits = work + 2 * H * slot;  // [H, rows, K]
+  float* const za = work;                         // [H, rows, Z+A]
+  float* const h_dynamics = za + H * za_slot;     // [H, rows, M]
+  float* const h_reward = h_dynamics + H * slot;  // [H, rows, M]
+  float* const logits = h_reward + H * slot;      // [H, rows, K]
   const RowLayout trunk_rows{M, static_cast<int64_t>(H * slot)};
-  const float* z = z0;
+  ops_.copy_rows(za + Z_, ZA, actions, A_, static_cast<int>(HR), A_);
   for (int t = 0; t < H; ++t) {
-    const float* a = actions + static_cast<size_t>(t) * rows * A_;
-    ops_.concat_forward(infer_.za, z, a, rows, Z_, A_);  // z_last may alias z: read first
-    mlp_forward(ops_, trunk_, params, infer_.za, rows, infer_.trunk, h_dynamics + t * slot,
+    mlp_forward(ops_, trunk_, params, za + t * za_slot, rows, infer_.trunk, h_dynamics + t * slot,
                 Dropout{}, LastBias::add, trunk_rows);
+    const bool last = t + 1 == H;  // z_H to z_last, the others into the next step's z columns
     mlp_forward(ops_, dynamics_tail_, params, h_dynamics + t * slot, rows, infer_.dynamics_tail,
-                z_last, Dropout{});
-    z = z_last;
+                last ? z_last : za + (t + 1) * za_slot, Dropout{}, LastBias::add,
+                last ? RowLayout{} : RowLayout{ZA, 0});
   }
   // The reward's last layer (one Linear, its bias left to two_hot_inv) on all H steps' rows.
   const Layer& head = reward_tail_.layers[0];

@@ -38,20 +38,21 @@
 //   encode(z [rows, Z], obs [rows, O])
 //   next(z_next [rows, Z], z, a [rows, A])              z_next may alias z (in-place rollout)
 //   reward(r [rows], z, a)                              two_hot_inv of the reward logits
-//   rollout(r [H, rows], z_last [rows, Z], z0, actions [H, rows, A], H, work)
-//                                                       from z_0 = z0, for t < H: r[t] =
+//   rollout(r [H, rows], z_last [rows, Z], actions [H, rows, A], H, work)
+//                                                       from z_0 (in work: [rows, Z] at rows of
+//                                                       stride Z + A from its start, written by
+//                                                       the caller), for t < H: r[t] =
 //                                                       reward(z_t, a_t), z_{t+1} = next(z_t,
-//                                                       a_t); z_last = z_H (may alias z0).
-//                                                       Per step one [z, a] concatenation, one
-//                                                       pass of the dynamics' and reward's
-//                                                       stacked first two layers (the trunk)
-//                                                       and the dynamics' last layer; the
-//                                                       reward's last layer and two_hot_inv
-//                                                       once for all H steps, on the reward
-//                                                       rows the trunk left side by side in
-//                                                       work (rollout_work(H, rows) floats).
-//                                                       Bit for bit reward() and next() on the
-//                                                       reference backend and the emulation
+//                                                       a_t); z_last = z_H; z_0 is left as it
+//                                                       was. One copy of the actions, then per
+//                                                       step one pass of the dynamics' and
+//                                                       reward's stacked first two layers (the
+//                                                       trunk) and the dynamics' last layer,
+//                                                       no concatenation; the reward's last
+//                                                       layer and two_hot_inv once for all H
+//                                                       steps. work: rollout_work(H, rows)
+//                                                       floats. Bit for bit reward() and next()
+//                                                       on the reference backend and emulated
 //   pi(action [rows, A], mu, log_std [rows, A], log_pi [rows], z, seed, offset)
 //                                                       mu / log_std / log_pi may be null;
 //                                                       noise eps[r, j] = philox_normal(seed,
@@ -250,8 +251,8 @@ class WorldModel {
   void next(float* z_next, const float* z, const float* a, int rows);
   void reward(float* r, const float* z, const float* a, int rows);
   size_t rollout_work(int H, int rows) const;
-  void rollout(float* r, float* z_last, const float* z0, const float* actions, int H, int rows,
-               float* work);
+  int64_t rollout_start_ld() const { return Z_ + A_; }  // z_0's row stride in rollout's work
+  void rollout(float* r, float* z_last, const float* actions, int H, int rows, float* work);
   void pi(float* action, float* mu, float* log_std, float* log_pi, const float* z, int rows,
           uint64_t seed, PhiloxOffset offset);
   void Q(float* out, const float* z, const float* a, int rows, QMode mode, bool target,

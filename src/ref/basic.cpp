@@ -14,13 +14,15 @@ void copy_rows(float* dst, int64_t ldd, const float* src, int64_t lds, int rows,
   for (int r = 0; r < rows; ++r) std::copy(src + r * lds, src + r * lds + cols, dst + r * ldd);
 }
 
-void repeat_rows(float* dst, const float* src, int rows, int reps, int cols) {
-  POMPC_REQUIRE(rows >= 0 && reps >= 0 && cols >= 0,
-                "repeat_rows: rows (%d), reps (%d), cols (%d) must be >= 0", rows, reps, cols);
+void repeat_rows(float* dst, int64_t ldd, const float* src, int rows, int reps, int cols) {
+  POMPC_REQUIRE(rows >= 0 && reps >= 0 && cols >= 0 && ldd >= cols,
+                "repeat_rows: rows (%d), reps (%d), cols (%d) must be >= 0 and the stride (%lld) "
+                ">= cols",
+                rows, reps, cols, static_cast<long long>(ldd));
   for (int r = 0; r < rows; ++r)
     for (int k = 0; k < reps; ++k)
       std::copy(src + static_cast<int64_t>(r) * cols, src + static_cast<int64_t>(r + 1) * cols,
-                dst + (static_cast<int64_t>(r) * reps + k) * cols);
+                dst + (static_cast<int64_t>(r) * reps + k) * ldd);
 }
 
 template <typename T>

@@ -22,11 +22,12 @@ namespace pompc::ref {
 
 // Row movers without gradients (float only):
 //   copy_rows:   dst[r * ldd + c] = src[r * lds + c] for c < cols (a strided 2-D copy, e.g. the
-//                policy trajectories' actions [S, P, A] into the first P of each state's N samples)
-//   repeat_rows: dst[(r * reps + k) * cols + c] = src[r * cols + c] (each state's latent repeated
-//                for its N samples)
+//                policy trajectories' actions [H, S, P, A] into the first P of each state's N
+//                samples, or the samples' actions into the rollout's [z, a] rows)
+//   repeat_rows: dst[(r * reps + k) * ldd + c] = src[r * cols + c] for c < cols (each state's
+//                latent repeated for its N samples, into rows of stride ldd >= cols)
 void copy_rows(float* dst, int64_t ldd, const float* src, int64_t lds, int rows, int cols);
-void repeat_rows(float* dst, const float* src, int rows, int reps, int cols);
+void repeat_rows(float* dst, int64_t ldd, const float* src, int rows, int reps, int cols);
 
 template <typename T>
 void concat_forward(T* out, const T* x1, const T* x2, int rows, int n1, int n2);

@@ -121,8 +121,9 @@ class RefOps final : public Ops {
                  int cols) override {
     ref::copy_rows(dst, ldd, src, lds, rows, cols);
   }
-  void repeat_rows(float* dst, const float* src, int rows, int reps, int cols) override {
-    ref::repeat_rows(dst, src, rows, reps, cols);
+  void repeat_rows(float* dst, int64_t ldd, const float* src, int rows, int reps,
+                   int cols) override {
+    ref::repeat_rows(dst, ldd, src, rows, reps, cols);
   }
   void concat_forward(float* out, const float* x1, const float* x2, int rows, int n1,
                       int n2) override {
