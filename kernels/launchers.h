@@ -79,7 +79,8 @@ void gemm_strided_batched(cublasHandle_t h, bool transa, bool transb, int m, int
 void add_column_sums(float* dst, const float* src, int rows, int cols, int groups,
                      cudaStream_t stream);
 void linear_forward(cublasHandle_t h, float* out, const float* inp, const float* weight,
-                    const float* bias, int B, int in, int out_features, cudaStream_t stream);
+                    const float* bias, int B, int in, int out_features, int64_t ld_inp,
+                    cudaStream_t stream);
 void linear_backward(cublasHandle_t h, float* dinp, float* dweight, float* dbias,
                      const float* dout, const float* inp, const float* weight, int B, int in,
                      int out_features, cudaStream_t stream);
@@ -94,7 +95,8 @@ void linear_ensemble_backward(cublasHandle_t h, float* dinp, float* dweight, flo
 // kernels/policy.cu (twins of src/ref/policy.h)
 void policy_head_forward(float* action, float* mu, float* log_std, float* log_pi, float* log_prob,
                          const float* raw, const float* bias, int B, int A, const PolicyHead& head,
-                         uint64_t seed, PhiloxOffset offset, cudaStream_t stream);
+                         uint64_t seed, PhiloxOffset offset, int64_t action_ld,
+                         cudaStream_t stream);
 void policy_head_backward(float* draw, const float* daction, const float* dmu,
                           const float* dlog_std, const float* dlog_pi, const float* raw, int B,
                           int A, const PolicyHead& head, uint64_t seed, PhiloxOffset offset,
@@ -154,7 +156,8 @@ constexpr int kMppiMaxN = 4096;  // num_samples sorted per block in shared memor
 void mppi_init(float* mean, float* std, const float* prev_mean, const uint8_t* first,
                const MppiShape& sh, float max_std, cudaStream_t stream);
 void mppi_sample(float* actions, const float* mean, const float* std, const MppiShape& sh,
-                 uint64_t seed, PhiloxOffset offset, cudaStream_t stream);
+                 uint64_t seed, PhiloxOffset offset, float* rows_out, int64_t rows_ld,
+                 cudaStream_t stream);
 void mppi_elites(int32_t* elite_idx, float* elite_value, const float* value, const MppiShape& sh,
                  cudaStream_t stream);
 void mppi_elites_update(int32_t* elite_idx, float* elite_value, float* mean, float* std,

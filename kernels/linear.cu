@@ -122,9 +122,11 @@ void add_column_sums(float* dst, const float* src, int rows, int cols, int group
 }
 
 void linear_forward(cublasHandle_t h, float* out, const float* inp, const float* weight,
-                    const float* bias, int B, int in, int out_features, cudaStream_t stream) {
+                    const float* bias, int B, int in, int out_features, int64_t ld_inp,
+                    cudaStream_t stream) {
   check_sizes("linear_forward", B, in, out_features);
-  gemm(h, false, true, B, out_features, in, 1.0f, inp, in, weight, in, 0.0f, out, out_features);
+  const int lda = check_ld_inp("linear_forward", ld_inp, in);
+  gemm(h, false, true, B, out_features, in, 1.0f, inp, lda, weight, in, 0.0f, out, out_features);
   if (bias) add_bias(out, bias, 1, B, out_features, stream);
 }
 

@@ -40,21 +40,31 @@ __global__ void mppi_init_kernel(float* __restrict__ mean, float* __restrict__ s
   mean[i] = (!first[s] && t < sh.H - 1) ? prev_mean[i + sh.A] : 0.0f;
 }
 
+// A thread per (t, s, n, j) for the sampled columns n >= P; with rows_out, for every column (the
+// policy columns n < P copied into rows_out).
 __global__ void mppi_sample_kernel(float* __restrict__ actions, const float* __restrict__ mean,
                                    const float* __restrict__ std, MppiShape sh, uint64_t seed,
-                                   PhiloxOffset offset_at) {
+                                   PhiloxOffset offset_at, float* __restrict__ rows_out,
+                                   int64_t rows_ld) {
   const uint64_t offset = offset_at.resolve();  // device memory: read at run time
-  const int M = sh.N - sh.P;
+  const int n0 = rows_out ? 0 : sh.P, M = sh.N - n0;
   const int64_t total = int64_t{sh.H} * sh.S * M * sh.A;
   POMPC_GRID_STRIDE(i, total) {
     const int j = static_cast<int>(i % sh.A);
-    const int n = sh.P + static_cast<int>(i / sh.A % M);
+    const int n = n0 + static_cast<int>(i / sh.A % M);
     const int s = static_cast<int>(i / (int64_t{sh.A} * M) % sh.S);
     const int t = static_cast<int>(i / (int64_t{sh.A} * M * sh.S));
-    const int64_t ms = (int64_t{s} * sh.H + t) * sh.A + j;
-    const uint64_t k = ((static_cast<uint64_t>(s) * sh.H + t) * sh.N + n) * sh.A + j;
-    const float a = mean[ms] + std[ms] * philox_normal(seed, offset, k);
-    actions[((int64_t{t} * sh.S + s) * sh.N + n) * sh.A + j] = fminf(1.0f, fmaxf(-1.0f, a));
+    const int64_t row = (int64_t{t} * sh.S + s) * sh.N + n;
+    float a;
+    if (n < sh.P) {
+      a = actions[row * sh.A + j];  // the policy's (only with rows_out)
+    } else {
+      const int64_t ms = (int64_t{s} * sh.H + t) * sh.A + j;
+      const uint64_t k = ((static_cast<uint64_t>(s) * sh.H + t) * sh.N + n) * sh.A + j;
+      a = fminf(1.0f, fmaxf(-1.0f, mean[ms] + std[ms] * philox_normal(seed, offset, k)));
+      actions[row * sh.A + j] = a;
+    }
+    if (rows_out) rows_out[row * rows_ld + j] = a;
   }
 }
 
@@ -241,10 +251,13 @@ void mppi_init(float* mean, float* std, const float* prev_mean, const uint8_t* f
 }
 
 void mppi_sample(float* actions, const float* mean, const float* std, const MppiShape& sh,
-                 uint64_t seed, PhiloxOffset offset, cudaStream_t stream) {
+                 uint64_t seed, PhiloxOffset offset, float* rows_out, int64_t rows_ld,
+                 cudaStream_t stream) {
   check_mppi_shape("mppi_sample", sh);
-  const size_t total = size_t(sh.H) * sh.S * (sh.N - sh.P) * sh.A;
-  LAUNCH(mppi_sample_kernel, grid_stride_blocks(total), 256, 0, stream, actions, mean, std, sh, seed, offset);
+  check_sample_rows("mppi_sample", sh, rows_out, rows_ld);
+  const size_t total = size_t(sh.H) * sh.S * (sh.N - (rows_out ? 0 : sh.P)) * sh.A;
+  LAUNCH(mppi_sample_kernel, grid_stride_blocks(total), 256, 0, stream, actions, mean, std, sh,
+         seed, offset, rows_out, rows_ld);
 }
 
 void mppi_elites(int32_t* elite_idx, float* elite_value, const float* value, const MppiShape& sh,

@@ -90,7 +90,8 @@ __global__ void policy_head_forward_kernel(float* __restrict__ action, float* __
                                            float* __restrict__ log_prob,
                                            const float* __restrict__ raw,
                                            const float* __restrict__ bias, int B, int A,
-                                           PolicyHead h, uint64_t seed, PhiloxOffset offset_at) {
+                                           PolicyHead h, uint64_t seed, PhiloxOffset offset_at,
+                                           int64_t action_ld) {
   __shared__ float scratch[3 * kRowSumScratch];
   const uint64_t offset = offset_at.resolve();  // device memory: read at run time
   const int b = block_row();
@@ -101,7 +102,7 @@ __global__ void policy_head_forward_kernel(float* __restrict__ action, float* __
     for (int j = threadIdx.x; j < A; j += blockDim.x) {
       const Elem el = element(row, A, b, j, lo, dif, seed, offset);
       const int64_t i = static_cast<int64_t>(b) * A + j;
-      action[i] = el.a;
+      action[b * action_ld + j] = el.a;
       if (mu) mu[i] = tanhf(row[j]);
       if (log_std) log_std[i] = el.ls;
       const float r = -0.5f * el.e * el.e - el.ls;
@@ -204,7 +205,7 @@ __global__ void policy_head_clamped_forward_kernel(
     float* __restrict__ action, float* __restrict__ mu, float* __restrict__ log_std,
     float* __restrict__ log_pi, float* __restrict__ log_prob, const float* __restrict__ raw,
     const float* __restrict__ bias, int B, int A, PolicyHead h, uint64_t seed,
-    PhiloxOffset offset_at) {
+    PhiloxOffset offset_at, int64_t action_ld) {
   __shared__ float scratch[kRowSumScratch];
   const uint64_t offset = offset_at.resolve();  // device memory: read at run time
   const int b = block_row();
@@ -215,7 +216,8 @@ __global__ void policy_head_clamped_forward_kernel(
     for (int j = threadIdx.x; j < A; j += blockDim.x) {
       const ClampedElem el = clamped_element(row, A, b, j, lo, dif, seed, offset);
       const int64_t i = static_cast<int64_t>(b) * A + j;
-      action[i] = el.u < -1.0f ? -1.0f : (el.u > 1.0f ? 1.0f : el.u);  // NaN stays NaN (torch)
+      // NaN stays NaN (torch)
+      action[b * action_ld + j] = el.u < -1.0f ? -1.0f : (el.u > 1.0f ? 1.0f : el.u);
       if (mu) mu[i] = el.m;
       if (log_std) log_std[i] = el.ls;
       lp[0] += -0.5f * el.e * el.e - el.ls - kHalfLog2Pi;
@@ -294,16 +296,18 @@ namespace cuda {
 
 void policy_head_forward(float* action, float* mu, float* log_std, float* log_pi, float* log_prob,
                          const float* raw, const float* bias, int B, int A, const PolicyHead& head,
-                         uint64_t seed, PhiloxOffset offset, cudaStream_t stream) {
+                         uint64_t seed, PhiloxOffset offset, int64_t action_ld,
+                         cudaStream_t stream) {
   check("policy_head_forward", B, A, head);
+  const int64_t ld = check_action_ld("policy_head_forward", action_ld, A);
   const RowBlock rb = row_block(A);
   if (head.form == PolicyForm::clamped) {
     LAUNCH(policy_head_clamped_forward_kernel, ceil_div(B, rb.rows), dim3(rb.tx, rb.rows), 0,
-           stream, action, mu, log_std, log_pi, log_prob, raw, bias, B, A, head, seed, offset);
+           stream, action, mu, log_std, log_pi, log_prob, raw, bias, B, A, head, seed, offset, ld);
     return;
   }
   LAUNCH(policy_head_forward_kernel, ceil_div(B, rb.rows), dim3(rb.tx, rb.rows), 0, stream, action,
-         mu, log_std, log_pi, log_prob, raw, bias, B, A, head, seed, offset);
+         mu, log_std, log_pi, log_prob, raw, bias, B, A, head, seed, offset, ld);
 }
 
 void policy_head_backward(float* draw, const float* daction, const float* dmu,

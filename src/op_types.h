@@ -75,6 +75,14 @@ inline void check_row_layout(const char* who, const RowLayout& o, int rows, int 
                 who, static_cast<long long>(o.group_stride), per_group, static_cast<long long>(l));
 }
 
+// A Linear input's row stride: 0 (dense: in) or >= in, within a GEMM's int. Returns the stride.
+inline int check_ld_inp(const char* who, int64_t ld_inp, int in) {
+  POMPC_REQUIRE(ld_inp == 0 || (ld_inp >= in && ld_inp <= INT32_MAX),
+                "%s: the input row stride (%lld) must be 0 or in [in = %d, 2^31)", who,
+                static_cast<long long>(ld_inp), in);
+  return ld_inp == 0 ? in : static_cast<int>(ld_inp);
+}
+
 // ---- losses' glue (src/ref/loss.h) -------------------------------------------------------------
 
 enum class PairMode { min, avg };  // how pair_select combines the two picked Q heads
@@ -155,6 +163,14 @@ POMPC_HD double gumbel_uniform(uint32_t bits) {
   return (static_cast<double>(bits >> 8) + 0.5) * (1.0 / 16777216.0);
 }
 
+// mppi_sample's second output: none, or rows of stride rows_ld >= A.
+inline void check_sample_rows(const char* who, const MppiShape& sh, const float* rows_out,
+                              int64_t rows_ld) {
+  POMPC_REQUIRE(rows_out == nullptr || rows_ld >= sh.A,
+                "%s: the rows' stride (%lld) must be >= the action dim A (%d)", who,
+                static_cast<long long>(rows_ld), sh.A);
+}
+
 // Checks a shape (P <= N, 1 <= E <= N, H >= 1, ...) with errors that name the fix.
 inline void check_mppi_shape(const char* who, const MppiShape& sh) {
   POMPC_REQUIRE(sh.S >= 1, "%s: the number of states S (%d) must be >= 1", who, sh.S);
@@ -180,6 +196,14 @@ struct PolicyHead {
   // clamp(tanh(mean) + std eps, -1, 1), log_pi = A * Gaussian log-prob (entropy_form ignored)
   PolicyForm form = PolicyForm::squashed;
 };
+
+// policy_head_forward's action row stride: 0 (dense: A) or >= A. Returns the stride.
+inline int64_t check_action_ld(const char* who, int64_t action_ld, int A) {
+  POMPC_REQUIRE(action_ld == 0 || action_ld >= A,
+                "%s: the action row stride (%lld) must be 0 or >= A (%d)", who,
+                static_cast<long long>(action_ld), A);
+  return action_ld == 0 ? A : action_ld;
+}
 
 // ---- policy-prior divergences (src/ref/prior.h) ------------------------------------------------
 

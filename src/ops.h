@@ -116,8 +116,9 @@ class Ops {
   // ---- the world model's ops: maths, shapes and accumulation rules in the src/ref/ header of
   // the same name (every gradient is ACCUMULATED; forward outputs overwritten). ----
   // src/ref/linear.h | kernels/linear.cu
+  // ld_inp: inp's row stride (0: in), e.g. z read out of [z, a] rows.
   virtual void linear_forward(float* out, const float* inp, const float* weight, const float* bias,
-                              int B, int in, int out_features) = 0;
+                              int B, int in, int out_features, int64_t ld_inp = 0) = 0;
   virtual void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout,
                                const float* inp, const float* weight, int B, int in,
                                int out_features) = 0;
@@ -189,10 +190,11 @@ class Ops {
                                     int rows, const Bins& bins) = 0;
   // src/ref/policy.h | kernels/policy.cu
   // bias: nullptr, or the layer's bias [2A] that it left to this op (as two_hot_inv_forward's).
+  // action_ld: action's row stride (0: A), e.g. a written beside z in [z, a] rows.
   virtual void policy_head_forward(float* action, float* mu, float* log_std, float* log_pi,
                                    float* log_prob, const float* raw, const float* bias, int B,
                                    int A, const PolicyHead& head, uint64_t seed,
-                                   PhiloxOffset offset) = 0;
+                                   PhiloxOffset offset, int64_t action_ld = 0) = 0;
   virtual void policy_head_backward(float* draw, const float* daction, const float* dmu,
                                     const float* dlog_std, const float* dlog_pi, const float* raw,
                                     int B, int A, const PolicyHead& head, uint64_t seed,
@@ -260,8 +262,11 @@ class Ops {
   // ---- the MPPI planner's own ops: src/ref/mppi.h | kernels/mppi.cu ----
   virtual void mppi_init(float* mean, float* std, const float* prev_mean, const uint8_t* first,
                          const MppiShape& sh, float max_std) = 0;
+  // rows_out: null, or every sample's actions also written at rows of stride rows_ld (the world
+  // model's rollout input rows; the policy columns n < P copied from actions).
   virtual void mppi_sample(float* actions, const float* mean, const float* std, const MppiShape& sh,
-                           uint64_t seed, PhiloxOffset offset) = 0;
+                           uint64_t seed, PhiloxOffset offset, float* rows_out = nullptr,
+                           int64_t rows_ld = 0) = 0;
   virtual void mppi_elites(int32_t* elite_idx, float* elite_value, const float* value,
                            const MppiShape& sh) = 0;
   virtual void mppi_update(float* mean, float* std, float* score, const float* actions,

@@ -177,15 +177,18 @@ void check_nn(Ops& g, Ops& r, const Sizes& z, std::vector<OpCheckRow>& rows) {
     Checker c(g, r, rows);
     const int B = rows_bh, in = z.O, out = z.M;
     const int x = c.f32(size_t(B) * in), w = c.f32(size_t(out) * in, 0.05f), bias = c.f32(out),
-              y = c.f32(size_t(B) * out), dy = c.f32(size_t(B) * out),
-              dx = c.f32(size_t(B) * in), dw = c.f32(size_t(out) * in), db = c.f32(out);
+              y = c.f32(size_t(B) * out), dy = c.f32(size_t(B) * out), dx = c.f32(size_t(B) * in),
+              dw = c.f32(size_t(out) * in), db = c.f32(out), xs = c.f32(size_t(B) * (in + 5)),
+              ys = c.f32(size_t(B) * out);
     c.run([&](Ops& o, int s) {
       o.linear_forward(c.f(y, s), c.f(x, s), c.f(w, s), c.f(bias, s), B, in, out);
+      o.linear_forward(c.f(ys, s), c.f(xs, s), c.f(w, s), c.f(bias, s), B, in, out, in + 5);
       o.linear_backward(c.f(dx, s), c.f(dw, s), c.f(db, s), c.f(dy, s), c.f(x, s), c.f(w, s), B,
                         in, out);
     });
     const std::string sh = dims("B %d, %d -> %d", B, in, out);
     c.expect("linear_forward", sh, y, size_t(B) * out, in);
+    c.expect("linear_forward (input rows of stride in + 5)", sh, ys, size_t(B) * out, in);
     c.expect("linear_backward dinp", sh, dx, size_t(B) * in, out);
     c.expect("linear_backward dweight", sh, dw, size_t(out) * in, B);
     c.expect("linear_backward dbias", sh, db, out, B);
@@ -224,17 +227,26 @@ void check_nn(Ops& g, Ops& r, const Sizes& z, std::vector<OpCheckRow>& rows) {
               dout = c.f32(size_t(rows_n) * C), dinp = c.f32(size_t(rows_n) * C),
               dbias = c.f32(size_t(groups) * C), dgamma = c.f32(size_t(groups) * C),
               dbeta = c.f32(size_t(groups) * C);
+    // The same forward into rows of stride C + 3, each group 2 rows further on (RowLayout).
+    const int per = rows_n / groups;
+    const RowLayout strided{C + 3, int64_t(per + 2) * (C + 3)};
+    const size_t span = size_t(groups) * size_t(strided.group_stride);
+    const int out_s = c.f32(span);
     const Dropout drop{0.01f, 3, 5};
     c.run([&](Ops& o, int s) {
       if (simnorm) {
         o.layernorm_simnorm_forward(c.f(out, s), c.f(mean, s), c.f(rstd, s), c.f(inp, s),
                                     c.f(bias, s), c.f(gamma, s), c.f(beta, s), rows_n, C, groups);
+        o.layernorm_simnorm_forward(c.f(out_s, s), nullptr, nullptr, c.f(inp, s), c.f(bias, s),
+                                    c.f(gamma, s), c.f(beta, s), rows_n, C, groups, strided);
         o.layernorm_simnorm_backward(c.f(dinp, s), c.f(dbias, s), c.f(dgamma, s), c.f(dbeta, s),
                                      c.f(dout, s), c.f(inp, s), c.f(bias, s), c.f(gamma, s),
                                      c.f(beta, s), c.f(mean, s), c.f(rstd, s), rows_n, C, groups);
       } else {
         o.layernorm_mish_forward(c.f(out, s), c.f(mean, s), c.f(rstd, s), c.f(inp, s),
                                  c.f(bias, s), c.f(gamma, s), c.f(beta, s), rows_n, C, groups, drop);
+        o.layernorm_mish_forward(c.f(out_s, s), nullptr, nullptr, c.f(inp, s), c.f(bias, s),
+                                 c.f(gamma, s), c.f(beta, s), rows_n, C, groups, drop, strided);
         o.layernorm_mish_backward(c.f(dinp, s), c.f(dbias, s), c.f(dgamma, s), c.f(dbeta, s),
                                   c.f(dout, s), c.f(inp, s), c.f(bias, s), c.f(gamma, s),
                                   c.f(beta, s), c.f(mean, s), c.f(rstd, s), rows_n, C, groups,
@@ -245,6 +257,7 @@ void check_nn(Ops& g, Ops& r, const Sizes& z, std::vector<OpCheckRow>& rows) {
     const std::string sh = dims("rows %d C %d groups %d", rows_n, C, groups);
     const size_t RC = size_t(rows_n) * C, GC = size_t(groups) * C;
     c.expect(name + "_forward out", sh, out, RC, C);
+    c.expect(name + "_forward out (rows of stride C + 3, groups 2 rows apart)", sh, out_s, span, C);
     c.expect(name + "_forward mean", sh, mean, rows_n, C);
     c.expect(name + "_forward rstd", sh, rstd, rows_n, C);
     c.expect(name + "_backward dinp", sh, dinp, RC, C);
@@ -373,12 +386,15 @@ void check_heads(Ops& g, Ops& r, const Sizes& z, std::vector<OpCheckRow>& rows) 
     const int raw = c.f32(2 * BA), raw_prior = c.f32(2 * BA), act = c.f32(BA), mu = c.f32(BA),
               ls = c.f32(BA), lpi = c.f32(B), lprob = c.f32(B), dact = c.f32(BA), dmu = c.f32(BA),
               dls = c.f32(BA), dlpi = c.f32(B), draw = c.f32(2 * BA), ratio = c.f32(B),
-              bias = c.f32(2 * size_t(A)), actb = c.f32(BA), lpib = c.f32(B);
+              bias = c.f32(2 * size_t(A)), actb = c.f32(BA), lpib = c.f32(B),
+              acts = c.f32(size_t(B) * (A + 4));
     c.run([&](Ops& o, int s) {
       o.policy_head_forward(c.f(act, s), c.f(mu, s), c.f(ls, s), c.f(lpi, s), c.f(lprob, s),
                             c.f(raw, s), nullptr, B, A, heads[h], 11, 7);
       o.policy_head_forward(c.f(actb, s), nullptr, nullptr, c.f(lpib, s), nullptr, c.f(raw, s),
                             c.f(bias, s), B, A, heads[h], 11, 8);
+      o.policy_head_forward(c.f(acts, s) + 4, nullptr, nullptr, nullptr, nullptr, c.f(raw, s),
+                            nullptr, B, A, heads[h], 11, 7, A + 4);
       o.policy_head_backward(c.f(draw, s), c.f(dact, s), c.f(dmu, s), c.f(dls, s), c.f(dlpi, s),
                              c.f(raw, s), B, A, heads[h], 11, 7);
       o.policy_log_ratio(c.f(ratio, s), c.f(raw, s), c.f(raw_prior, s), B, A, heads[h], 11, 7);
@@ -391,6 +407,7 @@ void check_heads(Ops& g, Ops& r, const Sizes& z, std::vector<OpCheckRow>& rows) 
     c.expect("policy_head_forward log_prob", sh, lprob, B, A);
     c.expect("policy_head_forward action (bias)", sh, actb, BA, 1);
     c.expect("policy_head_forward log_pi (bias)", sh, lpib, B, A);
+    c.expect("policy_head_forward action (rows of stride A + 4)", sh, acts, size_t(B) * (A + 4), 1);
     c.expect("policy_head_backward", sh, draw, 2 * BA, A);
     c.expect("policy_log_ratio", sh, ratio, B, A);
   }
@@ -456,11 +473,14 @@ void check_mppi(Ops& g, Ops& r, const Sizes& z, std::vector<OpCheckRow>& rows) {
             sig_p = c.f32(size_t(z.S) * z.A),
             eidx2 = c.bytes(std::vector<int32_t>(SE).data(), SE * 4), evalue2 = c.f32(SE),
             mean2 = c.f32(SHA), std2 = c.f32(SHA), score2 = c.f32(SE), value2 = c.f32(SN),
-            returns = c.f32(2 * SN, 5.0f);
+            returns = c.f32(2 * SN, 5.0f), actions2 = c.f32(size_t(z.H) * SN * z.A),
+            rows_out = c.f32(size_t(z.H) * SN * (z.A + 3));
   c.run([&](Ops& o, int s) {
     o.mppi_init(c.f(mean0, s), c.f(std0, s), c.f(prev, s), c.u8(fst, s), sh, 2.0f);
     o.mppi_init(c.f(mean, s), c.f(stdv, s), c.f(prev, s), c.u8(fst, s), sh, 2.0f);
     o.mppi_sample(c.f(actions, s), c.f(mean, s), c.f(stdv, s), sh, 17, 3);
+    o.mppi_sample(c.f(actions2, s), c.f(mean, s), c.f(stdv, s), sh, 17, 3, c.f(rows_out, s) + 3,
+                  z.A + 3);
     o.mppi_elites_update(c.i32(eidx2, s), c.f(evalue2, s), c.f(mean2, s), c.f(std2, s),
                          c.f(score2, s), c.f(value2, s), c.f(returns, s),
                          TermWeights{2, {1.0f, 0.99f}}, c.f(actions, s), sh, 0.5f, 0.05f, 2.0f);
@@ -474,6 +494,7 @@ void check_mppi(Ops& g, Ops& r, const Sizes& z, std::vector<OpCheckRow>& rows) {
   c.expect("mppi_init mean", d, mean0, SHA, 1, true);
   c.expect("mppi_init std", d, std0, SHA, 1, true);
   c.expect("mppi_sample", d, actions, size_t(z.H) * SN * z.A, 1);
+  c.expect("mppi_sample rows_out (stride A + 3)", d, rows_out, size_t(z.H) * SN * (z.A + 3), 1);
   c.expect_i32("mppi_elites indices", d, eidx, SE);
   c.expect("mppi_elites values", d, evalue, SE, 1, true);
   c.expect("mppi_update mean", d, mean, SHA, z.E);

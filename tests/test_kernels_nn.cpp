@@ -281,7 +281,8 @@ TEST_SUITE("ops") {
         pompc::ref::linear_forward(out.data(), inp.data(), w.data(), b.data(), s.B, s.in, s.out);
         pompc::ref::linear_backward(dinp.data(), dw.data(), db.data(), dout.data(), inp.data(),
                                     w.data(), s.B, s.in, s.out);
-        pompc::cuda::linear_forward(h, d_out.p, d_inp.p, d_w.p, d_b.p, s.B, s.in, s.out, nullptr);
+        pompc::cuda::linear_forward(h, d_out.p, d_inp.p, d_w.p, d_b.p, s.B, s.in, s.out, 0,
+                                    nullptr);
         pompc::cuda::linear_backward(h, d_dinp.p, d_dw.p, d_db.p, d_dout.p, d_inp.p, d_w.p, s.B,
                                      s.in, s.out, nullptr);
       } else {
@@ -303,6 +304,49 @@ TEST_SUITE("ops") {
       CHECK(check_close("dbias", d_db.host(), db, 1e-4, 1e-4));
     }
     CUBLAS_CHECK(cublasDestroy(h));
+  }
+
+  TEST_CASE("strided rows: linear_forward reads them, policy_head_forward writes them") {
+    // What the planner's value does on [z, a] rows (stride Z + A): the policy reads z out of
+    // them (linear_forward's ld_inp) and writes its action beside it (policy_head_forward's
+    // action_ld). Each gives the dense call's bits; the floats it does not own keep theirs.
+    // Both backends, both policy forms.
+    const int B = 37, Z = 24, A = 6, ZA = Z + A, M = 20;
+    const auto zs = normals(size_t(B) * ZA, 1, 1.0f), w = normals(size_t(M) * Z, 2, 0.2f),
+               bias = normals(size_t(M), 3, 0.1f), raw = normals(size_t(B) * 2 * A, 4, 1.0f);
+    std::vector<float> z_dense(size_t(B) * Z);
+    for (int r = 0; r < B; ++r)
+      std::copy_n(zs.begin() + int64_t{r} * ZA, Z, z_dense.begin() + int64_t{r} * Z);
+    auto ref = pompc::make_ref_ops();
+    auto gpu = pompc::make_cuda_ops();
+    for (pompc::Ops* ops : {ref.get(), gpu.get()}) {
+      CAPTURE(ops->description());
+      ops->set_tf32(false);
+      using Arr = pompc::test::BackendArray<float>;
+      Arr x(*ops, zs), xd(*ops, z_dense), W(*ops, w), b(*ops, bias), out(*ops, size_t(B) * M),
+          out_d(*ops, size_t(B) * M), r(*ops, raw);
+      ops->linear_forward(out.p, x.p, W.p, b.p, B, Z, M, ZA);
+      ops->linear_forward(out_d.p, xd.p, W.p, b.p, B, Z, M);
+      const std::vector<float> o1 = out.get(), o2 = out_d.get();
+      CHECK(std::memcmp(o1.data(), o2.data(), o1.size() * sizeof(float)) == 0);
+      for (auto form : {pompc::PolicyForm::squashed, pompc::PolicyForm::clamped}) {
+        CAPTURE(static_cast<int>(form));
+        pompc::PolicyHead head;
+        head.form = form;
+        Arr rows(*ops, std::vector<float>(size_t(B) * ZA, -7.0f)), dense(*ops, size_t(B) * A);
+        ops->policy_head_forward(rows.p + Z, nullptr, nullptr, nullptr, nullptr, r.p, nullptr, B, A,
+                                 head, 9, 2, ZA);
+        ops->policy_head_forward(dense.p, nullptr, nullptr, nullptr, nullptr, r.p, nullptr, B, A,
+                                 head, 9, 2);
+        const std::vector<float> d = dense.get(), got = rows.get();
+        std::vector<float> want(size_t(B) * ZA, -7.0f);
+        for (int i = 0; i < B; ++i)
+          std::copy_n(d.begin() + int64_t{i} * A, A, want.begin() + int64_t{i} * ZA + Z);
+        CHECK(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
+      }
+    }
+    CHECK_THROWS_WITH(ref->linear_forward(nullptr, nullptr, nullptr, nullptr, B, Z, M, Z - 1),
+                      doctest::Contains("the input row stride (23) must be 0 or in [in = 24"));
   }
 
   TEST_CASE("policy_head: cuda matches the reference, both entropy forms") {
@@ -328,7 +372,7 @@ TEST_SUITE("ops") {
           Dev d_raw(raw), d_da(da), d_dm(dm), d_dls(dls), d_dlp(dlp), d_act(nA), d_mu(nA), d_ls(nA),
               d_lpi(B), d_lprob(B), d_draw(draw0);
           pompc::cuda::policy_head_forward(d_act.p, d_mu.p, d_ls.p, d_lpi.p, d_lprob.p, d_raw.p,
-                                           nullptr, B, A, head, 9, 2, nullptr);
+                                           nullptr, B, A, head, 9, 2, 0, nullptr);
           pompc::cuda::policy_head_backward(d_draw.p, d_da.p, d_dm.p, d_dls.p, d_dlp.p, d_raw.p, B, A,
                                             head, 9, 2, nullptr);
           // The same Philox words; the kernels' float Box-Muller moves eps by <= 12 u |eps|

@@ -3,6 +3,7 @@
 // leaving the warm-start memory alone, and CUDA graph capture/replay.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -350,59 +351,79 @@ TEST_SUITE("planner") {
   }
 
   TEST_CASE("planner over the world model: G is the unfused chain's bit for bit (both backends)") {
-    // The plan's fused ops (WorldModel::rollout: per step one [z, a] concatenation and one pass
-    // of the dynamics' and reward's stacked first layers, the reward's last layer once for all
-    // steps; the returns inside mppi_elites_update: the fill and the H + 1 accumulations)
-    // against the chain they replace, run here op by op on the last iteration's samples:
-    // repeat_rows, fill(G, 0), then per t reward, next and scale_add(G, r_t, gamma^t), then
-    // value and scale_add(G, V, gamma^H). Bit for bit on the reference backend and
-    // under the emulation; on a real GPU within 1e-6 + 1e-5 |G| (below).
-    const ModelConfig c = small_world_model();
+    // The plan's fused path (WorldModel::rollout_terms on [z, a] rows the planner and the model
+    // write in place: no concatenation, the dynamics' and reward's stacked first layers per step,
+    // the reward's last layer once for all steps, the policy's action written beside z_H for the
+    // Q pair; the returns inside mppi_elites_update) against the chain it replaces, run here op
+    // by op on the last iteration's samples: repeat_rows, fill(G, 0), then per t reward, next
+    // and scale_add(G, r_t, gamma^t), then value and scale_add(G, V, gamma^H). Both critics (Q:
+    // TD-MPC2's pi + Q pair; V: BMPC's). Every parameter drawn at random (at init the reward and
+    // Q heads are zero, and so would G be). Bit for bit on the reference backend and under the
+    // emulation; on a real GPU within 1e-6 + 1e-5 |G| (below).
     PlannerSettings cfg = small_planner();
     cfg.iterations = 2;
-    const int S = 3, N = cfg.num_samples, rows = S * N, H = cfg.horizon, Z = c.latent_dim,
-              A = c.action_dim;
-    for (int b = 0; b < 2; ++b) {
-      CAPTURE(b);
-      auto o = b ? pompc::make_cuda_ops() : pompc::make_ref_ops();
-      WorldModel wm(*o, c, rows);
-      pompc::agent::WorldModelLatent latent(wm, rows);
-      Planner p(*o, latent, cfg, S);
-      const std::vector<float> obs = pompc::test::normals(size_t(S) * c.obs_dim, 4, 1.0f);
-      o->copy_to_backend(p.obs_buffer(), obs.data(), obs.size() * sizeof(float));
-      const std::vector<uint8_t> first(S, 1);
-      o->copy_to_backend(p.first_buffer(), first.data(), S);
-      p.plan(S, true, true, 21, 3);
-      Array z0(*o, size_t(S) * Z), z(*o, size_t(rows) * Z), zn(*o, size_t(rows) * Z),
-          r(*o, size_t(rows)), g(*o, size_t(rows));
-      latent.encode(p.obs_buffer(), S, z0.p);
-      o->repeat_rows(z.p, Z, z0.p, S, N, Z);
-      o->fill(g.p, rows, 0.0f);
-      float* zt = z.p;
-      float* znext = zn.p;
-      float discount = 1.0f;
-      for (int t = 0; t < H; ++t) {
-        const float* a = p.actions() + size_t(t) * rows * A;
-        latent.reward(zt, a, rows, r.p);
-        latent.next(zt, a, rows, znext);
-        std::swap(zt, znext);
+    for (pompc::model::Critic critic : {pompc::model::Critic::q, pompc::model::Critic::v}) {
+      ModelConfig c = small_world_model();
+      c.critic = critic;
+      if (critic == pompc::model::Critic::v) {  // BMPC: no Q term, the planner as the prior
+        c.q_coef = 0.0f;
+        c.prior_coef = 1.0f;
+        c.prior = pompc::model::Prior::planner;
+      }
+      const int S = 3, N = cfg.num_samples, rows = S * N, H = cfg.horizon, Z = c.latent_dim,
+                A = c.action_dim;
+      for (int b = 0; b < 2; ++b) {
+        CAPTURE(critic == pompc::model::Critic::q);
+        CAPTURE(b);
+        auto o = b ? pompc::make_cuda_ops() : pompc::make_ref_ops();
+        WorldModel wm(*o, c, rows);
+        for (auto set : {pompc::model::ParamSet::model, pompc::model::ParamSet::pi}) {
+          const size_t n = wm.param_floats(set);
+          const std::vector<float> w = pompc::test::normals(n, 30 + int(set), 0.3f);
+          o->copy_to_backend(wm.params(set), w.data(), n * sizeof(float));
+        }
+        pompc::agent::WorldModelLatent latent(wm, rows);
+        Planner p(*o, latent, cfg, S);
+        const std::vector<float> obs = pompc::test::normals(size_t(S) * c.obs_dim, 4, 1.0f);
+        o->copy_to_backend(p.obs_buffer(), obs.data(), obs.size() * sizeof(float));
+        const std::vector<uint8_t> first(S, 1);
+        o->copy_to_backend(p.first_buffer(), first.data(), S);
+        p.plan(S, true, true, 21, 3);
+        Array z0(*o, size_t(S) * Z), z(*o, size_t(rows) * Z), zn(*o, size_t(rows) * Z),
+            r(*o, size_t(rows)), g(*o, size_t(rows));
+        latent.encode(p.obs_buffer(), S, z0.p);
+        o->repeat_rows(z.p, Z, z0.p, S, N, Z);
+        o->fill(g.p, rows, 0.0f);
+        float* zt = z.p;
+        float* znext = zn.p;
+        float discount = 1.0f;
+        for (int t = 0; t < H; ++t) {
+          const float* a = p.actions() + size_t(t) * rows * A;
+          latent.reward(zt, a, rows, r.p);
+          latent.next(zt, a, rows, znext);
+          std::swap(zt, znext);
+          o->scale_add(g.p, r.p, rows, discount, nullptr, 1.0f);
+          discount *= cfg.discount;
+        }
+        const int last = cfg.iterations_for(A) - 1;
+        latent.value(zt, rows, 21, pompc::PhiloxOffset(Planner::kValueBase + last, p.step_buffer()),
+                     r.p);
         o->scale_add(g.p, r.p, rows, discount, nullptr, 1.0f);
-        discount *= cfg.discount;
-      }
-      const int last = cfg.iterations_for(A) - 1;
-      latent.value(zt, rows, 21, pompc::PhiloxOffset(Planner::kValueBase + last, p.step_buffer()),
-                   r.p);
-      o->scale_add(g.p, r.p, rows, discount, nullptr, 1.0f);
-      const std::vector<float> fused = host(*o, p.value(), size_t(rows)), chain = g.get();
+        const std::vector<float> fused = host(*o, p.value(), size_t(rows)), chain = g.get();
+        double spread = 0;  // the returns differ from sample to sample: G is not a constant
+        for (float v : chain) spread = std::max(spread, std::fabs(double(v) - double(chain[0])));
+        CHECK(spread > 1e-3);
 #ifndef POMPC_EMU
-      // On a real GPU the rollout's trunk is one strided-batched GEMM per layer where the chain
-      // makes one GEMM per module: cuBLAS may pick other kernels (summation orders) for the two.
-      if (b == 1) {
-        CHECK(check_close("G", fused, chain, 1e-6, 1e-5));
-        continue;
-      }
+        // On a real GPU the rollout's trunk is one strided-batched GEMM per layer where the chain
+        // makes one GEMM per module: cuBLAS may pick other kernels (summation orders) for the
+        // two.
+        if (b == 1) {
+          CHECK(check_close("G", fused, chain, 1e-6, 1e-5));
+          continue;
+        }
 #endif
-      CHECK(std::memcmp(fused.data(), chain.data(), fused.size() * sizeof(float)) == 0);
+        CHECK(std::memcmp(fused.data(), chain.data(), fused.size() * sizeof(float)) == 0);
+      }
     }
   }
 }

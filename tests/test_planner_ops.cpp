@@ -138,6 +138,40 @@ TEST_SUITE("planner") {
     parity_case({2, 4, 100, 100, 7, 21});  // P = N: nothing sampled
   }
 
+  TEST_CASE("mppi_sample's second output: every column's actions at strided rows, gaps untouched") {
+    // With rows_out (the world model's [z, a] rows: stride Z + A, actions at column Z), the
+    // sampled actions are the ones without it, bit for bit, and rows_out holds every sample's
+    // actions, the policy columns n < P copied; the floats between them keep their sentinel.
+    const MppiShape sh{2, 3, 40, 5, 8, 6};
+    const int64_t ld = 17;  // Z = 11 latent columns, then A = 6 action columns
+    const int Z = 11;
+    const size_t rows = size_t(sh.H) * sh.S * sh.N, span = rows * size_t(ld);
+    const std::vector<float> pi_cols = pompc::test::normals(rows * sh.A, 3, 0.5f);
+    for (int b = 0; b < 2; ++b) {
+      CAPTURE(b);
+      auto o = b ? pompc::make_cuda_ops() : pompc::make_ref_ops();
+      Plan plain(*o, sh), with(*o, sh);
+      for (Plan* p : {&plain, &with}) {
+        p->prev.put(std::vector<float>(size_t(sh.S) * sh.H * sh.A, 0.3f));
+        p->first.put({1, 0});
+        p->actions.put(pi_cols);
+        o->mppi_init(p->mean.p, p->std.p, p->prev.p, p->first.p, sh, 2.0f);
+      }
+      BackendArray<float> out(*o, std::vector<float>(span, -7.0f));
+      o->mppi_sample(plain.actions.p, plain.mean.p, plain.std.p, sh, 7, 3);
+      o->mppi_sample(with.actions.p, with.mean.p, with.std.p, sh, 7, 3, out.p + Z, ld);
+      const std::vector<float> a = plain.actions.get(), got = out.get();
+      CHECK(with.actions.get() == a);
+      std::vector<float> want(span, -7.0f);
+      for (size_t r = 0; r < rows; ++r)
+        std::copy_n(a.begin() + int64_t(r) * sh.A, sh.A, want.begin() + int64_t(r) * ld + Z);
+      CHECK(std::memcmp(got.data(), want.data(), span * sizeof(float)) == 0);
+      CHECK_THROWS_WITH(
+          o->mppi_sample(with.actions.p, with.mean.p, with.std.p, sh, 7, 3, out.p, sh.A - 1),
+          doctest::Contains("the rows' stride (5) must be >= the action dim A (6)"));
+    }
+  }
+
   TEST_CASE("mppi_init: warm start shifts the previous mean, first steps start at 0") {
     auto o = pompc::make_ref_ops();
     const MppiShape sh{2, 3, 8, 0, 2, 2};

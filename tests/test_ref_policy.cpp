@@ -524,7 +524,7 @@ TEST_SUITE("ops") {
           Dev d_raw(raw), d_da(da), d_dm(dm), d_dls(dls), d_dlp(dlp), d_act(nA), d_mu(nA), d_ls(nA),
               d_lpi(B), d_lprob(B), d_draw(draw0);
           pompc::cuda::policy_head_forward(d_act.p, d_mu.p, d_ls.p, d_lpi.p, d_lprob.p, d_raw.p,
-                                           nullptr, B, A, head, 9, 2, nullptr);
+                                           nullptr, B, A, head, 9, 2, 0, nullptr);
           pompc::cuda::policy_head_backward(d_draw.p, d_da.p, d_dm.p, d_dls.p, d_dlp.p, d_raw.p, B,
                                             A, head, 9, 2, nullptr);
           // The same Philox words; the kernels' float Box-Muller moves eps by <= 12 u |eps|

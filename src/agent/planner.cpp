@@ -53,7 +53,6 @@ Planner::Planner(Ops& ops, LatentModel& model, const PlannerSettings& settings, 
   const std::vector<uint8_t> ones(S, 1);
   ops.copy_to_backend(cold_, ones.data(), S);
   z0_ = ops.alloc<float>(S * Z_);
-  z_ = ops.alloc<float>(S * N * Z_);
   rollout_work_ = ops.alloc<float>(model.rollout_work(int(H), int(S * N)));
   r_ = ops.alloc<float>((H + 1) * S * N);
   value_ = ops.alloc<float>(S * N);
@@ -73,17 +72,11 @@ Planner::Planner(Ops& ops, LatentModel& model, const PlannerSettings& settings, 
 }
 
 Planner::~Planner() {
-  void* const buffers[] = {obs_,          first_,  cold_,  step_base_, z0_,          z_,
-                           rollout_work_, r_,      value_, zpi_,       zpi_next_,    api_,
-                           actions_,      mean_,   std_,   prev_mean_, elite_value_, score_,
-                           elite_idx_,    action_, mu_p_,  sigma_p_};
+  void* const buffers[] = {obs_,    first_, cold_,      step_base_,   z0_,    rollout_work_,
+                           r_,      value_, zpi_,       zpi_next_,    api_,   actions_,
+                           mean_,   std_,   prev_mean_, elite_value_, score_, elite_idx_,
+                           action_, mu_p_,  sigma_p_};
   for (void* p : buffers) ops_.free_bytes(p);
-}
-
-void Planner::rollout_terms(int S, uint64_t seed, PhiloxOffset offset) {
-  const int rows = S * cfg_.num_samples, H = cfg_.horizon;
-  model_.rollout(actions_, H, rows, r_, z_, rollout_work_);            // r_t, t < H; z_H
-  model_.value(z_, rows, seed, offset, r_ + size_t(H) * rows);         // V(z_H)
 }
 
 void Planner::plan(int S, bool explore, bool warm, uint64_t seed, uint64_t step) {
@@ -120,8 +113,10 @@ void Planner::plan_steps(int S, bool explore, bool warm, uint64_t seed) {
   const MppiShape sh{S, H, N, P, cfg_.num_elites, A_};
 
   model_.encode(obs_, S, z0_);
-  // Every iteration's rollout starts here: z0 per sample, where the model reads it.
-  ops_.repeat_rows(rollout_work_, model_.rollout_start_ld(), z0_, S, N, Z_);
+  // Every iteration's rollout starts from z0 per sample, where the model reads it; the samples'
+  // actions go where it reads them too (mppi_sample's second output).
+  const RolloutRows in = model_.rollout_rows(H, S * N);
+  ops_.repeat_rows(rollout_work_ + in.z0, in.z0_ld, z0_, S, N, Z_);
 
   // Policy trajectories: P rows per state, written into sample columns n < P at every t.
   if (P > 0) {
@@ -144,8 +139,9 @@ void Planner::plan_steps(int S, bool explore, bool warm, uint64_t seed) {
   const int iterations = cfg_.iterations_for(A_);
   for (int it = 0; it < iterations; ++it) {
     NvtxRange iter("plan/iter");
-    ops_.mppi_sample(actions_, mean_, std_, sh, seed, draw(kSample + it));
-    rollout_terms(S, seed, draw(kValueBase + it));
+    ops_.mppi_sample(actions_, mean_, std_, sh, seed, draw(kSample + it),
+                     rollout_work_ + in.actions, in.actions_ld);
+    model_.rollout_terms(H, S * N, seed, draw(kValueBase + it), r_, rollout_work_);
     ops_.mppi_elites_update(elite_idx_, elite_value_, mean_, std_, score_, value_, r_, gamma_,
                             actions_, sh, cfg_.temperature, cfg_.min_std, cfg_.max_std);
   }

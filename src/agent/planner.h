@@ -36,6 +36,16 @@
 
 namespace pompc::agent {
 
+// Where the planner writes the rollouts' inputs in the model's scratch (LatentModel::
+// rollout_rows; float offsets from the scratch's start): row i of z_0 at z0 + i z0_ld, row i of
+// step t's actions at actions + (t rows + i) actions_ld.
+struct RolloutRows {
+  size_t z0 = 0;
+  int64_t z0_ld = 0;
+  size_t actions = 0;
+  int64_t actions_ld = 0;
+};
+
 // What the planner needs from a world model: batched, inference-only passes (dropout off) on
 // backend memory. pompc's WorldModel provides it; tests provide hand-built models.
 class LatentModel {
@@ -48,30 +58,33 @@ class LatentModel {
   virtual void next(const float* z, const float* a, int rows, float* z_next) = 0;
   // Scalar rewards (two_hot_inv of the reward head).
   virtual void reward(const float* z, const float* a, int rows, float* r) = 0;
-  // The MPPI rollouts of one plan, in `work`: rollout_work(H, rows) floats of backend scratch.
-  // The planner writes the start z_0 once per plan, [rows, Z] at rows of stride
-  // rollout_start_ld() from work's start (the model may keep its own data beside them), then
-  // calls rollout once per iteration: for t < H with a_t = actions + t rows A, r[t rows ..] =
-  // reward(z_t, a_t) and z_{t+1} = next(z_t, a_t); it writes r [H, rows] and z_H into z_last,
-  // leaving z_0 as it was. A model may share work between the steps (WorldModelLatent: no
-  // [z, a] concatenations, the reward's last layer once for all H); the results must equal
-  // these calls'.
+  // The MPPI rollouts of one plan, in `work`: rollout_work(H, rows) floats of backend scratch
+  // (rows = S N). The planner writes each rollout's inputs where rollout_rows says: z_0 once
+  // per plan, every iteration's actions a_t as it samples them. Then per iteration rollout_terms()
+  // writes the terms of G, [H + 1, rows]: reward(z_t, a_t) for t < H (z_{t+1} = next(z_t, a_t)),
+  // then value(z_H) with (seed, offset). It leaves z_0 and the actions as they were. A model may
+  // share work between the steps (WorldModelLatent: no [z, a] concatenations, the reward's last
+  // layer once for all H); the results must equal these calls'.
   virtual size_t rollout_work(int H, int rows) const {
-    (void)H;
-    return 2 * size_t(rows) * size_t(latent_dim());  // z_0, then an intermediate latent
+    return size_t(rows) * (3 * size_t(latent_dim()) + size_t(H) * size_t(action_dim()));
   }
-  virtual int64_t rollout_start_ld() const { return latent_dim(); }
-  virtual void rollout(const float* actions, int H, int rows, float* r, float* z_last,
-                       float* work) {
+  virtual RolloutRows rollout_rows(int H, int rows) const {
+    (void)H;  // z_0, two latents, then the actions [H, rows, A]
+    return RolloutRows{0, latent_dim(), 3 * size_t(rows) * latent_dim(), action_dim()};
+  }
+  virtual void rollout_terms(int H, int rows, uint64_t seed, PhiloxOffset offset, float* terms,
+                             float* work) {
+    const size_t block = size_t(rows) * latent_dim();
+    const float* actions = work + rollout_rows(H, rows).actions;
     const float* z = work;
-    float* const between = work + size_t(rows) * latent_dim();
-    for (int t = 0; t < H; ++t) {  // z_{t+1} alternates so that z_H lands in z_last
+    for (int t = 0; t < H; ++t) {  // z_{t+1} alternates between the two latents after z_0
       const float* a = actions + size_t(t) * rows * action_dim();
-      float* z_next = (H - 1 - t) % 2 == 0 ? z_last : between;
-      reward(z, a, rows, r + size_t(t) * rows);
+      float* z_next = work + (1 + t % 2) * block;
+      reward(z, a, rows, terms + size_t(t) * rows);
       next(z, a, rows, z_next);
       z = z_next;
     }
+    value(z, rows, seed, offset, terms + size_t(H) * rows);
   }
   // The sampling policy's action a ~ pi(z) (noise from Philox (seed, offset)). What pi and
   // value compute may depend on the model's parameters' values, not on other host state that
@@ -149,10 +162,6 @@ class Planner {
  private:
   // The plan's ops (Philox bases read from step_buffer()); plan and plan_graph run these.
   void plan_steps(int S, bool explore, bool warm, uint64_t seed);
-  // The terms of G for the current actions into r_: the rewards r_t and V(z_H) of a rollout from
-  // z0 (repeated per sample into rollout_work_ once per plan; z_ takes z_H). mppi_elites_update
-  // sums them with gamma_.
-  void rollout_terms(int S, uint64_t seed, PhiloxOffset offset);
   // Philox offset `purpose` of the step in step_buffer().
   PhiloxOffset draw(uint64_t purpose) const { return PhiloxOffset(purpose, step_base_); }
 
@@ -176,7 +185,7 @@ class Planner {
   uint8_t* first_ = nullptr;
   uint8_t* cold_ = nullptr;  // all ones: the `first` flags of a cold start (reanalysis)
   uint64_t* step_base_ = nullptr;  // [1] offset_base of the step being planned
-  float *z0_ = nullptr, *z_ = nullptr, *value_ = nullptr;
+  float *z0_ = nullptr, *value_ = nullptr;
   float* rollout_work_ = nullptr;  // the model's rollout scratch at S * N rows (z0 per sample)
   float* r_ = nullptr;  // [H + 1, S * N]: the rewards r_t, then V(z_H): the terms of G
   float *zpi_ = nullptr, *zpi_next_ = nullptr;

@@ -34,13 +34,16 @@ size_t WorldModelLatent::rollout_work(int H, int rows) const {
   return wm_.rollout_work(H, rows);
 }
 
-int64_t WorldModelLatent::rollout_start_ld() const {
-  return wm_.rollout_start_ld();
+// WorldModel::rollout_terms's [z, a] rows: z_0 in the first slot's z columns, a_t in slot t's a
+// columns.
+RolloutRows WorldModelLatent::rollout_rows(int, int) const {
+  const int Z = wm_.config().latent_dim, ZA = Z + wm_.config().action_dim;
+  return RolloutRows{0, ZA, size_t(Z), ZA};
 }
 
-void WorldModelLatent::rollout(const float* actions, int H, int rows, float* r, float* z_last,
-                               float* work) {
-  wm_.rollout(r, z_last, actions, H, rows, work);
+void WorldModelLatent::rollout_terms(int H, int rows, uint64_t seed, PhiloxOffset offset,
+                                     float* terms, float* work) {
+  wm_.rollout_terms(terms, H, rows, seed, offset, work);
 }
 
 void WorldModelLatent::pi(const float* z, int rows, uint64_t seed, PhiloxOffset offset, float* a) {

@@ -2,10 +2,9 @@
 // LatentModel interface (src/agent/planner.h).
 //
 //   encode / next / reward   forward to WorldModel (dropout off, outputs overwritten);
-//   rollout                  WorldModel::rollout: per step one pass of the dynamics' and
-//                            reward's stacked first two layers on [z, a] rows it keeps in work
-//                            (no concatenation); the reward's last layer once for all steps
-//                            (work: WorldModel's rollout_work, z_0 at rollout_start_ld)
+//   rollout_terms            WorldModel::rollout_terms: the rewards and the value of every
+//                            rollout, on [z, a] rows it keeps in its scratch (no
+//                            concatenation; the reward's last layer once for all steps)
 //   pi(z)                    the sampled action of the policy head (Philox (seed, offset))
 //   value(z)                 critic q: avg2 of the online Q heads at (z, a ~ pi(z)), TD-MPC2's
 //                            terminal value in `_estimate_value` (the pi draw uses offset, the
@@ -33,9 +32,9 @@ class WorldModelLatent final : public LatentModel {
   void next(const float* z, const float* a, int rows, float* z_next) override;
   void reward(const float* z, const float* a, int rows, float* r) override;
   size_t rollout_work(int H, int rows) const override;
-  int64_t rollout_start_ld() const override;
-  void rollout(const float* actions, int H, int rows, float* r, float* z_last,
-               float* work) override;
+  RolloutRows rollout_rows(int H, int rows) const override;
+  void rollout_terms(int H, int rows, uint64_t seed, PhiloxOffset offset, float* terms,
+                     float* work) override;
   void pi(const float* z, int rows, uint64_t seed, PhiloxOffset offset, float* a) override;
   void value(const float* z, int rows, uint64_t seed, PhiloxOffset offset, float* v) override;
 

@@ -129,8 +129,8 @@ class CudaOps final : public Ops {
   }
 
   void linear_forward(float* out, const float* inp, const float* w, const float* b, int B, int in,
-                      int out_features) override {
-    cuda::linear_forward(cublas_, out, inp, w, b, B, in, out_features, stream_);
+                      int out_features, int64_t ld_inp) override {
+    cuda::linear_forward(cublas_, out, inp, w, b, B, in, out_features, ld_inp, stream_);
   }
   void linear_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp,
                        const float* w, int B, int in, int out_features) override {
@@ -238,9 +238,10 @@ class CudaOps final : public Ops {
   }
   void policy_head_forward(float* action, float* mu, float* log_std, float* log_pi, float* log_prob,
                            const float* raw, const float* bias, int B, int A,
-                           const PolicyHead& head, uint64_t seed, PhiloxOffset offset) override {
+                           const PolicyHead& head, uint64_t seed, PhiloxOffset offset,
+                           int64_t action_ld) override {
     cuda::policy_head_forward(action, mu, log_std, log_pi, log_prob, raw, bias, B, A, head, seed,
-                              offset, stream_);
+                              offset, action_ld, stream_);
   }
   void policy_head_backward(float* draw, const float* daction, const float* dmu,
                             const float* dlog_std, const float* dlog_pi, const float* raw, int B,
@@ -326,8 +327,8 @@ class CudaOps final : public Ops {
     cuda::mppi_init(mean, std, prev_mean, first, sh, max_std, stream_);
   }
   void mppi_sample(float* actions, const float* mean, const float* std, const MppiShape& sh,
-                   uint64_t seed, PhiloxOffset offset) override {
-    cuda::mppi_sample(actions, mean, std, sh, seed, offset, stream_);
+                   uint64_t seed, PhiloxOffset offset, float* rows_out, int64_t rows_ld) override {
+    cuda::mppi_sample(actions, mean, std, sh, seed, offset, rows_out, rows_ld, stream_);
   }
   void mppi_elites(int32_t* elite_idx, float* elite_value, const float* value,
                    const MppiShape& sh) override {

@@ -88,7 +88,7 @@ const float* last_bias(const Mlp& mlp, const float* params) {
 
 void mlp_forward(Ops& ops, const Mlp& mlp, const float* params, const float* x, int rows,
                  const MlpActs& acts, float* final_out, const Dropout& drop, LastBias last_bias,
-                 const RowLayout& final_rows) {
+                 const RowLayout& final_rows, int64_t x_ld) {
   POMPC_REQUIRE(rows >= 0 && rows <= acts.rows,
                 "%s: %d rows exceed the %d rows its workspace was sized for (raise max_rows)",
                 mlp.name.c_str(), rows, acts.rows);
@@ -101,6 +101,8 @@ void mlp_forward(Ops& ops, const Mlp& mlp, const float* params, const float* x, 
                 "writes the rows)",
                 mlp.name.c_str());
   const int G = mlp.groups;
+  POMPC_REQUIRE(x_ld == 0 || G == 1, "%s: a strided input (x_ld %lld) needs a single network",
+                mlp.name.c_str(), static_cast<long long>(x_ld));
   const size_t L = mlp.layers.size();
   const float* inp = x;
   for (size_t l = 0; l < L; ++l) {
@@ -108,17 +110,19 @@ void mlp_forward(Ops& ops, const Mlp& mlp, const float* params, const float* x, 
     const bool last = l + 1 == L;
     float* out = (last && final_out != nullptr) ? final_out : acts.out[l];
     const RowLayout out_rows = last ? final_rows : RowLayout{};
+    const int64_t ld_in = l == 0 ? x_ld : 0;
     const bool shared = (l == 0);
     if (!normed(ly)) {
       const float* bias = l + 1 == L && last_bias == LastBias::leave ? nullptr : params + ly.bias;
       if (G == 1)
-        ops.linear_forward(out, inp, params + ly.weight, bias, rows, ly.in, ly.out);
+        ops.linear_forward(out, inp, params + ly.weight, bias, rows, ly.in, ly.out, ld_in);
       else
         ops.linear_ensemble_forward(out, inp, params + ly.weight, bias, G, rows, ly.in, ly.out,
                                     shared);
     } else {
       if (G == 1)
-        ops.linear_forward(acts.pre[l], inp, params + ly.weight, nullptr, rows, ly.in, ly.out);
+        ops.linear_forward(acts.pre[l], inp, params + ly.weight, nullptr, rows, ly.in, ly.out,
+                           ld_in);
       else
         ops.linear_ensemble_forward(acts.pre[l], inp, params + ly.weight, nullptr, G, rows, ly.in,
                                     ly.out, shared);

@@ -94,11 +94,13 @@ enum class LastBias { add, leave };
 
 // out = mlp(x) at `rows` rows per head; the last layer writes to `final_out` when non-null
 // (else acts.out.back()), at the rows `final_rows` says (a last NormedLinear only: its
-// LayerNorm's RowLayout; dense by default). `drop` applies to layers with `dropout` set (p = 0:
+// LayerNorm's RowLayout; dense by default). x's rows are x_ld floats apart (0: dense; one group
+// only), e.g. z read out of [z, a] rows. `drop` applies to layers with `dropout` set (p = 0:
 // off).
 void mlp_forward(Ops& ops, const Mlp& mlp, const float* params, const float* x, int rows,
                  const MlpActs& acts, float* final_out, const Dropout& drop,
-                 LastBias last_bias = LastBias::add, const RowLayout& final_rows = {});
+                 LastBias last_bias = LastBias::add, const RowLayout& final_rows = {},
+                 int64_t x_ld = 0);
 
 // The last layer's bias in params ([groups, out]): what an op after LastBias::leave adds.
 const float* last_bias(const Mlp& mlp, const float* params);

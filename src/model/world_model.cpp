@@ -534,49 +534,62 @@ void WorldModel::reward(float* r, const float* z, const float* a, int rows) {
   reward_from_za(r, rows);
 }
 
-// work: the steps' inputs [H, rows, Z+A] (z_0 written by the caller), the trunk's last outputs
-// [2, H, rows, M] (every step's dynamics rows, then every step's reward rows), then the reward
-// logits [H, rows, K].
+// work: the steps' inputs [H + 1, rows, Z+A] (z_0 and the actions written by the caller; the
+// last slot [z_H, pi(z_H)], the Q critic's input), the trunk's last outputs [2, H, rows, M]
+// (every step's dynamics rows, then every step's reward rows), the reward logits [H, rows, K],
+// then z_H [rows, Z] alone (the V critic's input).
 size_t WorldModel::rollout_work(int H, int rows) const {
-  const size_t HR = static_cast<size_t>(H) * static_cast<size_t>(rows);
-  return HR * (static_cast<size_t>(Z_ + A_) + 2 * static_cast<size_t>(cfg_.mlp_dim) +
-               static_cast<size_t>(K_));
+  const size_t R = static_cast<size_t>(rows), Hs = static_cast<size_t>(H);
+  return R * ((Hs + 1) * static_cast<size_t>(Z_ + A_) +
+              Hs * (2 * static_cast<size_t>(cfg_.mlp_dim) + static_cast<size_t>(K_)) +
+              static_cast<size_t>(Z_));
 }
 
-// No [z, a] concatenation: one copy puts every step's actions into the a columns of its input
-// rows, and the dynamics' last LayerNorm writes z_{t+1} straight into the z columns of the next
-// step's (a RowLayout of stride Z + A). Per step the trunk writes its two heads' rows into the
-// step's slots (a RowLayout whose group stride is H slots: the reward rows of all steps end up
-// contiguous), then the dynamics' last layer turns the step's dynamics rows into z_{t+1}. After
-// the loop one GEMM and one two_hot_inv give every step's reward. The same float operations per
-// row as reward() and next().
-void WorldModel::rollout(float* r, float* z_last, const float* actions, int H, int rows,
-                         float* work) {
-  check_rows("rollout", rows, max_rows_);
-  POMPC_REQUIRE(H >= 1, "rollout: H (%d) must be >= 1", H);
+// No [z, a] concatenation: the caller wrote z_0 and the actions into the [z, a] rows, and the
+// dynamics' last LayerNorm writes z_{t+1} straight into the z columns of the next step's (a
+// RowLayout of stride Z + A). Per step the trunk writes its two heads' rows into the step's slots
+// (a RowLayout whose group stride is H slots: the reward rows of all steps end up contiguous),
+// then the dynamics' last layer turns the step's dynamics rows into z_{t+1}. After the loop one
+// GEMM and one two_hot_inv give every step's reward, and the value: for a Q critic the policy
+// reads z_H out of the last slot's rows and writes its action beside it, and the Q pair reads
+// those rows. The same float operations per row as reward(), next(), pi() and Q() / V().
+void WorldModel::rollout_terms(float* terms, int H, int rows, uint64_t seed, PhiloxOffset offset,
+                               float* work) {
+  check_rows("rollout_terms", rows, max_rows_);
+  POMPC_REQUIRE(H >= 1, "rollout_terms: H (%d) must be >= 1", H);
   const int M = cfg_.mlp_dim, ZA = Z_ + A_;
   const size_t slot = static_cast<size_t>(rows) * M, HR = static_cast<size_t>(H) * rows;
   const size_t za_slot = static_cast<size_t>(rows) * ZA;
   const float* params = model_set_.params + dr_offset_;
-  float* const za = work;                         // [H, rows, Z+A]
-  float* const h_dynamics = za + H * za_slot;     // [H, rows, M]
-  float* const h_reward = h_dynamics + H * slot;  // [H, rows, M]
-  float* const logits = h_reward + H * slot;      // [H, rows, K]
+  float* const za = work;                            // [H + 1, rows, Z+A]
+  float* const h_dynamics = za + (H + 1) * za_slot;  // [H, rows, M]
+  float* const h_reward = h_dynamics + H * slot;     // [H, rows, M]
+  float* const logits = h_reward + H * slot;         // [H, rows, K]
+  float* const z_alone = logits + HR * K_;           // [rows, Z]
+  const bool q_critic = cfg_.critic == Critic::q;
   const RowLayout trunk_rows{M, static_cast<int64_t>(H * slot)};
-  ops_.copy_rows(za + Z_, ZA, actions, A_, static_cast<int>(HR), A_);
   for (int t = 0; t < H; ++t) {
     mlp_forward(ops_, trunk_, params, za + t * za_slot, rows, infer_.trunk, h_dynamics + t * slot,
                 Dropout{}, LastBias::add, trunk_rows);
-    const bool last = t + 1 == H;  // z_H to z_last, the others into the next step's z columns
+    const bool dense = t + 1 == H && !q_critic;  // z_H for the V critic: its own rows
     mlp_forward(ops_, dynamics_tail_, params, h_dynamics + t * slot, rows, infer_.dynamics_tail,
-                last ? z_last : za + (t + 1) * za_slot, Dropout{}, LastBias::add,
-                last ? RowLayout{} : RowLayout{ZA, 0});
+                dense ? z_alone : za + (t + 1) * za_slot, Dropout{}, LastBias::add,
+                dense ? RowLayout{} : RowLayout{ZA, 0});
   }
   // The reward's last layer (one Linear, its bias left to two_hot_inv) on all H steps' rows.
   const Layer& head = reward_tail_.layers[0];
   ops_.linear_forward(logits, h_reward, params + head.weight, nullptr, static_cast<int>(HR), M, K_);
-  ops_.two_hot_inv_forward(r, logits, last_bias(reward_tail_, params), static_cast<int>(HR),
+  ops_.two_hot_inv_forward(terms, logits, last_bias(reward_tail_, params), static_cast<int>(HR),
                            cfg_.bins());
+  // The bootstrap value (WorldModelLatent::value's draws: the action at offset, the pair at + 1).
+  float* const v = terms + HR;
+  if (!q_critic) {
+    critic_heads(v, z_alone, rows, QMode::avg, false, seed, offset + 1);
+    return;
+  }
+  float* const za_H = za + H * za_slot;
+  pi_rows(za_H + Z_, ZA, za_H, ZA, rows, seed, offset);
+  critic_heads(v, za_H, rows, QMode::avg, false, seed, offset + 1);
 }
 
 void WorldModel::next_from_za(float* z_next, int rows) {
@@ -595,10 +608,17 @@ void WorldModel::reward_from_za(float* r, int rows) {
 void WorldModel::pi(float* action, float* mu, float* log_std, float* log_pi, const float* z,
                     int rows, uint64_t seed, PhiloxOffset offset) {
   check_rows("pi", rows, max_rows_);
-  mlp_forward(ops_, pi_, pi_set_.params, z, rows, infer_.pi, nullptr, Dropout{}, LastBias::leave);
+  pi_rows(action, 0, z, 0, rows, seed, offset, mu, log_std, log_pi);
+}
+
+void WorldModel::pi_rows(float* action, int64_t action_ld, const float* z, int64_t z_ld, int rows,
+                         uint64_t seed, PhiloxOffset offset, float* mu, float* log_std,
+                         float* log_pi) {
+  mlp_forward(ops_, pi_, pi_set_.params, z, rows, infer_.pi, nullptr, Dropout{}, LastBias::leave,
+              RowLayout{}, z_ld);
   ops_.policy_head_forward(action, mu, log_std, log_pi, nullptr, infer_.pi.out.back(),
                            last_bias(pi_, pi_set_.params), rows, A_,
-                           cfg_.policy_head(explore_head_), seed, offset);
+                           cfg_.policy_head(explore_head_), seed, offset, action_ld);
 }
 
 void WorldModel::Q(float* out, const float* z, const float* a, int rows, QMode mode, bool target,

@@ -38,21 +38,21 @@
 //   encode(z [rows, Z], obs [rows, O])
 //   next(z_next [rows, Z], z, a [rows, A])              z_next may alias z (in-place rollout)
 //   reward(r [rows], z, a)                              two_hot_inv of the reward logits
-//   rollout(r [H, rows], z_last [rows, Z], actions [H, rows, A], H, work)
-//                                                       from z_0 (in work: [rows, Z] at rows of
-//                                                       stride Z + A from its start, written by
-//                                                       the caller), for t < H: r[t] =
+//   rollout_terms(terms [H + 1, rows], H, seed, offset, work)
+//                                                       the planner's rollouts: from z_0 with
+//                                                       actions a_t, both written by the caller
+//                                                       into work's [z, a] rows (row i of z_0
+//                                                       at i (Z+A), of a_t at (t rows + i)
+//                                                       (Z+A) + Z), for t < H: terms[t] =
 //                                                       reward(z_t, a_t), z_{t+1} = next(z_t,
-//                                                       a_t); z_last = z_H; z_0 is left as it
-//                                                       was. One copy of the actions, then per
-//                                                       step one pass of the dynamics' and
-//                                                       reward's stacked first two layers (the
-//                                                       trunk) and the dynamics' last layer,
-//                                                       no concatenation; the reward's last
-//                                                       layer and two_hot_inv once for all H
-//                                                       steps. work: rollout_work(H, rows)
-//                                                       floats. Bit for bit reward() and next()
-//                                                       on the reference backend and emulated
+//                                                       a_t); terms[H] = avg2 Q(z_H, a ~
+//                                                       pi(z_H)) (pi at offset, the pair at
+//                                                       offset + 1), or avg2 V(z_H). No [z, a]
+//                                                       concatenation; the reward's last layer
+//                                                       and two_hot_inv once for all H steps.
+//                                                       work: rollout_work(H, rows) floats. Bit
+//                                                       for bit those calls on the reference
+//                                                       backend and emulated
 //   pi(action [rows, A], mu, log_std [rows, A], log_pi [rows], z, seed, offset)
 //                                                       mu / log_std / log_pi may be null;
 //                                                       noise eps[r, j] = philox_normal(seed,
@@ -251,8 +251,8 @@ class WorldModel {
   void next(float* z_next, const float* z, const float* a, int rows);
   void reward(float* r, const float* z, const float* a, int rows);
   size_t rollout_work(int H, int rows) const;
-  int64_t rollout_start_ld() const { return Z_ + A_; }  // z_0's row stride in rollout's work
-  void rollout(float* r, float* z_last, const float* actions, int H, int rows, float* work);
+  void rollout_terms(float* terms, int H, int rows, uint64_t seed, PhiloxOffset offset,
+                     float* work);
   void pi(float* action, float* mu, float* log_std, float* log_pi, const float* z, int rows,
           uint64_t seed, PhiloxOffset offset);
   void Q(float* out, const float* z, const float* a, int rows, QMode mode, bool target,
@@ -461,6 +461,10 @@ class WorldModel {
   void next_from_za(float* z_next, int rows);
   void critic_heads(float* out, const float* in, int rows, QMode mode, bool target, uint64_t seed,
                     PhiloxOffset offset);
+  // pi() on z rows of stride z_ld, the action written at rows of stride action_ld (0: dense).
+  void pi_rows(float* action, int64_t action_ld, const float* z, int64_t z_ld, int rows,
+               uint64_t seed, PhiloxOffset offset, float* mu = nullptr, float* log_std = nullptr,
+               float* log_pi = nullptr);
   // The pi step evaluates Qbar(z, a): for the Q term, or for the intermediate prior (S_Q scales
   // beta); its gradient reaches a through the Q term and the intermediate prior's reverse KL.
   bool pi_needs_qbar() const;

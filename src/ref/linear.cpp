@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "common.h"
+#include "op_types.h"  // check_ld_inp
 #include "ref/gemm.h"
 
 namespace pompc::ref {
@@ -47,10 +48,11 @@ void add_column_sums(T* dst, const T* src, int rows, int cols) {
 
 template <typename T>
 void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int B, int in,
-                    int out_features) {
+                    int out_features, int64_t ld_inp) {
   check_sizes("linear_forward", B, in, out_features);
+  const int lda = check_ld_inp("linear_forward", ld_inp, in);
   // out[B, out] = inp[B, in] * weight[out, in]^T, then + bias
-  gemm<T>(false, true, B, out_features, in, T(1), inp, in, weight, in, T(0), out, out_features);
+  gemm<T>(false, true, B, out_features, in, T(1), inp, lda, weight, in, T(0), out, out_features);
   add_bias(out, bias, B, out_features);
 }
 
@@ -115,7 +117,7 @@ void linear_ensemble_backward(T* dinp, T* dweight, T* dbias, const T* dout, cons
 #define POMPC_INSTANTIATE_LINEAR(T)                                                              \
   template void add_bias<T>(T*, const T*, int, int);                                             \
   template void add_column_sums<T>(T*, const T*, int, int);                                      \
-  template void linear_forward<T>(T*, const T*, const T*, const T*, int, int, int);              \
+  template void linear_forward<T>(T*, const T*, const T*, const T*, int, int, int, int64_t);     \
   template void linear_backward<T>(T*, T*, T*, const T*, const T*, const T*, int, int, int);     \
   template void linear_ensemble_forward<T>(T*, const T*, const T*, const T*, int, int, int, int, \
                                            bool);                                                \

@@ -16,6 +16,8 @@
 // Shapes (SPEC letters; `in` / `out` are the layer's fan-in / fan-out, e.g. Z + A -> M, M -> K)
 //   inp [B, in] (or [Qn, B, in]), weight [out, in] ([Qn, out, in]), bias [out] ([Qn, out]),
 //   out [B, out] ([Qn, B, out]). B is any row count (batch B, B*H, planner N, ...).
+//   linear_forward's inp rows may be strided: ld_inp >= in (0: dense), e.g. the latent z read
+//   out of [z, a] rows; the GEMM's arithmetic does not depend on it.
 //
 // Overwritten / accumulated
 //   forward: `out` is overwritten. bias may be nullptr (no bias: NormedLinear passes its bias to
@@ -35,7 +37,7 @@ namespace pompc::ref {
 
 template <typename T>
 void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int B, int in,
-                    int out_features);
+                    int out_features, int64_t ld_inp = 0);
 
 template <typename T>
 void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,

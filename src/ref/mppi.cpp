@@ -26,19 +26,24 @@ void mppi_init(float* mean, float* std, const float* prev_mean, const uint8_t* f
 }
 
 void mppi_sample(float* actions, const float* mean, const float* std, const MppiShape& sh,
-                 uint64_t seed, uint64_t offset) {
+                 uint64_t seed, uint64_t offset, float* rows_out, int64_t rows_ld) {
   check_mppi_shape("mppi_sample", sh);
+  check_sample_rows("mppi_sample", sh, rows_out, rows_ld);
 #pragma omp parallel for collapse(2) schedule(static) if (int64_t{sh.S} * sh.H * sh.N * sh.A > 65536)
   for (int t = 0; t < sh.H; ++t)
     for (int s = 0; s < sh.S; ++s)
-      for (int n = sh.P; n < sh.N; ++n)
+      for (int n = 0; n < sh.N; ++n) {
+        const int64_t row = (static_cast<int64_t>(t) * sh.S + s) * sh.N + n;
         for (int j = 0; j < sh.A; ++j) {
-          const int64_t ms = (static_cast<int64_t>(s) * sh.H + t) * sh.A + j;
-          const uint64_t i = ((static_cast<uint64_t>(s) * sh.H + t) * sh.N + n) * sh.A + j;
-          const float a = mean[ms] + std[ms] * philox_normal(seed, offset, i);
-          actions[((static_cast<int64_t>(t) * sh.S + s) * sh.N + n) * sh.A + j] =
-              std::min(1.0f, std::max(-1.0f, a));
+          if (n >= sh.P) {
+            const int64_t ms = (static_cast<int64_t>(s) * sh.H + t) * sh.A + j;
+            const uint64_t i = ((static_cast<uint64_t>(s) * sh.H + t) * sh.N + n) * sh.A + j;
+            const float a = mean[ms] + std[ms] * philox_normal(seed, offset, i);
+            actions[row * sh.A + j] = std::min(1.0f, std::max(-1.0f, a));
+          }
+          if (rows_out != nullptr) rows_out[row * rows_ld + j] = actions[row * sh.A + j];
         }
+      }
 }
 
 void mppi_elites(int32_t* elite_idx, float* elite_value, const float* value, const MppiShape& sh) {

@@ -7,7 +7,9 @@
 //                 (the warm start: the last step stays 0)
 //   mppi_sample:  actions[t, s, n] = clamp(mean[s, t] + std[s, t] * eps, -1, 1) for n >= P;
 //                 eps = philox_normal(seed, offset, ((s * H + t) * N + n) * A + j). Columns n < P
-//                 (the policy trajectories) are left as they are.
+//                 (the policy trajectories) are left as they are. With rows_out (the world
+//                 model's rollout input rows), every column's a[t, s, n] is also written at
+//                 rows_out + ((t S + s) N + n) rows_ld (rows_ld >= A), the policy's copied.
 //   mppi_elites:  v = value with NaN -> 0; the E largest, ties to the lower index (an exact top-k,
 //                 identical on both backends); writes their indices (descending value) and values
 //   mppi_update:  score_e = exp(temperature (v_e - max v)) / sum; mean = sum_e score_e a_e;
@@ -38,7 +40,7 @@ namespace pompc::ref {
 void mppi_init(float* mean, float* std, const float* prev_mean, const uint8_t* first,
                const MppiShape& sh, float max_std);
 void mppi_sample(float* actions, const float* mean, const float* std, const MppiShape& sh,
-                 uint64_t seed, uint64_t offset);
+                 uint64_t seed, uint64_t offset, float* rows_out = nullptr, int64_t rows_ld = 0);
 void mppi_elites(int32_t* elite_idx, float* elite_value, const float* value, const MppiShape& sh);
 void mppi_update(float* mean, float* std, float* score, const float* actions,
                  const int32_t* elite_idx, const float* elite_value, const MppiShape& sh,

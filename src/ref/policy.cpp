@@ -94,7 +94,8 @@ ClampedElem<T> clamped_element(const T* raw, int A, int b, int j, const PolicyHe
 
 template <typename T>
 void clamped_forward(T* action, T* mu, T* log_std, T* log_pi, T* log_prob, const T* raw, int B,
-                     int A, const PolicyHead& head, uint64_t seed, uint64_t offset) {
+                     int A, const PolicyHead& head, uint64_t seed, uint64_t offset,
+                     int64_t action_ld) {
   const T c = static_cast<T>(kHalfLog2Pi);
 #pragma omp parallel for schedule(static) if (int64_t{B} * A > 4096)
   for (int b = 0; b < B; ++b) {
@@ -103,7 +104,7 @@ void clamped_forward(T* action, T* mu, T* log_std, T* log_pi, T* log_prob, const
       const ClampedElem<T> el = clamped_element(raw, A, b, j, head, seed, offset);
       const int64_t i = static_cast<int64_t>(b) * A + j;
       // torch.clamp: NaN stays NaN (no fmin/fmax)
-      action[i] = el.u < T(-1) ? T(-1) : (el.u > T(1) ? T(1) : el.u);
+      action[b * action_ld + j] = el.u < T(-1) ? T(-1) : (el.u > T(1) ? T(1) : el.u);
       if (mu != nullptr) mu[i] = el.m;
       if (log_std != nullptr) log_std[i] = el.ls;
       lp += T(-0.5) * el.e * el.e - el.ls - c;
@@ -141,15 +142,17 @@ void clamped_backward(T* draw, const T* daction, const T* dmu, const T* dlog_std
 template <typename T>
 void policy_head_forward(T* action, T* mu, T* log_std, T* log_pi, T* log_prob, const T* raw,
                          const T* bias, int B, int A, const PolicyHead& head, uint64_t seed,
-                         uint64_t offset) {
+                         uint64_t offset, int64_t action_ld) {
   check_args("policy_head_forward", B, A, head);
+  action_ld = check_action_ld("policy_head_forward", action_ld, A);
   std::vector<T> biased;  // raw + bias, as linear_forward would have left it
   if (bias != nullptr) {
     biased = with_bias(raw, bias, B, 2 * A);
     raw = biased.data();
   }
   if (head.form == PolicyForm::clamped) {
-    clamped_forward(action, mu, log_std, log_pi, log_prob, raw, B, A, head, seed, offset);
+    clamped_forward(action, mu, log_std, log_pi, log_prob, raw, B, A, head, seed, offset,
+                    action_ld);
     return;
   }
   const T c = static_cast<T>(kHalfLog2Pi);
@@ -159,7 +162,7 @@ void policy_head_forward(T* action, T* mu, T* log_std, T* log_pi, T* log_prob, c
     for (int j = 0; j < A; ++j) {
       const Elem<T> el = element(raw, A, b, j, head, seed, offset);
       const int64_t i = static_cast<int64_t>(b) * A + j;
-      action[i] = el.a;
+      action[b * action_ld + j] = el.a;
       if (mu != nullptr) mu[i] = std::tanh(raw[static_cast<int64_t>(b) * 2 * A + j]);
       if (log_std != nullptr) log_std[i] = el.ls;
       const T r = T(-0.5) * el.e * el.e - el.ls;
@@ -260,7 +263,7 @@ void policy_log_ratio(T* out, const T* raw, const T* raw_prior, int B, int A,
 
 #define POMPC_INSTANTIATE_POLICY(T)                                                                \
   template void policy_head_forward<T>(T*, T*, T*, T*, T*, const T*, const T*, int, int,           \
-                                       const PolicyHead&, uint64_t, uint64_t);                     \
+                                       const PolicyHead&, uint64_t, uint64_t, int64_t);            \
   template void policy_head_backward<T>(T*, const T*, const T*, const T*, const T*, const T*, int, \
                                         int, const PolicyHead&, uint64_t, uint64_t);               \
   template void policy_log_ratio<T>(T*, const T*, const T*, int, int, const PolicyHead&, uint64_t, \

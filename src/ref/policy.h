@@ -60,7 +60,8 @@
 //   before the clamp (exact for actions inside the box; BMPC's own log_pi ignores the clamp
 //   too). Forward only (the target has no gradient); out [B] overwritten.
 //
-// Shapes: raw / draw [B, 2A]; action, mu, log_std (and their gradients) [B, A];
+// Shapes: raw / draw [B, 2A]; action, mu, log_std (and their gradients) [B, A] (the forward's
+//   action at rows of stride action_ld >= A when non-zero: a written beside z in [z, a] rows);
 //   log_pi, log_prob, dlog_pi [B]. B is any row count (batch B, B * (H+1), planner P, ...);
 //   A in {1, 6, 21, 38} on the DMC tasks.
 //
@@ -84,7 +85,7 @@ namespace pompc::ref {
 template <typename T>
 void policy_head_forward(T* action, T* mu, T* log_std, T* log_pi, T* log_prob, const T* raw,
                          const T* bias, int B, int A, const PolicyHead& head, uint64_t seed,
-                         uint64_t offset);
+                         uint64_t offset, int64_t action_ld = 0);
 
 template <typename T>
 void policy_head_backward(T* draw, const T* daction, const T* dmu, const T* dlog_std,

@@ -73,8 +73,8 @@ class RefOps final : public Ops {
   }
 
   void linear_forward(float* out, const float* inp, const float* w, const float* b, int B, int in,
-                      int out_features) override {
-    ref::linear_forward(out, inp, w, b, B, in, out_features);
+                      int out_features, int64_t ld_inp) override {
+    ref::linear_forward(out, inp, w, b, B, in, out_features, ld_inp);
   }
   void linear_backward(float* dinp, float* dw, float* db, const float* dout, const float* inp,
                        const float* w, int B, int in, int out_features) override {
@@ -188,9 +188,10 @@ class RefOps final : public Ops {
   }
   void policy_head_forward(float* action, float* mu, float* log_std, float* log_pi, float* log_prob,
                            const float* raw, const float* bias, int B, int A,
-                           const PolicyHead& head, uint64_t seed, PhiloxOffset offset) override {
+                           const PolicyHead& head, uint64_t seed, PhiloxOffset offset,
+                           int64_t action_ld) override {
     ref::policy_head_forward(action, mu, log_std, log_pi, log_prob, raw, bias, B, A, head, seed,
-                             offset.resolve());
+                             offset.resolve(), action_ld);
   }
   void policy_head_backward(float* draw, const float* daction, const float* dmu,
                             const float* dlog_std, const float* dlog_pi, const float* raw, int B,
@@ -276,8 +277,8 @@ class RefOps final : public Ops {
     ref::mppi_init(mean, std, prev_mean, first, sh, max_std);
   }
   void mppi_sample(float* actions, const float* mean, const float* std, const MppiShape& sh,
-                   uint64_t seed, PhiloxOffset offset) override {
-    ref::mppi_sample(actions, mean, std, sh, seed, offset.resolve());
+                   uint64_t seed, PhiloxOffset offset, float* rows_out, int64_t rows_ld) override {
+    ref::mppi_sample(actions, mean, std, sh, seed, offset.resolve(), rows_out, rows_ld);
   }
   void mppi_elites(int32_t* elite_idx, float* elite_value, const float* value,
                    const MppiShape& sh) override {
