@@ -141,7 +141,7 @@ void WorldModel::build_layout() {
   encoder_ = make_mlp("_encoder.state", 1, enc);
   // Dynamics and reward: the same first two layers' shapes on the same input [z, a], so their
   // parameters are stacked as a two-head ensemble, the trunk (head 0 dynamics, head 1 reward),
-  // which rollout runs once for both; then the dynamics' last layer, then the reward's. Each
+  // which rollout_terms runs once for both; then the dynamics' last layer, then the reward's. Each
   // module's layers point into that region (offsets from dr_offset_).
   trunk_ = make_mlp("_dynamics|_reward", 2, {layer(ZA, M, Act::mish), layer(M, M, Act::mish)});
   dynamics_tail_ = shifted(make_mlp("_dynamics", 1, {layer(M, Z_, Act::simnorm)}), trunk_.floats);

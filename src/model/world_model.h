@@ -14,8 +14,8 @@
 //   aligned (zero gaps between them, mlp.h; checkpoints store the tensors without the gaps):
 //   model     encoder | dynamics, reward | Qs    (one Adam: the encoder's group at lr *
 //             enc_lr_scale, the rest at lr; eps 1e-8); the Qs part starts at q_offset();
-//             dynamics' and reward's first two layers stacked as a two-head ensemble (rollout
-//             runs them as one), then the dynamics' last layer, then the reward's
+//             dynamics' and reward's first two layers stacked as a two-head ensemble
+//             (rollout_terms runs them as one), then the dynamics' last layer, then the reward's
 //   pi        pi                                 (its own Adam: lr, eps 1e-5)
 //   target_q  the target Qs, the same layout as the model buffer's Qs part
 //   prior     pi_psi, prior=learned only         (its own Adam: lr, eps 1e-5)
@@ -435,7 +435,7 @@ class WorldModel {
   struct InferenceBuffers {          // max_rows rows
     MlpActs encoder, dynamics, reward, pi, qs;  // qs: every head (QMode::all)
     MlpActs pair_qs;                            // the picked pair (QMode::min / avg)
-    MlpActs trunk;                              // [2, rows, M] per layer (rollout)
+    MlpActs trunk;                              // [2, rows, M] per layer (rollout_terms)
     MlpActs dynamics_tail;                      // the dynamics' last layer's buffers
     CriticPair pair;
     float* za = nullptr;  // [rows, Z+A]
@@ -489,7 +489,7 @@ class WorldModel {
   // Modules (layouts) and where they live in the parameter buffers.
   Mlp encoder_, dynamics_, reward_, pi_, qs_, prior_;
   // Dynamics' and reward's first two layers as one two-head ensemble (their stacked parameters)
-  // and each one's last layer alone: what rollout runs (build_layout).
+  // and each one's last layer alone: what rollout_terms runs (build_layout).
   Mlp trunk_, dynamics_tail_, reward_tail_;
   Mlp pair_;                // qs_'s layout with two heads (CriticPair)
   PairGather pair_gather_;  // qs_ -> pair_, tensor by tensor
