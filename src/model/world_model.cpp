@@ -535,21 +535,22 @@ void WorldModel::reward(float* r, const float* z, const float* a, int rows) {
 }
 
 // work: the steps' inputs [H + 1, rows, Z+A] (z_0 and the actions written by the caller; the
-// last slot [z_H, pi(z_H)], the Q critic's input), the trunk's last outputs [2, H, rows, M]
-// (every step's dynamics rows, then every step's reward rows), the reward logits [H, rows, K],
-// then z_H [rows, Z] alone (the V critic's input).
+// last slot [z_H, pi(z_H)], the Q critic's input), the trunk's last outputs (the current step's
+// dynamics rows [rows, M], then every step's reward rows [H, rows, M]), the reward logits
+// [H, rows, K], then z_H [rows, Z] alone (the V critic's input).
 size_t WorldModel::rollout_work(int H, int rows) const {
   const size_t R = static_cast<size_t>(rows), Hs = static_cast<size_t>(H);
-  return R * ((Hs + 1) * static_cast<size_t>(Z_ + A_) +
-              Hs * (2 * static_cast<size_t>(cfg_.mlp_dim) + static_cast<size_t>(K_)) +
-              static_cast<size_t>(Z_));
+  return R *
+         ((Hs + 1) * static_cast<size_t>(Z_ + A_) + (Hs + 1) * static_cast<size_t>(cfg_.mlp_dim) +
+          Hs * static_cast<size_t>(K_) + static_cast<size_t>(Z_));
 }
 
 // No [z, a] concatenation: the caller wrote z_0 and the actions into the [z, a] rows, and the
 // dynamics' last LayerNorm writes z_{t+1} straight into the z columns of the next step's (a
-// RowLayout of stride Z + A). Per step the trunk writes its two heads' rows into the step's slots
-// (a RowLayout whose group stride is H slots: the reward rows of all steps end up contiguous),
-// then the dynamics' last layer turns the step's dynamics rows into z_{t+1}. After the loop one
+// RowLayout of stride Z + A). Per step the trunk writes its dynamics rows into one slot and its
+// reward rows into the step's slot after it (a RowLayout whose group stride is t + 1 slots: the
+// reward rows of all steps end up contiguous), then the dynamics' last layer turns the dynamics
+// rows into z_{t+1}. After the loop one
 // GEMM and one two_hot_inv give every step's reward, and the value: for a Q critic the policy
 // reads z_H out of the last slot's rows and writes its action beside it, and the Q pair reads
 // those rows. The same float operations per row as reward(), next(), pi() and Q() / V().
@@ -562,17 +563,17 @@ void WorldModel::rollout_terms(float* terms, int H, int rows, uint64_t seed, Phi
   const size_t za_slot = static_cast<size_t>(rows) * ZA;
   const float* params = model_set_.params + dr_offset_;
   float* const za = work;                            // [H + 1, rows, Z+A]
-  float* const h_dynamics = za + (H + 1) * za_slot;  // [H, rows, M]
-  float* const h_reward = h_dynamics + H * slot;     // [H, rows, M]
+  float* const h_dynamics = za + (H + 1) * za_slot;  // [rows, M]
+  float* const h_reward = h_dynamics + slot;         // [H, rows, M]
   float* const logits = h_reward + H * slot;         // [H, rows, K]
   float* const z_alone = logits + HR * K_;           // [rows, Z]
   const bool q_critic = cfg_.critic == Critic::q;
-  const RowLayout trunk_rows{M, static_cast<int64_t>(H * slot)};
   for (int t = 0; t < H; ++t) {
-    mlp_forward(ops_, trunk_, params, za + t * za_slot, rows, infer_.trunk, h_dynamics + t * slot,
-                Dropout{}, LastBias::add, trunk_rows);
+    const RowLayout trunk_rows{M, static_cast<int64_t>((t + 1) * slot)};  // reward: slot t
+    mlp_forward(ops_, trunk_, params, za + t * za_slot, rows, infer_.trunk, h_dynamics, Dropout{},
+                LastBias::add, trunk_rows);
     const bool dense = t + 1 == H && !q_critic;  // z_H for the V critic: its own rows
-    mlp_forward(ops_, dynamics_tail_, params, h_dynamics + t * slot, rows, infer_.dynamics_tail,
+    mlp_forward(ops_, dynamics_tail_, params, h_dynamics, rows, infer_.dynamics_tail,
                 dense ? z_alone : za + (t + 1) * za_slot, Dropout{}, LastBias::add,
                 dense ? RowLayout{} : RowLayout{ZA, 0});
   }
