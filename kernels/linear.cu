@@ -125,7 +125,7 @@ void linear_forward(cublasHandle_t h, float* out, const float* inp, const float*
                     const float* bias, int B, int in, int out_features, int64_t ld_inp,
                     cudaStream_t stream) {
   check_sizes("linear_forward", B, in, out_features);
-  const int lda = check_ld_inp("linear_forward", ld_inp, in);
+  const int lda = resolve_row_stride("linear_forward", "input", ld_inp, in);
   gemm(h, false, true, B, out_features, in, 1.0f, inp, lda, weight, in, 0.0f, out, out_features);
   if (bias) add_bias(out, bias, 1, B, out_features, stream);
 }

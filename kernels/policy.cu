@@ -299,7 +299,7 @@ void policy_head_forward(float* action, float* mu, float* log_std, float* log_pi
                          uint64_t seed, PhiloxOffset offset, int64_t action_ld,
                          cudaStream_t stream) {
   check("policy_head_forward", B, A, head);
-  const int64_t ld = check_action_ld("policy_head_forward", action_ld, A);
+  const int64_t ld = resolve_row_stride("policy_head_forward", "action", action_ld, A);
   const RowBlock rb = row_block(A);
   if (head.form == PolicyForm::clamped) {
     LAUNCH(policy_head_clamped_forward_kernel, ceil_div(B, rb.rows), dim3(rb.tx, rb.rows), 0,

@@ -56,8 +56,9 @@ struct RowLayout {
   int64_t ld = 0;            // floats from a row to the next within a group (0: C)
   int64_t group_stride = 0;  // floats from a group's first row to the next group's (0: dense)
 
+  POMPC_HD int64_t row_stride(int C) const { return ld != 0 ? ld : C; }
   POMPC_HD int64_t row(int64_t r, int per_group, int C) const {
-    const int64_t l = ld != 0 ? ld : C;
+    const int64_t l = row_stride(C);
     const int64_t gs = group_stride != 0 ? group_stride : per_group * l;
     return (r / per_group) * gs + (r % per_group) * l;
   }
@@ -68,19 +69,20 @@ inline void check_row_layout(const char* who, const RowLayout& o, int rows, int 
   POMPC_REQUIRE(o.ld == 0 || o.ld >= C, "%s: the output row stride (%lld) must be 0 or >= C (%d)",
                 who, static_cast<long long>(o.ld), C);
   const int per_group = groups > 0 && rows > 0 ? rows / groups : 1;
-  const int64_t l = o.ld != 0 ? o.ld : C;
+  const int64_t l = o.row_stride(C);
   POMPC_REQUIRE(o.group_stride == 0 || groups <= 1 || o.group_stride >= (per_group - 1) * l + C,
                 "%s: the output group stride (%lld) must be 0 or leave room for a group's %d rows "
                 "of stride %lld",
                 who, static_cast<long long>(o.group_stride), per_group, static_cast<long long>(l));
 }
 
-// A Linear input's row stride: 0 (dense: in) or >= in, within a GEMM's int. Returns the stride.
-inline int check_ld_inp(const char* who, int64_t ld_inp, int in) {
-  POMPC_REQUIRE(ld_inp == 0 || (ld_inp >= in && ld_inp <= INT32_MAX),
-                "%s: the input row stride (%lld) must be 0 or in [in = %d, 2^31)", who,
-                static_cast<long long>(ld_inp), in);
-  return ld_inp == 0 ? in : static_cast<int>(ld_inp);
+// A row-stride argument (linear_forward's input, policy_head_forward's action): 0 (dense: cols)
+// or in [cols, 2^31) (a GEMM's int ld). Returns the stride.
+inline int resolve_row_stride(const char* who, const char* what, int64_t ld, int cols) {
+  POMPC_REQUIRE(ld == 0 || (ld >= cols && ld <= INT32_MAX),
+                "%s: the %s row stride (%lld) must be 0 or in [%d, 2^31)", who, what,
+                static_cast<long long>(ld), cols);
+  return ld == 0 ? cols : static_cast<int>(ld);
 }
 
 // ---- losses' glue (src/ref/loss.h) -------------------------------------------------------------
@@ -196,14 +198,6 @@ struct PolicyHead {
   // clamp(tanh(mean) + std eps, -1, 1), log_pi = A * Gaussian log-prob (entropy_form ignored)
   PolicyForm form = PolicyForm::squashed;
 };
-
-// policy_head_forward's action row stride: 0 (dense: A) or >= A. Returns the stride.
-inline int64_t check_action_ld(const char* who, int64_t action_ld, int A) {
-  POMPC_REQUIRE(action_ld == 0 || action_ld >= A,
-                "%s: the action row stride (%lld) must be 0 or >= A (%d)", who,
-                static_cast<long long>(action_ld), A);
-  return action_ld == 0 ? A : action_ld;
-}
 
 // ---- policy-prior divergences (src/ref/prior.h) ------------------------------------------------
 

@@ -65,12 +65,12 @@ class LatentModel {
   // then value(z_H) with (seed, offset). It leaves z_0 and the actions as they were. A model may
   // share work between the steps (WorldModelLatent: no [z, a] concatenations, the reward's last
   // layer once for all H); the results must equal these calls'.
-  virtual size_t rollout_work(int H, int rows) const {
-    return size_t(rows) * (3 * size_t(latent_dim()) + size_t(H) * size_t(action_dim()));
-  }
   virtual RolloutRows rollout_rows(int H, int rows) const {
     (void)H;  // z_0, two latents, then the actions [H, rows, A]
     return RolloutRows{0, latent_dim(), 3 * size_t(rows) * latent_dim(), action_dim()};
+  }
+  virtual size_t rollout_work(int H, int rows) const {
+    return rollout_rows(H, rows).actions + size_t(H) * size_t(rows) * size_t(action_dim());
   }
   virtual void rollout_terms(int H, int rows, uint64_t seed, PhiloxOffset offset, float* terms,
                              float* work) {

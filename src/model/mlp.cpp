@@ -113,7 +113,7 @@ void mlp_forward(Ops& ops, const Mlp& mlp, const float* params, const float* x, 
     const int64_t ld_in = l == 0 ? x_ld : 0;
     const bool shared = (l == 0);
     if (!normed(ly)) {
-      const float* bias = l + 1 == L && last_bias == LastBias::leave ? nullptr : params + ly.bias;
+      const float* bias = last && last_bias == LastBias::leave ? nullptr : params + ly.bias;
       if (G == 1)
         ops.linear_forward(out, inp, params + ly.weight, bias, rows, ly.in, ly.out, ld_in);
       else

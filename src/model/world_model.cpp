@@ -550,10 +550,10 @@ size_t WorldModel::rollout_work(int H, int rows) const {
 // RowLayout of stride Z + A). Per step the trunk writes its dynamics rows into one slot and its
 // reward rows into the step's slot after it (a RowLayout whose group stride is t + 1 slots: the
 // reward rows of all steps end up contiguous), then the dynamics' last layer turns the dynamics
-// rows into z_{t+1}. After the loop one
-// GEMM and one two_hot_inv give every step's reward, and the value: for a Q critic the policy
-// reads z_H out of the last slot's rows and writes its action beside it, and the Q pair reads
-// those rows. The same float operations per row as reward(), next(), pi() and Q() / V().
+// rows into z_{t+1}. After the loop one GEMM and one two_hot_inv give every step's reward, and
+// the value: for a Q critic the policy reads z_H out of the last slot's rows and writes its
+// action beside it, and the Q pair reads those rows. The same float operations per row as
+// reward(), next(), pi() and Q() / V().
 void WorldModel::rollout_terms(float* terms, int H, int rows, uint64_t seed, PhiloxOffset offset,
                                float* work) {
   check_rows("rollout_terms", rows, max_rows_);

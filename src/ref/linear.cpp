@@ -5,7 +5,7 @@
 #include <cstdint>
 
 #include "common.h"
-#include "op_types.h"  // check_ld_inp
+#include "op_types.h"  // resolve_row_stride
 #include "ref/gemm.h"
 
 namespace pompc::ref {
@@ -50,7 +50,7 @@ template <typename T>
 void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int B, int in,
                     int out_features, int64_t ld_inp) {
   check_sizes("linear_forward", B, in, out_features);
-  const int lda = check_ld_inp("linear_forward", ld_inp, in);
+  const int lda = resolve_row_stride("linear_forward", "input", ld_inp, in);
   // out[B, out] = inp[B, in] * weight[out, in]^T, then + bias
   gemm<T>(false, true, B, out_features, in, T(1), inp, lda, weight, in, T(0), out, out_features);
   add_bias(out, bias, B, out_features);

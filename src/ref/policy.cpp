@@ -144,7 +144,7 @@ void policy_head_forward(T* action, T* mu, T* log_std, T* log_pi, T* log_prob, c
                          const T* bias, int B, int A, const PolicyHead& head, uint64_t seed,
                          uint64_t offset, int64_t action_ld) {
   check_args("policy_head_forward", B, A, head);
-  action_ld = check_action_ld("policy_head_forward", action_ld, A);
+  action_ld = resolve_row_stride("policy_head_forward", "action", action_ld, A);
   std::vector<T> biased;  // raw + bias, as linear_forward would have left it
   if (bias != nullptr) {
     biased = with_bias(raw, bias, B, 2 * A);
